@@ -1,0 +1,43 @@
+# vsmux developer commands. Everything runs from a local .venv that the
+# targets create on first use, so a fresh machine needs only python3 and make.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest protos check-protos bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Run the gateway on the built-in simulated cluster with a live view.
+demo: $(STAMP)
+	$(BIN)/vsmux demo
+
+## Lint, type-check and run the whole test suite.
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+## Regenerate the committed message classes from protos/.
+protos: $(STAMP)
+	$(BIN)/python -m vsmux.tools.genprotos
+
+## Run every benchmark (slow; prints tables and writes benchmarks/results/).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+from vsmux.cli.main import main
+
+raise SystemExit(main())

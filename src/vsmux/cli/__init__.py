@@ -1,0 +1,1 @@
+"""The ``vsmux`` command line."""

@@ -1,0 +1,15 @@
+"""`vsmux demo`. Not built yet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    print("vsmux demo: not built yet", file=sys.stderr)
+    return 2

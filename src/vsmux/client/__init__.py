@@ -1,0 +1,1 @@
+"""The consuming side: a VStream client, row decoding, output formats, checkpoints."""

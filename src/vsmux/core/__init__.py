@@ -1,0 +1,1 @@
+"""Synchronous, I/O-free gateway logic: each piece a small state machine."""

@@ -1,0 +1,68 @@
+"""Gateway counters and gauges, kept in one registry.
+
+Names follow vtgate's VStream metrics (vstream-semantics.md section 8), each
+labelled by keyspace, shard and tablet type. The registry is plain Python so
+``core`` and ``mux`` can update it without an exporter; the server exposes it
+to Prometheus through a collector that reads :meth:`Metrics.snapshot`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+__all__ = ["Labels", "Metrics", "Sample"]
+
+Labels = tuple[str, str, str]  # keyspace, shard, tablet type name
+
+# name -> (kind, help text). Kinds: "counter" only grows, "gauge" goes both ways.
+METRICS: dict[str, tuple[str, str]] = {
+    "VStreamsCreated": ("counter", "Shard streams started"),
+    "VStreamsCount": ("gauge", "Shard streams running now"),
+    "VStreamsLag": ("gauge", "Seconds between a shard's last event's commit and send"),
+    "VStreamsEventsStreamed": ("counter", "Events sent to clients"),
+    "VStreamsEndedWithErrors": ("counter", "Shard streams that ended with an error"),
+    "VStreamsTransactionsChunked": ("counter", "Transactions sent in chunks"),
+    "VStreamEventsDelayedBySkewAlignment": ("counter", "Waits to reduce skew"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    name: str
+    kind: str
+    help: str
+    labels: Labels
+    value: float
+
+
+class Metrics:
+    """Labelled counters and gauges, plus unlabelled gateway-wide values."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, defaultdict[Labels, float]] = {
+            name: defaultdict(float) for name in METRICS
+        }
+        # Gateway-wide values (active sessions, bytes sent, bridge depth, ...).
+        self.gateway: defaultdict[str, float] = defaultdict(float)
+
+    def add(self, name: str, labels: Labels, amount: float = 1.0) -> None:
+        self._values[name][labels] += amount
+
+    def set(self, name: str, labels: Labels, value: float) -> None:
+        self._values[name][labels] = value
+
+    def get(self, name: str, labels: Labels) -> float:
+        return self._values[name].get(labels, 0.0)
+
+    def total(self, name: str) -> float:
+        """Sum over all label sets (handy in tests and summaries)."""
+        return sum(self._values[name].values())
+
+    def snapshot(self) -> list[Sample]:
+        out = []
+        for name, series in self._values.items():
+            kind, help_text = METRICS[name]
+            for labels, value in series.items():
+                out.append(Sample(name, kind, help_text, labels, value))
+        return out

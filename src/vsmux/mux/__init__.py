@@ -1,0 +1,1 @@
+"""The Trio shell: session, shard streamers, sender. All waiting lives here."""

@@ -1,0 +1,1 @@
+"""The grpclib edge: the gateway endpoint, the asyncio<->Trio bridge, hosting."""
