@@ -1,0 +1,47 @@
+"""Hosting grpclib servers from Trio.
+
+grpclib is asyncio-only. vsmux runs one asyncio loop inside Trio with
+trio-asyncio, so the whole program is a Trio program: ``open_grpc_server``
+must be entered inside ``trio_asyncio.open_loop()``. Handlers run as asyncio
+coroutines; they enter Trio with ``trio_asyncio.trio_as_aio`` and should move
+whole batches per crossing (see ``vsmux.server.bridge``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+import trio_asyncio
+from grpclib.server import Server
+
+__all__ = ["SHUTDOWN_GRACE_SECONDS", "open_grpc_server"]
+
+# How long closing a server may wait for in-flight calls to finish before they
+# are abandoned. Sessions are cancelled first, so this is normally instant.
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+@asynccontextmanager
+async def open_grpc_server(
+    services: Sequence[Any], host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[tuple[Server, int]]:
+    """Serve ``services`` on ``host:port`` while the block runs.
+
+    Yields the server and the bound port (useful with ``port=0``). On exit,
+    normal or by cancellation, the listener is closed and open calls get up
+    to ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope.
+    """
+    server = Server(list(services))
+    await trio_asyncio.aio_as_trio(server.start)(host, port)
+    try:
+        sockets = server._server.sockets if server._server is not None else ()
+        bound = sockets[0].getsockname()[1] if sockets else port
+        yield server, bound
+    finally:
+        with trio.move_on_after(SHUTDOWN_GRACE_SECONDS) as scope:
+            scope.shield = True
+            server.close()
+            await trio_asyncio.aio_as_trio(server.wait_closed)()
