@@ -37,8 +37,11 @@ async def open_grpc_server(
     server = Server(list(services))
     await trio_asyncio.aio_as_trio(server.start)(host, port)
     try:
-        sockets = server._server.sockets if server._server is not None else ()
-        bound = sockets[0].getsockname()[1] if sockets else port
+        # grpclib keeps the asyncio server private; it is the only way to learn
+        # the port the OS chose for port=0.
+        listener: Any = server._server
+        sockets = listener.sockets if listener is not None else ()
+        bound = int(sockets[0].getsockname()[1]) if sockets else port
         yield server, bound
     finally:
         with trio.move_on_after(SHUTDOWN_GRACE_SECONDS) as scope:
