@@ -1,11 +1,32 @@
-"""Event frames: VEvents as encoded bytes plus the few header fields the gateway reads."""
+"""Event frames: VEvents as encoded bytes plus the few header fields the gateway reads.
 
+- :mod:`~vsmux.wire.frames`: :class:`Frame`, splitting and joining responses.
+- :mod:`~vsmux.wire.rename`: ``keyspace.table`` names without decoding rows.
+- :mod:`~vsmux.wire.codec`: frames to and from generated message classes.
+- :mod:`~vsmux.wire.upb`: protobuf classes from the same descriptors.
+"""
+
+from vsmux.wire.codec import decode_event, frame_of
+from vsmux.wire.errors import FrameError
 from vsmux.wire.frames import (
     Frame,
-    FrameError,
-    Header,
     encode_response,
+    pack_responses,
+    record_size,
     split_response,
 )
+from vsmux.wire.rename import rename_table
+from vsmux.wire.scan import Header
 
-__all__ = ["Frame", "FrameError", "Header", "encode_response", "split_response"]
+__all__ = [
+    "Frame",
+    "FrameError",
+    "Header",
+    "decode_event",
+    "encode_response",
+    "frame_of",
+    "pack_responses",
+    "record_size",
+    "rename_table",
+    "split_response",
+]

@@ -7,38 +7,45 @@ first use. Malformed bytes raise :class:`FrameError` and nothing else.
 
 Both ``binlogdata.VStreamResponse`` and ``vtgate.VStreamResponse`` are
 ``repeated VEvent events = 1``, so a response body is a run of
-``0x0a <varint length> <event bytes>`` records; :func:`split_response` and
-:func:`encode_response` convert between that and frames.
+``0x0a <varint length> <event bytes>`` records; :func:`split_response`,
+:func:`encode_response` and :func:`pack_responses` convert between that and
+frames.
+
+This module is the per-event hot path, so it trades a little elegance for
+fewer Python operations per event: lengths below 16 KiB are looked up rather
+than encoded, and only the type is read eagerly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
-__all__ = ["Frame", "FrameError", "Header", "encode_response", "split_response"]
+from vsmux.wire.errors import FrameError
+from vsmux.wire.scan import Header, read_type, scan_header
+from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint, read_varint
 
-
-class FrameError(ValueError):
-    """Bytes that are not a well-formed VEvent / VStreamResponse."""
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    """The VEvent fields the gateway reads, scanned from the encoded bytes."""
-
-    type: int
-    timestamp: int
-    current_time: int
-    keyspace: str
-    shard: str
-    gtid: str
+__all__ = [
+    "Frame",
+    "FrameError",
+    "Header",
+    "encode_response",
+    "pack_responses",
+    "record_size",
+    "split_response",
+]
 
 
 class Frame:
-    """One encoded VEvent and its type (a ``VEventType`` number)."""
+    """One encoded VEvent and its type (a ``VEventType`` number).
+
+    Frames are immutable by convention: operations such as
+    :func:`vsmux.wire.rename_table` return a new frame.
+    """
 
     __slots__ = ("_header", "raw", "type")
+
+    type: int
+    raw: bytes
 
     def __init__(self, type: int, raw: bytes) -> None:
         self.type = type
@@ -47,14 +54,18 @@ class Frame:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Frame:
-        """A frame for encoded VEvent bytes (reads the type field)."""
-        return cls(_read_type(raw), raw)
+        """A frame for encoded VEvent bytes (reads only the type field)."""
+        return cls(read_type(raw), raw)
 
     def header(self) -> Header:
-        """All header fields, scanned once and cached."""
-        if self._header is None:
-            self._header = _scan_header(self.raw)
-        return self._header
+        """All header fields, scanned once and cached.
+
+        Raises :class:`FrameError` if the event's top level is malformed.
+        """
+        header = self._header
+        if header is None:
+            header = self._header = scan_header(self.raw)
+        return header
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -63,103 +74,94 @@ class Frame:
         return f"Frame(type={self.type}, {len(self.raw)} bytes)"
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf):
-            raise FrameError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise FrameError("varint longer than 10 bytes")
+# RECORD_PREFIX[n] is the key and length written before an n-byte event.
+_RECORD_PREFIX: list[bytes] = [b"\x0a" + v for v in VARINT]
 
 
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+def _prefix(n: int) -> bytes:
+    return _RECORD_PREFIX[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
 
 
-def _read_type(raw: bytes) -> int:
-    # Encoders write field 1 first; fall back to a full scan otherwise.
-    if len(raw) >= 2 and raw[0] == 0x08 and raw[1] < 0x80:
-        return raw[1]
-    return _scan_header(raw).type
-
-
-def _scan_header(raw: bytes) -> Header:
-    fields: dict[int, int | bytes] = {}
-    pos = 0
-    end = len(raw)
-    while pos < end:
-        key, pos = _read_varint(raw, pos)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, pos = _read_varint(raw, pos)
-            fields[number] = value
-        elif wire_type == 2:
-            length, pos = _read_varint(raw, pos)
-            if pos + length > end:
-                raise FrameError("length-delimited field runs past the end of the event")
-            fields[number] = raw[pos : pos + length]
-            pos += length
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        else:
-            raise FrameError(f"unsupported wire type {wire_type} in field {number}")
-    if pos != end:
-        raise FrameError("field runs past the end of the event")
-
-    def num(n: int) -> int:
-        v = fields.get(n, 0)
-        if not isinstance(v, int):
-            raise FrameError(f"field {n} has the wrong wire type")
-        return v - (1 << 64) if v >= 1 << 63 else v
-
-    def text(n: int) -> str:
-        v = fields.get(n, b"")
-        if not isinstance(v, bytes):
-            raise FrameError(f"field {n} has the wrong wire type")
-        try:
-            return v.decode()
-        except UnicodeDecodeError as exc:
-            raise FrameError(f"field {n} is not valid UTF-8") from exc
-
-    return Header(num(1), num(2), num(20), text(22), text(23), text(3))
+def record_size(frame: Frame) -> int:
+    """Bytes ``frame`` takes inside an encoded VStreamResponse."""
+    return len(_prefix(len(frame.raw))) + len(frame.raw)
 
 
 def split_response(body: bytes) -> list[Frame]:
-    """Frames of an encoded VStreamResponse (either package's)."""
-    frames = []
+    """Frames of an encoded VStreamResponse (either package's), in order.
+
+    Only the response's own structure and each event's type are read here;
+    an event's other fields are checked when its header is first read.
+    """
+    if type(body) is not bytes:
+        body = bytes(body)
+    frames: list[Frame] = []
+    append = frames.append
     pos = 0
     end = len(body)
-    while pos < end:
-        key, pos = _read_varint(body, pos)
-        if key != 0x0A:
-            raise FrameError(f"unexpected field key {key} in a VStreamResponse")
-        length, pos = _read_varint(body, pos)
-        if pos + length > end:
-            raise FrameError("event runs past the end of the response")
-        frames.append(Frame.from_bytes(body[pos : pos + length]))
-        pos += length
+    try:
+        while pos < end:
+            if body[pos] != 0x0A:
+                key, _ = read_varint(body, pos)
+                raise FrameError(
+                    f"unexpected field {key >> 3} (wire type {key & 7}) in a VStreamResponse"
+                )
+            n = body[pos + 1]
+            if n < 0x80:
+                start = pos + 2
+            else:
+                n, start = read_varint(body, pos + 1)
+            pos = start + n
+            if pos > end:
+                raise FrameError("event runs past the end of the response")
+            raw = body[start:pos]
+            if n > 1 and raw[0] == 0x08 and raw[1] < 0x80:
+                append(Frame(raw[1], raw))
+            else:
+                append(Frame(read_type(raw), raw))
+    except IndexError:
+        raise FrameError("truncated VStreamResponse") from None
     return frames
 
 
 def encode_response(frames: Iterable[Frame]) -> bytes:
     """An encoded VStreamResponse holding ``frames`` in order."""
-    parts = []
+    parts: list[bytes] = []
+    append = parts.append
+    prefixes = _RECORD_PREFIX
     for frame in frames:
-        parts.append(b"\x0a")
-        parts.append(_encode_varint(len(frame.raw)))
-        parts.append(frame.raw)
+        raw = frame.raw
+        n = len(raw)
+        append(prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n))
+        append(raw)
     return b"".join(parts)
+
+
+def pack_responses(frames: Sequence[Frame], max_bytes: int) -> list[bytes]:
+    """Encoded VStreamResponse bodies holding ``frames`` in order.
+
+    Each body is at most ``max_bytes`` long, except that a frame too large to
+    fit on its own goes alone in its own body (splitting an event is not
+    possible; the client then decides whether it can take it). No frames give
+    no bodies.
+    """
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+    bodies: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    prefixes = _RECORD_PREFIX
+    for frame in frames:
+        raw = frame.raw
+        n = len(raw)
+        prefix = prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
+        size += len(prefix) + n
+        if size > max_bytes and parts:
+            bodies.append(b"".join(parts))
+            parts = []
+            size = len(prefix) + n
+        parts.append(prefix)
+        parts.append(raw)
+    if parts:
+        bodies.append(b"".join(parts))
+    return bodies

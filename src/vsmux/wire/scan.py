@@ -1,0 +1,132 @@
+"""Walking the top-level fields of an encoded VEvent without decoding it.
+
+Every loop here advances its position on each step and checks it against the
+end of the buffer, so malformed bytes end in :class:`FrameError` in a bounded
+number of steps. An ``IndexError`` from a read past the end is translated
+where it can happen (``try`` blocks cost nothing in CPython 3.11 until they
+fire).
+
+Fields follow protobuf's rules: a field with an unexpected wire type is an
+unknown field and is skipped; when a scalar field repeats, the last one wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vsmux.wire.errors import FrameError
+from vsmux.wire.varint import read_varint, to_signed
+
+__all__ = ["Header", "int32_of", "read_type", "scan_header", "skip_field"]
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The VEvent fields the gateway reads, scanned from the encoded bytes."""
+
+    type: int
+    timestamp: int
+    current_time: int
+    keyspace: str
+    shard: str
+    gtid: str
+
+
+def skip_field(buf: bytes, pos: int, end: int) -> int:
+    """The position after the field whose key starts at ``buf[pos]``."""
+    try:
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = read_varint(buf, pos)
+        wire_type = key & 7
+        if key >> 3 == 0:
+            raise FrameError("field number 0 is not valid")
+        if wire_type == 0:
+            while buf[pos] >= 0x80:
+                pos += 1
+            pos += 1
+        elif wire_type == 2:
+            length = buf[pos]
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = read_varint(buf, pos)
+            pos += length
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        else:
+            raise FrameError(f"unsupported wire type {wire_type} in field {key >> 3}")
+    except IndexError:
+        raise FrameError("truncated field") from None
+    if pos > end:
+        raise FrameError(f"field {key >> 3} runs past the end of the message")
+    return pos
+
+
+def int32_of(value: int) -> int:
+    """A decoded varint read as ``int32`` (how protobuf reads enum values)."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def read_type(raw: bytes) -> int:
+    """The ``type`` field (1) of an encoded VEvent; 0 when absent."""
+    # Encoders write fields in number order, so the type is usually the first
+    # two bytes; anything else takes the full walk.
+    if len(raw) >= 2 and raw[0] == 0x08 and raw[1] < 0x80:
+        return raw[1]
+    return scan_header(raw).type
+
+
+def _text(value: bytes, number: int) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise FrameError(f"VEvent field {number} is not valid UTF-8") from None
+
+
+def scan_header(raw: bytes) -> Header:
+    """The header fields of an encoded VEvent, checking the whole top level."""
+    type_ = timestamp = current_time = 0
+    keyspace = shard = gtid = b""
+    pos = 0
+    end = len(raw)
+    while pos < end:
+        key = raw[pos]
+        if key < 0x80:
+            start = pos + 1
+        else:
+            key, start = read_varint(raw, pos)
+        if key == 0x08:
+            value, pos = read_varint(raw, start)
+            type_ = int32_of(value)
+        elif key == 0x10:
+            value, pos = read_varint(raw, start)
+            timestamp = to_signed(value)
+        elif key == 0xA0:  # field 20, current_time
+            value, pos = read_varint(raw, start)
+            current_time = to_signed(value)
+        elif key in _TEXT_KEYS:
+            length, start = read_varint(raw, start)
+            pos = start + length
+            if pos > end:
+                raise FrameError(f"VEvent field {key >> 3} runs past the end of the event")
+            if key == 0x1A:
+                gtid = raw[start:pos]
+            elif key == 0xB2:
+                keyspace = raw[start:pos]
+            else:
+                shard = raw[start:pos]
+        else:
+            pos = skip_field(raw, pos, end)
+    return Header(
+        type_, timestamp, current_time, _text(keyspace, 22), _text(shard, 23), _text(gtid, 3)
+    )
+
+
+# gtid=3, keyspace=22, shard=23 with wire type 2.
+_TEXT_KEYS = frozenset({0x1A, 0xB2, 0xBA})

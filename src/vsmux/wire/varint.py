@@ -1,0 +1,84 @@
+"""Protobuf base-128 varints, with lookup tables for the lengths the hot path writes.
+
+Events are a few hundred bytes, so almost every length the gateway encodes is
+below 16 KiB (one or two varint bytes). Precomputing those encodings turns a
+Python loop per event into one list index.
+"""
+
+from __future__ import annotations
+
+from vsmux.wire.errors import FrameError
+
+__all__ = [
+    "TABLE_LIMIT",
+    "VARINT",
+    "encode_varint",
+    "read_varint",
+    "to_signed",
+    "varint_size",
+]
+
+_MASK64 = (1 << 64) - 1
+
+# Lengths below this have a precomputed encoding in VARINT. 2**14 is the first
+# length that needs three bytes; the tables cost about 0.6 MB.
+TABLE_LIMIT = 1 << 14
+
+
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``buf[pos:]`` and the position after it.
+
+    At most ten bytes are read (a 64-bit value); like protobuf, bits above 64
+    are dropped.
+    """
+    result = 0
+    shift = 0
+    end = len(buf)
+    while shift < 70:
+        if pos >= end:
+            raise FrameError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result & _MASK64, pos
+        shift += 7
+    raise FrameError("varint longer than 10 bytes")
+
+
+def encode_varint(value: int) -> bytes:
+    """The varint encoding of a non-negative 64-bit ``value``."""
+    if value < TABLE_LIMIT:
+        if value < 0:
+            value &= _MASK64
+        else:
+            return VARINT[value]
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def varint_size(value: int) -> int:
+    """How many bytes :func:`encode_varint` writes for ``value`` (non-negative)."""
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def to_signed(value: int) -> int:
+    """A decoded 64-bit varint read as ``int64`` (two's complement)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _encode_slow(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+VARINT: list[bytes] = [_encode_slow(n) for n in range(TABLE_LIMIT)]
+"""``VARINT[n]`` is the encoding of ``n`` for ``0 <= n < TABLE_LIMIT``."""
