@@ -1,18 +1,54 @@
 """Request resolution: a client's VStreamRequest -> concrete shard positions.
 
-Contract (implementation pending): ``resolve_request`` applies the defaults and
-expansions of vstream-semantics.md section 1 and raises VStreamError wrapped as
-"failed to resolve vstream parameters: ...".
+``resolve_request`` applies the defaults and expansions of vstream-semantics.md
+section 1 and checks everything that can be checked before a tablet is asked:
+
+- ``tablet_type`` UNKNOWN means PRIMARY; an absent filter means every table
+  (``/.*``); absent flags mean all defaults.
+- One ShardGtid with keyspace ``""`` and gtid ``current``: every keyspace.
+- One ShardGtid whose keyspace starts with ``/``: every keyspace matching the
+  regular expression after the slash (unanchored search), in name order.
+- Shard ``""`` with gtid ``current`` or ``""``: the keyspace's serving shards.
+- Unknown keyspaces and shards, duplicate shards, malformed positions and bad
+  cell preferences are rejected with an error naming the culprit.
+
+Every error is a :class:`VStreamError` whose message starts with
+"failed to resolve vstream parameters: ". The request is never modified: the
+result holds copies.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass
 
+from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata, vtgate
 from vsmux.topology.model import Topology
 
-__all__ = ["ResolvedRequest", "resolve_request"]
+__all__ = [
+    "CELL_PREFERENCES",
+    "POSITION_FLAVORS",
+    "ResolvedRequest",
+    "resolve_request",
+]
+
+# Position flavors a vttablet can decode ("MySQL56/<gtid set>", "MariaDB/0-1-2",
+# "FilePos/<file>:<pos>"). The rest of the position is left to the tablet to parse.
+POSITION_FLAVORS = frozenset({"MySQL56", "MariaDB", "FilePos"})
+
+CELL_PREFERENCES = ("preferlocalwithalias", "onlyspecified")
+
+# Tablet types that run a binlog streamer a gateway may read from.
+_STREAMABLE_TYPES = (
+    topodata.TabletType.PRIMARY,
+    topodata.TabletType.REPLICA,
+    topodata.TabletType.RDONLY,
+)
+
+_CURRENT = "current"
+_PREFIX = "failed to resolve vstream parameters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,4 +64,202 @@ class ResolvedRequest:
 def resolve_request(
     request: vtgate.VStreamRequest, topology: Topology, gateway_cell: str
 ) -> ResolvedRequest:
-    raise NotImplementedError
+    """Resolve ``request`` against ``topology``; raise a wrapped VStreamError if it is bad."""
+    try:
+        return _resolve(request, topology, gateway_cell)
+    except VStreamError as err:
+        raise err.wrap(_PREFIX) from None
+
+
+def _resolve(
+    request: vtgate.VStreamRequest, topology: Topology, gateway_cell: str
+) -> ResolvedRequest:
+    flags = copy.deepcopy(request.flags) if request.flags is not None else vtgate.VStreamFlags()
+    if request.filter is not None:
+        filter_ = copy.deepcopy(request.filter)
+    else:
+        filter_ = binlogdata.Filter(rules=[binlogdata.Rule(match="/.*")])
+    return ResolvedRequest(
+        tablet_type=_tablet_type(request.tablet_type),
+        shard_gtids=_shard_gtids(request.vgtid, topology),
+        filter=filter_,
+        flags=flags,
+        cells=_cells(flags.cells, gateway_cell),
+        cell_preference=_cell_preference(flags.cell_preference),
+    )
+
+
+def _tablet_type(tablet_type: topodata.TabletType) -> topodata.TabletType:
+    if tablet_type == topodata.TabletType.UNKNOWN:
+        return topodata.TabletType.PRIMARY
+    if tablet_type not in _STREAMABLE_TYPES:
+        raise VStreamError(
+            Code.INVALID_ARGUMENT,
+            f"tablet type {_type_name(tablet_type)} cannot serve a vstream; "
+            "use PRIMARY, REPLICA or RDONLY",
+        )
+    return tablet_type
+
+
+def _cells(cells_flag: str, gateway_cell: str) -> list[str]:
+    cells = [cell.strip() for cell in cells_flag.split(",")]
+    return [cell for cell in cells if cell] or [gateway_cell]
+
+
+def _cell_preference(value: str) -> str:
+    preference = value.strip().lower()
+    if preference == "":
+        return CELL_PREFERENCES[0]
+    if preference not in CELL_PREFERENCES:
+        raise VStreamError(
+            Code.INVALID_ARGUMENT,
+            f"invalid cell preference {value!r}: use {' or '.join(CELL_PREFERENCES)}",
+        )
+    return preference
+
+
+def _shard_gtids(vgtid: binlogdata.VGtid | None, topology: Topology) -> list[binlogdata.ShardGtid]:
+    if vgtid is None or not vgtid.shard_gtids:
+        raise VStreamError(
+            Code.INVALID_ARGUMENT,
+            "vgtid must have at least one value with a starting position in ShardGtids",
+        )
+    entries = _expand_keyspaces(vgtid, topology)
+    resolved: list[binlogdata.ShardGtid] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in entries:
+        for shard_gtid in _expand_shards(entry, topology):
+            key = (shard_gtid.keyspace, shard_gtid.shard)
+            if key in seen:
+                raise VStreamError(
+                    Code.INVALID_ARGUMENT,
+                    f"shard {key[0]}/{key[1]} appears more than once in ShardGtids; "
+                    "give each shard exactly one starting position",
+                )
+            seen.add(key)
+            resolved.append(shard_gtid)
+    return resolved
+
+
+def _expand_keyspaces(vgtid: binlogdata.VGtid, topology: Topology) -> list[binlogdata.ShardGtid]:
+    """Replace a lone "" or "/regex" keyspace entry by one entry per keyspace."""
+    entries = vgtid.shard_gtids
+    if len(entries) == 1 and entries[0].keyspace == "":
+        entry = entries[0]
+        if entry.gtid != _CURRENT:
+            raise VStreamError(
+                Code.INVALID_ARGUMENT,
+                "for an empty keyspace, the Gtid value must be 'current': " + _describe(vgtid),
+            )
+        _require_no_shard(entry)
+        return [
+            binlogdata.ShardGtid(keyspace=name, gtid=_CURRENT) for name in topology.keyspace_names()
+        ]
+    if len(entries) == 1 and entries[0].keyspace.startswith("/"):
+        entry = entries[0]
+        pattern = entry.keyspace[1:]
+        try:
+            regex = re.compile(pattern)
+        except re.error as err:
+            raise VStreamError(
+                Code.INVALID_ARGUMENT, f"failed to compile regexp using {entry.keyspace}: {err}"
+            ) from None
+        names = [name for name in topology.keyspace_names() if regex.search(name)]
+        if not names:
+            raise VStreamError(
+                Code.NOT_FOUND,
+                f"no keyspace matches {entry.keyspace}; known keyspaces: "
+                + _known(topology.keyspace_names()),
+            )
+        # The shard (if any) applies to every matching keyspace; table_p_ks name
+        # tables of one keyspace, so they are not carried over to the others.
+        return [
+            binlogdata.ShardGtid(keyspace=name, shard=entry.shard, gtid=entry.gtid)
+            for name in names
+        ]
+    for entry in entries:
+        if entry.keyspace == "" or entry.keyspace.startswith("/"):
+            raise VStreamError(
+                Code.INVALID_ARGUMENT,
+                f"keyspace {entry.keyspace!r} selects several keyspaces, which is only "
+                "allowed as the only entry of ShardGtids; name each keyspace instead",
+            )
+    return list(entries)
+
+
+def _require_no_shard(entry: binlogdata.ShardGtid) -> None:
+    if entry.shard:
+        raise VStreamError(
+            Code.INVALID_ARGUMENT,
+            f"shard {entry.shard!r} is given without a keyspace; name its keyspace, "
+            "or leave the shard empty to stream every keyspace",
+        )
+
+
+def _expand_shards(entry: binlogdata.ShardGtid, topology: Topology) -> list[binlogdata.ShardGtid]:
+    keyspace = topology.keyspaces.get(entry.keyspace)
+    if keyspace is None:
+        raise VStreamError(
+            Code.NOT_FOUND,
+            f"keyspace {entry.keyspace} not found in the topology; known keyspaces: "
+            + _known(topology.keyspace_names()),
+        )
+    if entry.shard == "":
+        if entry.gtid not in (_CURRENT, ""):
+            raise VStreamError(
+                Code.INVALID_ARGUMENT,
+                "if shards are unspecified, the Gtid value must be 'current' or empty; "
+                f"got: {entry.gtid} (keyspace {entry.keyspace})",
+            )
+        if not keyspace.shards:
+            raise VStreamError(
+                Code.FAILED_PRECONDITION,
+                f"keyspace {entry.keyspace} has no serving shards to stream from",
+            )
+        return [
+            binlogdata.ShardGtid(keyspace=entry.keyspace, shard=shard, gtid=entry.gtid)
+            for shard in keyspace.shards
+        ]
+    # A shard that no longer serves (or does not serve yet) is still known while
+    # it has tablets: a client resuming from a VGtid taken before a reshard names
+    # the old shards, and their journal moves the stream to the new ones.
+    if entry.shard not in keyspace.shards and not topology.has_shard(entry.keyspace, entry.shard):
+        raise VStreamError(
+            Code.NOT_FOUND,
+            f"shard {entry.keyspace}/{entry.shard} not found in the topology; serving "
+            f"shards of {entry.keyspace}: " + _known(keyspace.shards),
+        )
+    _check_position(entry)
+    return [copy.deepcopy(entry)]
+
+
+def _check_position(entry: binlogdata.ShardGtid) -> None:
+    gtid = entry.gtid
+    if gtid in (_CURRENT, ""):
+        return
+    flavor, slash, _ = gtid.partition("/")
+    if slash and flavor in POSITION_FLAVORS:
+        return
+    raise VStreamError(
+        Code.INVALID_ARGUMENT,
+        f"gtid {gtid!r} for {entry.keyspace}/{entry.shard} is not a valid position: use "
+        "'current', '' (copy the tables first), or a position such as "
+        "'MySQL56/<server uuid>:1-N' from a previous VGtid",
+    )
+
+
+def _known(names: list[str]) -> str:
+    return ", ".join(names) if names else "(none)"
+
+
+def _type_name(tablet_type: topodata.TabletType) -> str:
+    name = getattr(tablet_type, "name", None)
+    return name if isinstance(name, str) else str(int(tablet_type))
+
+
+def _describe(vgtid: binlogdata.VGtid) -> str:
+    """A compact rendering of a VGtid for error messages."""
+    parts = [
+        f'{{keyspace:"{s.keyspace}" shard:"{s.shard}" gtid:"{s.gtid}"}}' for s in vgtid.shard_gtids
+    ]
+    return "shard_gtids:[" + " ".join(parts) + "]"
