@@ -1,0 +1,179 @@
+"""The one crossing between grpclib (asyncio) and the Trio sessions.
+
+A grpclib handler is an asyncio coroutine. It enters Trio once per call with
+:func:`to_trio` and stays there for the whole session; responses travel back
+to asyncio through :func:`pump_responses`:
+
+    session ──send(batch)──▶ [bounded memory channel] ──writer──▶ asyncio write(bodies)
+
+Rules this module keeps:
+
+- Whole batches cross, never single events: the writer takes every batch
+  that is queued and hands them to asyncio in ONE crossing (a crossing costs
+  tens of microseconds; an event costs well under one).
+- The channel holds at most ``BRIDGE_QUEUE_BATCHES`` batches. When it is full
+  the session's ``send`` blocks, so a slow client pushes back on the shard
+  streamers and, through them, on the tablets.
+- The session ending (normally or with an error) lets the writer flush what
+  is queued first; the error is raised after that.
+- Cancellation (client gone, deadline, server closing) cancels the session
+  and the writer at once; nothing is written afterwards and no task outlives
+  the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+import trio_asyncio
+
+from vsmux.core.metrics import Metrics
+from vsmux.errors import Code, VStreamError
+
+__all__ = [
+    "BRIDGE_QUEUE_BATCHES",
+    "SHUTTING_DOWN",
+    "ClientGone",
+    "pump_responses",
+    "to_trio",
+]
+
+T = TypeVar("T")
+
+# Batches queued between a session and its writer. Each batch is one `send` of
+# the session (one or a few whole units, each response at most
+# max_response_bytes). The writer drains the whole queue per crossing, so a
+# deeper queue would not save crossings; it would only hold more memory per
+# slow client. Four lets the session prepare the next units while the writer
+# is inside asyncio, and keeps the worst case near 4 x the response limit.
+BRIDGE_QUEUE_BATCHES = 4
+
+# What a session ends with when the server is told to stop.
+SHUTTING_DOWN = "server shutting down"
+
+# Gateway-wide gauges/counters kept in Metrics.gateway.
+QUEUE_DEPTH = "bridge_queued_batches"
+BYTES_SENT = "bytes_sent"
+RESPONSES_SENT = "responses_sent"
+
+Write = Callable[[list[bytes]], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """Writing to the client failed: it went away mid-stream."""
+
+
+def to_trio(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Wrap a Trio coroutine function so an asyncio coroutine can await it.
+
+    Cancelling the awaiting asyncio task cancels the Trio call; an exception
+    raised in Trio is raised to the asyncio caller as is.
+    """
+    wrapped: Callable[..., Awaitable[T]] = trio_asyncio.trio_as_aio(fn)
+    return wrapped
+
+
+async def pump_responses(
+    run: Callable[[Callable[[list[bytes]], Awaitable[None]]], Awaitable[None]],
+    write: Write,
+    *,
+    stop: trio.Event | None = None,
+    metrics: Metrics | None = None,
+    queue_batches: int = BRIDGE_QUEUE_BATCHES,
+) -> None:
+    """Run ``run(send)`` in Trio while an asyncio ``write`` delivers its batches.
+
+    ``write`` is an asyncio coroutine function taking a list of encoded
+    response bodies; it returns once they are handed to the transport (so it
+    waits on HTTP/2 flow control, which is where a slow client is felt).
+
+    Returns when ``run`` returned and everything it sent is written. Raises
+    what ``run`` raised (after flushing), :class:`ClientGone` if ``write``
+    failed, or ``VStreamError(UNAVAILABLE, "server shutting down")`` when
+    ``stop`` is set first. Trio cancellation of the caller cancels everything
+    immediately.
+    """
+    gauges = metrics.gateway if metrics is not None else None
+    send_channel, receive_channel = trio.open_memory_channel[list[bytes]](queue_batches)
+    write_in_asyncio: Callable[[list[bytes]], Awaitable[Any]] = trio_asyncio.aio_as_trio(write)
+    failure: BaseException | None = None
+    write_failure: BaseException | None = None
+    stopped = False
+    queued = 0  # batches in the channel; mirrored into the gateway-wide gauge
+
+    async def send(bodies: list[bytes]) -> None:
+        nonlocal queued
+        if not bodies:
+            return
+        # Counted before the send: the writer may take the batch before
+        # `send` returns.
+        queued += 1
+        if gauges is not None:
+            gauges[QUEUE_DEPTH] += 1
+        try:
+            await send_channel.send(bodies)
+        except BaseException:
+            queued -= 1
+            if gauges is not None:
+                gauges[QUEUE_DEPTH] -= 1
+            raise
+
+    async def writer(cancel_all: trio.CancelScope) -> None:
+        nonlocal write_failure, queued
+        async with receive_channel:
+            async for first in receive_channel:
+                bodies = list(first)
+                taken = 1
+                while True:
+                    try:
+                        bodies.extend(receive_channel.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    taken += 1
+                queued -= taken
+                if gauges is not None:
+                    gauges[QUEUE_DEPTH] -= taken
+                try:
+                    await write_in_asyncio(bodies)
+                except Exception as exc:  # the transport's errors, whatever they are
+                    write_failure = exc
+                    cancel_all.cancel()
+                    return
+                if gauges is not None:
+                    gauges[RESPONSES_SENT] += len(bodies)
+                    gauges[BYTES_SENT] += sum(len(body) for body in bodies)
+
+    async def watch_stop(run_scope: trio.CancelScope, stop_event: trio.Event) -> None:
+        nonlocal stopped
+        await stop_event.wait()
+        stopped = True
+        run_scope.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, nursery.cancel_scope)
+            # The session runs in the nursery body with its outcome kept aside,
+            # so no exception group forms here: the writer and the stop watcher
+            # never raise, and the body's error is re-raised once the writer
+            # has flushed.
+            async with send_channel, trio.open_nursery() as run_nursery:
+                if stop is not None:
+                    run_nursery.start_soon(watch_stop, run_nursery.cancel_scope, stop)
+                try:
+                    await run(send)
+                except Exception as exc:
+                    failure = exc
+                finally:
+                    run_nursery.cancel_scope.cancel()
+    finally:
+        if gauges is not None:
+            # Batches dropped by cancellation or a failed write leave the gauge too.
+            gauges[QUEUE_DEPTH] -= queued
+    if write_failure is not None:
+        raise ClientGone(f"writing to the client failed: {write_failure!r}") from write_failure
+    if stopped:
+        raise VStreamError(Code.UNAVAILABLE, SHUTTING_DOWN)
+    if failure is not None:
+        raise failure
