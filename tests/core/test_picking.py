@@ -1,0 +1,191 @@
+"""Tablet candidates and health verdicts (vstream-semantics.md section 6)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from vsmux.core.picking import candidates, health_problem, type_name
+from vsmux.proto import query, topodata
+from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+
+PRIMARY = topodata.TabletType.PRIMARY
+REPLICA = topodata.TabletType.REPLICA
+RDONLY = topodata.TabletType.RDONLY
+
+
+def make_topology() -> Topology:
+    def t(cell: str, uid: int, tablet_type: topodata.TabletType, shard: str = "-80") -> TabletInfo:
+        return TabletInfo("customer", shard, cell, uid, tablet_type)
+
+    return Topology(
+        cell="zone1",
+        keyspaces={"customer": KeyspaceInfo("customer", ["-80", "80-"])},
+        tablets=[
+            t("zone2", 200, REPLICA),
+            t("zone1", 100, PRIMARY),
+            t("zone1", 101, REPLICA),
+            t("zone3", 300, REPLICA),
+            t("zone2", 201, RDONLY),
+            t("zone1", 102, REPLICA),
+            t("zone2", 202, REPLICA),
+            t("zone1", 110, PRIMARY, shard="80-"),
+            t("zone1", 111, REPLICA, shard="80-"),
+        ],
+    )
+
+
+def uids(tablets: list[TabletInfo]) -> list[int]:
+    return [t.uid for t in tablets]
+
+
+@pytest.mark.parametrize(
+    ("tablet_type", "cells", "preference", "ignore", "expected"),
+    [
+        pytest.param(PRIMARY, ["zone2"], "onlyspecified", [], [100], id="primary-ignores-cells"),
+        pytest.param(
+            PRIMARY,
+            ["zone1"],
+            "preferlocalwithalias",
+            ["zone1-0000000100"],
+            [],
+            id="primary-ignored",
+        ),
+        pytest.param(
+            REPLICA, ["zone1"], "preferlocalwithalias", [], [101, 102], id="local-replicas"
+        ),
+        pytest.param(
+            REPLICA,
+            ["zone2", "zone3", "zone1"],
+            "preferlocalwithalias",
+            [],
+            [101, 102, 200, 202, 300],
+            id="local-cell-first-then-requested-order",
+        ),
+        pytest.param(
+            REPLICA,
+            ["zone2", "zone3", "zone1"],
+            "onlyspecified",
+            [],
+            [200, 202, 300, 101, 102],
+            id="onlyspecified-keeps-requested-order",
+        ),
+        pytest.param(
+            REPLICA,
+            ["zone3", "zone2"],
+            "preferlocalwithalias",
+            [],
+            [300, 200, 202],
+            id="local-cell-not-requested-is-out-of-scope",
+        ),
+        pytest.param(
+            REPLICA,
+            ["zone1", "zone2"],
+            "preferlocalwithalias",
+            ["zone1-0000000101", "zone2-0000000202"],
+            [102, 200],
+            id="ignore-list",
+        ),
+        pytest.param(RDONLY, ["zone1", "zone2"], "onlyspecified", [], [201], id="rdonly"),
+        pytest.param(REPLICA, ["zone9"], "onlyspecified", [], [], id="no-tablet-in-cell"),
+        pytest.param(
+            REPLICA, ["zone2", "zone2"], "onlyspecified", [], [200, 202], id="duplicate-cells"
+        ),
+    ],
+)
+def test_candidates(
+    tablet_type: topodata.TabletType,
+    cells: list[str],
+    preference: str,
+    ignore: list[str],
+    expected: list[int],
+) -> None:
+    got = candidates(
+        make_topology(), "customer", "-80", tablet_type, cells, preference, "zone1",
+        frozenset(ignore),
+    )  # fmt: skip
+    assert uids(got) == expected
+    assert all(t.keyspace == "customer" and t.shard == "-80" for t in got)
+
+
+def test_shuffle_stays_within_cells() -> None:
+    topo = make_topology()
+    topo.tablets.extend(TabletInfo("customer", "-80", "zone1", uid, REPLICA) for uid in range(1, 9))
+    seen_first: set[int] = set()
+    for seed in range(20):
+        got = candidates(
+            topo, "customer", "-80", REPLICA, ["zone2", "zone1"], "preferlocalwithalias",
+            "zone1", frozenset(), rng=random.Random(seed),
+        )  # fmt: skip
+        assert [t.cell for t in got] == ["zone1"] * 10 + ["zone2"] * 2
+        assert sorted(uids(got[:10])) == [1, 2, 3, 4, 5, 6, 7, 8, 101, 102]
+        seen_first.add(got[0].uid)
+    assert len(seen_first) > 1, "shuffling must spread streams over the local replicas"
+
+
+def report(
+    tablet_type: topodata.TabletType = REPLICA,
+    *,
+    serving: bool = True,
+    health_error: str = "",
+    lag: int = 0,
+    stats: bool = True,
+    target: bool = True,
+) -> query.StreamHealthResponse:
+    return query.StreamHealthResponse(
+        target=query.Target(keyspace="customer", shard="-80", tablet_type=tablet_type)
+        if target
+        else None,
+        serving=serving,
+        realtime_stats=query.RealtimeStats(health_error=health_error, replication_lag_seconds=lag)
+        if stats
+        else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("resp", "wanted", "problem"),
+    [
+        pytest.param(report(), REPLICA, None, id="healthy"),
+        pytest.param(report(lag=30), REPLICA, None, id="lag-at-limit"),
+        pytest.param(
+            report(lag=31), REPLICA, "has replication lag 31s, above the 30s limit", id="lagging"
+        ),
+        pytest.param(report(PRIMARY, lag=999), PRIMARY, None, id="primary-lag-ignored"),
+        pytest.param(report(serving=False), REPLICA, "is not serving", id="not-serving"),
+        pytest.param(
+            report(health_error="mysqld down"),
+            REPLICA,
+            "is no longer healthy: mysqld down",
+            id="health-error",
+        ),
+        pytest.param(
+            report(PRIMARY),
+            REPLICA,
+            "changed tablet type from REPLICA to PRIMARY",
+            id="type-changed",
+        ),
+        pytest.param(
+            report(stats=False),
+            REPLICA,
+            "sent a health report without target or stats",
+            id="no-stats",
+        ),
+        pytest.param(
+            report(target=False),
+            REPLICA,
+            "sent a health report without target or stats",
+            id="no-target",
+        ),
+    ],
+)
+def test_health_problem(
+    resp: query.StreamHealthResponse, wanted: topodata.TabletType, problem: str | None
+) -> None:
+    assert health_problem(resp, wanted, 30.0) == problem
+
+
+def test_type_name() -> None:
+    assert type_name(REPLICA) == "REPLICA"
+    assert type_name(99) == "99"
