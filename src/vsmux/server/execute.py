@@ -1,0 +1,149 @@
+"""Answers to ``/vtgateservice.Vitess/Execute`` metadata queries.
+
+CDC clients ask a gateway a few questions before they stream (clients.md):
+which keyspaces, which shards, which tables, which tablets. vsmux answers
+those from its topology and a :class:`TableCatalog`; anything else gets an
+``ExecuteResponse`` whose ``error`` is UNIMPLEMENTED "vsmux only answers
+metadata queries: <query>" (a normal reply, not a gRPC failure). The
+request's session is echoed back.
+
+Where table names come from is the catalog's business: the simulated cluster
+knows its schema; for real tablets the topology file may list them (see
+``vsmux.server.tables``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from vsmux.errors import Code, VStreamError
+from vsmux.proto import query, topodata, vtgate, vtrpc
+from vsmux.server.metadata_sql import (
+    MetadataQuery,
+    ShowDatabases,
+    ShowShards,
+    ShowTables,
+    ShowTablets,
+    like_matches,
+    parse_metadata_query,
+    parse_target,
+)
+from vsmux.topology.model import Topology
+
+__all__ = ["TableCatalog", "answer_execute", "text_result"]
+
+# utf8mb4_general_ci, what vtgate reports for its SHOW results.
+_CHARSET_UTF8MB4 = 255
+
+_TABLET_COLUMNS = [
+    "Cell",
+    "Keyspace",
+    "Shard",
+    "TabletType",
+    "State",
+    "Alias",
+    "Hostname",
+    "PrimaryTermStartTime",
+]
+
+
+class TableCatalog(Protocol):
+    """Table names of a keyspace. Raises VStreamError when they cannot be had."""
+
+    async def table_names(self, keyspace: str) -> list[str]: ...
+
+
+def text_result(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> query.QueryResult:
+    """A QueryResult of VARCHAR columns in the row encoding (lengths + values)."""
+    fields = [
+        query.Field(name=name, type=query.Type.VARCHAR, charset=_CHARSET_UTF8MB4)
+        for name in columns
+    ]
+    encoded = []
+    for row in rows:
+        values = [value.encode() for value in row]
+        encoded.append(query.Row(lengths=[len(v) for v in values], values=b"".join(values)))
+    return query.QueryResult(fields=fields, rows=encoded)
+
+
+def _keyspace_or_error(topology: Topology, keyspace: str) -> str:
+    if keyspace not in topology.keyspaces:
+        known = ", ".join(topology.keyspace_names()) or "none"
+        raise VStreamError(
+            Code.NOT_FOUND,
+            f"keyspace {keyspace!r} not found in the topology (known keyspaces: {known})",
+        )
+    return keyspace
+
+
+async def _answer(
+    parsed: MetadataQuery, session: vtgate.Session, topology: Topology, catalog: TableCatalog
+) -> query.QueryResult:
+    if isinstance(parsed, ShowDatabases):
+        return text_result(["Database"], [[name] for name in topology.keyspace_names()])
+    if isinstance(parsed, ShowShards):
+        like = parsed.like
+        names = [
+            f"{ks}/{shard}"
+            for ks in topology.keyspace_names()
+            for shard in topology.serving_shards(ks)
+        ]
+        return text_result(
+            ["Shards"], [[n] for n in names if like is None or like_matches(like, n)]
+        )
+    if isinstance(parsed, ShowTables):
+        keyspace = parsed.keyspace
+        if keyspace is None:
+            target = parse_target(session.target_string)
+            if target is None or not target.keyspace:
+                raise VStreamError(
+                    Code.FAILED_PRECONDITION,
+                    "no keyspace selected: use SHOW TABLES FROM `keyspace` "
+                    "or set the session target (ks:shard@type)",
+                )
+            keyspace = target.keyspace
+        keyspace = _keyspace_or_error(topology, keyspace)
+        tables = sorted(await catalog.table_names(keyspace))
+        return text_result([f"Tables_in_{keyspace}"], [[t] for t in tables])
+    assert isinstance(parsed, ShowTablets)
+    rows = []
+    for tablet in topology.tablets:
+        host = tablet.address.rsplit(":", 1)[0] if tablet.address else "in-process"
+        rows.append(
+            [
+                tablet.cell,
+                tablet.keyspace,
+                tablet.shard,
+                topodata.TabletType(tablet.tablet_type).name or str(tablet.tablet_type),
+                "SERVING",
+                tablet.alias,
+                host,
+                "",
+            ]
+        )
+    return text_result(_TABLET_COLUMNS, rows)
+
+
+async def answer_execute(
+    request: vtgate.ExecuteRequest, topology: Topology, catalog: TableCatalog
+) -> vtgate.ExecuteResponse:
+    """The reply to one Execute call. Never raises VStreamError: it becomes ``error``.
+
+    Cancellation propagates (only a catalog probe can wait).
+    """
+    session = request.session if request.session is not None else vtgate.Session()
+    sql = request.query.sql if request.query is not None else ""
+    parsed = parse_metadata_query(sql)
+    if parsed is None:
+        error = vtrpc.RpcError(
+            code=vtrpc.Code.UNIMPLEMENTED,
+            message=f"vsmux only answers metadata queries: {sql.strip()}",
+        )
+        return vtgate.ExecuteResponse(error=error, session=session)
+    try:
+        result = await _answer(parsed, session, topology, catalog)
+    except VStreamError as exc:
+        error = vtrpc.RpcError(code=exc.code, message=exc.message)
+        return vtgate.ExecuteResponse(error=error, session=session)
+    return vtgate.ExecuteResponse(session=session, result=result)
