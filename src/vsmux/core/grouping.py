@@ -1,0 +1,200 @@
+"""Grouping one shard's events into whole units.
+
+A tablet may split a transaction over many responses, and may put several
+transactions in one response. The client must see each transaction in one
+contiguous run, so a shard's events are buffered until a terminator and then
+handed on as one :class:`Unit`:
+
+- COMMIT, DDL, OTHER and ROLLBACK end a transaction unit;
+- COPY_COMPLETED ends a unit of its own kind (the sender may append the final,
+  keyspace-less COPY_COMPLETED to it);
+- a SHARDS JOURNAL that concerns the stream ends the shard's stream: it comes
+  out as a JOURNAL unit (holding the buffered events and the journal when the
+  client asked to see journals, nothing otherwise) and the grouper accepts no
+  more events;
+- HEARTBEAT events are dropped; the last one of a batch is kept in
+  :attr:`TransactionGrouper.heartbeat` for skew and lag;
+- FIELD and ROW events get ``<keyspace>.`` in front of their table name unless
+  the client excluded it.
+
+GTID, LASTPK and COPY_COMPLETED frames are left in place and their indexes are
+listed in :attr:`Unit.controls`: the sender, which owns the positions, turns
+them into VGTID events when it hands the unit to the client. Nothing here
+decodes row data; only a JOURNAL is decoded.
+
+Chunking: with a chunk size, an open transaction whose buffered bytes pass
+the threshold at the end of a batch comes out as a non-final piece
+(``final=False``), and from then on every batch's events of that transaction
+come out as further pieces until the terminator's piece (``final=True``). The
+buffer therefore never holds more than one batch beyond the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vsmux.proto import binlogdata
+from vsmux.wire import Frame, decode_event, rename_table
+
+__all__ = ["TransactionGrouper", "Unit", "UnitKind"]
+
+_T = binlogdata.VEventType
+GTID = int(_T.GTID)
+ROW = int(_T.ROW)
+FIELD = int(_T.FIELD)
+HEARTBEAT = int(_T.HEARTBEAT)
+LASTPK = int(_T.LASTPK)
+COPY_COMPLETED = int(_T.COPY_COMPLETED)
+JOURNAL = int(_T.JOURNAL)
+TABLE_EVENTS = frozenset((ROW, FIELD))
+POSITION_EVENTS = frozenset((GTID, LASTPK))
+TERMINATORS = frozenset(int(t) for t in (_T.COMMIT, _T.DDL, _T.OTHER, _T.ROLLBACK))
+
+
+class UnitKind:
+    """What ended a unit (plain ints: compared once per unit on the hot path)."""
+
+    TRANSACTION = 0
+    COPY_COMPLETED = 1
+    JOURNAL = 2
+
+
+@dataclass(slots=True, eq=False)
+class Unit:
+    """Events of one shard that the client must see contiguously."""
+
+    frames: list[Frame]
+    # Indexes into ``frames`` of the GTID, LASTPK and COPY_COMPLETED events.
+    controls: list[int]
+    # Encoded bytes of the frames (before the sender's VGTID rewrite).
+    size: int
+    kind: int = UnitKind.TRANSACTION
+    # False for a piece of a chunked transaction that more pieces follow.
+    final: bool = True
+    # The journal that ended the stream, for JOURNAL units.
+    journal: binlogdata.Journal | None = field(default=None, repr=False)
+
+    def last(self) -> Frame | None:
+        """The unit's last frame (its terminator for a final unit), if any."""
+        return self.frames[-1] if self.frames else None
+
+
+class TransactionGrouper:
+    """Buffers one shard stream's events and cuts them into units.
+
+    ``concerns_stream(journal)`` decides whether a SHARDS journal is about this
+    request (every participant is in it); it may raise
+    :class:`vsmux.errors.VStreamError` for a journal that matches only partly.
+    A grouper serves one tablet stream: after a failure, start a new one (the
+    buffered, undelivered events are replayed by the tablet from the shard's
+    last delivered position).
+    """
+
+    def __init__(
+        self,
+        keyspace: str,
+        *,
+        rename: bool = True,
+        chunk_size: int = 0,
+        forward_journals: bool = False,
+        concerns_stream: Callable[[binlogdata.Journal], bool] = lambda _journal: True,
+    ) -> None:
+        self._keyspace = keyspace if rename else ""
+        self._chunk_size = chunk_size
+        self._forward_journals = forward_journals
+        self._concerns_stream = concerns_stream
+        self._pending: list[Frame] = []
+        self._controls: list[int] = []
+        self._size = 0
+        self._chunking = False
+        #: The last tablet HEARTBEAT of the last batch fed, if it had one.
+        self.heartbeat: Frame | None = None
+        #: True once a journal ended the stream; later batches are refused.
+        self.finished = False
+
+    @property
+    def in_chunked_transaction(self) -> bool:
+        """A piece of the open transaction has been emitted, its end has not."""
+        return self._chunking
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._size
+
+    def feed(self, batch: list[Frame]) -> list[Unit]:
+        """Units completed by ``batch`` (one tablet response), in order."""
+        if self.finished:
+            raise RuntimeError("grouper fed after the stream's journal")
+        self.heartbeat = None
+        units: list[Unit] = []
+        pending = self._pending
+        controls = self._controls
+        size = self._size
+        keyspace = self._keyspace
+        terminators = TERMINATORS
+        table_events = TABLE_EVENTS
+        position_events = POSITION_EVENTS
+        for frame in batch:
+            kind = frame.type
+            if kind in table_events:
+                if keyspace:
+                    frame = rename_table(frame, keyspace)
+                pending.append(frame)
+                size += len(frame.raw)
+            elif kind in terminators:
+                pending.append(frame)
+                units.append(Unit(pending, controls, size + len(frame.raw)))
+                pending = []
+                controls = []
+                size = 0
+                self._chunking = False
+            elif kind == HEARTBEAT:
+                self.heartbeat = frame
+            elif kind in position_events:
+                controls.append(len(pending))
+                pending.append(frame)
+                size += len(frame.raw)
+            elif kind == COPY_COMPLETED:
+                controls.append(len(pending))
+                pending.append(frame)
+                units.append(
+                    Unit(pending, controls, size + len(frame.raw), UnitKind.COPY_COMPLETED)
+                )
+                pending = []
+                controls = []
+                size = 0
+                self._chunking = False
+            elif kind == JOURNAL:
+                journal = decode_event(frame).journal
+                if (
+                    journal is None
+                    or journal.migration_type != binlogdata.MigrationType.SHARDS
+                    or not self._concerns_stream(journal)
+                ):
+                    continue  # TABLES journals and journals of other streams are not ours
+                if self._forward_journals:
+                    pending.append(frame)
+                    unit = Unit(pending, controls, size + len(frame.raw), UnitKind.JOURNAL)
+                else:
+                    unit = Unit([], [], 0, UnitKind.JOURNAL)
+                unit.journal = journal
+                units.append(unit)
+                pending = []
+                controls = []
+                size = 0
+                self.finished = True
+                break
+            else:
+                pending.append(frame)
+                size += len(frame.raw)
+        if pending and self._chunk_size > 0 and (self._chunking or size > self._chunk_size):
+            units.append(Unit(pending, controls, size, final=False))
+            pending = []
+            controls = []
+            size = 0
+            self._chunking = True
+        self._pending = pending
+        self._controls = controls
+        self._size = size
+        return units

@@ -1,0 +1,218 @@
+"""The VGtid position book: every shard's position that reached the client.
+
+The sender owns one book per request and is its only writer. When it hands a
+unit to the client it calls :meth:`PositionBook.apply_controls`, which
+
+- records a GTID event's position for its shard and puts in its place a VGTID
+  event carrying the whole VGtid (every shard's position);
+- applies a LASTPK event to the shard's ``table_p_ks`` (add a table that is
+  new and not completed, replace a known one, remove a completed one) and
+  likewise puts a VGTID event in its place;
+- notes a shard's COPY_COMPLETED and, once every shard of the VGtid has
+  copied, appends the final COPY_COMPLETED that names no keyspace or shard.
+
+A journal's convergence replaces its participants by its new shards with
+:meth:`PositionBook.replace`. Streamers only read the book: a retry restarts
+from :meth:`PositionBook.shard_gtid`, the last position the client has.
+
+This runs once per transaction, so the VGtid is kept encoded: each shard's
+``ShardGtid`` bytes are cached and only the shard that moved is re-encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from vsmux.errors import Code, VStreamError
+from vsmux.proto import binlogdata
+from vsmux.wire import Frame, decode_event
+from vsmux.wire.varint import encode_varint
+
+__all__ = ["COPY_DONE", "PositionBook", "ShardKey"]
+
+ShardKey = tuple[str, str]  # keyspace, shard
+
+_T = binlogdata.VEventType
+_GTID = int(_T.GTID)
+_LASTPK = int(_T.LASTPK)
+_COPY_COMPLETED = int(_T.COPY_COMPLETED)
+_VGTID = int(_T.VGTID)
+
+#: The final COPY_COMPLETED: no keyspace, no shard.
+COPY_DONE = Frame(_COPY_COMPLETED, b"\x08" + encode_varint(_COPY_COMPLETED))
+
+_VGTID_HEAD = b"\x08" + encode_varint(_VGTID) + b"\x3a"  # type=VGTID, then field 7
+
+
+def _text_field(key: bytes, value: str) -> bytes:
+    if not value:
+        return b""  # proto3 leaves empty strings out
+    data = value.encode()
+    return key + encode_varint(len(data)) + data
+
+
+class _Entry:
+    """One shard's position and its cached ``ShardGtid`` encoding."""
+
+    __slots__ = ("encoded", "gtid", "keyspace", "shard", "table_p_ks")
+
+    def __init__(
+        self, keyspace: str, shard: str, gtid: str, table_p_ks: list[binlogdata.TableLastPk]
+    ) -> None:
+        self.keyspace = keyspace
+        self.shard = shard
+        self.gtid = gtid
+        self.table_p_ks = table_p_ks
+        self.encoded = b""
+        self.encode()
+
+    def encode(self) -> None:
+        body = b"".join(
+            (
+                _text_field(b"\x0a", self.keyspace),
+                _text_field(b"\x12", self.shard),
+                _text_field(b"\x1a", self.gtid),
+                *(b"\x22" + encode_varint(len(b)) + b for b in map(bytes, self.table_p_ks)),
+            )
+        )
+        self.encoded = b"\x0a" + encode_varint(len(body)) + body
+
+    def shard_gtid(self) -> binlogdata.ShardGtid:
+        return binlogdata.ShardGtid(
+            keyspace=self.keyspace,
+            shard=self.shard,
+            gtid=self.gtid,
+            table_p_ks=[binlogdata.TableLastPk.parse(bytes(pk)) for pk in self.table_p_ks],
+        )
+
+
+class PositionBook:
+    """Every shard's delivered position, in VGtid order."""
+
+    def __init__(self, shard_gtids: Iterable[binlogdata.ShardGtid]) -> None:
+        self._entries: dict[ShardKey, _Entry] = {}
+        self._copied: set[ShardKey] = set()
+        self._vgtid: bytes | None = None
+        for sg in shard_gtids:
+            self._add(sg)
+
+    def _add(self, sg: binlogdata.ShardGtid) -> None:
+        key = (sg.keyspace, sg.shard)
+        if key in self._entries:
+            raise VStreamError(
+                Code.INVALID_ARGUMENT,
+                f"shard {sg.keyspace}/{sg.shard} appears twice in the vgtid; list each shard once",
+            )
+        pks = [binlogdata.TableLastPk.parse(bytes(pk)) for pk in sg.table_p_ks]
+        self._entries[key] = _Entry(sg.keyspace, sg.shard, sg.gtid, pks)
+        self._vgtid = None
+
+    # -- reading -------------------------------------------------------------
+
+    def keys(self) -> list[ShardKey]:
+        return list(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def shard_gtid(self, key: ShardKey) -> binlogdata.ShardGtid | None:
+        """A copy of ``key``'s delivered position, or None if it is not in the book."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.shard_gtid()
+
+    def vgtid(self) -> binlogdata.VGtid:
+        """The whole VGtid, decoded (for tests and summaries; not the hot path)."""
+        return binlogdata.VGtid.parse(self.vgtid_bytes())
+
+    def vgtid_bytes(self) -> bytes:
+        """The encoded ``binlogdata.VGtid``."""
+        body = self._vgtid
+        if body is None:
+            body = self._vgtid = b"".join(e.encoded for e in self._entries.values())
+        return body
+
+    def vgtid_frame(self, keyspace: str, shard: str) -> Frame:
+        """A VGTID event with the current VGtid and the given keyspace/shard."""
+        body = self.vgtid_bytes()
+        raw = b"".join(
+            (
+                _VGTID_HEAD,
+                encode_varint(len(body)),
+                body,
+                _text_field(b"\xb2\x01", keyspace),  # field 22
+                _text_field(b"\xba\x01", shard),  # field 23
+            )
+        )
+        return Frame(_VGTID, raw)
+
+    # -- the sender's updates ------------------------------------------------
+
+    def _entry(self, key: ShardKey) -> _Entry:
+        entry = self._entries.get(key)
+        if entry is None:
+            raise VStreamError(
+                Code.INTERNAL,
+                f"an event of {key[0]}/{key[1]} arrived after the shard left the stream",
+            )
+        return entry
+
+    def set_gtid(self, key: ShardKey, gtid: str) -> None:
+        entry = self._entry(key)
+        entry.gtid = gtid
+        entry.encode()
+        self._vgtid = None
+
+    def apply_lastpk(self, key: ShardKey, event: binlogdata.LastPkEvent) -> None:
+        """Add, replace or remove ``key``'s table position as the event says."""
+        entry = self._entry(key)
+        table = event.table_last_p_k or binlogdata.TableLastPk()
+        pks = entry.table_p_ks
+        index = next((i for i, pk in enumerate(pks) if pk.table_name == table.table_name), -1)
+        if index < 0:
+            if not event.completed:
+                pks.append(table)
+        elif event.completed:
+            del pks[index]
+        else:
+            pks[index] = table
+        entry.encode()
+        self._vgtid = None
+
+    def copy_completed(self, key: ShardKey) -> bool:
+        """Note ``key``'s copy as done; True once every shard in the book is done."""
+        self._copied.add(key)
+        return all(k in self._copied for k in self._entries)
+
+    def apply_controls(self, frames: list[Frame], controls: list[int], key: ShardKey) -> None:
+        """Apply a unit's GTID/LASTPK/COPY_COMPLETED events (see the module doc).
+
+        ``frames`` is changed in place: GTID and LASTPK become VGTID events, and
+        the final COPY_COMPLETED is inserted after the shard's own.
+        """
+        inserted = 0
+        for index in controls:
+            index += inserted
+            frame = frames[index]
+            kind = frame.type
+            if kind == _GTID:
+                header = frame.header()
+                self.set_gtid(key, header.gtid)
+                frames[index] = self.vgtid_frame(header.keyspace, header.shard)
+            elif kind == _LASTPK:
+                event = decode_event(frame)
+                self.apply_lastpk(key, event.last_p_k_event or binlogdata.LastPkEvent())
+                frames[index] = self.vgtid_frame(event.keyspace, event.shard)
+            elif kind == _COPY_COMPLETED and self.copy_completed(key):
+                frames.insert(index + 1, COPY_DONE)
+                inserted += 1
+
+    def replace(
+        self, participants: Iterable[ShardKey], shard_gtids: Iterable[binlogdata.ShardGtid]
+    ) -> None:
+        """A journal's convergence: drop ``participants``, append the new shards."""
+        for key in participants:
+            self._entries.pop(key, None)
+            self._copied.discard(key)
+        for sg in shard_gtids:
+            self._add(sg)
+        self._vgtid = None

@@ -1,0 +1,127 @@
+"""The VGtid position book: VGTID events, LASTPK rules, copy, journal swaps."""
+
+from __future__ import annotations
+
+from vsmux.core.positions import COPY_DONE, PositionBook
+from vsmux.proto import binlogdata, query
+from vsmux.wire import Frame, decode_event, frame_of
+
+T = binlogdata.VEventType
+
+
+def sg(ks: str, shard: str, gtid: str, *pks: str) -> binlogdata.ShardGtid:
+    return binlogdata.ShardGtid(
+        keyspace=ks,
+        shard=shard,
+        gtid=gtid,
+        table_p_ks=[binlogdata.TableLastPk(table_name=t) for t in pks],
+    )
+
+
+def ev(kind: binlogdata.VEventType, **kw: object) -> Frame:
+    return frame_of(binlogdata.VEvent(type=kind, **kw))  # type: ignore[arg-type]
+
+
+def lastpk(table: str, pk: int, completed: bool = False) -> Frame:
+    result = query.QueryResult(rows=[query.Row(lengths=[len(str(pk))], values=str(pk).encode())])
+    return ev(
+        T.LASTPK,
+        keyspace="ks",
+        shard="-80",
+        last_p_k_event=binlogdata.LastPkEvent(
+            table_last_p_k=binlogdata.TableLastPk(table_name=table, lastpk=result),
+            completed=completed,
+        ),
+    )
+
+
+def test_vgtid_bytes_match_the_generated_encoder() -> None:
+    shards = [sg("ks", "-80", "MySQL56/a:1-5", "t1"), sg("ks", "80-", "")]
+    book = PositionBook(shards)
+    assert book.vgtid_bytes() == bytes(binlogdata.VGtid(shard_gtids=shards))
+    frame = book.vgtid_frame("ks", "-80")
+    want = binlogdata.VEvent(
+        type=T.VGTID, vgtid=binlogdata.VGtid(shard_gtids=shards), keyspace="ks", shard="-80"
+    )
+    assert frame.raw == bytes(want)
+    assert frame.type == T.VGTID
+
+
+def test_gtid_becomes_a_vgtid_with_every_shard_position() -> None:
+    book = PositionBook([sg("ks", "-80", "pos1"), sg("ks", "80-", "pos2")])
+    frames = [ev(T.BEGIN), ev(T.GTID, gtid="pos3", keyspace="ks", shard="80-"), ev(T.COMMIT)]
+    book.apply_controls(frames, [1], ("ks", "80-"))
+    assert [f.type for f in frames] == [T.BEGIN, T.VGTID, T.COMMIT]
+    vgtid_event = decode_event(frames[1])
+    assert vgtid_event.keyspace == "ks" and vgtid_event.shard == "80-"
+    assert vgtid_event.vgtid == binlogdata.VGtid(
+        shard_gtids=[sg("ks", "-80", "pos1"), sg("ks", "80-", "pos3")]
+    )
+    # Cumulative: the next shard's GTID carries both latest positions.
+    frames = [ev(T.GTID, gtid="pos4"), ev(T.COMMIT)]
+    book.apply_controls(frames, [0], ("ks", "-80"))
+    assert decode_event(frames[0]).vgtid == binlogdata.VGtid(
+        shard_gtids=[sg("ks", "-80", "pos4"), sg("ks", "80-", "pos3")]
+    )
+    assert book.shard_gtid(("ks", "-80")) == sg("ks", "-80", "pos4")
+    assert book.shard_gtid(("ks", "c0-")) is None
+
+
+def test_lastpk_add_replace_remove() -> None:
+    book = PositionBook([sg("ks", "-80", "")])
+    key = ("ks", "-80")
+
+    def apply(frame: Frame) -> binlogdata.VGtid:
+        frames = [frame]
+        book.apply_controls(frames, [0], key)
+        assert frames[0].type == T.VGTID
+        vgtid = decode_event(frames[0]).vgtid
+        assert vgtid is not None
+        return vgtid
+
+    def tables(v: binlogdata.VGtid) -> list[tuple[str, bytes]]:
+        return [
+            (pk.table_name, pk.lastpk.rows[0].values if pk.lastpk else b"")
+            for pk in v.shard_gtids[0].table_p_ks
+        ]
+
+    assert tables(apply(lastpk("t1", 10))) == [("t1", b"10")]  # add
+    assert tables(apply(lastpk("t2", 3))) == [("t1", b"10"), ("t2", b"3")]  # add another
+    assert tables(apply(lastpk("t1", 20))) == [("t1", b"20"), ("t2", b"3")]  # replace
+    assert tables(apply(lastpk("t1", 20, completed=True))) == [("t2", b"3")]  # remove
+    assert tables(apply(lastpk("t9", 1, completed=True))) == [("t2", b"3")]  # unknown+done
+    resumed = book.shard_gtid(key)
+    assert resumed is not None and [pk.table_name for pk in resumed.table_p_ks] == ["t2"]
+
+
+def test_final_copy_completed_once_every_shard_copied() -> None:
+    book = PositionBook([sg("ks", "-80", ""), sg("ks", "80-", "")])
+    first = [ev(T.COPY_COMPLETED, keyspace="ks", shard="-80")]
+    book.apply_controls(first, [0], ("ks", "-80"))
+    assert len(first) == 1
+    second = [ev(T.GTID, gtid="p"), ev(T.COPY_COMPLETED, keyspace="ks", shard="80-")]
+    book.apply_controls(second, [0, 1], ("ks", "80-"))
+    assert [f.type for f in second] == [T.VGTID, T.COPY_COMPLETED, T.COPY_COMPLETED]
+    assert second[2] is COPY_DONE
+    done = decode_event(second[2])
+    assert done.keyspace == "" and done.shard == ""
+
+
+def test_journal_one_to_many_replacement() -> None:
+    book = PositionBook([sg("ks", "-20", "gtid01"), sg("ks", "20-", "gtid09")])
+    book.replace([("ks", "-20")], [sg("ks", "-10", "gtid02"), sg("ks", "10-20", "gtid03")])
+    assert book.vgtid() == binlogdata.VGtid(
+        shard_gtids=[
+            sg("ks", "20-", "gtid09"),
+            sg("ks", "-10", "gtid02"),
+            sg("ks", "10-20", "gtid03"),
+        ]
+    )
+
+
+def test_journal_many_to_one_replacement() -> None:
+    book = PositionBook([sg("ks", "-20", "g1"), sg("ks", "20-40", "g2")])
+    book.replace([("ks", "-20"), ("ks", "20-40")], [sg("ks", "-40", "g3")])
+    frames = [ev(T.GTID, gtid="g4"), ev(T.COMMIT)]
+    book.apply_controls(frames, [0], ("ks", "-40"))
+    assert decode_event(frames[0]).vgtid == binlogdata.VGtid(shard_gtids=[sg("ks", "-40", "g4")])
