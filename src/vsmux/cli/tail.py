@@ -1,15 +1,123 @@
-"""`vsmux tail`. Not built yet."""
+"""``vsmux tail``: stream row changes from a VStream gateway as JSON lines.
+
+Works against vsmux or a real vtgate. The loop itself is
+:func:`vsmux.client.tail.run_tail`; this module parses options and runs it in
+Trio with an asyncio loop for grpclib.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+import trio
+import trio_asyncio
+
+from vsmux.client.checkpoint import CheckpointError, CheckpointStore
+from vsmux.client.formats import FORMATS
+from vsmux.client.request import StreamOptions
+from vsmux.client.stream import grpc_connector
+from vsmux.client.tail import EXIT_USAGE, TailConfig, run_tail
+
+__all__ = ["add_arguments", "run"]
+
+EPILOG = """\
+examples:
+  vsmux tail --server 127.0.0.1:15991 --keyspace commerce
+  vsmux tail --server 127.0.0.1:15991 --keyspace commerce --from copy --format debezium
+  vsmux tail --server 127.0.0.1:15991 --keyspace commerce --tables customer,corder \\
+      --checkpoint tail.db --client-id orders-feed --heartbeat 5
+
+A checkpoint, when present for the client id, wins over --from.
+Exit status: 0 when the server ends the stream cleanly or a --max-* limit is
+reached, 1 on a server error, 2 on bad options.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--server", default="127.0.0.1:15991", help="gateway host:port")
+    parser.add_argument("--keyspace", required=True, help="keyspace to stream")
+    parser.add_argument("--shard", default="", help="one shard (default: every shard)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--tables", default="", help="comma-separated table names")
+    which.add_argument("--filter", default="", help="table match rule, e.g. '/.*' (default)")
+    parser.add_argument(
+        "--tablet-type", default="primary", help="primary (default), replica or rdonly"
+    )
+    parser.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        metavar="current|copy|VGTID-JSON",
+        help="where to start without a checkpoint: 'current' (default), 'copy' "
+        "(copy every table first), or a VGtid as a JSON list",
+    )
+    parser.add_argument("--format", choices=sorted(FORMATS), default="json")
+    parser.add_argument("--checkpoint", metavar="FILE", help="SQLite file to store positions in")
+    parser.add_argument("--client-id", default="vsmux-tail", help="checkpoint row to use")
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ask for a heartbeat every N idle seconds; reconnect after 3N seconds of silence",
+    )
+    parser.add_argument(
+        "--stop-on-reshard", action="store_true", help="end cleanly when the keyspace reshards"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress or notices on stderr")
+    parser.add_argument("--max-events", type=int, default=None, metavar="N")
+    parser.add_argument("--max-seconds", type=float, default=None, metavar="S")
+
+
+def _config(args: argparse.Namespace) -> TailConfig:
+    tables = tuple(t.strip() for t in args.tables.split(",") if t.strip())
+    stream = StreamOptions(
+        keyspace=args.keyspace,
+        shard=args.shard,
+        tables=tables,
+        filter=args.filter,
+        tablet_type=args.tablet_type,
+        start=args.start or "current",
+        heartbeat=args.heartbeat,
+        stop_on_reshard=args.stop_on_reshard,
+    )
+    return TailConfig(
+        stream=stream,
+        format=args.format,
+        client_id=args.client_id,
+        start_given=args.start is not None,
+        max_events=args.max_events,
+        max_seconds=args.max_seconds,
+        quiet=args.quiet,
+        progress=not sys.stdout.isatty(),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vsmux tail: not built yet", file=sys.stderr)
-    return 2
+    config = _config(args)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")
+    store = None
+    if args.checkpoint:
+        try:
+            store = CheckpointStore(args.checkpoint)
+        except CheckpointError as exc:
+            print(f"vsmux tail: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    async def main() -> int:
+        async with trio_asyncio.open_loop():
+            return await run_tail(
+                config, grpc_connector(args.server), sys.stdout, sys.stderr, store=store
+            )
+
+    try:
+        return trio.run(main)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if store is not None:
+            store.close()

@@ -1,0 +1,184 @@
+"""Grouping a VStream's events into units a client can act on atomically.
+
+A gateway may split one transaction over several responses, and it reports
+positions as VGTID events inside the transaction they belong to (the last
+VGTID before COMMIT is the transaction's position). :class:`Assembler` takes
+events in arrival order and returns a :class:`Unit` each time one is
+complete: a transaction at its COMMIT, and standalone DDL, OTHER, ROLLBACK,
+COPY_COMPLETED, JOURNAL and idle HEARTBEAT events. Rows are decoded as they
+arrive (FIELD events in the same transaction may change the schema), kept
+with the unit and released only at its end, so a client writes nothing of a
+transaction it has not received completely.
+
+Memory: an open transaction's decoded rows are held until its COMMIT; that
+is the unit of at-least-once delivery, so it cannot be smaller.
+
+Synchronous and I/O-free; there is nothing to cancel.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from vsmux.client.rows import RowChangeRecord, SchemaCache
+from vsmux.proto import binlogdata
+
+__all__ = ["Assembler", "RowChange", "Unit", "UnitKind", "copying_shards"]
+
+E = binlogdata.VEventType
+
+
+class UnitKind(enum.Enum):
+    TRANSACTION = "transaction"
+    ROLLBACK = "rollback"
+    DDL = "ddl"
+    OTHER = "other"
+    COPY_COMPLETED = "copy_completed"
+    JOURNAL = "journal"
+    HEARTBEAT = "heartbeat"
+
+
+_TERMINATORS = {
+    E.COMMIT: UnitKind.TRANSACTION,
+    E.ROLLBACK: UnitKind.ROLLBACK,
+    E.DDL: UnitKind.DDL,
+    E.OTHER: UnitKind.OTHER,
+    E.COPY_COMPLETED: UnitKind.COPY_COMPLETED,
+    E.JOURNAL: UnitKind.JOURNAL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """A decoded row change and where it happened.
+
+    ``snapshot`` is true for rows delivered while the shard was still copying
+    (its stream started with an empty gtid or pending table_p_ks).
+    """
+
+    keyspace: str
+    shard: str
+    table: str
+    record: RowChangeRecord
+    snapshot: bool = False
+
+
+@dataclass(slots=True)
+class Unit:
+    """A complete unit: its events, decoded rows and the position after it.
+
+    ``position`` is the latest VGtid received up to and including this unit
+    (``None`` until the server has sent one); ``timestamp`` is the
+    terminating event's source commit time in seconds.
+    """
+
+    kind: UnitKind
+    events: list[binlogdata.VEvent] = field(default_factory=list)
+    rows: list[RowChange] = field(default_factory=list)
+    position: binlogdata.VGtid | None = None
+    timestamp: int = 0
+    current_time: int = 0
+    keyspace: str = ""
+    shard: str = ""
+
+
+def copying_shards(vgtid: binlogdata.VGtid | None) -> set[tuple[str, str]]:
+    """Shards of a start position that will copy first (gtid "" or pending table_p_ks)."""
+    if vgtid is None:
+        return set()
+    return {(sg.keyspace, sg.shard) for sg in vgtid.shard_gtids if sg.gtid == "" or sg.table_p_ks}
+
+
+class Assembler:
+    """Turns VEvents into complete :class:`Unit` values.
+
+    ``feed`` may raise :class:`vsmux.client.rows.RowDecodeError` (a ROW whose
+    FIELD is unknown, or a corrupt image); the assembler is then in an
+    undefined state and the stream should be restarted with :meth:`restart`.
+    """
+
+    def __init__(
+        self,
+        position: binlogdata.VGtid | None = None,
+        schema: SchemaCache | None = None,
+    ) -> None:
+        self.schema = schema if schema is not None else SchemaCache()
+        self.position = position
+        self._copying = copying_shards(position)
+        self._events: list[binlogdata.VEvent] = []
+        self._rows: list[RowChange] = []
+        self._in_transaction = False
+
+    def restart(self, position: binlogdata.VGtid | None) -> None:
+        """Drop any unfinished unit and the schema: a new stream resends both."""
+        self.schema.clear()
+        self.position = position
+        self._copying = copying_shards(position)
+        self._events = []
+        self._rows = []
+        self._in_transaction = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether events of an unfinished unit are held."""
+        return bool(self._events)
+
+    def feed(self, events: Iterable[binlogdata.VEvent]) -> list[Unit]:
+        """Consume events in order; return the units they complete."""
+        done: list[Unit] = []
+        for event in events:
+            unit = self._one(event)
+            if unit is not None:
+                done.append(unit)
+        return done
+
+    def _one(self, event: binlogdata.VEvent) -> Unit | None:
+        kind = event.type
+        self._events.append(event)
+        if kind == E.BEGIN:
+            self._in_transaction = True
+        elif kind == E.VGTID and event.vgtid is not None:
+            self.position = event.vgtid
+        elif kind == E.FIELD and event.field_event is not None:
+            self.schema.learn(event.field_event, event.keyspace, event.shard)
+        elif kind == E.ROW and event.row_event is not None:
+            ks, sh, table, records = self.schema.changes(
+                event.row_event, event.keyspace, event.shard
+            )
+            snapshot = (ks, sh) in self._copying
+            self._rows.extend(RowChange(ks, sh, table, r, snapshot) for r in records)
+        elif kind == E.HEARTBEAT and not self._in_transaction:
+            return self._finish(UnitKind.HEARTBEAT, event)
+        elif kind in _TERMINATORS:
+            if kind == E.DDL:
+                self.schema.forget_shard(event.keyspace, event.shard)
+            elif kind == E.COPY_COMPLETED:
+                self._copy_completed(event.keyspace, event.shard)
+            return self._finish(_TERMINATORS[kind], event)
+        return None
+
+    def _copy_completed(self, keyspace: str, shard: str) -> None:
+        # The gateway sends one per shard, then one with neither set once every
+        # shard is done.
+        if keyspace or shard:
+            self._copying.discard((keyspace, shard))
+        else:
+            self._copying.clear()
+
+    def _finish(self, kind: UnitKind, last: binlogdata.VEvent) -> Unit:
+        unit = Unit(
+            kind=kind,
+            events=self._events,
+            rows=self._rows,
+            position=self.position,
+            timestamp=last.timestamp,
+            current_time=last.current_time,
+            keyspace=last.keyspace,
+            shard=last.shard,
+        )
+        self._events = []
+        self._rows = []
+        self._in_transaction = False
+        return unit

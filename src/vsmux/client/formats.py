@@ -1,0 +1,141 @@
+"""Output formats: a complete unit in, JSON lines out.
+
+- ``json``: one line per row change: keyspace, shard, table, op
+  (insert/update/delete), ts (commit time, seconds), position (the unit's
+  VGtid as a list), index (the row's place in its transaction), snapshot,
+  data, and old (updates only: previous values of the changed columns).
+- ``maxwell``: Maxwell's field names: database, table, type
+  (insert/update/delete, ``bootstrap-insert`` for copied rows), ts,
+  xoffset (every row but the last of a transaction), commit (the last row),
+  data, old, plus position (the VGtid as compact JSON text) and shard.
+- ``debezium``: Debezium's envelope: before, after, op (c/u/d, r for copied
+  rows), source {connector "vitess", name, ts_ms, snapshot, db, keyspace,
+  shard, table, vgtid (JSON text)}, ts_ms (when the line was made).
+- ``raw``: every event of the unit as proto JSON with proto field names.
+
+Pure functions; nothing to cancel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import betterproto2
+
+from vsmux.client.assembler import RowChange, Unit
+from vsmux.client.checkpoint import vgtid_to_json
+
+__all__ = ["FORMATS", "Formatter", "dumps", "format_unit"]
+
+# (unit, now in milliseconds) -> lines without newlines
+Formatter = Callable[[Unit, int], list[str]]
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, UTF-8 kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _position(unit: Unit) -> list[dict[str, Any]]:
+    return vgtid_to_json(unit.position) if unit.position is not None else []
+
+
+def _json_lines(unit: Unit, now_ms: int) -> list[str]:
+    position = _position(unit)
+    lines = []
+    for index, row in enumerate(unit.rows):
+        record = row.record
+        line: dict[str, Any] = {
+            "keyspace": row.keyspace,
+            "shard": row.shard,
+            "table": row.table,
+            "op": record.op,
+            "ts": unit.timestamp,
+            "position": position,
+            "index": index,
+            "snapshot": row.snapshot,
+            "data": record.data,
+        }
+        if record.op == "update":
+            line["old"] = record.old
+        lines.append(dumps(line))
+    return lines
+
+
+def _maxwell_type(row: RowChange) -> str:
+    if row.snapshot and row.record.op == "insert":
+        return "bootstrap-insert"
+    return row.record.op
+
+
+def _maxwell_lines(unit: Unit, now_ms: int) -> list[str]:
+    position = dumps(_position(unit))
+    last = len(unit.rows) - 1
+    lines = []
+    for index, row in enumerate(unit.rows):
+        line: dict[str, Any] = {
+            "database": row.keyspace,
+            "table": row.table,
+            "type": _maxwell_type(row),
+            "ts": unit.timestamp,
+        }
+        if index == last:
+            line["commit"] = True
+        else:
+            line["xoffset"] = index
+        line["position"] = position
+        line["shard"] = row.shard
+        line["data"] = row.record.data
+        if row.record.op == "update":
+            line["old"] = row.record.old
+        lines.append(dumps(line))
+    return lines
+
+
+_DEBEZIUM_OPS = {"insert": "c", "update": "u", "delete": "d"}
+
+
+def _debezium_lines(unit: Unit, now_ms: int) -> list[str]:
+    vgtid = dumps(_position(unit))
+    lines = []
+    for row in unit.rows:
+        record = row.record
+        op = "r" if row.snapshot and record.op == "insert" else _DEBEZIUM_OPS[record.op]
+        envelope = {
+            "before": record.before,
+            "after": None if record.op == "delete" else record.data,
+            "op": op,
+            "source": {
+                "connector": "vitess",
+                "name": "vsmux",
+                "ts_ms": unit.timestamp * 1000,
+                "snapshot": "true" if row.snapshot else "false",
+                "db": row.keyspace,
+                "keyspace": row.keyspace,
+                "shard": row.shard,
+                "table": row.table,
+                "vgtid": vgtid,
+            },
+            "ts_ms": now_ms,
+        }
+        lines.append(dumps(envelope))
+    return lines
+
+
+def _raw_lines(unit: Unit, now_ms: int) -> list[str]:
+    return [dumps(e.to_dict(casing=betterproto2.Casing.SNAKE)) for e in unit.events]
+
+
+FORMATS: dict[str, Formatter] = {
+    "json": _json_lines,
+    "maxwell": _maxwell_lines,
+    "debezium": _debezium_lines,
+    "raw": _raw_lines,
+}
+
+
+def format_unit(name: str, unit: Unit, now_ms: int = 0) -> list[str]:
+    """The lines ``unit`` prints as in format ``name`` (KeyError for an unknown name)."""
+    return FORMATS[name](unit, now_ms)
