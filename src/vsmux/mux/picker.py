@@ -1,0 +1,223 @@
+"""Choosing a tablet for a shard stream, and watching it while it streams.
+
+:class:`TabletPicker` turns the pure candidate order of
+:mod:`vsmux.core.picking` into a choice: a primary is taken as is; any other
+type must pass one StreamHealth probe. When nothing qualifies it looks again
+every ``tablet_pick_retry_interval`` and gives up after
+``tablet_pick_timeout`` with an UNAVAILABLE error naming keyspace, shard,
+tablet type, cells and what was wrong with each tablet.
+
+:func:`watch_health` runs beside a shard's vstream for as long as it streams
+and raises UNAVAILABLE (so the retry policy restarts the stream elsewhere)
+when the tablet stops being a good source.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import Literal, NoReturn
+
+import trio
+
+from vsmux.core.picking import candidates, health_problem, type_name
+from vsmux.core.settings import GatewaySettings
+from vsmux.errors import Code, VStreamError
+from vsmux.proto import topodata
+from vsmux.sources.base import ShardSource, SourceDirectory
+from vsmux.topology.model import TabletInfo, Topology
+
+__all__ = ["HEALTH_PROBE_TIMEOUT", "TabletPicker", "watch_health"]
+
+# How long one tablet gets to send its first health report during a pick. A
+# healthy tablet answers at once; without a bound, one dead tablet that accepts
+# the connection but never answers would hold up the whole pick.
+HEALTH_PROBE_TIMEOUT = 5.0
+
+# Floor for the interval between pick attempts, so a zero setting cannot turn
+# the wait into a busy loop against the tablets.
+_MIN_RETRY_INTERVAL = 0.1
+
+
+class _Probe(enum.Enum):
+    PENDING = "pending"
+
+
+# A probe's outcome: None = healthy, str = why not, PENDING = not known yet.
+_Verdict = str | None | Literal[_Probe.PENDING]
+
+
+class TabletPicker:
+    """Picks tablets of one tablet type within the request's cells.
+
+    One picker serves every shard of a request; ``pick`` may run concurrently
+    for different shards.
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        sources: SourceDirectory,
+        settings: GatewaySettings,
+        *,
+        tablet_type: topodata.TabletType,
+        cells: list[str],
+        cell_preference: str,
+        rng: random.Random | None = None,
+        probe_timeout: float = HEALTH_PROBE_TIMEOUT,
+    ) -> None:
+        self._topology = topology
+        self._sources = sources
+        self._settings = settings
+        self._tablet_type = tablet_type
+        self._cells = list(cells)
+        self._cell_preference = cell_preference
+        self._rng = rng if rng is not None else random.Random()
+        self._probe_timeout = probe_timeout
+
+    async def pick(
+        self, keyspace: str, shard: str, ignore: frozenset[str] = frozenset()
+    ) -> TabletInfo:
+        """A tablet to stream ``keyspace/shard`` from, skipping aliases in ``ignore``.
+
+        Attempts run at 0, interval, 2*interval, ... after the call (the
+        topology is read afresh each time) until one succeeds; at
+        ``tablet_pick_timeout`` it raises UNAVAILABLE with the last reasons.
+        Cancellation stops any probes in flight (their health streams are
+        closed) and propagates; nothing keeps running.
+        """
+        settings = self._settings
+        interval = max(settings.tablet_pick_retry_interval, _MIN_RETRY_INTERVAL)
+        started = trio.current_time()
+        deadline = started + settings.tablet_pick_timeout
+        # The first attempt runs even with a zero timeout; it is bounded by the probe timeout.
+        tablet, reasons = await self._attempt(keyspace, shard, ignore)
+        next_attempt = started
+        with trio.move_on_at(deadline):
+            while tablet is None:
+                next_attempt += interval
+                await trio.sleep_until(next_attempt)
+                tablet, reasons = await self._attempt(keyspace, shard, ignore)
+        if tablet is not None:
+            return tablet
+        raise VStreamError(
+            Code.UNAVAILABLE,
+            f"no healthy {type_name(self._tablet_type)} tablet for {keyspace}/{shard} "
+            f"in cells {','.join(self._cells)} after {settings.tablet_pick_timeout:g}s: "
+            + "; ".join(reasons),
+        )
+
+    async def _attempt(
+        self, keyspace: str, shard: str, ignore: frozenset[str]
+    ) -> tuple[TabletInfo | None, list[str]]:
+        """One look at the topology: a usable tablet, or the reasons there is none."""
+        found = candidates(
+            self._topology,
+            keyspace,
+            shard,
+            self._tablet_type,
+            self._cells,
+            self._cell_preference,
+            self._settings.cell,
+            ignore,
+            rng=self._rng,
+        )
+        if not found:
+            return None, [self._no_candidates(keyspace, shard, ignore)]
+        if self._tablet_type == topodata.TabletType.PRIMARY:
+            return found[0], []
+        return await self._probe_in_order(found)
+
+    def _no_candidates(self, keyspace: str, shard: str, ignore: frozenset[str]) -> str:
+        everyone = candidates(
+            self._topology,
+            keyspace,
+            shard,
+            self._tablet_type,
+            self._cells,
+            self._cell_preference,
+            self._settings.cell,
+            frozenset(),
+        )
+        if everyone:
+            skipped = ", ".join(t.alias for t in everyone)
+            return f"every candidate lacks the stream's position ({skipped})"
+        return "the topology has no such tablet"
+
+    async def _probe_in_order(
+        self, tablets: list[TabletInfo]
+    ) -> tuple[TabletInfo | None, list[str]]:
+        """Probe all ``tablets`` at once; the first healthy one in order wins.
+
+        Probing in parallel bounds an attempt by one probe timeout however many
+        tablets are dead; the probes still running are cancelled as soon as
+        every tablet ahead of a healthy one has answered.
+        """
+        verdicts: list[_Verdict] = [_Probe.PENDING] * len(tablets)
+
+        async def probe(index: int, cancel_scope: trio.CancelScope) -> None:
+            verdicts[index] = await self._probe(tablets[index])
+            if _first_healthy(verdicts) is not None:
+                cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(tablets)):
+                nursery.start_soon(probe, index, nursery.cancel_scope)
+        chosen = _first_healthy(verdicts)
+        if chosen is not None:
+            return tablets[chosen], []
+        return None, [f"{t.alias} {v}" for t, v in zip(tablets, verdicts, strict=True)]
+
+    async def _probe(self, tablet: TabletInfo) -> str | None:
+        """None if ``tablet``'s first health report qualifies it, else why not."""
+        source = self._sources.source_for(tablet)
+        with trio.move_on_after(self._probe_timeout):
+            try:
+                async with source.stream_health() as reports:
+                    async for resp in reports:
+                        return health_problem(
+                            resp, self._tablet_type, self._settings.max_replication_lag
+                        )
+            except VStreamError as err:
+                return f"failed its health check: {err.message}"
+            return "ended its health stream without a report"
+        return f"sent no health report within {self._probe_timeout:g}s"
+
+
+def _first_healthy(verdicts: list[_Verdict]) -> int | None:
+    """Index of the first healthy tablet once all tablets before it are known bad."""
+    for index, verdict in enumerate(verdicts):
+        if verdict is _Probe.PENDING:
+            return None
+        if verdict is None:
+            return index
+    return None
+
+
+async def watch_health(
+    source: ShardSource, tablet_type: topodata.TabletType, settings: GatewaySettings
+) -> NoReturn:
+    """Watch the health of the tablet behind ``source`` while a vstream runs on it.
+
+    Never returns: raises VStreamError(UNAVAILABLE, "tablet <alias> ...,
+    restarting vstream") when the tablet changes type, reports a health
+    error, stops serving, lags more than ``max_replication_lag`` (replicas),
+    or its health stream ends or fails. UNAVAILABLE makes the retry policy
+    restart the shard stream from its last delivered position.
+
+    Run it in the nursery of the shard's vstream. Cancelling it closes the
+    health stream before the Cancelled exception propagates.
+    """
+    alias = source.tablet.alias
+    problem: str | None = None
+    try:
+        async with source.stream_health() as reports:
+            async for resp in reports:
+                problem = health_problem(resp, tablet_type, settings.max_replication_lag)
+                if problem is not None:
+                    break
+    except VStreamError as err:
+        problem = f"health stream failed ({err.message})"
+    if problem is None:
+        problem = "stopped reporting health"
+    raise VStreamError(Code.UNAVAILABLE, f"tablet {alias} {problem}, restarting vstream")
