@@ -270,6 +270,13 @@ def test_keyspace_without_serving_shards() -> None:
     assert info.value.message == (PREFIX + "keyspace empty has no serving shards to stream from")
 
 
+def test_empty_topology() -> None:
+    with pytest.raises(VStreamError) as info:
+        resolve_request(req(sg("", "", "current")), Topology(cell="zone1"), "zone1")
+    assert info.value.code == Code.FAILED_PRECONDITION
+    assert info.value.message == PREFIX + "the topology has no keyspaces to stream from"
+
+
 # -- defaults ---------------------------------------------------------------------------
 
 

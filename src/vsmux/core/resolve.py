@@ -138,6 +138,8 @@ def _shard_gtids(vgtid: binlogdata.VGtid | None, topology: Topology) -> list[bin
                 )
             seen.add(key)
             resolved.append(shard_gtid)
+    if not resolved:
+        raise VStreamError(Code.FAILED_PRECONDITION, "the topology has no keyspaces to stream from")
     return resolved
 
 
