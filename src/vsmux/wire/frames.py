@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from vsmux.wire.errors import FrameError
-from vsmux.wire.scan import Header, read_type, scan_header
+from vsmux.wire.header import read_header, read_type
+from vsmux.wire.scan import Header
 from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint, read_varint
 
 __all__ = [
@@ -64,7 +65,7 @@ class Frame:
         """
         header = self._header
         if header is None:
-            header = self._header = scan_header(self.raw)
+            header = self._header = read_header(self.raw)
         return header
 
     def __len__(self) -> int:
@@ -109,6 +110,9 @@ def split_response(body: bytes) -> list[Frame]:
             n = body[pos + 1]
             if n < 0x80:
                 start = pos + 2
+            elif body[pos + 2] < 0x80:  # events of 128 B to 16 KiB: inline
+                n = (n & 0x7F) | (body[pos + 2] << 7)
+                start = pos + 3
             else:
                 n, start = read_varint(body, pos + 1)
             pos = start + n

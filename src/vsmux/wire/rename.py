@@ -13,9 +13,15 @@ produces). The fast path relies on that: it renames the first
 ``row_event``/``field_event`` and the ``table_name`` at its front; a
 sub-message without a ``table_name`` gets one inserted there. Bytes that are
 not a well-formed event raise :class:`FrameError`.
+
+Python pays per bytecode, so the usual layout (type, timestamp, then the
+sub-message starting with a short table name) is recognised by one regular
+expression, run in C; anything else takes a field-by-field walk.
 """
 
 from __future__ import annotations
+
+import re
 
 from vsmux.wire.errors import FrameError
 from vsmux.wire.frames import Frame
@@ -52,6 +58,22 @@ def _new_name_field(keyspace: str, old_field: bytes) -> bytes:
     return field
 
 
+# The usual layout up to the table name's length byte: type, an optional
+# timestamp varint, the sub-message key, its 1-2 byte length (group 1), then
+# the table_name key and a one-byte length.
+_FAST = {
+    kind: re.compile(
+        b"\\x08"
+        + re.escape(bytes([kind]))
+        + rb"(?:\x10[\x80-\xff]{0,9}[\x00-\x7f])?"
+        + re.escape(bytes([key]))
+        + rb"([\x80-\xff]?[\x00-\x7f])\x0a[\x00-\x7f]",
+        re.DOTALL,
+    ).match
+    for kind, key in ((_ROW, _ROW_EVENT_KEY), (_FIELD, _FIELD_EVENT_KEY))
+}
+
+
 def rename_table(frame: Frame, keyspace: str) -> Frame:
     """``frame`` with its table name prefixed by ``keyspace.`` (FIELD and ROW only).
 
@@ -60,12 +82,45 @@ def rename_table(frame: Frame, keyspace: str) -> Frame:
     same as the old one's.
     """
     kind = frame.type
-    if kind == _ROW:
-        want = _ROW_EVENT_KEY
-    elif kind == _FIELD:
-        want = _FIELD_EVENT_KEY
-    else:
+    if kind != _ROW and kind != _FIELD:
         return frame
+    raw = frame.raw
+    match = _FAST[kind](raw)
+    if match is None:
+        return _rename_walk(frame, keyspace)
+    pos = match.start(1)
+    name_start = match.end()
+    length = raw[pos]
+    if length >= 0x80:
+        length = (length & 0x7F) | (raw[pos + 1] << 7)
+    name_end = name_start + raw[name_start - 1]
+    # The sub-message starts at name_start - 2.
+    if name_start - 2 + length > len(raw) or name_end > name_start - 2 + length:
+        raise FrameError("table event runs past the end of the event")
+    old_field = raw[name_start - 2 : name_end]
+    new_field = _cache.get((keyspace, old_field))
+    if new_field is None:
+        new_field = _new_name_field(keyspace, old_field)
+    length += len(new_field) - len(old_field)
+    renamed = Frame(
+        kind,
+        b"".join(
+            (
+                raw[:pos],
+                VARINT[length] if length < TABLE_LIMIT else encode_varint(length),
+                new_field,
+                raw[name_end:],
+            )
+        ),
+    )
+    renamed._header = frame._header
+    return renamed
+
+
+def _rename_walk(frame: Frame, keyspace: str) -> Frame:
+    """:func:`rename_table` for any layout, walking the event field by field."""
+    kind = frame.type
+    want = _ROW_EVENT_KEY if kind == _ROW else _FIELD_EVENT_KEY
     raw = frame.raw
     end = len(raw)
     try:
@@ -73,13 +128,24 @@ def rename_table(frame: Frame, keyspace: str) -> Frame:
         while True:  # bounded: skip_field always advances pos or raises
             if pos >= end:
                 return frame
-            if raw[pos] == want:
+            key = raw[pos]
+            if key == want:
                 break
-            pos = skip_field(raw, pos, end)
+            if 0 < key < 0x80 and not key & 7:
+                # A varint field with a one-byte key (type, timestamp): inline.
+                pos += 1
+                while raw[pos] >= 0x80:
+                    pos += 1
+                pos += 1
+            else:
+                pos = skip_field(raw, pos, end)
         pos += 1
         length = raw[pos]
         if length < 0x80:
             start = pos + 1
+        elif raw[pos + 1] < 0x80:
+            length = (length & 0x7F) | (raw[pos + 1] << 7)
+            start = pos + 2
         else:
             length, start = read_varint(raw, pos)
         stop = start + length

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from vsmux.wire.errors import FrameError
 from vsmux.wire.varint import read_varint, to_signed
 
-__all__ = ["Header", "int32_of", "read_type", "scan_header", "skip_field"]
+__all__ = ["Header", "int32_of", "scan_header", "skip_field"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +73,6 @@ def int32_of(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def read_type(raw: bytes) -> int:
-    """The ``type`` field (1) of an encoded VEvent; 0 when absent."""
-    # Encoders write fields in number order, so the type is usually the first
-    # two bytes; anything else takes the full walk.
-    if len(raw) >= 2 and raw[0] == 0x08 and raw[1] < 0x80:
-        return raw[1]
-    return scan_header(raw).type
-
-
 def _text(value: bytes, number: int) -> str:
     try:
         return value.decode()
@@ -90,7 +81,11 @@ def _text(value: bytes, number: int) -> str:
 
 
 def scan_header(raw: bytes) -> Header:
-    """The header fields of an encoded VEvent, checking the whole top level."""
+    """The header fields of an encoded VEvent, checking the whole top level.
+
+    A pure-Python reference for :func:`vsmux.wire.header.read_header` (which
+    the gateway uses, being faster); tests check that the two agree.
+    """
     type_ = timestamp = current_time = 0
     keyspace = shard = gtid = b""
     pos = 0

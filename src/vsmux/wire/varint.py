@@ -31,18 +31,22 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     At most ten bytes are read (a 64-bit value); like protobuf, bits above 64
     are dropped.
     """
-    result = 0
-    shift = 0
-    end = len(buf)
-    while shift < 70:
-        if pos >= end:
-            raise FrameError("truncated varint")
+    try:
         b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
         if b < 0x80:
-            return result & _MASK64, pos
-        shift += 7
+            return b, pos + 1
+        result = b & 0x7F
+        shift = 7
+        pos += 1
+        while shift < 70:
+            b = buf[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return (result & _MASK64 if shift >= 63 else result), pos
+            shift += 7
+    except IndexError:
+        raise FrameError("truncated varint") from None
     raise FrameError("varint longer than 10 bytes")
 
 
