@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vsmux.core.picking import candidates, health_problem, type_name
 from vsmux.proto import query, topodata
@@ -189,3 +191,56 @@ def test_health_problem(
 def test_type_name() -> None:
     assert type_name(REPLICA) == "REPLICA"
     assert type_name(99) == "99"
+
+
+_cells = st.sampled_from(["zone1", "zone2", "zone3"])
+_types = st.sampled_from([PRIMARY, REPLICA, RDONLY])
+_tablets = st.lists(
+    st.tuples(_cells, st.integers(1, 50), _types, st.sampled_from(["-80", "80-"])),
+    max_size=12,
+    unique_by=lambda t: (t[0], t[1]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tablets=_tablets,
+    tablet_type=_types,
+    cells=st.lists(_cells, min_size=1, max_size=3),
+    preference=st.sampled_from(["preferlocalwithalias", "onlyspecified"]),
+    ignore_uids=st.sets(st.integers(1, 50), max_size=5),
+    seed=st.integers(0, 100),
+)
+def test_candidates_properties(
+    tablets: list[tuple[str, int, topodata.TabletType, str]],
+    tablet_type: topodata.TabletType,
+    cells: list[str],
+    preference: str,
+    ignore_uids: set[int],
+    seed: int,
+) -> None:
+    topo = Topology(
+        cell="zone1",
+        keyspaces={"customer": KeyspaceInfo("customer", ["-80", "80-"])},
+        tablets=[TabletInfo("customer", shard, c, uid, tt) for c, uid, tt, shard in tablets],
+    )
+    ignore = frozenset(t.alias for t in topo.tablets if t.uid in ignore_uids)
+    got = candidates(
+        topo, "customer", "-80", tablet_type, cells, preference, "zone1", ignore,
+        rng=random.Random(seed),
+    )  # fmt: skip
+    eligible = [
+        t
+        for t in topo.tablets
+        if t.shard == "-80"
+        and t.tablet_type == tablet_type
+        and t.alias not in ignore
+        and (tablet_type == PRIMARY or t.cell in cells)
+    ]
+    # Exactly the eligible tablets, each once.
+    assert sorted(got, key=lambda t: t.alias) == sorted(eligible, key=lambda t: t.alias)
+    if tablet_type != PRIMARY:
+        ranks = [list(dict.fromkeys(cells)).index(t.cell) for t in got]
+        if preference == "preferlocalwithalias":
+            ranks = [-1 if t.cell == "zone1" else r for t, r in zip(got, ranks, strict=True)]
+        assert ranks == sorted(ranks), "cells appear as whole groups in preference order"

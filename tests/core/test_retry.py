@@ -231,3 +231,14 @@ def test_backoff_survives_very_long_retry_runs() -> None:
     p = policy(5, s)
     delays = [p.failure(VStreamError(Code.UNAVAILABLE, "x"), ALIAS).delay for _ in range(1500)]
     assert all(2.5 <= d <= 5.0 for d in delays[20:])
+
+
+@settings(max_examples=150, deadline=None)
+@given(code=st.sampled_from(list(Code)), message=st.text(max_size=80))
+def test_classification_is_total_and_consistent(code: Code, message: str) -> None:
+    action = classify(VStreamError(code, message))
+    errno = mysql_errno(message)
+    if code in (Code.FAILED_PRECONDITION, Code.UNAVAILABLE):
+        assert action is not FAIL
+    if action is FAIL:
+        assert errno is None or errno not in (1236, 1789, 3024, 2013, 1213, 1205)
