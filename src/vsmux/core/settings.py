@@ -41,5 +41,8 @@ class GatewaySettings:
     # Tablet choice for non-primary types: health/lag limits, and how long to keep
     # looking when no tablet qualifies.
     max_replication_lag: float = 30.0
+    # A health probe that gets no first report within this long counts the tablet as
+    # unhealthy, so one hung tablet cannot stall a pick.
+    health_probe_timeout: float = 5.0
     tablet_pick_retry_interval: float = 30.0
     tablet_pick_timeout: float = 90.0

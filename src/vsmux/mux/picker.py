@@ -27,12 +27,8 @@ from vsmux.proto import topodata
 from vsmux.sources.base import ShardSource, SourceDirectory
 from vsmux.topology.model import TabletInfo, Topology
 
-__all__ = ["HEALTH_PROBE_TIMEOUT", "TabletPicker", "watch_health"]
+__all__ = ["TabletPicker", "watch_health"]
 
-# How long one tablet gets to send its first health report during a pick. A
-# healthy tablet answers at once; without a bound, one dead tablet that accepts
-# the connection but never answers would hold up the whole pick.
-HEALTH_PROBE_TIMEOUT = 5.0
 
 # Floor for the interval between pick attempts, so a zero setting cannot turn
 # the wait into a busy loop against the tablets.
@@ -64,7 +60,6 @@ class TabletPicker:
         cells: list[str],
         cell_preference: str,
         rng: random.Random | None = None,
-        probe_timeout: float = HEALTH_PROBE_TIMEOUT,
     ) -> None:
         self._topology = topology
         self._sources = sources
@@ -73,7 +68,7 @@ class TabletPicker:
         self._cells = list(cells)
         self._cell_preference = cell_preference
         self._rng = rng if rng is not None else random.Random()
-        self._probe_timeout = probe_timeout
+        self._probe_timeout = settings.health_probe_timeout
 
     async def pick(
         self, keyspace: str, shard: str, ignore: frozenset[str] = frozenset()
