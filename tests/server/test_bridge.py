@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -14,12 +14,6 @@ from vsmux.errors import Code, VStreamError
 from vsmux.server.bridge import QUEUE_DEPTH, ClientGone, pump_responses
 
 Send = Callable[[list[bytes]], Awaitable[None]]
-
-
-@pytest.fixture
-async def aio_loop() -> AsyncIterator[None]:
-    async with trio_asyncio.open_loop():
-        yield
 
 
 class Recorder:

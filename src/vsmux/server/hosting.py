@@ -17,7 +17,7 @@ import trio
 import trio_asyncio
 from grpclib.server import Server
 
-__all__ = ["SHUTDOWN_GRACE_SECONDS", "open_grpc_server"]
+__all__ = ["SHUTDOWN_GRACE_SECONDS", "open_grpc_server", "stop_accepting"]
 
 # How long closing a server may wait for in-flight calls to finish before they
 # are abandoned. Sessions are cancelled first, so this is normally instant.
@@ -26,15 +26,21 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 @asynccontextmanager
 async def open_grpc_server(
-    services: Sequence[Any], host: str = "127.0.0.1", port: int = 0
+    services: Sequence[Any],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    codec: Any = None,
 ) -> AsyncIterator[tuple[Server, int]]:
     """Serve ``services`` on ``host:port`` while the block runs.
 
-    Yields the server and the bound port (useful with ``port=0``). On exit,
+    Yields the server and the bound port (useful with ``port=0``). ``codec``
+    is a grpclib codec for every handler (e.g. ``vsmux.server.rawcodec.RawCodec``
+    for handlers that send pre-encoded bytes); None means protobuf. On exit,
     normal or by cancellation, the listener is closed and open calls get up
     to ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope.
     """
-    server = Server(list(services))
+    server = Server(list(services), codec=codec)
     await trio_asyncio.aio_as_trio(server.start)(host, port)
     try:
         # grpclib keeps the asyncio server private; it is the only way to learn
@@ -48,3 +54,14 @@ async def open_grpc_server(
             scope.shield = True
             server.close()
             await trio_asyncio.aio_as_trio(server.wait_closed)()
+
+
+def stop_accepting(server: Server) -> None:
+    """Close the listening socket; calls already running carry on.
+
+    Used by graceful shutdown before sessions are told to end, so no new call
+    slips in between. ``server.close()`` later cancels whatever is left.
+    """
+    listener: Any = server._server
+    if listener is not None:
+        listener.close()

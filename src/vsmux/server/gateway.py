@@ -1,0 +1,202 @@
+"""The ``vtgateservice.Vitess`` endpoint: VStream and metadata Execute.
+
+Handlers are grpclib (asyncio) coroutines registered with raw grpclib
+``Handler``s, so VStream responses leave as the pre-encoded bytes the
+session produced (see :mod:`vsmux.server.rawcodec`). Each VStream call enters
+Trio once and runs the session through :func:`vsmux.server.bridge.pump_responses`.
+
+Error edge (the only place a session's outcome becomes a gRPC status):
+
+- :class:`VStreamError` -> the status with the same number as its vtrpc code
+  and its message;
+- the client going away or its deadline -> the session is cancelled, nothing
+  more is sent;
+- anything else is a bug: logged with its traceback, the client gets INTERNAL
+  with a short message, and the server carries on.
+
+Shutdown: :meth:`VitessService.begin_shutdown` ends every running session with
+UNAVAILABLE "server shutting down" and refuses new ones the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from grpclib import GRPCError
+from grpclib.const import Cardinality, Handler, Status
+
+from vsmux.errors import Code, VStreamError
+from vsmux.mux.api import Gateway, SendResponses
+from vsmux.proto import vtgate
+from vsmux.server.bridge import SHUTTING_DOWN, ClientGone, pump_responses, to_trio
+from vsmux.server.execute import TableCatalog, answer_execute
+from vsmux.server.rawcodec import RawMessage
+from vsmux.server.status import count_events, grpc_status, summarize_request
+
+__all__ = ["ACTIVE_SESSIONS", "RunVStream", "VitessService"]
+
+log = logging.getLogger("vsmux.server")
+
+RunVStream = Callable[[vtgate.VStreamRequest, Gateway, SendResponses], Awaitable[None]]
+
+# Gateway-wide gauge in Metrics.gateway.
+ACTIVE_SESSIONS = "active_sessions"
+
+_INTERNAL_MESSAGE = "internal error in vsmux; the gateway log has the details"
+
+
+class _SessionTally:
+    """What one session sent, for its end-of-session log line."""
+
+    __slots__ = ("bytes", "events", "responses")
+
+    def __init__(self) -> None:
+        self.responses = 0
+        self.events = 0
+        self.bytes = 0
+
+
+class VitessService:
+    """Serves ``/vtgateservice.Vitess/VStream`` and ``/Execute`` for one gateway.
+
+    ``run_vstream`` is the multiplexer entry point (``vsmux.mux.run_vstream``);
+    ``catalog`` answers ``SHOW TABLES``.
+    """
+
+    def __init__(self, gateway: Gateway, run_vstream: RunVStream, catalog: TableCatalog) -> None:
+        self.gateway = gateway
+        self._run_vstream = run_vstream
+        self._catalog = catalog
+        self._stopping = trio.Event()
+        self._next_session = 1
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            "/vtgateservice.Vitess/VStream": Handler(
+                self._vstream,
+                Cardinality.UNARY_STREAM,
+                vtgate.VStreamRequest,
+                RawMessage,
+            ),
+            "/vtgateservice.Vitess/Execute": Handler(
+                self._execute,
+                Cardinality.UNARY_UNARY,
+                vtgate.ExecuteRequest,
+                vtgate.ExecuteResponse,
+            ),
+        }
+
+    def begin_shutdown(self) -> None:
+        """End running sessions with UNAVAILABLE and refuse new ones. Call from Trio."""
+        self._stopping.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- VStream ---------------------------------------------------------------
+
+    async def _vstream(self, stream: Any) -> None:
+        """grpclib handler (asyncio). Cancelled by grpclib when the client goes away."""
+        request: vtgate.VStreamRequest | None = await stream.recv_message()
+        if request is None:
+            raise GRPCError(Status.INVALID_ARGUMENT, "empty VStream request")
+        session_id = self._next_session
+        self._next_session += 1
+        tally = _SessionTally()
+        peer = _peer_of(stream)
+        log.info(
+            "vstream start session=%d peer=%s %s", session_id, peer, summarize_request(request)
+        )
+        started = time.monotonic()
+        outcome = "ok"
+
+        async def write(bodies: list[bytes]) -> None:
+            # asyncio side of the bridge: one call per crossing, many responses.
+            for body in bodies:
+                await stream.send_message(body)
+                tally.responses += 1
+                tally.bytes += len(body)
+                tally.events += count_events(body)
+
+        try:
+            if self._stopping.is_set():
+                raise VStreamError(Code.UNAVAILABLE, SHUTTING_DOWN)
+            await to_trio(self._session)(request, write)
+        except VStreamError as exc:
+            outcome = f"{exc.code.name}: {exc.message}"
+            raise GRPCError(grpc_status(exc.code), exc.message) from None
+        except ClientGone as exc:
+            outcome = f"client gone ({exc})"
+        except asyncio.CancelledError:
+            outcome = "cancelled (client went away or its deadline passed)"
+            raise
+        except GRPCError:
+            raise
+        except Exception:
+            outcome = "INTERNAL (see traceback)"
+            log.exception("vstream session=%d failed unexpectedly", session_id)
+            raise GRPCError(Status.INTERNAL, _INTERNAL_MESSAGE) from None
+        finally:
+            log.info(
+                "vstream end session=%d peer=%s duration=%.3fs responses=%d events=%d "
+                "bytes=%d outcome=%s",
+                session_id,
+                peer,
+                time.monotonic() - started,
+                tally.responses,
+                tally.events,
+                tally.bytes,
+                outcome,
+            )
+
+    async def _session(
+        self, request: vtgate.VStreamRequest, write: Callable[[list[bytes]], Awaitable[None]]
+    ) -> None:
+        """The Trio side of one VStream call; cancellation ends it at once."""
+        gauges = self.gateway.metrics.gateway
+        gauges[ACTIVE_SESSIONS] += 1
+        try:
+
+            async def run(send: SendResponses) -> None:
+                await self._run_vstream(request, self.gateway, send)
+
+            await pump_responses(run, write, stop=self._stopping, metrics=self.gateway.metrics)
+        finally:
+            gauges[ACTIVE_SESSIONS] -= 1
+
+    # -- Execute ---------------------------------------------------------------
+
+    async def _execute(self, stream: Any) -> None:
+        """grpclib handler (asyncio) for the metadata queries."""
+        request: vtgate.ExecuteRequest | None = await stream.recv_message()
+        if request is None:
+            raise GRPCError(Status.INVALID_ARGUMENT, "empty Execute request")
+        try:
+            response = await to_trio(answer_execute)(request, self.gateway.topology, self._catalog)
+        except Exception:
+            log.exception("execute failed unexpectedly")
+            raise GRPCError(Status.INTERNAL, _INTERNAL_MESSAGE) from None
+        sql = request.query.sql if request.query is not None else ""
+        log.info(
+            "execute peer=%s query=%r outcome=%s",
+            _peer_of(stream),
+            sql[:200],
+            "ok" if response.error is None else response.error.code.name,
+        )
+        await stream.send_message(response)
+
+
+def _peer_of(stream: Any) -> str:
+    try:
+        addr = stream.peer.addr()
+    except Exception:  # peer info is best effort; a log line must not fail a call
+        return "?"
+    if not addr:
+        return "?"
+    return f"{addr[0]}:{addr[1]}"
