@@ -8,6 +8,7 @@ Trio with an asyncio loop for grpclib.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import trio
@@ -121,3 +122,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
+        _silence_closed_stdout()
+
+
+def _silence_closed_stdout() -> None:
+    # When the reader of stdout has gone (`vsmux tail | head`), Python's exit
+    # flush would print a BrokenPipeError; point stdout at /dev/null instead.
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -85,7 +85,9 @@ def vgtid_from_json(value: str | list[Any]) -> binlogdata.VGtid:
                 raise CheckpointError(f"position entry {i}: {key!r} must be a string")
         if not entry.get("keyspace"):
             raise CheckpointError(f"position entry {i} has no keyspace")
-        pks = entry.get("table_p_ks") or []
+        pks = entry.get("table_p_ks")
+        if pks is None:
+            pks = []
         if not isinstance(pks, list):
             raise CheckpointError(f"position entry {i}: 'table_p_ks' must be a list")
         try:

@@ -138,6 +138,9 @@ class _Tail:
             except RowDecodeError as exc:
                 self.io.error(f"cannot decode a row: {exc}")
                 return EXIT_ERROR
+            except BrokenPipeError:
+                # The reader of our output went away (e.g. `| head`): a normal end.
+                return EXIT_OK
 
     async def _consume(self, responses: ResponseStream) -> bool:
         """Deliver until the stream ends (False) or --max-events is reached (True)."""
@@ -240,11 +243,18 @@ async def run_tail(
         progress=Progress(trio.current_time()),
     )
     status = EXIT_OK
-    async with trio.open_nursery() as nursery:
-        if config.progress and not config.quiet:
-            nursery.start_soon(_report_progress, tail, wall)
-        limit = config.max_seconds if config.max_seconds is not None else math.inf
-        with trio.move_on_after(limit):
-            status = await tail.run()
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            if config.progress and not config.quiet:
+                nursery.start_soon(_report_progress, tail, wall)
+            limit = config.max_seconds if config.max_seconds is not None else math.inf
+            with trio.move_on_after(limit):
+                status = await tail.run()
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The reporter cannot fail, so a group holds the loop's one exception
+        # (e.g. KeyboardInterrupt, or stdout closed): raise it as itself.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     return status

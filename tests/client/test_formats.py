@@ -1,0 +1,144 @@
+"""Output formats: json, maxwell, debezium, raw."""
+
+from __future__ import annotations
+
+import json
+
+from vsmux.client.assembler import Assembler, Unit
+from vsmux.client.formats import FORMATS, format_unit
+from vsmux.proto import binlogdata
+
+from .events import KS, E, field_event, row_event, simple, vgtid, vgtid_event
+
+POSITION = [{"keyspace": KS, "shard": "-80", "gtid": "MySQL56/u:1-9", "table_p_ks": []}]
+
+
+def unit(snapshot: bool = False) -> Unit:
+    start = vgtid(("-80", "")) if snapshot else None
+    [u] = Assembler(start).feed(
+        [
+            simple(E.BEGIN, ts=1700),
+            field_event(),
+            row_event(after=[b"1", b"a"]),
+            row_event(before=[b"1", b"a"], after=[b"1", b"b"]),
+            row_event(before=[b"1", b"b"]),
+            vgtid_event("-80", ("-80", "MySQL56/u:1-9")),
+            simple(E.COMMIT, ts=1700),
+        ]
+    )
+    return u
+
+
+def lines(name: str, u: Unit) -> list[dict[str, object]]:
+    return [json.loads(line) for line in format_unit(name, u, now_ms=5000)]
+
+
+def test_json_format() -> None:
+    assert lines("json", unit()) == [
+        {
+            "keyspace": KS,
+            "shard": "-80",
+            "table": "customer",
+            "op": "insert",
+            "ts": 1700,
+            "position": POSITION,
+            "index": 0,
+            "snapshot": False,
+            "data": {"id": 1, "email": "a"},
+        },
+        {
+            "keyspace": KS,
+            "shard": "-80",
+            "table": "customer",
+            "op": "update",
+            "ts": 1700,
+            "position": POSITION,
+            "index": 1,
+            "snapshot": False,
+            "data": {"id": 1, "email": "b"},
+            "old": {"email": "a"},
+        },
+        {
+            "keyspace": KS,
+            "shard": "-80",
+            "table": "customer",
+            "op": "delete",
+            "ts": 1700,
+            "position": POSITION,
+            "index": 2,
+            "snapshot": False,
+            "data": {"id": 1, "email": "b"},
+        },
+    ]
+
+
+def test_maxwell_format() -> None:
+    out = lines("maxwell", unit())
+    assert [(o["type"], o.get("xoffset"), o.get("commit")) for o in out] == [
+        ("insert", 0, None),
+        ("update", 1, None),
+        ("delete", None, True),
+    ]
+    assert out[1] == {
+        "database": KS,
+        "table": "customer",
+        "type": "update",
+        "ts": 1700,
+        "xoffset": 1,
+        "position": json.dumps(POSITION, separators=(",", ":")),
+        "shard": "-80",
+        "data": {"id": 1, "email": "b"},
+        "old": {"email": "a"},
+    }
+    assert "old" not in out[0] and "old" not in out[2]
+    assert lines("maxwell", unit(snapshot=True))[0]["type"] == "bootstrap-insert"
+
+
+def test_debezium_format() -> None:
+    out = lines("debezium", unit())
+    assert [(o["op"], o["before"], o["after"]) for o in out] == [
+        ("c", None, {"id": 1, "email": "a"}),
+        ("u", {"id": 1, "email": "a"}, {"id": 1, "email": "b"}),
+        ("d", {"id": 1, "email": "b"}, None),
+    ]
+    assert out[0]["ts_ms"] == 5000
+    assert out[0]["source"] == {
+        "connector": "vitess",
+        "name": "vsmux",
+        "ts_ms": 1_700_000,
+        "snapshot": "false",
+        "db": KS,
+        "keyspace": KS,
+        "shard": "-80",
+        "table": "customer",
+        "vgtid": json.dumps(POSITION, separators=(",", ":")),
+    }
+    snap = lines("debezium", unit(snapshot=True))
+    assert snap[0]["op"] == "r" and snap[0]["source"]["snapshot"] == "true"  # type: ignore[index]
+
+
+def test_raw_format_prints_every_event_with_proto_field_names() -> None:
+    u = unit()
+    out = lines("raw", u)
+    assert len(out) == len(u.events) == 7
+    assert out[0] == {"type": "BEGIN", "timestamp": "1700", "keyspace": KS, "shard": "-80"}
+    assert out[2]["row_event"]["row_changes"][0]["after"] == {  # type: ignore[index]
+        "lengths": ["1", "1"],
+        "values": "MWE=",
+    }
+    assert out[5]["vgtid"]["shard_gtids"][0]["gtid"] == "MySQL56/u:1-9"  # type: ignore[index]
+    parsed = binlogdata.VEvent.from_dict(out[2])
+    assert parsed == u.events[2]
+
+
+def test_units_without_rows_print_nothing_except_raw() -> None:
+    [hb] = Assembler().feed([simple(E.HEARTBEAT, "")])
+    for name in FORMATS:
+        assert (format_unit(name, hb) == []) == (name != "raw")
+
+
+def test_non_ascii_is_kept() -> None:
+    [u] = Assembler().feed(
+        [simple(E.BEGIN), field_event(), row_event(after=[b"1", "é☃".encode()]), simple(E.COMMIT)]
+    )
+    assert "é☃" in format_unit("json", u)[0]
