@@ -1,0 +1,50 @@
+"""What every task of one request shares.
+
+One :class:`RequestContext` per request, built by the session. Streamers read
+the position book (the sender is its only writer) and use the request-wide
+gates; ``start_streamer`` lets the last participant of a journal start the
+new shards' streamers in the request's nursery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from vsmux.core.metrics import Labels, Metrics
+from vsmux.core.positions import PositionBook, ShardKey
+from vsmux.core.resolve import ResolvedRequest
+from vsmux.core.settings import GatewaySettings
+from vsmux.mux.gate import SendGate
+from vsmux.mux.items import Item
+from vsmux.mux.journals import Convergence
+from vsmux.mux.liveness import Liveness
+from vsmux.mux.picker import TabletPicker
+from vsmux.mux.skewgate import SkewGate
+from vsmux.proto import binlogdata
+from vsmux.sources.base import SourceDirectory
+
+__all__ = ["RequestContext", "StartStreamer"]
+
+StartStreamer = Callable[[binlogdata.ShardGtid, trio.MemorySendChannel[Item]], None]
+
+
+@dataclass(slots=True, eq=False)
+class RequestContext:
+    resolved: ResolvedRequest
+    settings: GatewaySettings
+    metrics: Metrics
+    sources: SourceDirectory
+    picker: TabletPicker
+    book: PositionBook
+    convergence: Convergence
+    gate: SendGate
+    skew: SkewGate | None  # None unless minimize_skew
+    liveness: Liveness
+    start_streamer: StartStreamer
+    type_name: str
+
+    def labels(self, key: ShardKey) -> Labels:
+        return (key[0], key[1], self.type_name)

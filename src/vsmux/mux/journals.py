@@ -1,0 +1,42 @@
+"""Journal convergence on trio Events.
+
+Each participant of a converging journal calls :meth:`Convergence.arrive`.
+Every participant but the last waits on the journal's Event; the last one
+gets ``True`` back, does the swap (or the stop), then calls
+:meth:`Convergence.release`, which wakes the others so they can end.
+The decisions live in :class:`vsmux.core.journal.JournalTracker`.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from vsmux.core.journal import JournalTracker, ShardKey
+from vsmux.proto import binlogdata
+
+__all__ = ["Convergence"]
+
+
+class Convergence:
+    def __init__(self, tracker: JournalTracker) -> None:
+        self.tracker = tracker
+        self._done: dict[int, trio.Event] = {}
+
+    def concerns(self, journal: binlogdata.Journal, key: ShardKey) -> bool:
+        return self.tracker.concerns(journal, key)
+
+    def arrive(self, journal: binlogdata.Journal, key: ShardKey) -> bool:
+        """Record ``key``'s arrival; True if it is the last participant."""
+        self._done.setdefault(journal.id, trio.Event())
+        return self.tracker.arrive(journal, key)
+
+    async def wait(self, journal: binlogdata.Journal) -> None:
+        """Wait until the last participant released the journal.
+
+        No timeout: a participant that never arrives is either failing (and
+        the request fails with it) or caught by the liveness check.
+        """
+        await self._done[journal.id].wait()
+
+    def release(self, journal: binlogdata.Journal) -> None:
+        self._done.pop(journal.id).set()

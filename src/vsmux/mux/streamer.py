@@ -1,0 +1,261 @@
+"""One shard's streamer: tablet stream -> whole units -> the sender's channel.
+
+A streamer picks a tablet, opens its vstream from the shard's last delivered
+position, groups the batches into units (:mod:`vsmux.core.grouping`), waits
+at the skew and chunk gates, and sends whole units into its clone of the
+request's channel. A StreamHealth watcher runs beside the stream and
+abandons a tablet that turns bad.
+
+Failures follow :class:`vsmux.core.retry.ShardRetryPolicy`. Before a retry
+the streamer waits until everything it already queued is delivered (a
+:class:`~vsmux.mux.items.Barrier`), then restarts from the position book, so
+nothing is lost or sent twice. A failure after part of a chunked transaction
+reached the client is never retried: the request fails, and the client
+resumes from its last VGtid.
+
+A SHARDS journal that concerns the stream ends it: the streamer waits for the
+other participants; the last one swaps the shards (or stops the request for
+``stop_on_reshard``) and starts the new shards' streamers.
+
+Cancellation closes the tablet stream and the health watch before
+propagating; the channel clone is closed on every exit.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from vsmux.core.grouping import TransactionGrouper, Unit, UnitKind
+from vsmux.core.retry import RetryAction, ShardRetryPolicy, ended_unexpectedly
+from vsmux.errors import VStreamError
+from vsmux.mux.context import RequestContext
+from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
+from vsmux.mux.picker import watch_health
+from vsmux.proto import binlogdata, query
+from vsmux.sources.base import ShardSource
+
+__all__ = ["ShardStreamer"]
+
+
+class ShardStreamer:
+    def __init__(
+        self,
+        ctx: RequestContext,
+        start: binlogdata.ShardGtid,
+        channel: trio.MemorySendChannel[Item],
+    ) -> None:
+        self._ctx = ctx
+        self._start = start
+        self._channel = channel
+        self.key = (start.keyspace, start.shard)
+        self._labels = ctx.labels(self.key)
+        # True while this shard holds the send gate (a chunked transaction is open).
+        self._holding_gate = False
+        # True once a piece of a chunked transaction went into the channel.
+        self._sent_partial = False
+        self._health_failure: VStreamError | None = None
+
+    async def run(self) -> None:
+        """Stream until the shard's journal converges; raise VStreamError on failure."""
+        ctx = self._ctx
+        metrics = ctx.metrics
+        metrics.add("VStreamsCreated", self._labels)
+        metrics.add("VStreamsCount", self._labels)
+        try:
+            async with self._channel:
+                await self._stream()
+        except VStreamError:
+            metrics.add("VStreamsEndedWithErrors", self._labels)
+            raise
+        finally:
+            metrics.add("VStreamsCount", self._labels, -1)
+            ctx.gate.release(self.key)
+            if ctx.skew is not None:
+                ctx.skew.remove(self.key)
+
+    async def _stream(self) -> None:
+        ctx = self._ctx
+        keyspace, shard = self.key
+        policy = ShardRetryPolicy(keyspace, shard, ctx.settings)
+        while True:
+            tablet = await ctx.picker.pick(keyspace, shard, policy.ignored_tablets)
+            source = ctx.sources.source_for(tablet)
+            outcome = await self._attempt(source, policy)
+            if isinstance(outcome, Unit):
+                await self._journal(outcome)
+                return
+            if outcome is None:
+                outcome = ended_unexpectedly(tablet.alias)
+            if self._sent_partial:
+                raise VStreamError(
+                    outcome.code,
+                    f"vstream for {keyspace}/{shard} failed in the middle of a chunked "
+                    f"transaction, which cannot be resumed; restart from the last vgtid "
+                    f"received: {outcome.message}",
+                )
+            decision = policy.failure(outcome, tablet.alias)
+            if decision.action is RetryAction.FAIL:
+                raise decision.error
+            await self._drain()
+            await trio.sleep(decision.delay)
+
+    async def _drain(self) -> None:
+        """Wait until the sender delivered everything this shard queued."""
+        barrier = Barrier(trio.Event())
+        await self._channel.send(barrier)
+        await barrier.delivered.wait()
+
+    def _request(self, source: ShardSource) -> binlogdata.VStreamRequest:
+        ctx = self._ctx
+        resolved = ctx.resolved
+        flags = resolved.flags
+        position = ctx.book.shard_gtid(self.key) or self._start
+        options = None
+        if flags.stream_keyspace_heartbeats or flags.tables_to_copy:
+            options = binlogdata.VStreamOptions(
+                internal_tables=["heartbeat"] if flags.stream_keyspace_heartbeats else [],
+                tables_to_copy=list(flags.tables_to_copy),
+            )
+        return binlogdata.VStreamRequest(
+            target=query.Target(
+                keyspace=self.key[0],
+                shard=self.key[1],
+                tablet_type=resolved.tablet_type,
+                cell=source.tablet.cell,
+            ),
+            position=position.gtid,
+            filter=resolved.filter,
+            table_last_p_ks=list(position.table_p_ks),
+            options=options,
+        )
+
+    async def _attempt(
+        self, source: ShardSource, policy: ShardRetryPolicy
+    ) -> Unit | VStreamError | None:
+        """One tablet stream: the journal unit that ended it, its error, or None (it ended)."""
+        ctx = self._ctx
+        flags = ctx.resolved.flags
+        grouper = TransactionGrouper(
+            self.key[0],
+            rename=not flags.exclude_keyspace_from_table_name,
+            chunk_size=max(flags.transaction_chunk_size, 0),
+            forward_journals=flags.stop_on_reshard or flags.include_reshard_journal_events,
+            concerns_stream=lambda journal: ctx.convergence.concerns(journal, self.key),
+        )
+        request = self._request(source)
+        self._health_failure = None
+        outcome: Unit | VStreamError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_health, source, nursery.cancel_scope)
+            try:
+                outcome = await self._pump(source, request, grouper, policy)
+            except VStreamError as err:
+                outcome = err
+            nursery.cancel_scope.cancel()
+        if self._health_failure is not None and outcome is None:
+            return self._health_failure
+        return outcome
+
+    async def _watch_health(self, source: ShardSource, scope: trio.CancelScope) -> None:
+        try:
+            await watch_health(source, self._ctx.resolved.tablet_type, self._ctx.settings)
+        except VStreamError as err:
+            self._health_failure = err
+            scope.cancel()
+
+    async def _pump(
+        self,
+        source: ShardSource,
+        request: binlogdata.VStreamRequest,
+        grouper: TransactionGrouper,
+        policy: ShardRetryPolicy,
+    ) -> Unit | None:
+        """Stream batches until the tablet ends the stream or a journal ends it."""
+        ctx = self._ctx
+        liveness = ctx.liveness
+        skew = ctx.skew
+        async with source.vstream(request) as batches:
+            async for batch in batches:
+                if not batch:
+                    continue
+                policy.event_received()
+                liveness.touch()
+                units = grouper.feed(batch)
+                if skew is not None and grouper.heartbeat is not None:
+                    skew.observe(self.key, grouper.heartbeat)
+                if units:
+                    journal = await self._send_units(units)
+                    if journal is not None:
+                        return journal
+        return None
+
+    async def _send_units(self, units: list[Unit]) -> Unit | None:
+        """Queue ``units`` for the sender, honouring skew and chunk gates.
+
+        Returns the JOURNAL unit if one ended the stream (it is always last).
+        """
+        ctx = self._ctx
+        skew = ctx.skew
+        journal: Unit | None = None
+        if units[-1].kind == UnitKind.JOURNAL:
+            journal = units.pop()
+        if skew is None and not self._holding_gate and units and units[-1].final:
+            await self._put(units)  # the common case: whole units only
+            return journal
+        parcel: list[Unit] = []
+        for unit in units:
+            if skew is not None:
+                last = unit.last()
+                if last is not None:
+                    skew.observe(self.key, last)
+                if not self._holding_gate:
+                    if parcel:
+                        await self._put(parcel)
+                        parcel = []
+                    await skew.wait_turn(self.key, self._labels)
+            if not unit.final and not self._holding_gate:
+                if parcel:
+                    await self._put(parcel)
+                    parcel = []
+                await ctx.gate.acquire(self.key)
+                self._holding_gate = True
+                ctx.metrics.add("VStreamsTransactionsChunked", self._labels)
+            parcel.append(unit)
+            if self._holding_gate:
+                await self._put(parcel)
+                parcel = []
+                self._sent_partial = not unit.final
+                if unit.final:
+                    ctx.gate.release(self.key)
+                    self._holding_gate = False
+        if parcel:
+            await self._put(parcel)
+        return journal
+
+    async def _put(self, units: list[Unit]) -> None:
+        gate = self._ctx.gate
+        if gate.owner is not None and gate.owner != self.key:
+            await gate.wait_turn(self.key)
+        # No checkpoint between the gate check and the item entering the channel.
+        await self._channel.send(Parcel(self.key, self._labels, units))
+
+    async def _journal(self, unit: Unit) -> None:
+        """Stop at a converging journal; the last participant swaps or stops."""
+        ctx = self._ctx
+        journal = unit.journal
+        assert journal is not None
+        if unit.frames:
+            await self._put([unit])
+        convergence = ctx.convergence
+        if not convergence.arrive(journal, self.key):
+            await convergence.wait(journal)
+            return
+        participants = convergence.tracker.participants(journal)
+        if ctx.resolved.flags.stop_on_reshard:
+            await self._channel.send(Stop())
+        else:
+            new_shards = convergence.tracker.converge(journal)
+            await self._channel.send(JournalSwap(participants, new_shards))
+            for shard_gtid in new_shards:
+                ctx.start_streamer(shard_gtid, self._channel.clone())
+        convergence.release(journal)
