@@ -1,0 +1,73 @@
+"""Which tables a VStream filter selects, as a vttablet reads the rules.
+
+A rule's ``match`` is a table name, or ``/regex`` (searched, unanchored, like
+Go's ``regexp.MatchString``). Its ``filter`` may be empty or ``select * from
+<table>``; column lists and WHERE clauses are not simulated and are rejected
+with INVALID_ARGUMENT rather than silently ignored. A rule that matches no
+table is not an error. A request without rules selects every table.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vsmux.errors import Code, VStreamError
+from vsmux.proto import binlogdata
+
+__all__ = ["TableFilter"]
+
+_SELECT_STAR = re.compile(r"^\s*select\s+\*\s+from\s+`?([A-Za-z0-9_$]+)`?\s*;?\s*$", re.IGNORECASE)
+
+
+class TableFilter:
+    """A compiled ``binlogdata.Filter``: ``matches(table)``."""
+
+    def __init__(self, rules: list[tuple[str | re.Pattern[str], str]]) -> None:
+        self._rules = rules
+        self._cache: dict[str, bool] = {}
+
+    @classmethod
+    def from_request(cls, filter: binlogdata.Filter | None) -> TableFilter:
+        """Compile a request's filter; INVALID_ARGUMENT for a rule we cannot honour."""
+        if filter is None or not filter.rules:
+            return cls([(re.compile(".*"), "")])
+        rules: list[tuple[str | re.Pattern[str], str]] = []
+        for rule in filter.rules:
+            matcher: str | re.Pattern[str]
+            if rule.match.startswith("/"):
+                try:
+                    matcher = re.compile(rule.match.strip("/"))
+                except re.error as exc:
+                    raise VStreamError(
+                        Code.INVALID_ARGUMENT,
+                        f"filter rule {rule.match!r} is not a valid regular expression: {exc}",
+                    ) from None
+            else:
+                matcher = rule.match
+            text = rule.filter.strip()
+            if text:
+                selected = _SELECT_STAR.match(text)
+                if selected is None:
+                    raise VStreamError(
+                        Code.INVALID_ARGUMENT,
+                        f"filter {rule.filter!r} for rule {rule.match!r} is not supported by "
+                        "the simulated tablet: use 'select * from <table>' or leave it empty",
+                    )
+                if isinstance(matcher, str) and selected.group(1) != matcher:
+                    raise VStreamError(
+                        Code.INVALID_ARGUMENT,
+                        f"filter {rule.filter!r} selects from {selected.group(1)!r} but its "
+                        f"rule matches table {rule.match!r}",
+                    )
+            rules.append((matcher, text))
+        return cls(rules)
+
+    def matches(self, table: str) -> bool:
+        hit = self._cache.get(table)
+        if hit is None:
+            hit = any(
+                m == table if isinstance(m, str) else m.search(table) is not None
+                for m, _ in self._rules
+            )
+            self._cache[table] = hit
+        return hit

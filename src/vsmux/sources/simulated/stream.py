@@ -1,0 +1,208 @@
+"""One VStream of a simulated tablet: batches of frames, as a vttablet sends them.
+
+:func:`stream_batches` is an async generator over ``list[Frame]`` responses:
+
+- position ``current``: ``GTID, OTHER`` at once (so a gateway can report a
+  position immediately), then every later commit;
+- a position the server issued: every entry after it;
+- ``""``: the copy phase (see :mod:`.copy`), then every entry after the
+  snapshot; a position plus ``table_last_p_ks`` resumes an interrupted copy.
+
+Transactions are ``BEGIN, [FIELD], ROW..., GTID, COMMIT``; DDL and OTHER are
+``GTID, DDL|OTHER``; a journal is ``BEGIN, JOURNAL, GTID, COMMIT`` and ends
+the stream. A FIELD precedes a table's first ROW on the stream and follows
+every schema change. While caught up the stream waits for the next commit
+and sends a HEARTBEAT after ``HEARTBEAT_INTERVAL`` of silence. Responses hold
+whole transactions up to ``RESPONSE_TARGET_BYTES``; a larger transaction is
+split over several responses.
+
+Errors are raised as :class:`VStreamError` without the tablet alias (the
+caller adds it, or sends it as a gRPC status). Cancellation simply stops the
+generator; it holds no resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterator
+
+import trio
+
+from vsmux.errors import Code, VStreamError
+from vsmux.proto import binlogdata
+from vsmux.sources.simulated.binlog import EntryKind, LogEntry, ShardLog
+from vsmux.sources.simulated.clock import SimClock
+from vsmux.sources.simulated.copy import RowBound, plan_copy, restrict_row_event
+from vsmux.sources.simulated.filters import TableFilter
+from vsmux.sources.simulated.gtid import GtidParseError, GtidSet
+from vsmux.sources.simulated.rows import simple_event, stamp
+from vsmux.wire.frames import Frame
+
+__all__ = ["HEARTBEAT_INTERVAL", "RESPONSE_TARGET_BYTES", "resolve_position", "stream_batches"]
+
+# vttablet's default vstream_packet_size.
+RESPONSE_TARGET_BYTES = 250_000
+# vttablet sends a heartbeat after this much idle time.
+HEARTBEAT_INTERVAL = 0.9
+
+_T = binlogdata.VEventType
+Event = tuple[int, bytes]
+
+
+class _Responses:
+    """Accumulates events into one response; stamps current_time on flush."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self._clock = clock
+        self._events: list[Event] = []
+        self._size = 0
+
+    def add(self, event: Event) -> bool:
+        """Queue ``event``; True once the response is full."""
+        self._events.append(event)
+        self._size += len(event[1])
+        return self._size >= RESPONSE_TARGET_BYTES
+
+    def __bool__(self) -> bool:
+        return bool(self._events)
+
+    def flush(self) -> list[Frame]:
+        now = self._clock.now_ns()
+        frames = [stamp(etype, raw, now) for etype, raw in self._events]
+        self._events, self._size = [], 0
+        return frames
+
+
+def resolve_position(log: ShardLog, position: str) -> int:
+    """The seqno a stream resumes after; INVALID_ARGUMENT for a foreign position."""
+    try:
+        gtids = GtidSet.parse(position)
+    except GtidParseError as exc:
+        raise VStreamError(
+            Code.INVALID_ARGUMENT, f"cannot parse position {position!r}: {exc}"
+        ) from None
+    last = gtids.last_of(log.uuid)
+    foreign = sorted(set(gtids.intervals) - {log.uuid})
+    if foreign or last < 0 or last > log.last_seqno:
+        raise VStreamError(
+            Code.INVALID_ARGUMENT,
+            f"GTIDSet Mismatch: requested position {position} is not a position of this "
+            f"server (its executed set is {log.position()}); restart from 'current' or a "
+            "position this shard issued",
+        )
+    if last + 1 < log.first_streamable:
+        raise VStreamError(
+            Code.UNKNOWN,
+            f"Cannot replicate because the source purged required binary logs: position "
+            f"{position} is older than the oldest kept transaction "
+            f"{log.position(log.first_streamable)} (errno 1236) (sqlstate HY000)",
+        )
+    return last
+
+
+def _entry_events(
+    log: ShardLog,
+    entry: LogEntry,
+    table_filter: TableFilter,
+    seen: dict[str, int],
+    bounds: RowBound | None = None,
+) -> Iterator[Event]:
+    ks, shard, ts = log.keyspace, log.shard, entry.timestamp
+    gtid = (int(_T.GTID), simple_event(_T.GTID, ts, ks, shard, gtid=entry.position))
+    if entry.kind in (EntryKind.DDL, EntryKind.OTHER):
+        yield gtid
+        etype = int(_T.DDL) if entry.kind is EntryKind.DDL else int(_T.OTHER)
+        yield etype, entry.statement
+        return
+    yield int(_T.BEGIN), simple_event(_T.BEGIN, ts, ks, shard)
+    if entry.kind is EntryKind.JOURNAL:
+        yield int(_T.JOURNAL), entry.journal
+    for part in entry.parts:
+        if not table_filter.matches(part.table):
+            continue
+        row_events = part.row_events
+        if bounds is not None and part.table in bounds:
+            schema = log.schemas[part.table]
+            bound = bounds[part.table]
+            row_events = [
+                r for r in (restrict_row_event(e, schema, bound) for e in row_events) if r
+            ]
+            if not row_events:
+                continue
+        if seen.get(part.table) != part.version:
+            seen[part.table] = part.version
+            yield int(_T.FIELD), log.field_event(part.table, part.version, ts)
+        for raw in row_events:
+            yield int(_T.ROW), raw
+    yield gtid
+    yield int(_T.COMMIT), simple_event(_T.COMMIT, ts, ks, shard)
+
+
+async def stream_batches(
+    log: ShardLog, request: binlogdata.VStreamRequest, clock: SimClock
+) -> AsyncGenerator[list[Frame], None]:
+    """Responses for ``request`` on ``log``'s shard; see the module docstring."""
+    table_filter = TableFilter.from_request(request.filter)
+    out = _Responses(clock)
+    seen: dict[str, int] = {}
+    ks, shard = log.keyspace, log.shard
+    last_pks = {t.table_name: t for t in request.table_last_p_ks}
+    tables_to_copy = list(request.options.tables_to_copy) if request.options else []
+    position = request.position
+    bounds: RowBound | None = None
+
+    if position == "current":
+        cursor = log.last_seqno
+        now = clock.seconds()
+        out.add((int(_T.GTID), simple_event(_T.GTID, now, ks, shard, gtid=log.position())))
+        out.add((int(_T.OTHER), simple_event(_T.OTHER, now, ks, shard)))
+        yield out.flush()
+    elif position == "":
+        plan, _ = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=False)
+        cursor = plan.seqno
+        for event in plan.events(seen, clock.seconds()):
+            if out.add(event):
+                yield out.flush()
+        if out:
+            yield out.flush()
+    else:
+        cursor = resolve_position(log, position)
+        if last_pks:
+            # Resume a copy: replay only changes to rows already copied first.
+            _, bounds = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=True)
+
+    while True:
+        if cursor + 1 < log.first_streamable and cursor < log.last_seqno:
+            raise VStreamError(
+                Code.UNKNOWN,
+                f"Cannot replicate because the source purged required binary logs while "
+                f"this stream was behind at {log.position(cursor)} (errno 1236)",
+            )
+        journal_sent = False
+        for entry in log.entries_after(cursor):
+            cursor = entry.seqno
+            for event in _entry_events(log, entry, table_filter, seen, bounds):
+                if out.add(event):
+                    yield out.flush()
+            if entry.kind is EntryKind.JOURNAL:
+                journal_sent = True
+                break
+        if out:
+            yield out.flush()
+        if journal_sent:
+            return
+        if bounds is not None:
+            # Caught up: copy what is left from a snapshot taken right now.
+            plan, _ = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=True)
+            bounds = None
+            cursor = plan.seqno
+            for event in plan.events(seen, clock.seconds()):
+                if out.add(event):
+                    yield out.flush()
+            if out:
+                yield out.flush()
+            continue
+        with trio.move_on_after(HEARTBEAT_INTERVAL):
+            await log.wait_beyond(cursor)
+        if log.last_seqno <= cursor:
+            out.add((int(_T.HEARTBEAT), simple_event(_T.HEARTBEAT, clock.seconds(), ks, shard)))
+            yield out.flush()

@@ -1,0 +1,126 @@
+"""A simulated tablet: one shard's binlog served as a :class:`ShardSource`.
+
+Several tablets of a shard (a primary, replicas, rdonly) share the shard's
+:class:`ShardLog`; each has its own :class:`TabletFaults` and
+:class:`TabletHealth`, so a test can break or degrade one tablet alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+
+from vsmux.errors import Code, VStreamError
+from vsmux.proto import binlogdata, query, topodata
+from vsmux.sources.simulated.binlog import Rows, ShardLog
+from vsmux.sources.simulated.clock import SimClock
+from vsmux.sources.simulated.faults import FaultAction, TabletFaults
+from vsmux.sources.simulated.health import TabletHealth
+from vsmux.sources.simulated.stream import stream_batches
+from vsmux.topology.model import TabletInfo
+from vsmux.wire.frames import Frame
+
+__all__ = ["SimulatedTablet"]
+
+_OPEN = int(binlogdata.VEventType.BEGIN)
+_CLOSE = (int(binlogdata.VEventType.COMMIT), int(binlogdata.VEventType.ROLLBACK))
+
+
+class SimulatedTablet:
+    """One tablet of a simulated shard; it is its own :class:`ShardSource`."""
+
+    def __init__(self, info: TabletInfo, log: ShardLog, clock: SimClock) -> None:
+        self.info = info
+        self.log = log
+        self.clock = clock
+        self.faults = TabletFaults()
+        self.health = TabletHealth(info, term_start=int(clock.now()))
+
+    @property
+    def tablet(self) -> TabletInfo:
+        return self.info
+
+    @property
+    def alias(self) -> str:
+        return self.info.alias
+
+    @property
+    def position(self) -> str:
+        """The shard's executed GTID set, ``MySQL56/<uuid>:1-N``."""
+        return self.log.position()
+
+    @property
+    def tables(self) -> dict[str, Rows]:
+        """Live table contents: table -> primary-key tuple -> row values."""
+        return self.log.tables
+
+    async def batches(
+        self, request: binlogdata.VStreamRequest
+    ) -> AsyncGenerator[list[Frame], None]:
+        """The stream's responses with faults applied; errors carry no alias.
+
+        Cancellation stops the stream at once; nothing is left running.
+        """
+        self._check_target(request.target)
+        in_transaction = False
+        async with aclosing(stream_batches(self.log, request, self.clock)) as responses:
+            async for batch in responses:
+                await self.faults.before_send()
+                sent, trigger = self.faults.cut(batch, in_transaction)
+                for frame in sent:
+                    if frame.type == _OPEN:
+                        in_transaction = True
+                    elif frame.type in _CLOSE:
+                        in_transaction = False
+                if sent:
+                    yield sent
+                if trigger is not None:
+                    if trigger.action is FaultAction.FAIL:
+                        raise VStreamError(trigger.code, trigger.message)
+                    return
+
+    def vstream(
+        self, request: binlogdata.VStreamRequest
+    ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
+        """Open a stream; errors are raised with the tablet alias in front."""
+        return self._open(request)
+
+    @asynccontextmanager
+    async def _open(
+        self, request: binlogdata.VStreamRequest
+    ) -> AsyncIterator[AsyncIterator[list[Frame]]]:
+        async with aclosing(self._with_alias(request)) as stream:
+            yield stream
+
+    async def _with_alias(
+        self, request: binlogdata.VStreamRequest
+    ) -> AsyncGenerator[list[Frame], None]:
+        try:
+            async for batch in self.batches(request):
+                yield batch
+        except VStreamError as exc:
+            raise exc.wrap(self.alias) from None
+
+    def stream_health(
+        self,
+    ) -> AbstractAsyncContextManager[AsyncIterator[query.StreamHealthResponse]]:
+        """Watch this tablet's health reports (until the block exits)."""
+        return aclosing(self.health.reports())
+
+    def _check_target(self, target: query.Target | None) -> None:
+        if target is None:
+            return
+        mine = (self.info.keyspace, self.info.shard)
+        if (target.keyspace, target.shard) != mine:
+            raise VStreamError(
+                Code.FAILED_PRECONDITION,
+                f"invalid target {target.keyspace}/{target.shard}: this tablet serves "
+                f"{mine[0]}/{mine[1]}",
+            )
+        wanted = target.tablet_type
+        if wanted not in (topodata.TabletType.UNKNOWN, self.health.tablet_type):
+            raise VStreamError(
+                Code.FAILED_PRECONDITION,
+                f"invalid tablet type {wanted.name} for {mine[0]}/{mine[1]}: this tablet is "
+                f"{self.health.tablet_type.name}",
+            )
