@@ -55,7 +55,7 @@ async def tail(server: object, cfg: TailConfig | None = None, store=None, out=No
         out,
         err,
         store=store,
-        rng=random.Random(SEED),
+        backoff=Backoff(rng=random.Random(SEED)),
         wall=lambda: 1_700_000_010.0,
     )
     return status, out.getvalue(), err.getvalue()

@@ -23,7 +23,6 @@ the last complete one.
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -213,7 +212,7 @@ async def run_tail(
     out: TextIO,
     err: TextIO,
     store: CheckpointStore | None = None,
-    rng: random.Random | None = None,
+    backoff: Backoff | None = None,
     wall: Callable[[], float] = time.time,
 ) -> int:
     """Run ``vsmux tail`` until it ends; returns the exit status.
@@ -221,6 +220,7 @@ async def run_tail(
     0: stopped by the server with OK, by ``max_events`` or ``max_seconds``;
     1: an error from the server or an undecodable row; 2: bad options or
     checkpoint. Lines go to ``out``; notices, progress and errors to ``err``.
+    ``backoff`` paces reconnects (default: :class:`~vsmux.client.retry.Backoff`).
     """
     io = _Outputs(out, err, config.quiet)
     if config.format not in FORMATS:
@@ -238,7 +238,7 @@ async def run_tail(
         io=io,
         store=store,
         position=position,
-        backoff=Backoff(rng=rng),
+        backoff=backoff if backoff is not None else Backoff(),
         wall=wall,
         progress=Progress(trio.current_time()),
     )
