@@ -147,42 +147,57 @@ async def test_unavailable_reconnects_from_the_checkpoint(aio_loop: None, tmp_pa
     assert "tablet lost; reconnecting" in err
 
 
+class WatchedIO(io.StringIO):
+    """A text buffer a test can wait on until some text has been written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = trio.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        self._changed.set()
+        self._changed = trio.Event()
+        return written
+
+    async def wait_for(self, text: str) -> None:
+        while text not in self.getvalue():
+            await self._changed.wait()
+
+
 async def test_gateway_restart_mid_stream(aio_loop: None) -> None:
     first = ScriptedSessions([[response(transaction(1, with_field=True))], HANG])
     second = ScriptedSessions([[response(transaction(2, with_field=True))]])
-    out = io.StringIO()
-    err = io.StringIO()
+    out, err = WatchedIO(), WatchedIO()
     status: list[int] = []
-    async with trio.open_nursery() as nursery:
-        async with gateway_server(first) as address:
+    done = trio.Event()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            async with gateway_server(first) as address:
 
-            async def run() -> None:
-                status.append(
-                    await run_tail(
-                        TailConfig(stream=StreamOptions(keyspace=KS)),
-                        grpc_connector(address),
-                        out,
-                        err,
-                        backoff=Backoff(base=0.02, cap=0.1),
+                async def run() -> None:
+                    status.append(
+                        await run_tail(
+                            TailConfig(stream=StreamOptions(keyspace=KS)),
+                            grpc_connector(address),
+                            out,
+                            err,
+                            backoff=Backoff(base=0.02, cap=0.1),
+                        )
                     )
-                )
+                    done.set()
 
-            nursery.start_soon(run)
-            with trio.fail_after(10):
-                while not out.getvalue():
-                    await trio.sleep(0.01)
-        # The gateway is gone: tail retries (connection refused) until it is back.
-        await trio.sleep(0.2)
-        port = parse_address(address)[1]
-        async with gateway_server(second, port=port):
-            with trio.fail_after(10):
-                while not status:
-                    await trio.sleep(0.01)
+                nursery.start_soon(run)
+                await out.wait_for("\n")
+            # The gateway is gone: tail retries (connection refused) until it is back.
+            await err.wait_for("failed or dropped")
+            port = parse_address(address)[1]
+            async with gateway_server(second, port=port):
+                await done.wait()
     assert status == [EXIT_OK]
     assert ids(out.getvalue()) == [100, 200]
     assert second.requests[0].vgtid == vgtid(("-80", "MySQL56/u:1-1"))
     assert "server shutting down" in err.getvalue()
-    assert "failed or dropped" in err.getvalue()
 
 
 async def test_refused_connection_is_unavailable(aio_loop: None) -> None:
