@@ -144,9 +144,7 @@ VARIANTS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
 
 def check_same_output(responses: list[bytes]) -> None:
     """Every variant must produce the same messages (else the numbers mean nothing)."""
-    expected = [
-        binlogdata.VStreamResponse.parse(b) for b in run_betterproto(responses[:2])
-    ]
+    expected = [binlogdata.VStreamResponse.parse(b) for b in run_betterproto(responses[:2])]
     for name, run in VARIANTS.items():
         got = [binlogdata.VStreamResponse.parse(b) for b in run(responses[:2])]
         if got != expected:

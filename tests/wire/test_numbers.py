@@ -221,9 +221,31 @@ ENUMS: dict[str, dict[str, int]] = {
     "binlogdata.VEventType": {
         name: number
         for number, name in enumerate(
-            "UNKNOWN GTID BEGIN COMMIT ROLLBACK DDL INSERT REPLACE UPDATE DELETE SET OTHER ROW"
-            " FIELD HEARTBEAT VGTID JOURNAL VERSION LASTPK SAVEPOINT COPY_COMPLETED"
-            " PREVIOUS_GTIDS ROWS_QUERY".split()
+            [
+                "UNKNOWN",
+                "GTID",
+                "BEGIN",
+                "COMMIT",
+                "ROLLBACK",
+                "DDL",
+                "INSERT",
+                "REPLACE",
+                "UPDATE",
+                "DELETE",
+                "SET",
+                "OTHER",
+                "ROW",
+                "FIELD",
+                "HEARTBEAT",
+                "VGTID",
+                "JOURNAL",
+                "VERSION",
+                "LASTPK",
+                "SAVEPOINT",
+                "COPY_COMPLETED",
+                "PREVIOUS_GTIDS",
+                "ROWS_QUERY",
+            ]
         )
     },
     "binlogdata.FieldEventMode": {"ERR_ON_MISMATCH": 0, "BEST_EFFORT": 1},
@@ -244,10 +266,27 @@ ENUMS: dict[str, dict[str, int]] = {
     "vtrpc.Code": {
         name: number
         for number, name in enumerate(
-            "OK CANCELED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS"
-            " PERMISSION_DENIED RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE"
-            " UNIMPLEMENTED INTERNAL UNAVAILABLE DATA_LOSS UNAUTHENTICATED CLUSTER_EVENT"
-            " READ_ONLY".split()
+            [
+                "OK",
+                "CANCELED",
+                "UNKNOWN",
+                "INVALID_ARGUMENT",
+                "DEADLINE_EXCEEDED",
+                "NOT_FOUND",
+                "ALREADY_EXISTS",
+                "PERMISSION_DENIED",
+                "RESOURCE_EXHAUSTED",
+                "FAILED_PRECONDITION",
+                "ABORTED",
+                "OUT_OF_RANGE",
+                "UNIMPLEMENTED",
+                "INTERNAL",
+                "UNAVAILABLE",
+                "DATA_LOSS",
+                "UNAUTHENTICATED",
+                "CLUSTER_EVENT",
+                "READ_ONLY",
+            ]
         )
     },
     "query.Flag": {
@@ -307,10 +346,23 @@ PROTO_FILES = [
 
 _SCALARS = {
     getattr(FieldDescriptor, f"TYPE_{name.upper()}"): name
-    for name in (
-        "double float int64 uint64 int32 fixed64 fixed32 bool string bytes uint32"
-        " sfixed32 sfixed64 sint32 sint64"
-    ).split()
+    for name in [
+        "double",
+        "float",
+        "int64",
+        "uint64",
+        "int32",
+        "fixed64",
+        "fixed32",
+        "bool",
+        "string",
+        "bytes",
+        "uint32",
+        "sfixed32",
+        "sfixed64",
+        "sint32",
+        "sint64",
+    ]
 }
 
 

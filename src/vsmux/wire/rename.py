@@ -94,9 +94,10 @@ def rename_table(frame: Frame, keyspace: str) -> Frame:
     if length >= 0x80:
         length = (length & 0x7F) | (raw[pos + 1] << 7)
     name_end = name_start + raw[name_start - 1]
-    # The sub-message starts at name_start - 2.
-    if name_start - 2 + length > len(raw) or name_end > name_start - 2 + length:
-        raise FrameError("table event runs past the end of the event")
+    # The sub-message starts at name_start - 2. If the name does not fit in it
+    # the bytes only looked like the usual layout; the walk sorts that out.
+    if name_end > name_start - 2 + length or name_start - 2 + length > len(raw):
+        return _rename_walk(frame, keyspace)
     old_field = raw[name_start - 2 : name_end]
     new_field = _cache.get((keyspace, old_field))
     if new_field is None:
