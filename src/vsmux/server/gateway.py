@@ -2,7 +2,7 @@
 
 Handlers are grpclib (asyncio) coroutines registered with raw grpclib
 ``Handler``s, so VStream responses leave as the pre-encoded bytes the
-session produced (see :mod:`vsmux.server.rawcodec`). Each VStream call enters
+session produced (see :mod:`vsmux.sources.rawcodec`). Each VStream call enters
 Trio once and runs the session through :func:`vsmux.server.bridge.pump_responses`.
 
 Error edge (the only place a session's outcome becomes a gRPC status):
@@ -35,8 +35,8 @@ from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import vtgate
 from vsmux.server.bridge import SHUTTING_DOWN, ClientGone, pump_responses, to_trio
 from vsmux.server.execute import TableCatalog, answer_execute
-from vsmux.server.rawcodec import RawMessage
 from vsmux.server.status import count_events, grpc_status, summarize_request
+from vsmux.sources.rawcodec import RawMessage
 
 __all__ = ["ACTIVE_SESSIONS", "RunVStream", "VitessService"]
 

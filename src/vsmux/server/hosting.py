@@ -35,7 +35,7 @@ async def open_grpc_server(
     """Serve ``services`` on ``host:port`` while the block runs.
 
     Yields the server and the bound port (useful with ``port=0``). ``codec``
-    is a grpclib codec for every handler (e.g. ``vsmux.server.rawcodec.RawCodec``
+    is a grpclib codec for every handler (e.g. ``vsmux.sources.rawcodec.RawCodec``
     for handlers that send pre-encoded bytes); None means protobuf. On exit,
     normal or by cancellation, the listener is closed and open calls get up
     to ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope.

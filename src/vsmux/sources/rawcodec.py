@@ -7,6 +7,9 @@ stub that names :class:`RawMessage` as its message type sends and receives
 ``bytes`` untouched; every other type goes through the normal protobuf codec,
 so reflection, health and betterproto messages keep working on the same
 server or channel.
+
+It lives with the sources (the tablet client needs it) and the server edge
+uses it from here, keeping imports pointing down the layers.
 """
 
 from __future__ import annotations

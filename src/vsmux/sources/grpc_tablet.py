@@ -1,0 +1,256 @@
+"""A :class:`~vsmux.sources.base.ShardSource` over gRPC to a vttablet.
+
+Speaks ``/queryservice.Query/VStream`` and ``/queryservice.Query/StreamHealth``
+to a real vttablet or a gRPC-served simulated one. VStream responses are
+received as raw bytes and split into frames with
+:func:`vsmux.wire.split_response`: events are never decoded here.
+
+How a stream runs: one asyncio coroutine owns the grpclib call and hands
+each tablet response to Trio through a channel that holds at most
+``RESPONSES_AHEAD`` batches (HTTP/2 flow control holds the rest at the
+tablet), one crossing per tablet response. Leaving the ``async with`` cancels
+that coroutine, which resets the HTTP/2 stream: the tablet stops sending.
+
+Failures become :class:`VStreamError` with the tablet's own code (the gRPC
+status number) and a message prefixed with the tablet alias and address.
+Connection failures and stream resets are UNAVAILABLE; so is a connect that
+takes longer than ``connect_timeout``.
+
+Channels are pooled per address by :class:`TabletChannels`: every stream to
+a tablet shares one HTTP/2 connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+import trio_asyncio
+from grpclib import GRPCError
+from grpclib.client import Channel
+from grpclib.const import Cardinality
+from grpclib.exceptions import ProtocolError, StreamTerminatedError
+
+from vsmux.errors import Code, VStreamError
+from vsmux.proto import binlogdata, query
+from vsmux.sources.rawcodec import RawCodec, RawMessage
+from vsmux.topology.model import TabletInfo
+from vsmux.wire import Frame, FrameError, split_response
+
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "RESPONSES_AHEAD",
+    "GrpcTabletSource",
+    "TabletChannels",
+    "open_tablet_channels",
+]
+
+T = TypeVar("T")
+
+# Tablet responses received ahead of the streamer. One keeps the next response
+# decoded while the streamer works on the current one; more would only hold
+# memory that HTTP/2 flow control already keeps at the tablet.
+RESPONSES_AHEAD = 1
+
+# How long opening a stream (TCP connect, HTTP/2 handshake, request headers)
+# may take before the tablet counts as unreachable (UNAVAILABLE, retried).
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+VSTREAM = "/queryservice.Query/VStream"
+STREAM_HEALTH = "/queryservice.Query/StreamHealth"
+
+
+class TabletChannels:
+    """grpclib channels, one per tablet address, shared by every stream to it.
+
+    Channels are created on first use (inside asyncio) and closed by
+    :func:`open_tablet_channels` when its block ends.
+    """
+
+    def __init__(self, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+        self.connect_timeout = connect_timeout
+        self._channels: dict[str, Channel] = {}
+        self._codec = RawCodec()
+
+    def channel(self, address: str) -> Channel:
+        """The channel for ``host:port``. Must be called from asyncio."""
+        channel = self._channels.get(address)
+        if channel is None:
+            host, _, port = address.rpartition(":")
+            channel = Channel(host.strip("[]"), int(port), codec=self._codec)
+            self._channels[address] = channel
+        return channel
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def source(self, tablet: TabletInfo) -> GrpcTabletSource:
+        return GrpcTabletSource(tablet, self)
+
+
+@asynccontextmanager
+async def open_tablet_channels(
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+) -> AsyncIterator[TabletChannels]:
+    """A channel pool that closes its connections when the block ends.
+
+    Needs a running ``trio_asyncio`` loop.
+    """
+    channels = TabletChannels(connect_timeout)
+    try:
+        yield channels
+    finally:
+        channels.close()
+
+
+class GrpcTabletSource:
+    """One tablet reached over gRPC."""
+
+    def __init__(self, tablet: TabletInfo, channels: TabletChannels) -> None:
+        if tablet.address is None:
+            raise ValueError(f"tablet {tablet.alias} has no address to reach it by gRPC")
+        self._tablet = tablet
+        self._address = tablet.address
+        self._channels = channels
+
+    @property
+    def tablet(self) -> TabletInfo:
+        return self._tablet
+
+    def vstream(
+        self, request: binlogdata.VStreamRequest
+    ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
+        """Open the tablet's VStream; iterate for one batch of frames per response."""
+        return self._open(VSTREAM, request, binlogdata.VStreamRequest, RawMessage, self._frames)
+
+    def stream_health(
+        self,
+    ) -> AbstractAsyncContextManager[AsyncIterator[query.StreamHealthResponse]]:
+        """Open the tablet's StreamHealth; iterate for its health reports."""
+        return self._open(
+            STREAM_HEALTH,
+            query.StreamHealthRequest(),
+            query.StreamHealthRequest,
+            query.StreamHealthResponse,
+            _same,
+        )
+
+    def _frames(self, body: bytes) -> list[Frame]:
+        try:
+            return split_response(body)
+        except FrameError as exc:
+            raise VStreamError(
+                Code.INTERNAL,
+                f"{self._where()}: the tablet sent a malformed VStream response: {exc}",
+            ) from exc
+
+    def _where(self) -> str:
+        return f"tablet {self._tablet.alias} ({self._address})"
+
+    def _error(self, exc: BaseException) -> VStreamError:
+        """The VStreamError a transport or tablet failure stands for."""
+        where = self._where()
+        if isinstance(exc, VStreamError):
+            return exc
+        if isinstance(exc, GRPCError):
+            try:
+                code = Code(exc.status.value)
+            except ValueError:
+                code = Code.UNKNOWN
+            return VStreamError(code, f"{where}: {exc.message or exc.status.name}")
+        if isinstance(exc, TimeoutError):
+            return VStreamError(
+                Code.UNAVAILABLE,
+                f"{where}: no connection within {self._channels.connect_timeout:g}s; "
+                "check that the tablet is up and the address is right",
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return VStreamError(
+                Code.UNAVAILABLE, f"{where}: connection refused; is the tablet running?"
+            )
+        if isinstance(exc, OSError | StreamTerminatedError | ProtocolError | ConnectionError):
+            return VStreamError(Code.UNAVAILABLE, f"{where}: connection failed: {exc}")
+        return VStreamError(Code.UNKNOWN, f"{where}: {type(exc).__name__}: {exc}")
+
+    @asynccontextmanager
+    async def _open(
+        self,
+        path: str,
+        request: Any,
+        request_type: type,
+        reply_type: type,
+        convert: Callable[[Any], T],
+    ) -> AsyncIterator[AsyncIterator[T]]:
+        send_channel, receive_channel = trio.open_memory_channel[T](RESPONSES_AHEAD)
+        failure: list[VStreamError] = []
+        body_error: Exception | None = None
+
+        async def pump() -> None:
+            # The producer: owns the call and closes the channel when it ends.
+            async with send_channel:
+                deliver = trio_asyncio.trio_as_aio(send_channel.send)
+                try:
+                    await trio_asyncio.aio_as_trio(self._call)(
+                        path, request, request_type, reply_type, convert, deliver
+                    )
+                except trio.Cancelled:
+                    raise
+                except Exception as exc:
+                    failure.append(self._error(exc))
+
+        async with trio.open_nursery() as nursery, receive_channel:
+            nursery.start_soon(pump)
+            try:
+                yield _Replies(receive_channel, failure)
+            except Exception as exc:
+                # Kept aside so the caller gets its own exception back, not a group.
+                body_error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if body_error is not None:
+            raise body_error
+
+    async def _call(
+        self,
+        path: str,
+        request: Any,
+        request_type: type,
+        reply_type: type,
+        convert: Callable[[Any], T],
+        deliver: Callable[[T], Awaitable[None]],
+    ) -> None:
+        """asyncio: run one server-streaming call, handing each reply to Trio."""
+        channel = self._channels.channel(self._address)
+        call: Any = channel.request(path, Cardinality.UNARY_STREAM, request_type, reply_type)
+        async with call as stream:
+            async with asyncio.timeout(self._channels.connect_timeout):
+                await stream.send_message(request, end=True)
+            async for reply in stream:
+                await deliver(convert(reply))
+
+
+class _Replies(AsyncIterator[T]):
+    """Iterates the replies; ends when the call ends, raising its failure if any."""
+
+    def __init__(
+        self, receive_channel: trio.MemoryReceiveChannel[T], failure: list[VStreamError]
+    ) -> None:
+        self._receive = receive_channel
+        self._failure = failure
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            if self._failure:
+                raise self._failure[0] from None
+            raise StopAsyncIteration from None
+
+
+def _same(value: T) -> T:
+    return value

@@ -1,0 +1,170 @@
+"""The gRPC tablet client against a small scripted tablet on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import grpclib
+import pytest
+import trio
+import trio_asyncio
+from grpclib.const import Status
+
+from vsmux.errors import Code, VStreamError
+from vsmux.proto import binlogdata, query, queryservice, topodata
+from vsmux.server.hosting import open_grpc_server
+from vsmux.sources.grpc_tablet import open_tablet_channels
+from vsmux.topology.model import TabletInfo
+
+
+class ScriptedTablet(queryservice.QueryBase):
+    """Sends ``responses``, then fails with ``error`` or ends, or waits forever."""
+
+    def __init__(self) -> None:
+        self.responses: list[binlogdata.VStreamResponse] = []
+        self.error: grpclib.GRPCError | None = None
+        self.hang = False
+        self.requests: list[binlogdata.VStreamRequest] = []
+        self.cancelled = asyncio.Event()
+
+    async def v_stream(
+        self, message: binlogdata.VStreamRequest
+    ) -> AsyncIterator[binlogdata.VStreamResponse]:
+        self.requests.append(message)
+        try:
+            for response in self.responses:
+                yield response
+            if self.error is not None:
+                raise self.error
+            if self.hang:
+                await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+    async def stream_health(
+        self, message: query.StreamHealthRequest
+    ) -> AsyncIterator[query.StreamHealthResponse]:
+        yield query.StreamHealthResponse(
+            target=query.Target(keyspace="commerce", shard="-80", tablet_type=2),
+            serving=True,
+            realtime_stats=query.RealtimeStats(replication_lag_seconds=3),
+        )
+
+
+def tablet_at(port: int) -> TabletInfo:
+    return TabletInfo(
+        "commerce", "-80", "zone1", 101, topodata.TabletType.PRIMARY, f"127.0.0.1:{port}"
+    )
+
+
+def events(*types: int) -> binlogdata.VStreamResponse:
+    return binlogdata.VStreamResponse(
+        events=[binlogdata.VEvent(type=t, keyspace="commerce", shard="-80") for t in types]
+    )
+
+
+REQUEST = binlogdata.VStreamRequest(
+    target=query.Target(keyspace="commerce", shard="-80", tablet_type=1),
+    position="current",
+    options=binlogdata.VStreamOptions(internal_tables=["heartbeat"]),
+)
+
+
+async def test_batches_are_frames_of_each_response(aio_loop: None) -> None:
+    tablet = ScriptedTablet()
+    tablet.responses = [events(2, 12), events(3)]
+    async with (
+        open_grpc_server([tablet]) as (_, port),
+        open_tablet_channels() as channels,
+    ):
+        source = channels.source(tablet_at(port))
+        async with source.vstream(REQUEST) as batches:
+            got = [[f.type for f in batch] async for batch in batches]
+        assert got == [[2, 12], [3]]
+        assert tablet.requests[0].options is not None
+        assert tablet.requests[0].options.internal_tables == ["heartbeat"]
+        assert tablet.requests[0].position == "current"
+        # A second stream to the same address shares the pooled channel.
+        async with source.vstream(REQUEST) as batches:
+            assert len([b async for b in batches]) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (Status.INVALID_ARGUMENT, Code.INVALID_ARGUMENT),
+        (Status.FAILED_PRECONDITION, Code.FAILED_PRECONDITION),
+        (Status.UNAVAILABLE, Code.UNAVAILABLE),
+        (Status.INTERNAL, Code.INTERNAL),
+    ],
+)
+async def test_tablet_errors_keep_their_code_and_name_the_tablet(
+    aio_loop: None, status: Status, code: Code
+) -> None:
+    tablet = ScriptedTablet()
+    tablet.responses = [events(2)]
+    tablet.error = grpclib.GRPCError(status, "GTIDSet Mismatch: something (errno 1236)")
+    async with open_grpc_server([tablet]) as (_, port), open_tablet_channels() as channels:
+        got: list[int] = []
+        with pytest.raises(VStreamError) as info:
+            async with channels.source(tablet_at(port)).vstream(REQUEST) as batches:
+                async for batch in batches:
+                    got.extend(f.type for f in batch)
+    assert got == [2]  # what came before the error is delivered
+    assert info.value.code == code
+    assert info.value.message == (
+        f"tablet zone1-0000000101 (127.0.0.1:{port}): GTIDSet Mismatch: something (errno 1236)"
+    )
+
+
+async def test_connection_refused_is_unavailable(aio_loop: None) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with open_tablet_channels() as channels:
+        with pytest.raises(VStreamError) as info:
+            async with channels.source(tablet_at(port)).vstream(REQUEST) as batches:
+                async for _ in batches:
+                    pass
+    assert info.value.code == Code.UNAVAILABLE
+    assert info.value.message.startswith(f"tablet zone1-0000000101 (127.0.0.1:{port}): ")
+    assert "refused" in info.value.message
+
+
+async def test_leaving_the_block_cancels_the_tablet_stream(aio_loop: None) -> None:
+    tablet = ScriptedTablet()
+    tablet.responses = [events(2)]
+    tablet.hang = True
+    async with open_grpc_server([tablet]) as (_, port), open_tablet_channels() as channels:
+        async with channels.source(tablet_at(port)).vstream(REQUEST) as batches:
+            first = await batches.__anext__()
+            assert [f.type for f in first] == [2]
+        with trio.fail_after(5):
+            await trio_asyncio.aio_as_trio(tablet.cancelled.wait)()
+
+
+async def test_consumer_errors_come_back_unwrapped(aio_loop: None) -> None:
+    tablet = ScriptedTablet()
+    tablet.responses = [events(2)]
+    tablet.hang = True
+    async with open_grpc_server([tablet]) as (_, port), open_tablet_channels() as channels:
+        with pytest.raises(KeyError):
+            async with channels.source(tablet_at(port)).vstream(REQUEST) as batches:
+                await batches.__anext__()
+                raise KeyError("the consumer's own error")
+
+
+async def test_stream_health(aio_loop: None) -> None:
+    tablet = ScriptedTablet()
+    async with (
+        open_grpc_server([tablet]) as (_, port),
+        open_tablet_channels() as channels,
+        channels.source(tablet_at(port)).stream_health() as reports,
+    ):
+        report = await reports.__anext__()
+    assert report.serving
+    assert report.realtime_stats is not None
+    assert report.realtime_stats.replication_lag_seconds == 3
