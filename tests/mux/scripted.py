@@ -29,7 +29,7 @@ import trio.lowlevel
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway
-from vsmux.proto import binlogdata, query, topodata
+from vsmux.proto import binlogdata, query, topodata, vtgate
 from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
 from vsmux.wire import Frame, decode_event, frame_of, split_response
 
@@ -192,6 +192,7 @@ class LogTablet(_Base):
         self.transactions = transactions
         self.fail_after = fail_after or {}
         self.split = split
+        self.batches_sent = 0
 
     async def _batches(self, request: binlogdata.VStreamRequest) -> AsyncIterator[list[Frame]]:
         attempt = len(self.requests) - 1
@@ -208,6 +209,7 @@ class LogTablet(_Base):
                 await trio.lowlevel.checkpoint()
                 yield frames[lo : lo + size]
                 sent += 1
+                self.batches_sent += 1
         await trio.sleep_forever()
 
 
@@ -219,17 +221,28 @@ class Cluster:
     tablets: dict[str, _Base] = dc_field(default_factory=dict)
     _uid: int = 100
 
-    def tablet_info(self, keyspace: str, shard: str) -> TabletInfo:
+    def tablet_info(
+        self,
+        keyspace: str,
+        shard: str,
+        tablet_type: topodata.TabletType = topodata.TabletType.PRIMARY,
+    ) -> TabletInfo:
         self._uid += 1
-        info = TabletInfo(keyspace, shard, "zone1", self._uid, topodata.TabletType.PRIMARY)
+        info = TabletInfo(keyspace, shard, "zone1", self._uid, tablet_type)
         ks = self.topology.keyspaces.setdefault(keyspace, KeyspaceInfo(keyspace, []))
         if shard not in ks.shards:
             ks.shards.append(shard)
         self.topology.tablets.append(info)
         return info
 
-    def scripted(self, keyspace: str, shard: str, *attempts: list[Step]) -> ScriptedTablet:
-        tablet = ScriptedTablet(self.tablet_info(keyspace, shard), *attempts)
+    def scripted(
+        self,
+        keyspace: str,
+        shard: str,
+        *attempts: list[Step],
+        tablet_type: topodata.TabletType = topodata.TabletType.PRIMARY,
+    ) -> ScriptedTablet:
+        tablet = ScriptedTablet(self.tablet_info(keyspace, shard, tablet_type), *attempts)
         self.tablets[tablet.tablet.alias] = tablet
         return tablet
 
@@ -282,12 +295,12 @@ class Client:
 
 
 def request(
-    *shards: tuple[str, str, str], **flags: object
-) -> object:  # vtgate.VStreamRequest; typed loosely to keep the helper short
-    from vsmux.proto import vtgate
-
+    *shards: tuple[str, str, str],
+    tablet_type: topodata.TabletType = topodata.TabletType.PRIMARY,
+    **flags: object,
+) -> vtgate.VStreamRequest:
     return vtgate.VStreamRequest(
-        tablet_type=topodata.TabletType.PRIMARY,
+        tablet_type=tablet_type,
         vgtid=binlogdata.VGtid(
             shard_gtids=[binlogdata.ShardGtid(keyspace=k, shard=s, gtid=g) for k, s, g in shards]
         ),

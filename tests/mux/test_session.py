@@ -35,7 +35,7 @@ async def run_until(
     async with trio.open_nursery() as nursery:
 
         async def go() -> None:
-            await run_vstream(req, gateway, client)  # type: ignore[arg-type]
+            await run_vstream(req, gateway, client)
 
         nursery.start_soon(go)
         with trio.fail_after(60):
@@ -54,8 +54,8 @@ async def test_events_get_keyspace_prefix_and_vgtid(autojump_clock: trio.abc.Clo
     await run_until(client, cluster, request(("ks", "-20", "current")), 5)
     events = client.events
     assert [e.type for e in events] == [T.BEGIN, T.FIELD, T.ROW, T.VGTID, T.COMMIT]
-    assert events[1].field_event.table_name == "ks.t1"  # type: ignore[union-attr]
-    assert events[2].row_event.table_name == "ks.t1"  # type: ignore[union-attr]
+    assert events[1].field_event.table_name == "ks.t1"
+    assert events[2].row_event.table_name == "ks.t1"
     assert events[3].vgtid == binlogdata.VGtid(shard_gtids=[sg("ks", "-20", "gtid01")])
     assert len(client.responses) == 1  # VGTID and COMMIT in the same response
 
@@ -66,8 +66,8 @@ async def test_exclude_keyspace_from_table_name(autojump_clock: trio.abc.Clock) 
     client = Client()
     req = request(("ks", "-20", "current"), exclude_keyspace_from_table_name=True)
     await run_until(client, cluster, req, 4)
-    assert client.events[1].field_event.table_name == "t1"  # type: ignore[union-attr]
-    assert client.events[2].row_event.table_name == "t1"  # type: ignore[union-attr]
+    assert client.events[1].field_event.table_name == "t1"
+    assert client.events[2].row_event.table_name == "t1"
 
 
 async def test_multi_shard_vgtid_is_cumulative(autojump_clock: trio.abc.Clock) -> None:
@@ -101,12 +101,12 @@ async def test_transaction_split_over_batches_is_contiguous(autojump_clock: trio
     ddls: list[object] = []
     for i in range(100):
         ddls += [[gtid(f"d{i}"), ddl()], 0.0]
-    cluster.scripted("ks", "-20", [*ddls, HANG])  # type: ignore[list-item]
+    cluster.scripted("ks", "-20", [*ddls, HANG])
     big: list[object] = [[begin()]]
     for i in range(100):
         big += [[row("t1", str(i).encode())], 0.0]
     big += [[gtid("t1"), commit()], HANG]
-    cluster.scripted("ks", "20-40", big)  # type: ignore[arg-type]
+    cluster.scripted("ks", "20-40", big)
     client = Client()
     await run_until(
         client, cluster, request(("ks", "-20", "current"), ("ks", "20-40", "current")), 200 + 103
@@ -122,12 +122,12 @@ async def test_chunked_transaction_is_not_interleaved(autojump_clock: trio.abc.C
     ddls: list[object] = []
     for i in range(100):
         ddls += [[gtid(f"d{i}"), ddl()], 0.0]
-    cluster.scripted("ks", "-20", [*ddls, HANG])  # type: ignore[list-item]
+    cluster.scripted("ks", "-20", [*ddls, HANG])
     big: list[object] = [[begin()]]
     for _ in range(100):
         big += [[row("t1", b"v" * 50)], 0.0]
     big += [[gtid("t1"), commit()], HANG]
-    cluster.scripted("ks", "20-40", big)  # type: ignore[arg-type]
+    cluster.scripted("ks", "20-40", big)
     client = Client()
     gateway_flags = {"transaction_chunk_size": 500}
     req = request(("ks", "-20", "current"), ("ks", "20-40", "current"), **gateway_flags)
