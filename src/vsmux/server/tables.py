@@ -14,10 +14,14 @@ table names come from a catalog built at start-up:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from vsmux.errors import Code, VStreamError
 
-__all__ = ["StaticTableCatalog"]
+if TYPE_CHECKING:
+    from vsmux.sources.simulated.cluster import SimulatedCluster
+
+__all__ = ["ClusterTableCatalog", "StaticTableCatalog"]
 
 
 class StaticTableCatalog:
@@ -39,3 +43,23 @@ class StaticTableCatalog:
                 f"table names of keyspace {keyspace!r} are unknown to vsmux: list them as "
                 f"tables = [...] under the keyspace in the topology file",
             ) from None
+
+
+class ClusterTableCatalog:
+    """Table names from a simulated cluster's schema, read at each query.
+
+    Simulated keyspaces answer from the schema of their first serving shard
+    (every shard of a keyspace has the same tables); other keyspaces fall
+    back to ``fallback``.
+    """
+
+    def __init__(self, cluster: SimulatedCluster, fallback: StaticTableCatalog) -> None:
+        self._cluster = cluster
+        self._fallback = fallback
+
+    async def table_names(self, keyspace: str) -> list[str]:
+        """Never waits."""
+        info = self._cluster.topology.keyspaces.get(keyspace)
+        if info is None or not info.shards:
+            return await self._fallback.table_names(keyspace)
+        return sorted(self._cluster.shard_log(keyspace, info.shards[0]).schemas)

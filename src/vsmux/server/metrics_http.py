@@ -1,0 +1,130 @@
+"""Prometheus metrics over HTTP, served from Trio.
+
+A custom collector reads :meth:`vsmux.core.metrics.Metrics.snapshot` at
+scrape time (vtgate's VStream metrics labelled keyspace, shard, tablet_type)
+plus the gateway-wide values: active sessions, bridge queue depth, responses
+and bytes sent. The HTTP endpoint runs in the Trio thread, so a scrape never
+reads the registry while a session changes it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from vsmux.core.metrics import METRICS, Metrics
+
+__all__ = ["MetricsCollector", "render_metrics", "serve_metrics"]
+
+_LABELS = ["keyspace", "shard", "tablet_type"]
+
+# Metrics.gateway key -> (prometheus name, kind, help)
+_GATEWAY_VALUES: dict[str, tuple[str, str, str]] = {
+    "active_sessions": ("vsmux_active_sessions", "gauge", "VStream sessions running now"),
+    "bridge_queued_batches": (
+        "vsmux_bridge_queue_depth",
+        "gauge",
+        "Response batches waiting between sessions and their clients",
+    ),
+    "bytes_sent": ("vsmux_bytes_sent", "counter", "VStream response bytes sent to clients"),
+    "responses_sent": ("vsmux_responses_sent", "counter", "VStream responses sent to clients"),
+}
+
+# Longest request head accepted, and how long a scraper may take to send it.
+_MAX_REQUEST_BYTES = 8192
+_REQUEST_TIMEOUT_SECONDS = 5.0
+
+
+def _prom_name(vtgate_name: str) -> str:
+    """``VStreamsEventsStreamed`` -> ``vsmux_vstreams_events_streamed``."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", vtgate_name).lower()
+    return f"vsmux_{snake}"
+
+
+class MetricsCollector:
+    """A prometheus-client collector over one gateway's :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []  # unchecked registration: families are produced at scrape time
+
+    def collect(self) -> Iterator[Any]:
+        families: dict[str, Any] = {}
+        for name, (kind, help_text) in METRICS.items():
+            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            families[name] = family_type(_prom_name(name), help_text, labels=_LABELS)
+        for sample in self._metrics.snapshot():
+            families[sample.name].add_metric(list(sample.labels), sample.value)
+        yield from families.values()
+        for key, (prom, kind, help_text) in _GATEWAY_VALUES.items():
+            value = self._metrics.gateway.get(key, 0.0)
+            if kind == "counter":
+                yield CounterMetricFamily(prom, help_text, value=value)
+            else:
+                yield GaugeMetricFamily(prom, help_text, value=value)
+
+
+def render_metrics(metrics: Metrics) -> bytes:
+    """The Prometheus text exposition of ``metrics``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricsCollector(metrics))
+    data: bytes = generate_latest(registry)
+    return data
+
+
+async def _handle(stream: trio.SocketStream, metrics: Metrics) -> None:
+    async with stream:
+        head = b""
+        with trio.move_on_after(_REQUEST_TIMEOUT_SECONDS):
+            while b"\r\n\r\n" not in head and len(head) < _MAX_REQUEST_BYTES:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    break
+                head += chunk
+        parts = head.split(b" ", 2)
+        path = parts[1].split(b"?")[0] if len(parts) > 1 else b""
+        if path in (b"/metrics", b"/"):
+            status, body = b"200 OK", render_metrics(metrics)
+            content_type = b"text/plain; version=0.0.4; charset=utf-8"
+        else:
+            status, body, content_type = b"404 Not Found", b"try /metrics\n", b"text/plain"
+        response = (
+            b"HTTP/1.0 "
+            + status
+            + b"\r\nContent-Type: "
+            + content_type
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+        try:
+            await stream.send_all(response)
+        except trio.BrokenResourceError:
+            pass  # the scraper went away; nothing to do
+
+
+async def serve_metrics(
+    metrics: Metrics,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``/metrics`` on ``host:port`` until cancelled; reports the bound port."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = int(listeners[0].socket.getsockname()[1])
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await _handle(stream, metrics)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        task_status.started(bound)

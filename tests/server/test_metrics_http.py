@@ -1,0 +1,48 @@
+"""Prometheus exposition of the gateway metrics."""
+
+from __future__ import annotations
+
+import trio
+
+from vsmux.core.metrics import Metrics
+from vsmux.server.metrics_http import render_metrics, serve_metrics
+
+
+def _metrics() -> Metrics:
+    metrics = Metrics()
+    metrics.add("VStreamsCreated", ("commerce", "-80", "PRIMARY"), 2)
+    metrics.set("VStreamsLag", ("commerce", "80-", "REPLICA"), 1.5)
+    metrics.gateway["active_sessions"] = 3
+    metrics.gateway["bytes_sent"] = 1234
+    metrics.gateway["bridge_queued_batches"] = 1
+    return metrics
+
+
+def test_exposition_has_labels_and_gateway_values() -> None:
+    text = render_metrics(_metrics()).decode()
+    assert (
+        'vsmux_vstreams_created_total{keyspace="commerce",shard="-80",tablet_type="PRIMARY"} 2.0'
+        in text
+    )
+    assert 'vsmux_vstreams_lag{keyspace="commerce",shard="80-",tablet_type="REPLICA"} 1.5' in text
+    assert "vsmux_active_sessions 3.0" in text
+    assert "vsmux_bytes_sent_total 1234.0" in text
+    assert "vsmux_bridge_queue_depth 1.0" in text
+    assert "# TYPE vsmux_vstreams_events_streamed_total counter" in text
+
+
+async def test_scrape_over_http() -> None:
+    metrics = _metrics()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_metrics, metrics, "127.0.0.1", 0)
+        with trio.fail_after(5):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = b""
+                while chunk := await stream.receive_some(65536):
+                    data += chunk
+        nursery.cancel_scope.cancel()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 OK")
+    assert b"vsmux_active_sessions 3.0" in body
