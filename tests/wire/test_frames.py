@@ -18,7 +18,7 @@ from vsmux.wire import (
     split_response,
 )
 from vsmux.wire.header import read_header
-from vsmux.wire.scan import scan_header
+from vsmux.wire.scan import scan_events, scan_header
 from vsmux.wire.varint import encode_varint, read_varint
 
 from .messages import EVENTS
@@ -60,6 +60,14 @@ def test_split_accepts_bytearray_and_memoryview() -> None:
     body = body_of(*ALL_EVENTS[:3])
     for view in (bytearray(body), memoryview(body)):
         assert [f.raw for f in split_response(view)] == [f.raw for f in split_response(body)]  # type: ignore[arg-type]
+
+
+def test_unknown_response_fields_are_skipped() -> None:
+    # As protobuf does: a field the response does not declare is ignored.
+    event = bytes(row("t"))
+    body = b"\x12\x00" + b"\x0a" + bytes([len(event)]) + event + b"\x18\x05"
+    assert [f.raw for f in split_response(body)] == [event]
+    assert scan_events(body) == [event]
 
 
 def test_large_event_uses_a_three_byte_length() -> None:
@@ -189,7 +197,8 @@ def test_pack_responses_rejects_a_non_positive_bound() -> None:
         (b"\x0a", "truncated"),
         (b"\x0a\x05\x08\x01", "past the end"),
         (b"\x0a\xff", "truncated"),
-        (b"\x12\x00", "unexpected field 2"),
+        (b"\x00\x00", "field number 0"),
+        (b"\x0a\x01\x08\x17", "wire type 7"),
         (b"\x0a" + b"\xff" * 11, "longer than 10 bytes"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,12 +19,13 @@ from vsmux.wire import (
     rename_table,
     split_response,
 )
+from vsmux.wire.scan import scan_events, scan_header
 from vsmux.wire.upb import message_class
 
 from .strategies import events, names, rows, tablet_events, vgtids
 
 T = binlogdata.VEventType
-EXAMPLES = settings(max_examples=150, deadline=None)
+EXAMPLES = settings(max_examples=int(os.environ.get("VSMUX_WIRE_EXAMPLES", "150")), deadline=None)
 
 
 def upb_reencode(full_name: str, data: bytes) -> bytes:
@@ -131,13 +133,13 @@ def exercise(data: bytes) -> None:
     encode_response(frames)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=2 * EXAMPLES.max_examples, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_frame_error(data: bytes) -> None:
     exercise(data)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES.max_examples, deadline=None)
 @given(st.binary(max_size=60))
 def test_random_events_raise_only_frame_error(data: bytes) -> None:
     # Random event bodies behind a valid record, typed ROW/FIELD so that the
@@ -147,7 +149,7 @@ def test_random_events_raise_only_frame_error(data: bytes) -> None:
         exercise(b"\x0a" + bytes([len(event)]) + event if len(event) < 128 else b"")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=EXAMPLES.max_examples, deadline=None)
 @given(st.lists(tablet_events, min_size=1, max_size=4), st.data())
 def test_truncated_responses_raise_frame_error(
     batch: list[binlogdata.VEvent], data: st.DataObject
@@ -170,3 +172,28 @@ def test_truncated_responses_raise_frame_error(
             pass
         else:
             raise AssertionError(f"a response cut at byte {cut} of {len(body)} was accepted")
+
+
+@settings(max_examples=2 * EXAMPLES.max_examples, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=120),
+        st.lists(events(), max_size=3).map(
+            lambda batch: bytes(binlogdata.VStreamResponse(events=batch))
+        ),
+    )
+)
+def test_python_reference_walks_agree_with_upb(data: bytes) -> None:
+    """Whatever the pure-Python walk accepts, upb reads the same way."""
+    try:
+        expected = scan_events(data)
+    except FrameError:
+        return
+    frames = split_response(data)
+    assert [f.raw for f in frames] == expected
+    for frame in frames:
+        try:
+            header = scan_header(frame.raw)
+        except FrameError:
+            continue
+        assert frame.header() == header

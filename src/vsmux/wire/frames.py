@@ -12,18 +12,23 @@ Both ``binlogdata.VStreamResponse`` and ``vtgate.VStreamResponse`` are
 frames.
 
 This module is the per-event hot path, so it trades a little elegance for
-fewer Python operations per event: lengths below 16 KiB are looked up rather
-than encoded, and only the type is read eagerly.
+fewer Python operations per event: splitting is done by protobuf's C parser
+with a class whose events are plain ``bytes`` (see :mod:`vsmux.wire.lite`),
+lengths below 16 KiB are looked up rather than encoded, and only the type is
+read eagerly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from google.protobuf.message import DecodeError
+
 from vsmux.wire.errors import FrameError
 from vsmux.wire.header import read_header, read_type
-from vsmux.wire.scan import Header
-from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint, read_varint
+from vsmux.wire.lite import events_class
+from vsmux.wire.scan import Header, scan_events
+from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint
 
 __all__ = [
     "Frame",
@@ -79,6 +84,9 @@ class Frame:
 _RECORD_PREFIX: list[bytes] = [b"\x0a" + v for v in VARINT]
 
 
+_parse_events = events_class().FromString
+
+
 def _prefix(n: int) -> bytes:
     return _RECORD_PREFIX[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
 
@@ -92,39 +100,25 @@ def split_response(body: bytes) -> list[Frame]:
     """Frames of an encoded VStreamResponse (either package's), in order.
 
     Only the response's own structure and each event's type are read here;
-    an event's other fields are checked when its header is first read.
+    an event's other fields are checked when its header is first read. Other
+    fields of the response, if any, are skipped as protobuf skips unknown
+    fields. Raises :class:`FrameError` for malformed bytes.
     """
-    if type(body) is not bytes:
-        body = bytes(body)
+    try:
+        raws = _parse_events(body).events
+    except DecodeError:
+        # upb only says the bytes are corrupt; the Python walk says where.
+        scan_events(body)
+        raise FrameError("malformed VStreamResponse") from None
+    except TypeError as exc:
+        raise FrameError(f"a VStreamResponse body must be bytes: {exc}") from None
     frames: list[Frame] = []
     append = frames.append
-    pos = 0
-    end = len(body)
-    try:
-        while pos < end:
-            if body[pos] != 0x0A:
-                key, _ = read_varint(body, pos)
-                raise FrameError(
-                    f"unexpected field {key >> 3} (wire type {key & 7}) in a VStreamResponse"
-                )
-            n = body[pos + 1]
-            if n < 0x80:
-                start = pos + 2
-            elif body[pos + 2] < 0x80:  # events of 128 B to 16 KiB: inline
-                n = (n & 0x7F) | (body[pos + 2] << 7)
-                start = pos + 3
-            else:
-                n, start = read_varint(body, pos + 1)
-            pos = start + n
-            if pos > end:
-                raise FrameError("event runs past the end of the response")
-            raw = body[start:pos]
-            if n > 1 and raw[0] == 0x08 and raw[1] < 0x80:
-                append(Frame(raw[1], raw))
-            else:
-                append(Frame(read_type(raw), raw))
-    except IndexError:
-        raise FrameError("truncated VStreamResponse") from None
+    for raw in raws:
+        if len(raw) > 1 and raw[0] == 0x08 and raw[1] < 0x80:
+            append(Frame(raw[1], raw))
+        else:
+            append(Frame(read_type(raw), raw))
     return frames
 
 
