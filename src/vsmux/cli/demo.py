@@ -1,15 +1,59 @@
-"""`vsmux demo`. Not built yet."""
+"""``vsmux demo``: a simulated cluster, the gateway and a live view of the merged stream."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+
+import trio
+
+__all__ = ["add_arguments", "run"]
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--shards", type=int, default=4, help="shards of keyspace commerce")
+    parser.add_argument("--rate", type=_positive, default=50.0, help="transactions per second")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:15991", help="gateway address (a busy port falls back)"
+    )
+    parser.add_argument(
+        "--reshard-after", type=_positive, metavar="SECONDS", help="double the shards then"
+    )
+    parser.add_argument(
+        "--fail-tablet-after", type=_positive, metavar="SECONDS", help="fail a tablet then"
+    )
+    parser.add_argument(
+        "--duration", type=_positive, metavar="SECONDS", help="stop by itself after this long"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="workload seed")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--live", dest="live", action="store_true", default=None)
+    view.add_argument("--plain", dest="live", action="store_false", help="print lines, no screen")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vsmux demo: not built yet", file=sys.stderr)
-    return 2
+    from vsmux.demo import DemoOptions, run_demo
+
+    host, _, port = args.listen.rpartition(":")
+    if not 1 <= args.shards <= 256:
+        print("vsmux demo: --shards must be between 1 and 256")
+        return 2
+    options = DemoOptions(
+        shards=args.shards,
+        rate=args.rate,
+        reshard_after=args.reshard_after,
+        fail_tablet_after=args.fail_tablet_after,
+        duration=args.duration,
+        host=host or "127.0.0.1",
+        port=int(port),
+        seed=args.seed,
+        live=args.live,
+    )
+    result: int = trio.run(run_demo, options)
+    return result

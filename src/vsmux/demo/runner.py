@@ -1,0 +1,218 @@
+"""``vsmux demo``: a simulated cluster, the gateway and a live client in one process.
+
+Everything runs in one Trio nursery: the cluster's workload, the gateway
+server (grpclib under trio-asyncio), the scheduled reshard and tablet
+failure, the built-in client reading the merged stream over gRPC like any
+other client, and the display. Ctrl-C, ``--duration`` or SIGTERM cancels
+the nursery; the gateway ends its sessions and closes its port first.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import trio
+import trio_asyncio
+from rich.console import Console
+from rich.live import Live
+
+from vsmux.client.stream import open_vstream
+from vsmux.demo.state import StreamWatch
+from vsmux.demo.view import plain_line, render
+from vsmux.errors import Code, VStreamError
+from vsmux.mux import Gateway, run_vstream
+from vsmux.proto import binlogdata, vtgate
+from vsmux.server.app import GatewayServer, open_gateway_server
+from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
+from vsmux.sources.simulated.cluster import SimulatedCluster
+
+__all__ = ["DemoOptions", "doubled_shards", "even_shards", "grpcurl_command", "run_demo"]
+
+KEYSPACE = "commerce"
+# How often the screen is redrawn (live) or a status line printed (plain).
+LIVE_REFRESH_SECONDS = 0.25
+PLAIN_LINE_SECONDS = 1.0
+# Pause before the demo client reconnects after its stream failed.
+RECONNECT_SECONDS = 1.0
+# The client asks for a heartbeat when nothing happened for this long.
+CLIENT_HEARTBEAT_SECONDS = 1
+
+_TERMINATORS = {
+    binlogdata.VEventType.COMMIT,
+    binlogdata.VEventType.DDL,
+    binlogdata.VEventType.OTHER,
+    binlogdata.VEventType.JOURNAL,
+    binlogdata.VEventType.COPY_COMPLETED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    shards: int = 4
+    rate: float = 50.0
+    reshard_after: float | None = None
+    fail_tablet_after: float | None = None
+    duration: float | None = None
+    host: str = "127.0.0.1"
+    port: int = 15991
+    seed: int = 1
+    live: bool | None = None  # None: live screen when stdout is a terminal
+
+
+def even_shards(count: int) -> list[str]:
+    """``count`` shards splitting the keyspace-id range evenly (``-40``, ``40-80``, ...)."""
+    if not 1 <= count <= 256:
+        raise ValueError("the demo supports 1 to 256 shards")
+    if count == 1:
+        return ["0"]
+    bounds = [f"{i * 256 // count:02x}" for i in range(1, count)]
+    return [f"{lo}-{hi}" for lo, hi in zip(["", *bounds], [*bounds, ""], strict=True)]
+
+
+def doubled_shards(count: int) -> list[str]:
+    """The reshard target: twice as many shards (at most 256)."""
+    return even_shards(min(count * 2, 256)) if count < 256 else even_shards(128)
+
+
+def grpcurl_command(address: str) -> str:
+    request = '{"vgtid":{"shardGtids":[{"keyspace":"' + KEYSPACE + '","gtid":"current"}]}}'
+    return f"grpcurl -plaintext -d '{request}' {address} vtgateservice.Vitess/VStream"
+
+
+async def _open_server(
+    stack: AsyncExitStack, gateway: Gateway, cluster: SimulatedCluster, options: DemoOptions
+) -> tuple[GatewayServer, bool]:
+    """The gateway on the wanted port, or on any free one if that is taken."""
+    catalog = ClusterTableCatalog(cluster, StaticTableCatalog())
+    try:
+        server = await stack.enter_async_context(
+            open_gateway_server(gateway, run_vstream, catalog, options.host, options.port)
+        )
+        return server, False
+    except OSError:
+        server = await stack.enter_async_context(
+            open_gateway_server(gateway, run_vstream, catalog, options.host, 0)
+        )
+        return server, True
+
+
+async def _client(address: str, watch: StreamWatch) -> None:
+    """Read the merged stream like any client; reconnect from the last whole unit."""
+    position = binlogdata.VGtid(
+        shard_gtids=[binlogdata.ShardGtid(keyspace=KEYSPACE, gtid="current")]
+    )
+    while True:
+        request = vtgate.VStreamRequest(
+            vgtid=position,
+            flags=vtgate.VStreamFlags(heartbeat_interval=CLIENT_HEARTBEAT_SECONDS),
+        )
+        pending: binlogdata.VGtid | None = None
+        try:
+            async with open_vstream(address, request) as stream:
+                watch.restart()
+                while (response := await stream.receive()) is not None:
+                    watch.feed(response, time.time())
+                    for event in response.events:
+                        if event.type == binlogdata.VEventType.VGTID and event.vgtid is not None:
+                            pending = event.vgtid
+                        elif event.type in _TERMINATORS and pending is not None:
+                            position, pending = pending, None
+            watch.note(time.time(), "the gateway ended the stream; starting again")
+        except VStreamError as exc:
+            watch.note(
+                time.time(),
+                f"stream failed ({Code(exc.code).name}): {exc.message[:90]}; "
+                "reconnecting from the last whole transaction",
+            )
+        await trio.sleep(RECONNECT_SECONDS)
+
+
+async def _after(seconds: float, action: Callable[[], None]) -> None:
+    await trio.sleep(seconds)
+    action()
+
+
+async def _display(watch: StreamWatch, header: str, console: Console, live: bool) -> None:
+    if live:
+        with Live(console=console, refresh_per_second=1 / LIVE_REFRESH_SECONDS) as screen:
+            while True:
+                screen.update(render(watch, time.time(), header))
+                await trio.sleep(LIVE_REFRESH_SECONDS)
+    else:
+        while True:
+            await trio.sleep(PLAIN_LINE_SECONDS)
+            console.print(plain_line(watch, time.time()), highlight=False, soft_wrap=True)
+            for note in _drain(watch):
+                console.print(f"  {note}", highlight=False, soft_wrap=True)
+
+
+def _drain(watch: StreamWatch) -> list[str]:
+    notes = list(watch.notes)
+    watch.notes.clear()
+    return notes
+
+
+async def _until_signal(cancel: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            cancel.cancel()
+            return
+
+
+async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or ``options.duration``; returns 0."""
+    console = console or Console()
+    live = console.is_terminal if options.live is None else options.live
+    shards = even_shards(options.shards)
+    cluster = SimulatedCluster.build({KEYSPACE: shards}, seed=options.seed)
+    gateway = Gateway(cluster.topology, cluster)
+    watch = StreamWatch(started_at=time.time())
+    logging.getLogger("vsmux").setLevel(logging.WARNING)
+
+    async with trio_asyncio.open_loop(), AsyncExitStack() as stack:
+        server, moved = await _open_server(stack, gateway, cluster, options)
+        address = server.address
+        if moved:
+            console.print(f"port {options.port} is busy; the gateway listens on {address} instead")
+        header = (
+            f"gateway on {address}: keyspace {KEYSPACE}, {len(shards)} shards, "
+            f"~{options.rate:g} tx/s.  From another terminal:\n  {grpcurl_command(address)}"
+        )
+        console.print(header, highlight=False, soft_wrap=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_signal, nursery.cancel_scope)
+            nursery.start_soon(cluster.run_workload, options.rate)
+            nursery.start_soon(_client, address, watch)
+            if options.reshard_after is not None:
+                target = doubled_shards(len(shards))
+
+                def reshard() -> None:
+                    watch.note(time.time(), f"resharding {KEYSPACE}: {shards} -> {target}")
+                    cluster.reshard(KEYSPACE, target)
+
+                nursery.start_soon(_after, options.reshard_after, reshard)
+            if options.fail_tablet_after is not None:
+
+                def fail() -> None:
+                    live_shard = cluster.topology.serving_shards(KEYSPACE)[0]
+                    tablet = cluster.tablet(KEYSPACE, live_shard)
+                    watch.note(
+                        time.time(),
+                        f"failing tablet {tablet.alias} ({KEYSPACE}/{live_shard}); "
+                        "the gateway retries from the last delivered position",
+                    )
+                    tablet.faults.fail_after(0, Code.UNAVAILABLE, "simulated tablet failure")
+
+                nursery.start_soon(_after, options.fail_tablet_after, fail)
+            with trio.move_on_after(options.duration if options.duration else float("inf")):
+                await _display(watch, header, console, live)
+            nursery.cancel_scope.cancel()
+    now = time.time()
+    console.print(plain_line(watch, now), highlight=False, soft_wrap=True)
+    console.print("demo stopped", highlight=False)
+    return 0
