@@ -6,7 +6,14 @@ the header the gateway needs, and produces encoded client responses:
 
 - ``frames``: vsmux.wire (split, type of every event, header of the last event
   of each response, rename, join);
-- ``frames, header of every event``: the same, scanning every header;
+- ``frames, header of every event``: the same, reading every header (upb);
+- ``frames, every header by pure-Python scan``: the same with the reference
+  scanner instead of upb (why headers use upb);
+- ``frames, pure-Python split``: the same with the reference Python walk
+  splitting responses instead of upb (why splitting uses upb);
+- ``frames, rename via upb``: split and join as frames, but each rename parses
+  the event with a table-name-only upb class and re-serialises it (why renames
+  stay in Python);
 - ``upb (whole response)``: protobuf's C parser, modify names, serialise;
 - ``upb (per-event frames)``: the same, but yielding per-event bytes as the
   gateway's merge needs;
@@ -30,8 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
 from vsmux.proto import binlogdata, query
-from vsmux.wire import encode_response, rename_table, split_response
+from vsmux.wire import Frame, encode_response, rename_table, split_response
+from vsmux.wire.scan import scan_events, scan_header
 from vsmux.wire.upb import message_class
 
 EVENTS_PER_RESPONSE = 100
@@ -92,6 +102,54 @@ def run_frames_all_headers(responses: list[bytes]) -> list[bytes]:
     return out
 
 
+def run_frames_python_headers(responses: list[bytes]) -> list[bytes]:
+    out = []
+    for body in responses:
+        frames = split_response(body)
+        for f in frames:
+            scan_header(f.raw)
+        out.append(encode_response([rename_table(f, KEYSPACE) for f in frames]))
+    return out
+
+
+def run_frames_python_split(responses: list[bytes]) -> list[bytes]:
+    out = []
+    for body in responses:
+        frames = [Frame.from_bytes(raw) for raw in scan_events(body)]
+        frames[-1].header()
+        out.append(encode_response([rename_table(f, KEYSPACE) for f in frames]))
+    return out
+
+
+def _table_name_only_class() -> Any:
+    """A upb class for VEvent that knows only type and row_event.table_name."""
+    lite = descriptor_pb2.FileDescriptorProto(name="lite.proto", package="lite", syntax="proto3")
+    table = lite.message_type.add(name="RowEvent")
+    table.field.add(name="table_name", number=1, type=9, label=1)  # string
+    event = lite.message_type.add(name="VEvent")
+    event.field.add(name="type", number=1, type=5, label=1)  # int32
+    event.field.add(name="row_event", number=5, type=11, type_name=".lite.RowEvent", label=1)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(lite)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lite.VEvent"))
+
+
+def run_frames_upb_rename(responses: list[bytes]) -> list[bytes]:
+    parse = _table_name_only_class().FromString
+    prefix = KEYSPACE + "."
+    out = []
+    for body in responses:
+        frames = split_response(body)
+        frames[-1].header()
+        renamed = []
+        for f in frames:
+            message = parse(f.raw)
+            message.row_event.table_name = prefix + message.row_event.table_name
+            renamed.append(Frame(f.type, message.SerializeToString()))
+        out.append(encode_response(renamed))
+    return out
+
+
 def run_betterproto(responses: list[bytes]) -> list[bytes]:
     out = []
     prefix = KEYSPACE + "."
@@ -136,6 +194,9 @@ def run_upb_frames(responses: list[bytes]) -> list[bytes]:
 VARIANTS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
     "frames": run_frames,
     "frames, header of every event": run_frames_all_headers,
+    "frames, every header by pure-Python scan": run_frames_python_headers,
+    "frames, pure-Python split": run_frames_python_split,
+    "frames, rename via upb": run_frames_upb_rename,
     "upb (whole response)": run_upb,
     "upb (per-event frames)": run_upb_frames,
     "betterproto2": run_betterproto,
@@ -193,10 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{events} ROW events of ~{event_bytes:.0f} bytes in {args.responses} responses, "
         f"median of {args.repeat}"
     )
-    print(f"{'variant':<32} {'frames/s':>12} {'ns/frame':>10} {'x betterproto2':>15}")
+    print(f"{'variant':<42} {'frames/s':>12} {'ns/frame':>10} {'x betterproto2':>15}")
     for row in rows:
         print(
-            f"{row['variant']:<32} {row['frames_per_second']:>12,.0f} "
+            f"{row['variant']:<42} {row['frames_per_second']:>12,.0f} "
             f"{row['ns_per_frame']:>10,.0f} {row['speedup_vs_betterproto2']:>14.1f}x"
         )
 
