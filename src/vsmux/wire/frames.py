@@ -52,11 +52,14 @@ class Frame:
 
     type: int
     raw: bytes
+    _header: Header | None
 
-    def __init__(self, type: int, raw: bytes) -> None:
+    def __init__(self, type: int, raw: bytes, header: Header | None = None) -> None:
+        # ``header``, when given, must be what scanning ``raw`` would give
+        # (a rename keeps its event's header).
         self.type = type
         self.raw = raw
-        self._header: Header | None = None
+        self._header = header
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Frame:

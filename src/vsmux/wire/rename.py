@@ -103,7 +103,7 @@ def rename_table(frame: Frame, keyspace: str) -> Frame:
     if new_field is None:
         new_field = _new_name_field(keyspace, old_field)
     length += len(new_field) - len(old_field)
-    renamed = Frame(
+    return Frame(
         kind,
         b"".join(
             (
@@ -113,74 +113,36 @@ def rename_table(frame: Frame, keyspace: str) -> Frame:
                 raw[name_end:],
             )
         ),
+        frame._header,
     )
-    renamed._header = frame._header
-    return renamed
 
 
 def _rename_walk(frame: Frame, keyspace: str) -> Frame:
     """:func:`rename_table` for any layout, walking the event field by field."""
-    kind = frame.type
-    want = _ROW_EVENT_KEY if kind == _ROW else _FIELD_EVENT_KEY
+    want = _ROW_EVENT_KEY if frame.type == _ROW else _FIELD_EVENT_KEY
     raw = frame.raw
     end = len(raw)
-    try:
-        pos = 0
-        while True:  # bounded: skip_field always advances pos or raises
-            if pos >= end:
-                return frame
-            key = raw[pos]
-            if key == want:
-                break
-            if 0 < key < 0x80 and not key & 7:
-                # A varint field with a one-byte key (type, timestamp): inline.
-                pos += 1
-                while raw[pos] >= 0x80:
-                    pos += 1
-                pos += 1
-            else:
-                pos = skip_field(raw, pos, end)
-        pos += 1
-        length = raw[pos]
-        if length < 0x80:
-            start = pos + 1
-        elif raw[pos + 1] < 0x80:
-            length = (length & 0x7F) | (raw[pos + 1] << 7)
-            start = pos + 2
-        else:
-            length, start = read_varint(raw, pos)
-        stop = start + length
-        if stop > end:
-            raise FrameError("table event runs past the end of the event")
-        if start < stop and raw[start] == _TABLE_NAME_KEY:
-            name_len = raw[start + 1]
-            if name_len < 0x80:
-                name_end = start + 2 + name_len
-            else:
-                name_len, name_start = read_varint(raw, start + 1)
-                name_end = name_start + name_len
-            if name_end > stop:
-                raise FrameError("table name runs past the end of the table event")
-            old_field = raw[start:name_end]
-        else:
-            name_end = start
-            old_field = b""
-    except IndexError:
-        raise FrameError("truncated table event") from None
-    new_field = _cache.get((keyspace, old_field))
-    if new_field is None:
-        new_field = _new_name_field(keyspace, old_field)
-    new_length = length - (name_end - start) + len(new_field)
-    renamed = Frame(
-        kind,
-        b"".join(
-            (
-                raw[:pos],
-                VARINT[new_length] if new_length < TABLE_LIMIT else encode_varint(new_length),
-                new_field,
-                raw[name_end:],
-            )
-        ),
+    pos = 0
+    while raw[pos : pos + 1] != bytes((want,)):  # bounded: skip_field advances or raises
+        if pos >= end:
+            return frame
+        pos = skip_field(raw, pos, end)
+    length, start = read_varint(raw, pos + 1)
+    stop = start + length
+    if stop > end:
+        raise FrameError("table event runs past the end of the event")
+    if start < stop and raw[start] == _TABLE_NAME_KEY:
+        name_length, name_start = read_varint(raw, start + 1)
+        name_end = name_start + name_length
+        if name_end > stop:
+            raise FrameError("table name runs past the end of the table event")
+    else:
+        name_end = start
+    old_field = raw[start:name_end]
+    new_field = _cache.get((keyspace, old_field)) or _new_name_field(keyspace, old_field)
+    length += len(new_field) - len(old_field)
+    return Frame(
+        frame.type,
+        b"".join((raw[: pos + 1], encode_varint(length), new_field, raw[name_end:])),
+        frame._header,
     )
-    renamed._header = frame._header
-    return renamed
