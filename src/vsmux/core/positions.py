@@ -54,7 +54,7 @@ def _text_field(key: bytes, value: str) -> bytes:
 class _Entry:
     """One shard's position and its cached ``ShardGtid`` encoding."""
 
-    __slots__ = ("encoded", "gtid", "keyspace", "shard", "table_p_ks")
+    __slots__ = ("_head", "_pks", "encoded", "gtid", "keyspace", "shard", "table_p_ks")
 
     def __init__(
         self, keyspace: str, shard: str, gtid: str, table_p_ks: list[binlogdata.TableLastPk]
@@ -63,18 +63,20 @@ class _Entry:
         self.shard = shard
         self.gtid = gtid
         self.table_p_ks = table_p_ks
+        # Keyspace and shard never change: their fields are encoded once.
+        self._head = _text_field(b"\x0a", keyspace) + _text_field(b"\x12", shard)
+        self._pks = b""
         self.encoded = b""
+        self.encode_pks()
+
+    def encode_pks(self) -> None:
+        self._pks = b"".join(
+            b"\x22" + encode_varint(len(b)) + b for b in map(bytes, self.table_p_ks)
+        )
         self.encode()
 
     def encode(self) -> None:
-        body = b"".join(
-            (
-                _text_field(b"\x0a", self.keyspace),
-                _text_field(b"\x12", self.shard),
-                _text_field(b"\x1a", self.gtid),
-                *(b"\x22" + encode_varint(len(b)) + b for b in map(bytes, self.table_p_ks)),
-            )
-        )
+        body = self._head + _text_field(b"\x1a", self.gtid) + self._pks
         self.encoded = b"\x0a" + encode_varint(len(body)) + body
 
     def shard_gtid(self) -> binlogdata.ShardGtid:
@@ -93,6 +95,8 @@ class PositionBook:
         self._entries: dict[ShardKey, _Entry] = {}
         self._copied: set[ShardKey] = set()
         self._vgtid: bytes | None = None
+        # Encoded keyspace/shard fields of VGTID events, per (keyspace, shard).
+        self._tails: dict[tuple[str, str], bytes] = {}
         for sg in shard_gtids:
             self._add(sg)
 
@@ -133,17 +137,15 @@ class PositionBook:
 
     def vgtid_frame(self, keyspace: str, shard: str) -> Frame:
         """A VGTID event with the current VGtid and the given keyspace/shard."""
-        body = self.vgtid_bytes()
-        raw = b"".join(
-            (
-                _VGTID_HEAD,
-                encode_varint(len(body)),
-                body,
-                _text_field(b"\xb2\x01", keyspace),  # field 22
-                _text_field(b"\xba\x01", shard),  # field 23
-            )
-        )
-        return Frame(_VGTID, raw)
+        body = self._vgtid
+        if body is None:
+            body = self.vgtid_bytes()
+        tail = self._tails.get((keyspace, shard))
+        if tail is None:
+            tail = _text_field(b"\xb2\x01", keyspace) + _text_field(b"\xba\x01", shard)
+            if len(self._tails) < 1024:  # bounded: keys come from the stream's shards
+                self._tails[keyspace, shard] = tail
+        return Frame(_VGTID, b"".join((_VGTID_HEAD, encode_varint(len(body)), body, tail)))
 
     # -- the sender's updates ------------------------------------------------
 
@@ -175,7 +177,7 @@ class PositionBook:
             del pks[index]
         else:
             pks[index] = table
-        entry.encode()
+        entry.encode_pks()
         self._vgtid = None
 
     def copy_completed(self, key: ShardKey) -> bool:
