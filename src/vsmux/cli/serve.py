@@ -1,15 +1,126 @@
-"""`vsmux serve`. Not built yet."""
+"""``vsmux serve``: run the VStream gateway for a topology file."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import trio
+
+__all__ = ["add_arguments", "parse_hostport", "run", "table_lists"]
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--topology", required=True, type=Path, help="topology TOML file")
+    parser.add_argument(
+        "--listen", type=parse_hostport, default=("127.0.0.1", 15991), metavar="HOST:PORT"
+    )
+    parser.add_argument(
+        "--metrics", type=parse_hostport, metavar="HOST:PORT", help="serve Prometheus metrics"
+    )
+    parser.add_argument("--cell", help="the gateway's own cell (default: the topology's)")
+    parser.add_argument(
+        "--liveness-timeout",
+        type=_positive,
+        metavar="SECONDS",
+        help="end a stream that saw no event at all for this long (default 600)",
+    )
+    parser.add_argument(
+        "--max-response-bytes",
+        type=int,
+        metavar="BYTES",
+        help="largest VStream response sent; larger units are split (default 2 MiB)",
+    )
+    parser.add_argument(
+        "--workload-rate",
+        type=float,
+        default=0.0,
+        metavar="TPS",
+        help="transactions per second written to simulated keyspaces (default none)",
+    )
+    parser.add_argument(
+        "--connect-timeout", type=_positive, default=10.0, metavar="SECONDS", help="to tablets"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+
+
+def table_lists(raw: dict[str, Any]) -> dict[str, list[str]]:
+    """``tables = [...]`` per keyspace from a parsed topology file, for SHOW TABLES.
+
+    Accepts ``[keyspaces.<name>]`` tables and ``[[keyspaces]]`` arrays with a
+    ``name``; keyspaces without a list are left out.
+    """
+    keyspaces = raw.get("keyspaces", {})
+    items: list[tuple[str, Any]] = []
+    if isinstance(keyspaces, dict):
+        items = list(keyspaces.items())
+    elif isinstance(keyspaces, list):
+        items = [(str(k.get("name", "")), k) for k in keyspaces if isinstance(k, dict)]
+    out: dict[str, list[str]] = {}
+    for name, spec in items:
+        if isinstance(spec, dict) and isinstance(spec.get("tables"), list):
+            out[name] = [str(t) for t in spec["tables"]]
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vsmux serve: not built yet", file=sys.stderr)
-    return 2
+    from dataclasses import replace
+
+    from vsmux.core.settings import GatewaySettings
+    from vsmux.server.standalone import ServeConfig, serve_until_signal
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        topology_module = importlib.import_module("vsmux.topology")
+        topology = topology_module.load_topology(args.topology)
+        raw = tomllib.loads(args.topology.read_text())
+    except Exception as exc:  # the loader's own errors too: report, do not crash
+        print(f"vsmux serve: cannot load {args.topology}: {exc}", file=sys.stderr)
+        return 2
+    if args.max_response_bytes is not None and args.max_response_bytes < 1024:
+        print("vsmux serve: --max-response-bytes must be at least 1024", file=sys.stderr)
+        return 2
+    settings = GatewaySettings(cell=args.cell or topology.cell)
+    if args.liveness_timeout is not None:
+        settings = replace(settings, liveness_timeout=args.liveness_timeout)
+    if args.max_response_bytes is not None:
+        settings = replace(settings, max_response_bytes=args.max_response_bytes)
+    config = ServeConfig(
+        topology=topology,
+        host=args.listen[0],
+        port=args.listen[1],
+        metrics=args.metrics,
+        settings=settings,
+        tables=table_lists(raw),
+        workload_rate=args.workload_rate,
+        connect_timeout=args.connect_timeout,
+    )
+    banner = [
+        "vsmux gateway listening on {address}",
+        "try: grpcurl -plaintext {address} list",
+    ]
+    result: int = trio.run(lambda: serve_until_signal(config, ready=banner))
+    return result

@@ -1,0 +1,132 @@
+"""The ``vsmux serve`` program: a gateway for a topology file, until a signal.
+
+Tablets with an address are reached over gRPC (pooled channels). Tablets
+without one (``simulated = true`` in the file) run in-process: their
+keyspaces are built as a :class:`SimulatedCluster` whose live topology the
+gateway uses, so a simulated reshard shows up at once; the addressed
+keyspaces are added to it.
+
+On SIGINT or SIGTERM the gateway stops accepting, running sessions end with
+UNAVAILABLE "server shutting down", and the program returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import trio
+import trio_asyncio
+
+from vsmux.core.settings import GatewaySettings
+from vsmux.mux import Gateway, run_vstream
+from vsmux.server.app import open_gateway_server
+from vsmux.server.execute import TableCatalog
+from vsmux.server.metrics_http import serve_metrics
+from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
+from vsmux.sources.directory import RoutingDirectory
+from vsmux.sources.grpc_tablet import CONNECT_TIMEOUT_SECONDS, open_tablet_channels
+from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.topology.model import Topology
+
+__all__ = ["ServeConfig", "merge_simulated", "serve_until_signal"]
+
+log = logging.getLogger("vsmux.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    topology: Topology
+    host: str = "127.0.0.1"
+    port: int = 15991
+    metrics: tuple[str, int] | None = None
+    settings: GatewaySettings = field(default_factory=GatewaySettings)
+    tables: dict[str, list[str]] | None = None  # keyspace -> table names, for SHOW TABLES
+    workload_rate: float = 0.0  # transactions/s on simulated keyspaces (0: none)
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+    seed: int = 1
+
+
+def merge_simulated(topology: Topology, seed: int) -> tuple[Topology, SimulatedCluster | None]:
+    """The gateway's topology, and the in-process cluster if any tablet needs one.
+
+    Keyspaces with any address-less tablet are simulated (with the file's
+    shards and tablet types); the cluster's live topology is returned with
+    the other keyspaces and their tablets added.
+    """
+    simulated = sorted({t.keyspace for t in topology.tablets if t.address is None})
+    if not simulated:
+        return topology, None
+    types = sorted({t.tablet_type for t in topology.tablets if t.address is None})
+    cluster = SimulatedCluster.build(
+        {ks: topology.serving_shards(ks) for ks in simulated},
+        cell=topology.cell,
+        seed=seed,
+        tablet_types=types,
+    )
+    live = cluster.topology
+    for name, info in topology.keyspaces.items():
+        if name not in live.keyspaces:
+            live.keyspaces[name] = replace(info, shards=list(info.shards))
+    live.tablets.extend(t for t in topology.tablets if t.keyspace not in simulated)
+    return live, cluster
+
+
+async def _watch_signals(
+    stop: trio.Event,
+    reason: list[str],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    # Installed before the server listens, so an early Ctrl-C is not lost.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            reason.append(signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) -> int:
+    """Run the gateway until SIGINT/SIGTERM; 0 on a clean stop, 1 if it cannot start.
+
+    ``ready`` lines are printed once the gateway listens (the CLI's banner).
+    """
+    topology, cluster = merge_simulated(config.topology, config.seed)
+    static = StaticTableCatalog(config.tables or {})
+    catalog: TableCatalog = ClusterTableCatalog(cluster, static) if cluster else static
+    async with (
+        trio_asyncio.open_loop(),
+        open_tablet_channels(config.connect_timeout) as channels,
+        trio.open_nursery() as nursery,
+    ):
+        gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
+        stop = trio.Event()
+        reason: list[str] = []
+        await nursery.start(_watch_signals, stop, reason)
+        if config.metrics is not None:
+            host, port = config.metrics
+            try:
+                bound = await nursery.start(serve_metrics, gateway.metrics, host, port)
+            except OSError as exc:
+                log.error("cannot serve metrics on %s:%d: %s", host, port, exc)
+                nursery.cancel_scope.cancel()
+                return 1
+            log.info("metrics on http://%s:%d/metrics", host, bound)
+        if cluster is not None and config.workload_rate > 0:
+            nursery.start_soon(cluster.run_workload, config.workload_rate)
+        try:
+            server_cm = open_gateway_server(gateway, run_vstream, catalog, config.host, config.port)
+            async with server_cm as server:
+                for line in ready:
+                    print(line.format(address=server.address), flush=True)
+                await stop.wait()
+                log.info("%s received: shutting down", reason[0] if reason else "signal")
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+            nursery.cancel_scope.cancel()
+            return 1
+        nursery.cancel_scope.cancel()
+    return 0
