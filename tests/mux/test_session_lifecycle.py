@@ -237,3 +237,16 @@ async def test_counters(autojump_clock: trio.abc.Clock) -> None:
     assert m.get("VStreamsEventsStreamed", labels) == 4
     assert m.get("VStreamsLag", labels) == 3.0
     assert m.get("VStreamsEndedWithErrors", labels) == 0
+
+
+async def test_malformed_event_fails_with_a_clear_error(autojump_clock: trio.abc.Clock) -> None:
+    from vsmux.wire import Frame
+
+    cluster = Cluster()
+    bad_row = Frame(int(T.ROW), b"\x08\x0c\x2a\x50\x0a")  # row_event runs past the end
+    tablet = cluster.scripted("ks", "-80", [[begin(), bad_row, commit()], HANG])
+    with pytest.raises(VStreamError) as info:
+        await run_vstream(request(("ks", "-80", "current")), cluster.gateway(), Client())
+    assert info.value.code == Code.INTERNAL
+    assert f"tablet {tablet.tablet.alias} sent a malformed event for ks/-80" in info.value.message
+    assert cluster.open_streams() == 0

@@ -48,8 +48,9 @@ LASTPK = int(_T.LASTPK)
 COPY_COMPLETED = int(_T.COPY_COMPLETED)
 JOURNAL = int(_T.JOURNAL)
 TABLE_EVENTS = frozenset((ROW, FIELD))
-POSITION_EVENTS = frozenset((GTID, LASTPK))
 TERMINATORS = frozenset(int(t) for t in (_T.COMMIT, _T.DDL, _T.OTHER, _T.ROLLBACK))
+# Events the grouper acts on; all others are buffered as they are.
+SPECIAL = TERMINATORS | {GTID, LASTPK, COPY_COMPLETED, HEARTBEAT, JOURNAL}
 
 
 class UnitKind:
@@ -67,13 +68,16 @@ class Unit:
     frames: list[Frame]
     # Indexes into ``frames`` of the GTID, LASTPK and COPY_COMPLETED events.
     controls: list[int]
-    # Encoded bytes of the frames (before the sender's VGTID rewrite).
-    size: int
     kind: int = UnitKind.TRANSACTION
     # False for a piece of a chunked transaction that more pieces follow.
     final: bool = True
     # The journal that ended the stream, for JOURNAL units.
     journal: binlogdata.Journal | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        """Encoded bytes of the frames (not kept: only chunking needs sizes)."""
+        return sum(len(f.raw) for f in self.frames)
 
     def last(self) -> Frame | None:
         """The unit's last frame (its terminator for a final unit), if any."""
@@ -106,6 +110,7 @@ class TransactionGrouper:
         self._concerns_stream = concerns_stream
         self._pending: list[Frame] = []
         self._controls: list[int] = []
+        # Bytes in _pending; kept only when chunking is on.
         self._size = 0
         self._chunking = False
         #: The last tablet HEARTBEAT of the last batch fed, if it had one.
@@ -120,51 +125,50 @@ class TransactionGrouper:
 
     @property
     def buffered_bytes(self) -> int:
-        return self._size
+        return sum(len(f.raw) for f in self._pending)
 
     def feed(self, batch: list[Frame]) -> list[Unit]:
-        """Units completed by ``batch`` (one tablet response), in order."""
+        """Units completed by ``batch`` (one tablet response), in order.
+
+        The loop touches each event once, skipping ordinary ones (BEGIN, ROW,
+        FIELD, ...) with one set lookup; runs of them are moved with slices.
+        """
         if self.finished:
             raise RuntimeError("grouper fed after the stream's journal")
         self.heartbeat = None
+        keyspace = self._keyspace
+        if keyspace:
+            table_events = TABLE_EVENTS
+            batch = [rename_table(f, keyspace) if f.type in table_events else f for f in batch]
         units: list[Unit] = []
         pending = self._pending
         controls = self._controls
-        size = self._size
-        keyspace = self._keyspace
-        terminators = TERMINATORS
-        table_events = TABLE_EVENTS
-        position_events = POSITION_EVENTS
-        for frame in batch:
+        # Where this call's additions to ``pending`` begin (for the size count).
+        added_from = len(pending)
+        special = SPECIAL
+        start = 0
+        for i, frame in enumerate(batch):
             kind = frame.type
-            if kind in table_events:
-                if keyspace:
-                    frame = rename_table(frame, keyspace)
-                pending.append(frame)
-                size += len(frame.raw)
-            elif kind in terminators:
-                pending.append(frame)
-                units.append(Unit(pending, controls, size + len(frame.raw)))
+            if kind not in special:
+                continue
+            if kind in TERMINATORS or kind == COPY_COMPLETED:
+                if kind == COPY_COMPLETED:
+                    controls.append(len(pending) + i - start)
+                    unit_kind = UnitKind.COPY_COMPLETED
+                else:
+                    unit_kind = UnitKind.TRANSACTION
+                pending += batch[start : i + 1]
+                units.append(Unit(pending, controls, unit_kind))
                 pending = []
                 controls = []
-                size = 0
+                added_from = 0
+                start = i + 1
+                self._size = 0
                 self._chunking = False
             elif kind == HEARTBEAT:
+                pending += batch[start:i]
+                start = i + 1
                 self.heartbeat = frame
-            elif kind in position_events:
-                controls.append(len(pending))
-                pending.append(frame)
-                size += len(frame.raw)
-            elif kind == COPY_COMPLETED:
-                controls.append(len(pending))
-                pending.append(frame)
-                units.append(
-                    Unit(pending, controls, size + len(frame.raw), UnitKind.COPY_COMPLETED)
-                )
-                pending = []
-                controls = []
-                size = 0
-                self._chunking = False
             elif kind == JOURNAL:
                 journal = decode_event(frame).journal
                 if (
@@ -172,29 +176,34 @@ class TransactionGrouper:
                     or journal.migration_type != binlogdata.MigrationType.SHARDS
                     or not self._concerns_stream(journal)
                 ):
-                    continue  # TABLES journals and journals of other streams are not ours
+                    # TABLES journals and journals of other streams are not ours.
+                    pending += batch[start:i]
+                    start = i + 1
+                    continue
                 if self._forward_journals:
-                    pending.append(frame)
-                    unit = Unit(pending, controls, size + len(frame.raw), UnitKind.JOURNAL)
+                    pending += batch[start : i + 1]
+                    unit = Unit(pending, controls, UnitKind.JOURNAL)
                 else:
-                    unit = Unit([], [], 0, UnitKind.JOURNAL)
+                    unit = Unit([], [], UnitKind.JOURNAL)
                 unit.journal = journal
                 units.append(unit)
                 pending = []
                 controls = []
-                size = 0
+                start = len(batch)
                 self.finished = True
                 break
-            else:
-                pending.append(frame)
-                size += len(frame.raw)
-        if pending and self._chunk_size > 0 and (self._chunking or size > self._chunk_size):
-            units.append(Unit(pending, controls, size, final=False))
-            pending = []
-            controls = []
-            size = 0
-            self._chunking = True
+            else:  # GTID, LASTPK
+                controls.append(len(pending) + i - start)
+        if start < len(batch):
+            pending += batch[start:] if start else batch
+        if pending and self._chunk_size > 0:
+            self._size += sum(len(f.raw) for f in pending[added_from:])
+            if self._chunking or self._size > self._chunk_size:
+                units.append(Unit(pending, controls, final=False))
+                pending = []
+                controls = []
+                self._size = 0
+                self._chunking = True
         self._pending = pending
         self._controls = controls
-        self._size = size
         return units

@@ -29,10 +29,11 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import PositionBook
+from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import SendResponses
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
 from vsmux.proto import binlogdata
-from vsmux.wire import Frame, frame_of, pack_responses
+from vsmux.wire import Frame, FrameError, frame_of, pack_responses
 
 __all__ = ["Sender", "heartbeat_frame"]
 
@@ -102,10 +103,17 @@ class Sender:
         book = self.book
         key = parcel.key
         frames: list[Frame] = []
-        for unit in parcel.units:
-            if unit.controls:
-                book.apply_controls(unit.frames, unit.controls, key)
-            frames += unit.frames
+        try:
+            for unit in parcel.units:
+                if unit.controls:
+                    book.apply_controls(unit.frames, unit.controls, key)
+                frames += unit.frames
+        except FrameError as err:
+            raise VStreamError(
+                Code.INTERNAL,
+                f"a position event from {key[0]}/{key[1]} is malformed: {err}; "
+                "check the tablet's version",
+            ) from None
         if not frames:
             return
         metrics = self._metrics

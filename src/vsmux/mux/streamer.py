@@ -27,12 +27,13 @@ import trio
 
 from vsmux.core.grouping import TransactionGrouper, Unit, UnitKind
 from vsmux.core.retry import RetryAction, ShardRetryPolicy, ended_unexpectedly
-from vsmux.errors import VStreamError
+from vsmux.errors import Code, VStreamError
 from vsmux.mux.context import RequestContext
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
 from vsmux.mux.picker import watch_health
 from vsmux.proto import binlogdata, query
 from vsmux.sources.base import ShardSource
+from vsmux.wire import FrameError
 
 __all__ = ["ShardStreamer"]
 
@@ -180,7 +181,14 @@ class ShardStreamer:
                     continue
                 policy.event_received()
                 liveness.touch()
-                units = grouper.feed(batch)
+                try:
+                    units = grouper.feed(batch)
+                except FrameError as err:
+                    raise VStreamError(
+                        Code.INTERNAL,
+                        f"tablet {source.tablet.alias} sent a malformed event for "
+                        f"{self.key[0]}/{self.key[1]}: {err}; check the tablet's version",
+                    ) from None
                 if skew is not None and grouper.heartbeat is not None:
                     skew.observe(self.key, grouper.heartbeat)
                 if units:
