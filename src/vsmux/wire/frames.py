@@ -113,8 +113,6 @@ def split_response(body: bytes) -> list[Frame]:
         # upb only says the bytes are corrupt; the Python walk says where.
         scan_events(body)
         raise FrameError("malformed VStreamResponse") from None
-    except TypeError as exc:
-        raise FrameError(f"a VStreamResponse body must be bytes: {exc}") from None
     frames: list[Frame] = []
     append = frames.append
     for raw in raws:
