@@ -1,0 +1,336 @@
+"""End-to-end harness: simulated tablets served over gRPC, the gateway, a client.
+
+``open_stack(mode)`` gives a running gateway in front of a simulated
+cluster whose tablets are either in-process (``"inprocess"``) or each served
+on its own loopback gRPC port (``"grpc"``) and reached through the gRPC
+tablet client, so the same tests cover both.
+
+Each simulated tablet alias gets its own server; a few spare aliases are
+served ahead of time so the tablets a reshard creates are reachable the
+moment they exist (the remote topology is updated synchronously with the
+reshard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import trio
+import trio_asyncio
+from grpclib import GRPCError
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Handler
+
+from vsmux.core.settings import GatewaySettings
+from vsmux.errors import Code, VStreamError
+from vsmux.mux import Gateway, run_vstream
+from vsmux.proto import binlogdata, query, vtgate, vtgateservice
+from vsmux.server.app import GatewayServer, open_gateway_server
+from vsmux.server.bridge import pump_responses, to_trio
+from vsmux.server.hosting import open_grpc_server
+from vsmux.server.status import grpc_status
+from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
+from vsmux.sources.directory import RoutingDirectory
+from vsmux.sources.grpc_tablet import open_tablet_channels
+from vsmux.sources.rawcodec import RawCodec, RawMessage
+from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.sources.simulated.tablet import SimulatedTablet
+from vsmux.topology.model import KeyspaceInfo, Topology
+from vsmux.wire import encode_response
+
+MODES = ["inprocess", "grpc"]
+SPARE_TABLETS = 6
+T = binlogdata.VEventType
+
+
+class TabletService:
+    """``queryservice.Query`` for one simulated tablet alias, raw bytes out."""
+
+    def __init__(self, cluster: SimulatedCluster, alias: str) -> None:
+        self._cluster = cluster
+        self._alias = alias
+
+    def _tablet(self) -> SimulatedTablet:
+        for tablet in self._cluster.tablets():
+            if tablet.alias == self._alias:
+                return tablet
+        raise VStreamError(Code.UNAVAILABLE, f"no tablet {self._alias} is running here")
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            "/queryservice.Query/VStream": Handler(
+                self._vstream, Cardinality.UNARY_STREAM, binlogdata.VStreamRequest, RawMessage
+            ),
+            "/queryservice.Query/StreamHealth": Handler(
+                self._health, Cardinality.UNARY_STREAM, query.StreamHealthRequest, RawMessage
+            ),
+        }
+
+    async def _serve(self, stream: Any, run: Any) -> None:
+        async def write(bodies: list[bytes]) -> None:
+            for body in bodies:
+                await stream.send_message(body)
+
+        try:
+            await to_trio(pump_responses)(run, write)
+        except VStreamError as exc:
+            raise GRPCError(grpc_status(exc.code), exc.message) from None
+
+    async def _vstream(self, stream: Any) -> None:
+        request = await stream.recv_message()
+
+        async def run(send: Any) -> None:
+            async for batch in self._tablet().batches(request):
+                await send([encode_response(batch)])
+
+        await self._serve(stream, run)
+
+    async def _health(self, stream: Any) -> None:
+        await stream.recv_message()
+
+        async def run(send: Any) -> None:
+            async with self._tablet().stream_health() as reports:
+                async for report in reports:
+                    await send([bytes(report)])
+
+        await self._serve(stream, run)
+
+
+class CountingDirectory:
+    """Wraps a SourceDirectory and counts the vstreams opened per tablet alias."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.opened: dict[str, int] = {}
+
+    def source_for(self, tablet: Any) -> Any:
+        source = self._inner.source_for(tablet)
+        counts = self.opened
+
+        class Counted:
+            @property
+            def tablet(self) -> Any:
+                return source.tablet
+
+            def vstream(self, request: Any) -> Any:
+                counts[tablet.alias] = counts.get(tablet.alias, 0) + 1
+                return source.vstream(request)
+
+            def stream_health(self) -> Any:
+                return source.stream_health()
+
+        return Counted()
+
+
+@dataclass
+class Stack:
+    """A running gateway over a simulated cluster."""
+
+    mode: str
+    cluster: SimulatedCluster
+    gateway: Gateway
+    server: GatewayServer
+    directory: CountingDirectory
+    remote_topology: Topology | None = None
+    addresses: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def reshard(self, keyspace: str, shards: list[str]) -> None:
+        """Reshard the cluster; the remote topology follows before any await."""
+        self.cluster.reshard(keyspace, shards)
+        self._sync_remote()
+
+    def _sync_remote(self) -> None:
+        remote = self.remote_topology
+        if remote is None:
+            return
+        for name, info in self.cluster.topology.keyspaces.items():
+            remote.keyspaces[name] = KeyspaceInfo(name, list(info.shards))
+        remote.tablets[:] = [
+            replace(t, address=self.addresses[t.alias]) for t in self.cluster.topology.tablets
+        ]
+
+
+@asynccontextmanager
+async def open_stack(
+    mode: str,
+    shards: list[str] | None = None,
+    settings: GatewaySettings | None = None,
+    **build: Any,
+) -> AsyncIterator[Stack]:
+    """Cluster + (tablet servers) + gateway on loopback ports; all closed on exit."""
+    cluster = SimulatedCluster.build({"commerce": shards or ["-80", "80-"]}, seed=7, **build)
+    settings = settings or GatewaySettings(retry_backoff_initial=0.01, retry_backoff_max=0.05)
+    catalog = ClusterTableCatalog(cluster, StaticTableCatalog())
+    async with trio_asyncio.open_loop(), AsyncExitStack() as stack:
+        if mode == "inprocess":
+            directory = CountingDirectory(cluster)
+            gateway = Gateway(cluster.topology, directory, settings)
+            server = await stack.enter_async_context(
+                open_gateway_server(gateway, run_vstream, catalog)
+            )
+            yield Stack(mode, cluster, gateway, server, directory)
+            return
+        addresses: dict[str, str] = {}
+        first_uid = min(t.uid for t in cluster.topology.tablets)
+        count = len(cluster.topology.tablets) + SPARE_TABLETS
+        cell = cluster.topology.cell
+        for uid in range(first_uid, first_uid + count):
+            alias = f"{cell}-{uid:010d}"
+            _, port = await stack.enter_async_context(
+                open_grpc_server([TabletService(cluster, alias)], codec=RawCodec())
+            )
+            addresses[alias] = f"127.0.0.1:{port}"
+        remote = Topology(cell=cell)
+        channels = await stack.enter_async_context(open_tablet_channels(connect_timeout=5.0))
+        directory = CountingDirectory(RoutingDirectory(channels))
+        gateway = Gateway(remote, directory, settings)
+        server = await stack.enter_async_context(open_gateway_server(gateway, run_vstream, catalog))
+        result = Stack(mode, cluster, gateway, server, directory, remote, addresses)
+        result._sync_remote()
+        yield result
+
+
+def request_for(
+    *shard_gtids: tuple[str, str, str], flags: vtgate.VStreamFlags | None = None
+) -> vtgate.VStreamRequest:
+    return vtgate.VStreamRequest(
+        vgtid=binlogdata.VGtid(
+            shard_gtids=[
+                binlogdata.ShardGtid(keyspace=k, shard=s, gtid=g) for k, s, g in shard_gtids
+            ]
+        ),
+        flags=flags,
+    )
+
+
+class Reader:
+    """A VStream call from the test body, read in the background.
+
+    ``run`` (start it in a nursery) reads until the server ends the call,
+    ``stop()`` is called, or it fails (the GRPCError is kept in ``error``).
+    ``wait_for(pred)`` waits until ``pred(responses)`` holds.
+    """
+
+    def __init__(self, port: int, request: vtgate.VStreamRequest) -> None:
+        self.port = port
+        self.request = request
+        self.responses: list[vtgate.VStreamResponse] = []
+        self.error: GRPCError | None = None
+        self.ended = trio.Event()
+        self._progress = trio.Event()
+        self._scope = trio.CancelScope()
+
+    def _arrived(self, response: vtgate.VStreamResponse) -> None:
+        self.responses.append(response)
+        progress, self._progress = self._progress, trio.Event()
+        progress.set()
+
+    async def run(self) -> None:
+        async def call() -> None:
+            channel = Channel("127.0.0.1", self.port)
+            try:
+                stub = vtgateservice.VitessStub(channel)
+                async for response in stub.v_stream(self.request):
+                    self._arrived(response)
+            except GRPCError as exc:
+                self.error = exc
+            finally:
+                channel.close()
+
+        try:
+            with self._scope:
+                await trio_asyncio.aio_as_trio(call)()
+        finally:
+            self.ended.set()
+            self._progress.set()
+
+    def stop(self) -> None:
+        self._scope.cancel()
+
+    async def wait_for(self, pred: Any, timeout: float = 10.0) -> list[vtgate.VStreamResponse]:
+        with trio.fail_after(timeout):
+            while not pred(self.responses):
+                if self.ended.is_set():
+                    raise AssertionError(f"stream ended first: {self.error!r}")
+                await self._progress.wait()
+        return self.responses
+
+
+def events(responses: list[vtgate.VStreamResponse]) -> Iterator[binlogdata.VEvent]:
+    for response in responses:
+        yield from response.events
+
+
+def commits(responses: list[vtgate.VStreamResponse]) -> int:
+    return sum(1 for e in events(responses) if e.type == T.COMMIT)
+
+
+def last_vgtid(responses: list[vtgate.VStreamResponse]) -> binlogdata.VGtid:
+    found = [e.vgtid for e in events(responses) if e.type == T.VGTID and e.vgtid is not None]
+    assert found, "no VGTID received"
+    return found[-1]
+
+
+def seq_of(gtid: str) -> int:
+    """N of ``MySQL56/<uuid>:1-N`` (or ``:N``); 0 for no position."""
+    if ":" not in gtid:
+        return 0
+    return int(gtid.rsplit(":", 1)[1].rsplit("-", 1)[-1])
+
+
+def positions(vgtid: binlogdata.VGtid) -> dict[str, str]:
+    return {sg.shard: sg.gtid for sg in vgtid.shard_gtids}
+
+
+def caught_up(stack: Stack, keyspace: str = "commerce") -> Any:
+    """A predicate: the stream's last VGTID is at every serving shard's position."""
+
+    def check(responses: list[vtgate.VStreamResponse]) -> bool:
+        found = [e.vgtid for e in events(responses) if e.type == T.VGTID and e.vgtid]
+        if not found:
+            return False
+        want = {
+            s: stack.cluster.position(keyspace, s)
+            for s in stack.cluster.topology.serving_shards(keyspace)
+        }
+        return positions(found[-1]) == want
+
+    return check
+
+
+def task_count() -> int:
+    """Tasks alive in this Trio run (to check that nothing outlives a call)."""
+
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+def gtid_seqs(
+    responses: list[vtgate.VStreamResponse], start: dict[str, int] | None = None
+) -> dict[str, list[int]]:
+    """Per shard, the transaction number (N of ``uuid:1-N``) of each COMMIT's VGTID."""
+    out: dict[str, list[int]] = {}
+    current: dict[str, int] = dict(start or {})
+    pending: list[str] = []
+    for event in events(responses):
+        if event.type == T.VGTID and event.vgtid is not None:
+            for sg in event.vgtid.shard_gtids:
+                n = seq_of(sg.gtid)
+                if current.get(sg.shard) != n:
+                    pending.append(sg.shard)
+                current[sg.shard] = n
+        elif event.type in (T.COMMIT, T.OTHER, T.DDL, T.JOURNAL):
+            if event.type == T.COMMIT:
+                for shard in pending:
+                    out.setdefault(shard, []).append(current[shard])
+            pending = []
+    return out
