@@ -154,8 +154,12 @@ class CountingDirectory:
         return Counted()
 
 
-def vstream_request(vgtid: binlogdata.VGtid) -> vtgate.VStreamRequest:
-    return vtgate.VStreamRequest(tablet_type=topodata.TabletType.PRIMARY, vgtid=vgtid)
+def vstream_request(vgtid: binlogdata.VGtid, skew: bool = False) -> vtgate.VStreamRequest:
+    return vtgate.VStreamRequest(
+        tablet_type=topodata.TabletType.PRIMARY,
+        vgtid=vgtid,
+        flags=vtgate.VStreamFlags(minimize_skew=skew, heartbeat_interval=1 if skew else 0),
+    )
 
 
 async def stream_until_caught_up(
@@ -177,9 +181,9 @@ def by_shard(transactions: list[TxRecord]) -> dict[str, list[TxRecord]]:
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(("seed", "skew"), [(1, False), (2, False), (3, False), (4, True)])
 async def test_replay_matches_the_source_under_faults_and_reshard(
-    autojump_clock: trio.abc.Clock, seed: int
+    autojump_clock: trio.abc.Clock, seed: int, skew: bool
 ) -> None:
     rng = random.Random(seed)
     cluster = SimulatedCluster.build({KS: ["-80", "80-"]}, seed=seed, ddl_probability=0.0)
@@ -188,7 +192,7 @@ async def test_replay_matches_the_source_under_faults_and_reshard(
     client = Replay()
     start = binlogdata.VGtid(shard_gtids=[binlogdata.ShardGtid(keyspace=KS, gtid="current")])
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_vstream, vstream_request(start), gateway, client)
+        nursery.start_soon(run_vstream, vstream_request(start, skew), gateway, client)
         await trio.testing.wait_all_tasks_blocked()
         async with trio.open_nursery() as work:
             work.start_soon(lambda: cluster.run_workload(20.0, max_transactions=300))
