@@ -1,0 +1,138 @@
+"""The relay ceiling: a trivial ``/vtgateservice.Vitess/VStream`` that forwards one tablet.
+
+Same stack as the gateway (grpclib hosted by Trio through trio-asyncio, via
+``vsmux.server.hosting.open_grpc_server``) and the same batching (one client
+response per tablet response), but no merge, no grouping and no Trio crossing:
+each tablet response body goes to the client untouched. Whatever rate this
+reaches is what the transport allows one stream on this machine; the gateway
+is reported as a fraction of it.
+
+Prints ``{"ready": true, "port": N}`` once listening. Stops on SIGINT or after
+``--max-seconds``.
+
+Usage: python benchmarks/relay.py --tablet 127.0.0.1:PORT [--shard 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpclib.const
+from grpclib.client import Channel
+from grpclib.server import Server, Stream
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _events import RawMessage
+
+from vsmux.proto import binlogdata, query, topodata, vtgate
+
+
+class Relay:
+    def __init__(self, host: str, port: int, keyspace: str, shard: str) -> None:
+        self.host = host
+        self.port = port
+        # Created on first use: a grpclib channel binds to the running loop.
+        self.channel: Channel | None = None
+        self.keyspace = keyspace
+        self.shard = shard
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {
+            "/vtgateservice.Vitess/VStream": grpclib.const.Handler(
+                self.vstream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                vtgate.VStreamRequest,
+                RawMessage,
+            )
+        }
+
+    async def vstream(self, stream: Stream[Any, Any]) -> None:
+        await stream.recv_message()
+        request = binlogdata.VStreamRequest(
+            target=query.Target(
+                keyspace=self.keyspace, shard=self.shard, tablet_type=topodata.TabletType.PRIMARY
+            ),
+            position="current",
+            filter=binlogdata.Filter(rules=[binlogdata.Rule(match="/.*")]),
+        )
+        if self.channel is None:
+            self.channel = Channel(self.host, self.port)
+        async with self.channel.request(
+            "/queryservice.Query/VStream",
+            grpclib.const.Cardinality.UNARY_STREAM,
+            binlogdata.VStreamRequest,
+            RawMessage,
+        ) as upstream:
+            await upstream.send_message(request, end=True)
+            while True:
+                body = await upstream.recv_message()
+                if body is None:
+                    return
+                await stream.send_message(RawMessage(body))
+
+
+async def _serve(relay: Relay, hosted: Any, sleep: Any, max_seconds: float) -> None:
+    try:
+        async with hosted(relay) as port:
+            print(json.dumps({"ready": True, "port": port}), flush=True)
+            await sleep(max_seconds)
+    finally:
+        if relay.channel is not None:
+            relay.channel.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--tablet", required=True, help="host:port of a replay tablet")
+    p.add_argument("--keyspace", default="bench")
+    p.add_argument("--shard", default="0")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, default=900.0)
+    p.add_argument("--loop", choices=["trio", "asyncio"], default="trio")
+    args = p.parse_args(argv)
+    host, _, port = args.tablet.rpartition(":")
+    relay = Relay(host, int(port), args.keyspace, args.shard)
+    try:
+        if args.loop == "trio":
+            import trio
+            import trio_asyncio
+
+            from vsmux.server.hosting import open_grpc_server
+
+            @contextlib.asynccontextmanager
+            async def hosted(servable: Relay) -> AsyncIterator[int]:
+                async with open_grpc_server([servable], port=args.port) as (_, bound):
+                    yield bound
+
+            async def trio_main() -> None:
+                async with trio_asyncio.open_loop():
+                    await _serve(relay, hosted, trio.sleep, args.max_seconds)
+
+            trio.run(trio_main)
+        else:
+            import asyncio
+
+            @contextlib.asynccontextmanager
+            async def plain(servable: Relay) -> AsyncIterator[int]:
+                server = Server([servable])
+                await server.start("127.0.0.1", args.port)
+                try:
+                    yield server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                finally:
+                    server.close()
+
+            asyncio.run(_serve(relay, plain, asyncio.sleep, args.max_seconds))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
