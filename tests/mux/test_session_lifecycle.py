@@ -250,3 +250,25 @@ async def test_malformed_event_fails_with_a_clear_error(autojump_clock: trio.abc
     assert info.value.code == Code.INTERNAL
     assert f"tablet {tablet.tablet.alias} sent a malformed event for ks/-80" in info.value.message
     assert cluster.open_streams() == 0
+
+
+async def test_a_bug_in_a_source_becomes_one_internal_error(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster = Cluster()
+    cluster.scripted("ks", "-80", [HANG])
+    broken = cluster.scripted("ks", "80-", [HANG])
+
+    @asynccontextmanager
+    async def vstream(request: binlogdata.VStreamRequest) -> AsyncIterator[AsyncIterator[list]]:
+        raise RuntimeError("source bug")
+        yield  # pragma: no cover
+
+    broken.vstream = vstream  # type: ignore[method-assign, assignment]
+    with pytest.raises(VStreamError) as info:
+        await run_vstream(
+            request(("ks", "-80", "current"), ("ks", "80-", "current")), cluster.gateway(), Client()
+        )
+    assert info.value.code == Code.INTERNAL
+    assert info.value.message == "vstream failed unexpectedly: RuntimeError('source bug')"
+    assert cluster.open_streams() == 0
