@@ -36,12 +36,13 @@ _ROW_EVENT_KEY = 0x2A  # field 5, wire type 2
 _FIELD_EVENT_KEY = 0x32  # field 6, wire type 2
 _TABLE_NAME_KEY = 0x0A  # field 1, wire type 2
 
-# (keyspace, encoded old table_name field) -> encoded new table_name field.
+# keyspace -> encoded old table_name field -> encoded new table_name field.
 # Table names repeat endlessly, so this saves the encode and concatenation per
 # event. Bounded so a stream of ever-new names cannot grow memory: a gateway
-# serves far fewer tables than this, and a full cache is simply dropped.
+# serves far fewer tables (and keyspaces) than this, and a full cache is
+# simply dropped.
 _CACHE_LIMIT = 4096
-_cache: dict[tuple[str, bytes], bytes] = {}
+_cache: dict[str, dict[bytes, bytes]] = {}
 
 
 def _new_name_field(keyspace: str, old_field: bytes) -> bytes:
@@ -54,12 +55,15 @@ def _new_name_field(keyspace: str, old_field: bytes) -> bytes:
     field = b"\x0a" + encode_varint(len(full)) + full
     if len(_cache) >= _CACHE_LIMIT:
         _cache.clear()
-    _cache[keyspace, old_field] = field
+    names = _cache.setdefault(keyspace, {})
+    if len(names) >= _CACHE_LIMIT:
+        names.clear()
+    names[old_field] = field
     return field
 
 
 # The usual layout up to the table name's length byte: type, an optional
-# timestamp varint, the sub-message key, its 1-2 byte length (group 1), then
+# timestamp varint, the sub-message key and its one- or two-byte length, then
 # the table_name key and a one-byte length.
 _FAST = {
     kind: re.compile(
@@ -67,7 +71,7 @@ _FAST = {
         + re.escape(bytes([kind]))
         + rb"(?:\x10[\x80-\xff]{0,9}[\x00-\x7f])?"
         + re.escape(bytes([key]))
-        + rb"([\x80-\xff]?[\x00-\x7f])\x0a[\x00-\x7f]",
+        + rb"[\x80-\xff]?[\x00-\x7f]\x0a[\x00-\x7f]",
         re.DOTALL,
     ).match
     for kind, key in ((_ROW, _ROW_EVENT_KEY), (_FIELD, _FIELD_EVENT_KEY))
@@ -88,19 +92,24 @@ def rename_table(frame: Frame, keyspace: str) -> Frame:
     match = _FAST[kind](raw)
     if match is None:
         return _rename_walk(frame, keyspace)
-    pos = match.start(1)
     name_start = match.end()
-    length = raw[pos]
-    if length >= 0x80:
-        length = (length & 0x7F) | (raw[pos + 1] << 7)
+    # The sub-message's length ends 3 bytes before the name; it is two bytes
+    # long when the byte before that is a continuation (the key is < 0x80).
+    length = raw[name_start - 3]
+    if raw[name_start - 4] >= 0x80:
+        pos = name_start - 4
+        length = (raw[pos] & 0x7F) | (length << 7)
+    else:
+        pos = name_start - 3
     name_end = name_start + raw[name_start - 1]
     # The sub-message starts at name_start - 2. If the name does not fit in it
     # the bytes only looked like the usual layout; the walk sorts that out.
     if name_end > name_start - 2 + length or name_start - 2 + length > len(raw):
         return _rename_walk(frame, keyspace)
     old_field = raw[name_start - 2 : name_end]
-    new_field = _cache.get((keyspace, old_field))
-    if new_field is None:
+    try:
+        new_field = _cache[keyspace][old_field]
+    except KeyError:
         new_field = _new_name_field(keyspace, old_field)
     length += len(new_field) - len(old_field)
     return Frame(
@@ -139,7 +148,7 @@ def _rename_walk(frame: Frame, keyspace: str) -> Frame:
     else:
         name_end = start
     old_field = raw[start:name_end]
-    new_field = _cache.get((keyspace, old_field)) or _new_name_field(keyspace, old_field)
+    new_field = _cache.get(keyspace, {}).get(old_field) or _new_name_field(keyspace, old_field)
     length += len(new_field) - len(old_field)
     return Frame(
         frame.type,
