@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     events = args.responses * EVENTS_PER_RESPONSE
     event_bytes = sum(len(b) for b in responses) / events
     check_same_output(responses)
+    load_before = os.getloadavg()
     times = measure(responses, args.repeat)
+    load_after = os.getloadavg()
 
     baseline = statistics.median(times["betterproto2"])
     rows: list[dict[str, Any]] = []
@@ -252,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"{events} ROW events of ~{event_bytes:.0f} bytes in {args.responses} responses, "
-        f"median of {args.repeat}"
+        f"median of {args.repeat}; load average {load_before[0]:.1f} -> {load_after[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
     )
     print(f"{'variant':<42} {'frames/s':>12} {'ns/frame':>10} {'x betterproto2':>15}")
     for row in rows:
@@ -270,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 "python": platform.python_version(),
                 "machine": platform.machine(),
                 "nproc": os.cpu_count(),
+                "loadavg_1min_before_after": [load_before[0], load_after[0]],
                 "events": events,
                 "event_bytes": event_bytes,
                 "events_per_response": EVENTS_PER_RESPONSE,
