@@ -3,7 +3,7 @@
 The header (type, timestamp, gtid, current_time, keyspace, shard) is parsed
 with :func:`vsmux.wire.lite.header_class`, which skips the row data as unknown
 fields. Measured against the pure-Python walk in :mod:`vsmux.wire.scan` this
-is about twice as fast per event (see BENCHMARKS.md).
+is several times faster per event (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
