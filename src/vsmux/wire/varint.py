@@ -15,7 +15,6 @@ __all__ = [
     "encode_varint",
     "read_varint",
     "to_signed",
-    "varint_size",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -51,23 +50,10 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def encode_varint(value: int) -> bytes:
-    """The varint encoding of a non-negative 64-bit ``value``."""
-    if value < TABLE_LIMIT:
-        if value < 0:
-            value &= _MASK64
-        else:
-            return VARINT[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def varint_size(value: int) -> int:
-    """How many bytes :func:`encode_varint` writes for ``value`` (non-negative)."""
-    return max(1, (value.bit_length() + 6) // 7)
+    """The varint encoding of a 64-bit ``value`` (negative ones as two's complement)."""
+    if 0 <= value < TABLE_LIMIT:
+        return VARINT[value]
+    return _encode_slow(value & _MASK64)
 
 
 def to_signed(value: int) -> int:
