@@ -116,7 +116,25 @@ class CrashingStore(CheckpointStore):
         super().save(client_id, vgtid)
 
 
-class CrashingOutput(io.StringIO):
+class WatchedIO(io.StringIO):
+    """A text buffer a test can wait on: ``changed`` fires on every write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = trio.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        self.changed.set()
+        self.changed = trio.Event()
+        return written
+
+    async def wait_for(self, text: str) -> None:
+        while text not in self.getvalue():
+            await self.changed.wait()
+
+
+class CrashingOutput(WatchedIO):
     """Output that dies on its ``crash_at``-th write, before writing."""
 
     def __init__(self, crash_at: int | None) -> None:

@@ -6,9 +6,11 @@ import pytest
 
 from vsmux.client.assembler import Assembler, UnitKind, copying_shards
 from vsmux.client.rows import RowDecodeError
-from vsmux.proto import binlogdata
+from vsmux.proto import binlogdata, query
 
-from .events import KS, E, field_event, row_event, simple, transaction, vgtid, vgtid_event
+from .events import KS, E, field_event, fields, row_event, simple, transaction, vgtid, vgtid_event
+
+T = query.Type
 
 
 def test_transaction_split_over_feeds_completes_at_commit() -> None:
@@ -61,16 +63,34 @@ def test_standalone_terminators(type_: binlogdata.VEventType, kind: UnitKind) ->
     assert unit.kind is kind and unit.rows == []
 
 
-def test_ddl_forgets_the_shards_schema_only() -> None:
+def test_ddl_keeps_schemas_and_a_new_field_replaces_the_changed_table() -> None:
     asm = Assembler()
-    asm.feed([field_event(shard="-80"), field_event(shard="80-")])
+    asm.feed([field_event(shard="-80"), field_event(table="corder", shard="-80")])
     asm.feed([simple(E.DDL, "-80")])
-    [ok] = asm.feed(
-        [simple(E.BEGIN, "80-"), row_event(shard="80-", after=[b"1", b"a"]), simple(E.COMMIT)]
+    # The untouched table is still known (servers do not resend its FIELD).
+    [ok] = asm.feed([simple(E.BEGIN), row_event(after=[b"1", b"a"]), simple(E.COMMIT)])
+    assert ok.rows[0].record.data == {"id": 1, "email": "a"}
+    # The altered table comes with a fresh FIELD that replaces the old one.
+    wider = fields(("id", T.INT64), ("email", T.VARCHAR), ("note", T.TEXT))
+    [changed] = asm.feed(
+        [
+            simple(E.BEGIN),
+            field_event(table="corder", cols=wider),
+            row_event(table="corder", after=[b"2", b"b", b"n"]),
+            simple(E.COMMIT),
+        ]
     )
-    assert ok.rows[0].shard == "80-"
+    assert changed.rows[0].record.data == {"id": 2, "email": "b", "note": "n"}
+    # A ROW that does not fit its table's columns fails loudly.
     with pytest.raises(RowDecodeError, match=r"commerce\.customer on shard commerce/-80"):
-        asm.feed([simple(E.BEGIN), row_event(after=[b"1", b"a"])])
+        asm.feed([simple(E.BEGIN), row_event(after=[b"1", b"a", b"x"])])
+
+
+def test_row_for_a_table_never_described_fails() -> None:
+    asm = Assembler()
+    asm.feed([field_event(shard="80-")])
+    with pytest.raises(RowDecodeError, match=r"before any FIELD event"):
+        asm.feed([simple(E.BEGIN), row_event(shard="-80", after=[b"1", b"a"])])
 
 
 def test_restart_drops_partial_unit_and_schema() -> None:
@@ -109,3 +129,14 @@ def test_copy_rows_are_snapshot_until_the_shard_completes() -> None:
     asm.feed([simple(E.COPY_COMPLETED, ""), binlogdata.VEvent(type=E.COPY_COMPLETED)])
     [done] = asm.feed(transaction(4, shard="80-"))
     assert not done.rows[0].snapshot
+
+
+def test_keyspace_wide_copy_start_marks_every_shard() -> None:
+    asm = Assembler(vgtid(("", "")))
+    [a] = asm.feed(transaction(1, shard="-80", with_field=True))
+    [b] = asm.feed(transaction(2, shard="80-", with_field=True))
+    assert a.rows[0].snapshot and b.rows[0].snapshot
+    asm.feed([simple(E.COPY_COMPLETED, "-80")])
+    [c] = asm.feed(transaction(3, shard="-80"))
+    [d] = asm.feed(transaction(4, shard="80-"))
+    assert not c.rows[0].snapshot and d.rows[0].snapshot

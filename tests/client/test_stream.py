@@ -26,6 +26,7 @@ from vsmux.server.tables import StaticTableCatalog
 from vsmux.topology.model import KeyspaceInfo, Topology
 
 from .events import KS, E, response, simple, transaction, vgtid, vgtid_event
+from .fakes import WatchedIO
 
 HANG = "hang"
 Step = list[vtgate.VStreamResponse] | VStreamError | str
@@ -145,24 +146,6 @@ async def test_unavailable_reconnects_from_the_checkpoint(aio_loop: None, tmp_pa
         assert sessions.requests[1].vgtid == vgtid(("-80", "MySQL56/u:1-1"))
         assert store.load("vsmux-tail") == vgtid(("-80", "MySQL56/u:1-2"))
     assert "tablet lost; reconnecting" in err
-
-
-class WatchedIO(io.StringIO):
-    """A text buffer a test can wait on until some text has been written."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._changed = trio.Event()
-
-    def write(self, text: str) -> int:
-        written = super().write(text)
-        self._changed.set()
-        self._changed = trio.Event()
-        return written
-
-    async def wait_for(self, text: str) -> None:
-        while text not in self.getvalue():
-            await self._changed.wait()
 
 
 async def test_gateway_restart_mid_stream(aio_loop: None) -> None:

@@ -85,7 +85,10 @@ class Unit:
 
 
 def copying_shards(vgtid: binlogdata.VGtid | None) -> set[tuple[str, str]]:
-    """Shards of a start position that will copy first (gtid "" or pending table_p_ks)."""
+    """Shards of a start position that will copy first (gtid "" or pending table_p_ks).
+
+    A shard of ``""`` stands for every shard of its keyspace.
+    """
     if vgtid is None:
         return set()
     return {(sg.keyspace, sg.shard) for sg in vgtid.shard_gtids if sg.gtid == "" or sg.table_p_ks}
@@ -107,6 +110,7 @@ class Assembler:
         self.schema = schema if schema is not None else SchemaCache()
         self.position = position
         self._copying = copying_shards(position)
+        self._copied: set[tuple[str, str]] = set()
         self._events: list[binlogdata.VEvent] = []
         self._rows: list[RowChange] = []
         self._in_transaction = False
@@ -116,6 +120,7 @@ class Assembler:
         self.schema.clear()
         self.position = position
         self._copying = copying_shards(position)
+        self._copied = set()
         self._events = []
         self._rows = []
         self._in_transaction = False
@@ -147,23 +152,30 @@ class Assembler:
             ks, sh, table, records = self.schema.changes(
                 event.row_event, event.keyspace, event.shard
             )
-            snapshot = (ks, sh) in self._copying
+            snapshot = self._is_copying(ks, sh)
             self._rows.extend(RowChange(ks, sh, table, r, snapshot) for r in records)
         elif kind == E.HEARTBEAT and not self._in_transaction:
             return self._finish(UnitKind.HEARTBEAT, event)
         elif kind in _TERMINATORS:
-            if kind == E.DDL:
-                self.schema.forget_shard(event.keyspace, event.shard)
-            elif kind == E.COPY_COMPLETED:
+            # A DDL leaves the schema alone: servers (vttablet, and so vtgate
+            # and vsmux) resend FIELD only for the table whose definition
+            # changed, before its next ROW, and that FIELD replaces the entry.
+            # Forgetting the shard's other tables would fail their next ROW.
+            if kind == E.COPY_COMPLETED:
                 self._copy_completed(event.keyspace, event.shard)
             return self._finish(_TERMINATORS[kind], event)
         return None
+
+    def _is_copying(self, keyspace: str, shard: str) -> bool:
+        if (keyspace, shard) in self._copied:
+            return False
+        return (keyspace, shard) in self._copying or (keyspace, "") in self._copying
 
     def _copy_completed(self, keyspace: str, shard: str) -> None:
         # The gateway sends one per shard, then one with neither set once every
         # shard is done.
         if keyspace or shard:
-            self._copying.discard((keyspace, shard))
+            self._copied.add((keyspace, shard))
         else:
             self._copying.clear()
 

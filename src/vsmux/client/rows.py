@@ -234,8 +234,11 @@ class SchemaCache:
     """Column lists per (keyspace, shard, table), learned from FIELD events.
 
     A new FIELD for a table replaces the old one (the table changed or the
-    stream restarted). After a DDL on a shard, :meth:`forget_shard` drops what
-    is known for it: the server sends a fresh FIELD before the next ROW.
+    stream restarted). After a DDL the server resends FIELD only for the
+    table it changed, so a DDL alone must not drop anything; a row whose
+    value count no longer matches its columns still fails loudly.
+    :meth:`forget_shard` drops one shard's tables, :meth:`clear` all of them
+    (a new stream resends every FIELD it needs).
     """
 
     def __init__(self) -> None:
