@@ -173,13 +173,17 @@ async def test_heartbeat_silence_reconnects(autojump_clock: trio.testing.MockClo
     assert server.requests[0].flags.heartbeat_interval == 2
 
 
-async def test_max_events_stops_at_the_transaction_boundary(tmp_path: Path) -> None:
+async def test_max_events_stops_after_exactly_n_lines(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path / "cp.db")
     server = LogServer(5, rows=2, tail=[HANG])
     status, out, _ = await tail(server, config(max_events=3), store=store)
     assert status == EXIT_OK
-    assert rows_of(out) == [100, 101, 200, 201]
-    assert store.load("vsmux-tail") == vgtid(("-80", "MySQL56/u:1-2"))
+    assert rows_of(out) == [100, 101, 200]
+    # Transaction 2 was cut short: not checkpointed, printed again next time.
+    assert store.load("vsmux-tail") == vgtid(("-80", "MySQL56/u:1-1"))
+    status, out, _ = await tail(LogServer(5, rows=2, tail=[HANG]), config(max_events=4), store)
+    assert rows_of(out) == [200, 201, 300, 301]
+    assert store.load("vsmux-tail") == vgtid(("-80", "MySQL56/u:1-3"))
 
 
 async def test_max_seconds(autojump_clock: trio.testing.MockClock) -> None:

@@ -69,8 +69,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stop-on-reshard", action="store_true", help="end cleanly when the keyspace reshards"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress or notices on stderr")
-    parser.add_argument("--max-events", type=int, default=None, metavar="N")
-    parser.add_argument("--max-seconds", type=float, default=None, metavar="S")
+    parser.add_argument(
+        "--max-events",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N lines (a transaction cut short is printed again by the next run)",
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=None, metavar="S", help="stop after S seconds"
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _config(args: argparse.Namespace) -> TailConfig:

@@ -67,8 +67,9 @@ class TailConfig:
     """Everything ``vsmux tail`` was asked to do.
 
     ``start_given`` tells whether ``stream.start`` came from the user (a
-    checkpoint still wins; the user is told). ``max_events`` counts lines
-    written and stops after the unit that reaches it.
+    checkpoint still wins; the user is told). ``max_events`` stops after
+    exactly that many lines; a transaction cut short by it is not
+    checkpointed, so the next run prints it again in full.
     """
 
     stream: StreamOptions
@@ -159,18 +160,26 @@ class _Tail:
             self.backoff.reset()
             self.progress.received(len(response.events))
             for unit in self.assembler.feed(response.events):
-                self._deliver(unit)
-                if self.config.max_events is not None and self.written >= self.config.max_events:
+                if not self._deliver(unit):
                     return True
 
-    def _deliver(self, unit: Unit) -> None:
+    def _deliver(self, unit: Unit) -> bool:
+        """Write the unit, then checkpoint it; False once --max-events is reached."""
         # Write, flush, then checkpoint: never the other way round, and no
         # await in between.
         lines = format_unit(self.config.format, unit, int(self.wall() * 1000))
+        limit = self.config.max_events
+        complete = limit is None or self.written + len(lines) <= limit
+        if limit is not None and not complete:
+            # Cut short: write what fits and leave the unit unchecked, as if
+            # the process had stopped halfway through writing it.
+            lines = lines[: limit - self.written]
         if lines:
             self.io.out.write("\n".join(lines) + "\n")
             self.io.out.flush()
             self.written += len(lines)
+        if not complete:
+            return False
         if unit.position is not None and unit.position is not self.position:
             self.position = unit.position
             if self.store is not None:
@@ -178,6 +187,7 @@ class _Tail:
         self.progress.delivered(
             len(unit.rows), unit.position, unit.timestamp, unit.kind == UnitKind.TRANSACTION
         )
+        return self.config.max_events is None or self.written < self.config.max_events
 
 
 def _initial_position(
