@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -172,8 +173,10 @@ class ReplayTablet:
         k = self.args.tablets
         per_tablet = self.args.rate / k
         interval = 1.0 / per_tablet
-        # Phase tablets evenly so the merged stream is a steady total rate.
-        next_at = self.t0 + self.index * interval / k
+        # Phase tablets evenly so the merged stream is a steady total rate; a
+        # stream opened later starts at the next period (no catch-up burst).
+        periods = max(0, math.ceil((time.monotonic() - self.t0) / interval))
+        next_at = self.t0 + periods * interval + self.index * interval / k
         first = True
         loop = asyncio.get_running_loop()
         while time.monotonic() < self.deadline:
