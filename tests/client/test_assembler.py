@@ -81,9 +81,12 @@ def test_ddl_keeps_schemas_and_a_new_field_replaces_the_changed_table() -> None:
         ]
     )
     assert changed.rows[0].record.data == {"id": 2, "email": "b", "note": "n"}
-    # A ROW that does not fit its table's columns fails loudly.
-    with pytest.raises(RowDecodeError, match=r"commerce\.customer on shard commerce/-80"):
+    # A ROW that does not fit its table's columns fails loudly, saying why.
+    with pytest.raises(RowDecodeError, match=r"commerce\.customer on shard commerce/-80") as info:
         asm.feed([simple(E.BEGIN), row_event(after=[b"1", b"a", b"x"])])
+    assert "a DDL ran on this shard and no new FIELD" in str(info.value)
+    assert asm.schema.is_stale(KS, "-80", "customer")
+    assert not asm.schema.is_stale(KS, "-80", "corder")
 
 
 def test_row_for_a_table_never_described_fails() -> None:

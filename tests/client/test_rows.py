@@ -166,7 +166,7 @@ def test_update_old_holds_only_changed_columns_null_vs_empty() -> None:
     assert same.old == {}
 
 
-def test_schema_cache_learns_replaces_and_forgets() -> None:
+def test_schema_cache_learns_replaces_marks_stale_and_clears() -> None:
     cache = SchemaCache()
     first = field_event()
     assert first.field_event is not None
@@ -181,12 +181,19 @@ def test_schema_cache_learns_replaces_and_forgets() -> None:
     cache.learn(renamed.field_event)
     assert cache.changes(change(None, [b"7", b"e"]))[3][0].data == {"id": 7, "mail": "e"}
 
-    # Other shards are independent; DDL forgets one shard only.
+    # A DDL marks one shard's tables stale; they still decode.
     other = field_event(shard="80-")
     assert other.field_event is not None
     cache.learn(other.field_event)
-    cache.forget_shard(KS, "-80")
-    assert len(cache) == 1
+    cache.ddl_applied(KS, "-80")
+    assert cache.is_stale(KS, "-80", "customer") and not cache.is_stale(KS, "80-", "customer")
+    assert cache.changes(change(None, [b"7", b"e"]))[3][0].data == {"id": 7, "mail": "e"}
+    cache.learn(renamed.field_event)
+    assert not cache.is_stale(KS, "-80", "customer")
+
+    # clear() forgets everything: a ROW then names its table and shard.
+    cache.clear()
+    assert len(cache) == 0
     with pytest.raises(RowDecodeError) as info:
         cache.changes(change(None, [b"7", b"e"]))
     assert "commerce.customer" in str(info.value)
@@ -210,3 +217,14 @@ def test_decode_error_inside_cache_names_table_and_shard() -> None:
     cache.learn(event.field_event)
     with pytest.raises(RowDecodeError, match=r"table commerce.customer on shard commerce/-80: "):
         cache.changes(change(None, [b"1"]))
+
+
+def test_forget_shard_after_ddl_keeps_decoding_untouched_tables() -> None:
+    # What a consumer that forgets a shard on DDL relies on: the server sends
+    # no new FIELD for tables the DDL did not change.
+    cache = SchemaCache()
+    event = field_event()
+    assert event.field_event is not None
+    cache.learn(event.field_event)
+    cache.forget_shard(KS, "-80")
+    assert cache.changes(change(None, [b"1", b"x"]))[3][0].data == {"id": 1, "email": "x"}

@@ -157,11 +157,11 @@ class Assembler:
         elif kind == E.HEARTBEAT and not self._in_transaction:
             return self._finish(UnitKind.HEARTBEAT, event)
         elif kind in _TERMINATORS:
-            # A DDL leaves the schema alone: servers (vttablet, and so vtgate
-            # and vsmux) resend FIELD only for the table whose definition
-            # changed, before its next ROW, and that FIELD replaces the entry.
-            # Forgetting the shard's other tables would fail their next ROW.
-            if kind == E.COPY_COMPLETED:
+            # A DDL only marks the shard's columns stale: servers resend FIELD
+            # just for the table it changed (see SchemaCache).
+            if kind == E.DDL:
+                self.schema.ddl_applied(event.keyspace, event.shard)
+            elif kind == E.COPY_COMPLETED:
                 self._copy_completed(event.keyspace, event.shard)
             return self._finish(_TERMINATORS[kind], event)
         return None

@@ -235,29 +235,36 @@ class SchemaCache:
 
     A new FIELD for a table replaces the old one (the table changed or the
     stream restarted). After a DDL the server resends FIELD only for the
-    table it changed, so a DDL alone must not drop anything; a row whose
-    value count no longer matches its columns still fails loudly.
-    :meth:`forget_shard` drops one shard's tables, :meth:`clear` all of them
-    (a new stream resends every FIELD it needs).
+    table the DDL changed, before that table's next ROW; the shard's other
+    tables keep their columns. So :meth:`ddl_applied` (alias
+    :meth:`forget_shard`) only marks the shard's tables stale: they are still
+    used, and a row that no longer fits them fails with a message saying a
+    DDL came without a new FIELD. :meth:`clear` forgets everything (a new
+    stream resends every FIELD it needs).
     """
 
     def __init__(self) -> None:
         self._fields: dict[tuple[str, str, str], list[query.Field]] = {}
+        self._stale: set[tuple[str, str, str]] = set()
 
     def learn(self, event: binlogdata.FieldEvent, keyspace: str = "", shard: str = "") -> None:
         """Record a FIELD event; its own keyspace/shard win over the given ones."""
         ks = event.keyspace or keyspace
         sh = event.shard or shard
-        self._fields[(ks, sh, bare_table_name(event.table_name, ks))] = list(event.fields)
+        key = (ks, sh, bare_table_name(event.table_name, ks))
+        self._fields[key] = list(event.fields)
+        self._stale.discard(key)
 
-    def forget_shard(self, keyspace: str, shard: str) -> None:
-        """Forget every table of one shard (after a DDL there)."""
-        for key in [k for k in self._fields if k[0] == keyspace and k[1] == shard]:
-            del self._fields[key]
+    def ddl_applied(self, keyspace: str, shard: str) -> None:
+        """A DDL ran on one shard: its tables' columns may be out of date."""
+        self._stale.update(k for k in self._fields if k[0] == keyspace and k[1] == shard)
+
+    forget_shard = ddl_applied
 
     def clear(self) -> None:
         """Forget everything (a new stream resends every FIELD it needs)."""
         self._fields.clear()
+        self._stale.clear()
 
     def fields(self, keyspace: str, shard: str, table: str) -> list[query.Field]:
         """The known columns of a table, or RowDecodeError naming it."""
@@ -268,6 +275,10 @@ class SchemaCache:
                 f"ROW for table {keyspace}.{table} on shard {keyspace}/{shard} arrived "
                 "before any FIELD event describing it; the server must send FIELD first"
             ) from None
+
+    def is_stale(self, keyspace: str, shard: str, table: str) -> bool:
+        """Whether a DDL ran on the table's shard since its last FIELD."""
+        return (keyspace, shard, table) in self._stale
 
     def __len__(self) -> int:
         return len(self._fields)
@@ -287,4 +298,7 @@ class SchemaCache:
         try:
             return ks, sh, table, row_changes(fields, event)
         except RowDecodeError as exc:
-            raise RowDecodeError(f"table {ks}.{table} on shard {ks}/{sh}: {exc}") from exc
+            hint = ""
+            if self.is_stale(ks, sh, table):
+                hint = " (a DDL ran on this shard and no new FIELD for the table followed)"
+            raise RowDecodeError(f"table {ks}.{table} on shard {ks}/{sh}: {exc}{hint}") from exc
