@@ -20,6 +20,8 @@ from typing import Any
 
 import trio
 import trio_asyncio
+from grpclib.client import Channel
+from grpclib.config import Configuration
 
 from vsmux.mux.api import Gateway
 from vsmux.mux.session import run_vstream
@@ -49,6 +51,28 @@ def load(path: Path) -> Topology:
     return topo
 
 
+class _SmallWindowChannels(TabletChannels):
+    """Tablet channels with a smaller HTTP/2 inbound window (an experiment knob).
+
+    grpclib's default is 4 MiB per stream and per connection; each tablet has
+    its own connection, so a stalled session can hold 4 MiB per shard.
+    """
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self._config = Configuration(
+            http2_stream_window_size=window, http2_connection_window_size=window
+        )
+
+    def channel(self, address: str) -> Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            host, _, port = address.rpartition(":")
+            channel = Channel(host, int(port), codec=self._codec, config=self._config)
+            self._channels[address] = channel
+        return channel
+
+
 class _Directory:
     def __init__(self, channels: TabletChannels) -> None:
         self._channels = channels
@@ -57,24 +81,31 @@ class _Directory:
         return self._channels.source(tablet)
 
 
-async def serve(topology: Topology, host: str, port: int) -> None:
-    async with trio_asyncio.open_loop(), open_tablet_channels() as channels:
-        gateway = Gateway(topology, _Directory(channels))
-        catalog = StaticTableCatalog({name: ["orders"] for name in topology.keyspaces})
-        async with open_gateway_server(gateway, run_vstream, catalog, host, port):
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    return
+async def serve(topology: Topology, host: str, port: int, window: int) -> None:
+    async with trio_asyncio.open_loop(), open_tablet_channels() as default_channels:
+        channels = _SmallWindowChannels(window) if window else default_channels
+        try:
+            gateway = Gateway(topology, _Directory(channels))
+            catalog = StaticTableCatalog({name: ["orders"] for name in topology.keyspaces})
+            async with open_gateway_server(gateway, run_vstream, catalog, host, port):
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        return
+        finally:
+            channels.close()
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--topology", required=True)
     p.add_argument("--listen", default="127.0.0.1:15991")
+    p.add_argument(
+        "--tablet-window", type=int, default=0, help="HTTP/2 inbound window per tablet (bytes)"
+    )
     args = p.parse_args()
     host, _, port = args.listen.rpartition(":")
     try:
-        trio.run(serve, load(Path(args.topology)), host, int(port))
+        trio.run(serve, load(Path(args.topology)), host, int(port), args.tablet_window)
     except KeyboardInterrupt:
         pass
     return 0

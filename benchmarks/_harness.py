@@ -82,7 +82,7 @@ def gateway_cmd(kind: str, topology: Path, port: int, extra: Sequence[str] = ())
     """``serve``: the real CLI; ``shim``: ``_gateway_shim.py`` (same library objects)."""
     if kind == "shim":
         return python_cmd(
-            "_gateway_shim.py", "--topology", str(topology), "--listen", f"127.0.0.1:{port}"
+            "_gateway_shim.py", "--topology", str(topology), "--listen", f"127.0.0.1:{port}", *extra
         )
     return vsmux_serve_cmd(topology, port, *extra)
 
