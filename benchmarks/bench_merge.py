@@ -169,6 +169,8 @@ def run_block(args: argparse.Namespace, k: int, work: Path) -> dict[str, Any]:
     med["relay_mb_per_s"] = median_of(ok_relay, "mb_per_s")
     med["relay_cpu_s_per_m_events"] = median_of(ok_relay, "server_cpu_s_per_m_events")
     med["ratio_to_relay"] = med["events_per_s"] / med["relay_events_per_s"]
+    # Contention-proof companion: CPU per event of the relay over the gateway's.
+    med["cpu_ratio_to_relay"] = med["relay_cpu_s_per_m_events"] / med["server_cpu_s_per_m_events"]
     block["median"] = med
     block["ok_runs"] = len(ok)
     return block
@@ -229,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 b["gateway_peak_rss_mb"],
                 m["relay_events_per_s"],
                 m["ratio_to_relay"],
+                m["relay_cpu_s_per_m_events"],
+                m["cpu_ratio_to_relay"],
                 m["events_per_s"] / k4,
                 f"{m['server_cpu_util']:.0%}/{m['tablets_cpu_util']:.0%}/{m['client_cpu_util']:.0%}",
                 f"{b['ok_runs']}/{args.runs}",
@@ -244,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             "gw peak RSS MB",
             "relay events/s",
             "vsmux/relay",
+            "relay CPU s/M ev",
+            "CPU relay/vsmux",
             "vs K=4",
             "CPU gw/tablets/client",
             "ok",

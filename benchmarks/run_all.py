@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "frames": ("bench_frames.py", []),
     "codec": ("bench_codec.py", []),
     "merge_inproc": ("bench_merge_inproc.py", []),
+    "bridge": ("bench_bridge.py", []),
     "merge": ("bench_merge.py", []),
     "latency": ("bench_latency.py", []),
     "memory": ("bench_memory.py", []),
