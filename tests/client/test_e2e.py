@@ -12,6 +12,7 @@ import io
 import json
 import random
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,78 @@ async def test_gateway_killed_mid_stream(aio_loop: None, tmp_path: Path) -> None
                         await out.changed.wait()
                 nursery.cancel_scope.cancel()
     assert "server shutting down" in err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert replay(lines) == truth(cluster)
+    check_delivery([lines], cluster)
+
+
+class CuttingProxy:
+    """A loopback TCP proxy whose connections can all be cut at once."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._cut = trio.Event()
+        self.connections = 0
+
+    def cut(self) -> None:
+        self._cut.set()
+        self._cut = trio.Event()
+
+    async def handle(self, client: trio.SocketStream) -> None:
+        cut = self._cut
+        self.connections += 1
+        server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+        async with client, server, trio.open_nursery() as nursery:
+
+            async def pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+                while data := await source.receive_some():
+                    await sink.send_all(data)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(pump, client, server)
+            nursery.start_soon(pump, server, client)
+            await cut.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def test_dropped_connections_mid_stream(aio_loop: None, tmp_path: Path) -> None:
+    cluster = SimulatedCluster.build({KS: SHARDS}, seed=6)
+    cluster.apply_random_transactions(40, KS)
+    out = WatchedIO()
+    err = io.StringIO()
+    config = TailConfig(stream=StreamOptions(keyspace=KS, start="copy"), client_id=CLIENT)
+    with CheckpointStore(tmp_path / "cp.db") as store, trio.fail_after(60):
+        async with gateway(cluster) as port, trio.open_nursery() as nursery:
+            proxy = CuttingProxy(port)
+            serve = partial(trio.serve_tcp, proxy.handle, 0, host="127.0.0.1")
+            [listener] = await nursery.start(serve)
+            address = f"127.0.0.1:{listener.socket.getsockname()[1]}"
+
+            async def tail() -> None:
+                status = await run_tail(
+                    config,
+                    grpc_connector(address),
+                    out,
+                    err,
+                    store=store,
+                    backoff=Backoff(base=0.02, cap=0.2),
+                )
+                raise AssertionError(f"tail ended early ({status}): {err.getvalue()}")
+
+            nursery.start_soon(tail)
+            async with trio.open_nursery() as workload:
+                workload.start_soon(lambda: cluster.run_workload(400.0, keyspace=KS))
+                for _ in range(3):
+                    for _ in range(4):
+                        await out.changed.wait()
+                    proxy.cut()
+                workload.cancel_scope.cancel()
+            while not caught_up(store.load(CLIENT), cluster):
+                with trio.move_on_after(0.1):
+                    await out.changed.wait()
+            nursery.cancel_scope.cancel()
+    assert proxy.connections >= 4
+    assert err.getvalue().count("failed or dropped") >= 3
     lines = out.getvalue().splitlines()
     assert replay(lines) == truth(cluster)
     check_delivery([lines], cluster)
