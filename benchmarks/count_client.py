@@ -9,7 +9,8 @@ Events are counted by skipping record lengths; nothing is decoded, except in
 Timeline: ``--warmup`` s uncounted, then a ``--seconds`` measured window.
 ``--pause-after``/``--pause-seconds`` stop reading for a while (prints
 ``{"event": "pause_start"}``/``pause_end`` lines so a caller can sample the
-gateway). ``--until-bytes`` ends the run once that many bytes have arrived.
+gateway). ``--until-bytes`` ends the run at the first COMMIT after that many
+bytes have arrived.
 
 Prints one JSON line with the results.
 """
@@ -110,7 +111,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(args.pause_seconds)
                     print(json.dumps({"event": "pause_end"}), flush=True)
                     pause_at = None
-                if args.until_bytes and nbytes >= args.until_bytes:
+                if (
+                    args.until_bytes
+                    and nbytes >= args.until_bytes
+                    and any(f.type == COMMIT for f in split_response(body))
+                ):
+                    # The whole transaction arrived, through its COMMIT.
                     t_measure = t_start
                     break
                 if (measuring and now >= t_end) or now >= hard_end:
