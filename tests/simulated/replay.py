@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vsmux.proto import binlogdata
@@ -61,13 +62,19 @@ class Replay:
     strict: bool = True  # check before images and inserts against the tables
     _current: list[binlogdata.VEvent] = field(default_factory=list)
 
-    def apply(self, batch: list[Frame]) -> None:
+    def apply(self, batch: list[Frame], stop: Callable[[], bool] | None = None) -> bool:
+        """Apply ``batch``; with ``stop``, stop after the first event outside a
+        transaction where it holds (a client saving its position there) and
+        return True."""
         for frame in batch:
             event = binlogdata.VEvent.parse(frame.raw)
             assert event.type == frame.type
             assert event.keyspace and event.shard
             assert event.current_time > 0
             self.apply_event(event)
+            if stop is not None and not self.in_tx and stop():
+                return True
+        return False
 
     def apply_event(self, event: binlogdata.VEvent) -> None:
         kind = event.type

@@ -25,6 +25,7 @@ async def follow_until(tablet, req, replay: Replay, until) -> None:  # type: ign
             replay.apply(batch)
             if until():
                 return
+            assert replay.heartbeats < 50, "the stream never reached the expected point"
 
 
 async def test_copy_then_stream_reconstructs_filtered_tables(autojump_clock: object) -> None:
