@@ -189,6 +189,7 @@ class CuttingProxy:
         self.target_port = target_port
         self._cut = trio.Event()
         self.connections = 0
+        self.connected = trio.Event()
 
     def cut(self) -> None:
         self._cut.set()
@@ -197,6 +198,8 @@ class CuttingProxy:
     async def handle(self, client: trio.SocketStream) -> None:
         cut = self._cut
         self.connections += 1
+        self.connected.set()
+        self.connected = trio.Event()
         server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
         async with client, server, trio.open_nursery() as nursery:
 
@@ -241,7 +244,10 @@ async def test_dropped_connections_mid_stream(aio_loop: None, tmp_path: Path) ->
                 for _ in range(3):
                     for _ in range(4):
                         await out.changed.wait()
+                    before = proxy.connections
                     proxy.cut()
+                    while proxy.connections == before:
+                        await proxy.connected.wait()
                 workload.cancel_scope.cancel()
             while not caught_up(store.load(CLIENT), cluster):
                 with trio.move_on_after(0.1):
