@@ -2,7 +2,8 @@
 
 Works against vsmux or a real vtgate. The loop itself is
 :func:`vsmux.client.tail.run_tail`; this module parses options and runs it in
-Trio with an asyncio loop for grpclib.
+Trio with an asyncio loop for grpclib. Ctrl-C ends the run with status 130;
+the checkpoint then holds the last transaction written in full.
 """
 
 from __future__ import annotations
