@@ -1,0 +1,96 @@
+"""Serve a simulated tablet over gRPC, as ``/queryservice.Query``.
+
+:class:`SimulatedQueryService` answers ``VStream`` and ``StreamHealth`` for
+one :class:`SimulatedTablet`, so a gateway (vsmux or vtgate) talks to it as to
+a vttablet. It must be hosted with the :class:`~vsmux.sources.rawcodec.RawCodec`
+(``open_grpc_server([service], host, port, codec=RawCodec())``): each tablet
+response is encoded once from its frames and written as raw bytes.
+
+Each call crosses from grpclib's asyncio handler into Trio once and runs the
+tablet stream there; responses come back through
+:func:`vsmux.server.bridge.pump_responses` (whole responses, a small bounded
+queue), so a slow client holds the simulated tablet back. Tablet errors
+become gRPC statuses with the same code (vtrpc codes are gRPC codes) and the
+tablet's message. A client that goes away cancels the Trio side at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+import grpclib.const
+from grpclib.exceptions import GRPCError
+
+from vsmux.errors import VStreamError
+from vsmux.proto import binlogdata, query, queryservice
+from vsmux.server.bridge import pump_responses, to_trio
+from vsmux.sources.rawcodec import RawMessage
+from vsmux.sources.simulated.tablet import SimulatedTablet
+from vsmux.wire.frames import encode_response
+
+__all__ = ["SimulatedQueryService"]
+
+VSTREAM = "/queryservice.Query/VStream"
+STREAM_HEALTH = "/queryservice.Query/StreamHealth"
+
+Send = Callable[[list[bytes]], Awaitable[None]]
+
+
+class SimulatedQueryService(queryservice.QueryBase):  # type: ignore[misc]
+    """``/queryservice.Query`` for one simulated tablet (host it with RawCodec)."""
+
+    def __init__(self, tablet: SimulatedTablet) -> None:
+        self.tablet = tablet
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {
+            VSTREAM: grpclib.const.Handler(
+                self._vstream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                binlogdata.VStreamRequest,
+                RawMessage,
+            ),
+            STREAM_HEALTH: grpclib.const.Handler(
+                self._stream_health,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                query.StreamHealthRequest,
+                RawMessage,
+            ),
+        }
+
+    async def _vstream(self, stream: Any) -> None:
+        request: binlogdata.VStreamRequest | None = await stream.recv_message()
+        if request is None:
+            raise GRPCError(grpclib.const.Status.INVALID_ARGUMENT, "no VStreamRequest sent")
+        tablet = self.tablet
+
+        async def run(send: Send) -> None:
+            async with aclosing(tablet.batches(request)) as batches:
+                async for batch in batches:
+                    await send([encode_response(batch)])
+
+        await self._serve(stream, run)
+
+    async def _stream_health(self, stream: Any) -> None:
+        await stream.recv_message()
+        health = self.tablet.health
+
+        async def run(send: Send) -> None:
+            async with aclosing(health.reports()) as reports:
+                async for report in reports:
+                    await send([bytes(report)])
+
+        await self._serve(stream, run)
+
+    @staticmethod
+    async def _serve(stream: Any, run: Callable[[Send], Awaitable[None]]) -> None:
+        async def write(bodies: list[bytes]) -> None:
+            for body in bodies:
+                await stream.send_message(body)
+
+        try:
+            await to_trio(pump_responses)(run, write)
+        except VStreamError as exc:
+            raise GRPCError(grpclib.const.Status(int(exc.code)), exc.message) from None
