@@ -1,15 +1,175 @@
-"""`vsmux cluster`. Not built yet."""
+"""``vsmux cluster``: serve a simulated cluster's tablets over gRPC.
+
+Every simulated tablet gets its own gRPC server (``/queryservice.Query``) on
+``--listen-host``; a workload commits transactions at ``--rate`` per second;
+the topology TOML written to ``--topology-out`` lists every tablet with its
+address, ready for ``vsmux serve --topology FILE``. Runs until SIGINT or
+SIGTERM, then closes every server and exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import trio
+import trio_asyncio
+
+from vsmux.server.hosting import open_grpc_server
+from vsmux.sources.rawcodec import RawCodec
+from vsmux.sources.simulated import SimulatedCluster
+from vsmux.sources.simulated.grpc_service import SimulatedQueryService
+from vsmux.topology import Topology
+from vsmux.topology.toml_loader import dump_topology
+
+SHARD_LIKE = re.compile(r"^-[0-9a-fA-F]*(,[0-9a-fA-F]*-?[0-9a-fA-F]*)*$")
+
+__all__ = ["add_arguments", "run", "serve_cluster_tablets"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    # Shard names start with "-" (--shards -80,80-); let argparse take them as values,
+    # the way it takes negative numbers (no option of ours looks like one).
+    parser._negative_number_matcher = SHARD_LIKE  # type: ignore[attr-defined]
+    parser.add_argument(
+        "--topology-out", type=Path, required=True, metavar="FILE", help="topology TOML to write"
+    )
+    parser.add_argument(
+        "--keyspace",
+        action="append",
+        metavar="NAME",
+        help="a keyspace to simulate (repeat, each with its own --shards; default commerce)",
+    )
+    parser.add_argument(
+        "--shards",
+        action="append",
+        metavar="LIST",
+        help="comma-separated shards of the matching --keyspace (default -80,80-)",
+    )
+    parser.add_argument("--listen-host", default="127.0.0.1", help="address tablets listen on")
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=0,
+        help="first tablet port, counting up (default 0: any free port for each)",
+    )
+    parser.add_argument("--cell", default="zone1", help="the tablets' cell")
+    parser.add_argument(
+        "--tablet-types",
+        default="primary",
+        help="comma-separated tablet types per shard: primary, replica, rdonly",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=50.0, help="transactions per second (0: none)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="workload seed")
+
+
+def _keyspaces(args: argparse.Namespace) -> dict[str, list[str]]:
+    names = args.keyspace or ["commerce"]
+    shard_lists = args.shards or ["-80,80-"]
+    if len(shard_lists) != len(names):
+        raise ValueError("give one --shards list per --keyspace")
+    return {
+        name: [s.strip() for s in shards.split(",") if s.strip()]
+        for name, shards in zip(names, shard_lists, strict=True)
+    }
+
+
+@asynccontextmanager
+async def serve_cluster_tablets(
+    cluster: SimulatedCluster, host: str, base_port: int = 0
+) -> AsyncIterator[Topology]:
+    """Serve every tablet of ``cluster``; yield the topology with their addresses.
+
+    Must run inside ``trio_asyncio.open_loop()``. Leaving the block closes
+    every server.
+    """
+    async with AsyncExitStack() as stack:
+        addressed = []
+        for index, tablet in enumerate(cluster.tablets()):
+            port = base_port + index if base_port else 0
+            _, bound = await stack.enter_async_context(
+                open_grpc_server([SimulatedQueryService(tablet)], host, port, codec=RawCodec())
+            )
+            addressed.append(replace(tablet.info, address=f"{host}:{bound}"))
+        live = cluster.topology
+        yield Topology(
+            cell=live.cell,
+            keyspaces={k: replace(v, shards=list(v.shards)) for k, v in live.keyspaces.items()},
+            tablets=addressed,
+        )
+
+
+async def _wait_for_signal() -> str:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            return signal.Signals(signum).name
+    return "end"
+
+
+async def serve_until_signal(
+    cluster: SimulatedCluster,
+    host: str,
+    base_port: int,
+    rate: float,
+    topology_out: Path | None,
+    banner: Sequence[str] = (),
+) -> int:
+    """Serve ``cluster`` and run its workload until SIGINT/SIGTERM."""
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        try:
+            serving = serve_cluster_tablets(cluster, host, base_port)
+            async with serving as topology:
+                if topology_out is not None:
+                    await trio.Path(topology_out).write_text(dump_topology(topology))
+                for tablet in topology.tablets:
+                    print(
+                        f"tablet {tablet.alias} {tablet.keyspace}/{tablet.shard} {tablet.address}"
+                    )
+                for line in banner:
+                    print(line, flush=True)
+                sys.stdout.flush()
+                if rate > 0:
+                    nursery.start_soon(cluster.run_workload, rate)
+                reason = await _wait_for_signal()
+                print(f"{reason} received: stopping", file=sys.stderr)
+                nursery.cancel_scope.cancel()
+        except OSError as exc:
+            print(f"vsmux: cannot listen on {host}: {exc}", file=sys.stderr)
+            nursery.cancel_scope.cancel()
+            return 1
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vsmux cluster: not built yet", file=sys.stderr)
-    return 2
+    try:
+        keyspaces = _keyspaces(args)
+        cluster = SimulatedCluster.build(
+            keyspaces, cell=args.cell, seed=args.seed, tablet_types=args.tablet_types.split(",")
+        )
+    except (KeyError, ValueError) as exc:
+        print(f"vsmux cluster: {exc}", file=sys.stderr)
+        return 2
+    banner = []
+    if args.topology_out is not None:
+        banner.append(f"topology written to {args.topology_out}")
+        banner.append(f"next: vsmux serve --topology {args.topology_out}")
+    try:
+        return trio.run(
+            serve_until_signal,
+            cluster,
+            args.listen_host,
+            args.base_port,
+            args.rate,
+            args.topology_out,
+            banner,
+        )
+    except KeyboardInterrupt:
+        return 0

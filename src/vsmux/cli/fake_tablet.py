@@ -1,15 +1,53 @@
-"""`vsmux fake-tablet`. Not built yet."""
+"""``vsmux fake-tablet``: serve one simulated tablet over gRPC.
+
+The tablet holds the rows of its shard's key range only, with a seeded
+workload at ``--rate`` per second. Runs until SIGINT or SIGTERM.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+import trio
+
+from vsmux.cli.cluster import SHARD_LIKE, serve_until_signal
+from vsmux.sources.simulated import SimulatedCluster
+
+__all__ = ["add_arguments", "run"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    # Shard names start with "-" (--shard -80); let argparse take them as values,
+    # the way it takes negative numbers (no option of ours looks like one).
+    parser._negative_number_matcher = SHARD_LIKE  # type: ignore[attr-defined]
+    parser.add_argument("--keyspace", default="commerce", help="keyspace name")
+    parser.add_argument("--shard", default="0", help="shard name, e.g. -80 (default 0)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--cell", default="zone1", help="the tablet's cell")
+    parser.add_argument("--uid", type=int, default=100, help="the tablet's uid")
+    parser.add_argument(
+        "--type", default="primary", choices=("primary", "replica", "rdonly"), help="tablet type"
+    )
+    parser.add_argument("--rate", type=float, default=20.0, help="transactions per second")
+    parser.add_argument("--seed", type=int, default=0, help="workload seed")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("vsmux fake-tablet: not built yet", file=sys.stderr)
-    return 2
+    try:
+        cluster = SimulatedCluster.build(
+            {args.keyspace: [args.shard]},
+            cell=args.cell,
+            seed=args.seed,
+            tablet_types=(args.type,),
+            first_uid=args.uid,
+            partial=True,
+        )
+    except (KeyError, ValueError) as exc:
+        print(f"vsmux fake-tablet: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return trio.run(serve_until_signal, cluster, args.host, args.port, args.rate, None)
+    except KeyboardInterrupt:
+        return 0

@@ -30,7 +30,13 @@ from typing import Any
 from vsmux.proto.topodata import TabletType
 from vsmux.topology.model import KeyRange, KeyspaceInfo, TabletInfo, Topology
 
-__all__ = ["TopologyError", "load_topology", "parse_topology", "partition_problem"]
+__all__ = [
+    "TopologyError",
+    "dump_topology",
+    "load_topology",
+    "parse_topology",
+    "partition_problem",
+]
 
 _TOP_KEYS = {"cell", "keyspaces", "tablets"}
 _KEYSPACE_KEYS = {"shards", "tables"}
@@ -277,3 +283,32 @@ def partition_problem(shards: list[str]) -> str | None:
     if expected is not None:
         return f"key range gap after {expected.hex()!r}: the last shard must end unbounded"
     return None
+
+
+def dump_topology(topology: Topology) -> str:
+    """TOML text for ``topology`` that :func:`load_topology` reads back equal."""
+    names = {v: k for k, v in _TYPES.items()}
+    lines = [f"cell = {_quote(topology.cell)}", ""]
+    for name, info in topology.keyspaces.items():
+        shards = ", ".join(_quote(s) for s in info.shards)
+        lines += [f"[keyspaces.{_quote(name)}]", f"shards = [{shards}]", ""]
+    for tablet in topology.tablets:
+        lines += [
+            "[[tablets]]",
+            f"keyspace = {_quote(tablet.keyspace)}",
+            f"shard = {_quote(tablet.shard)}",
+            f"cell = {_quote(tablet.cell)}",
+            f"type = {_quote(names.get(tablet.tablet_type, 'primary'))}",
+            f"uid = {tablet.uid}",
+            (
+                f"address = {_quote(tablet.address)}"
+                if tablet.address is not None
+                else "simulated = true"
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

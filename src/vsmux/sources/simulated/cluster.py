@@ -124,6 +124,7 @@ class SimulatedCluster:
         self._tablets: dict[tuple[str, str, topodata.TabletType], SimulatedTablet] = {}
         self._by_alias: dict[str, SimulatedTablet] = {}
         self._next_uid = 100
+        self._partial = False
 
     @classmethod
     def build(
@@ -138,17 +139,21 @@ class SimulatedCluster:
         ddl_probability: float = 0.005,
         large_probability: float = 0.002,
         large_rows: tuple[int, int] = (2000, 5000),
+        first_uid: int = 100,
+        partial: bool = False,
     ) -> SimulatedCluster:
         """A cluster with one tablet of each of ``tablet_types`` per shard.
 
         ``keyspaces`` maps keyspace names to serving shards (default
-        ``{"commerce": ["-80", "80-"]}``). Tablet uids count up from 100 in
-        keyspace, shard, type order. Same seed, same calls: same data.
+        ``{"commerce": ["-80", "80-"]}``). Tablet uids count up from
+        ``first_uid`` in keyspace, shard, type order. Same seed, same calls:
+        same data. ``partial`` allows shards that do not cover the whole key
+        space (one tablet of a bigger keyspace); rows outside them are dropped.
         """
         spec = dict(keyspaces or {"commerce": ["-80", "80-"]})
         types = [_TYPE_NAMES[t] if isinstance(t, str) else t for t in tablet_types]
-        if topodata.TabletType.PRIMARY not in types:
-            raise ValueError("every simulated shard needs a primary tablet")
+        if not types:
+            raise ValueError("tablet_types is empty: every shard needs at least one tablet")
         cluster = cls(
             Topology(cell=cell),
             seed=seed,
@@ -162,8 +167,12 @@ class SimulatedCluster:
                 large_rows=large_rows,
             ),
         )
+        cluster._next_uid = first_uid
+        cluster._partial = partial
         for name, shards in spec.items():
-            problem = check_partition(list(shards))
+            for shard in shards:
+                KeyRange.parse(shard)  # ValueError naming a bad shard
+            problem = None if partial else check_partition(list(shards))
             if problem is not None:
                 raise ValueError(f"keyspace {name!r}: {problem}")
             state = _Keyspace(name, list(shards))
@@ -272,7 +281,12 @@ class SimulatedCluster:
                 key = schema.pk_of(values)
             else:
                 key = statement.key
-            shard = shard_for(key, ranges)
+            try:
+                shard = shard_for(key, ranges)
+            except LookupError:
+                if self._partial:
+                    continue  # the row lives on a shard this process does not simulate
+                raise
             log = state.logs[shard]
             slot = (shard, statement.table, key)
             before = pending[slot] if slot in pending else log.tables[statement.table].get(key)
