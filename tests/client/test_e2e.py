@@ -165,7 +165,7 @@ async def test_gateway_killed_mid_stream(aio_loop: None, tmp_path: Path) -> None
                 nursery.start_soon(tail)
                 # Kill the gateway while transactions are flowing.
                 async with trio.open_nursery() as workload:
-                    workload.start_soon(lambda: cluster.run_workload(400.0, keyspace=KS))
+                    workload.start_soon(lambda: cluster.run_workload(150.0, keyspace=KS))
                     for _ in range(5):
                         await out.changed.wait()
                     workload.cancel_scope.cancel()
@@ -240,7 +240,7 @@ async def test_dropped_connections_mid_stream(aio_loop: None, tmp_path: Path) ->
 
             nursery.start_soon(tail)
             async with trio.open_nursery() as workload:
-                workload.start_soon(lambda: cluster.run_workload(400.0, keyspace=KS))
+                workload.start_soon(lambda: cluster.run_workload(150.0, keyspace=KS))
                 for _ in range(3):
                     for _ in range(4):
                         await out.changed.wait()

@@ -101,7 +101,7 @@ async def test_sigkill_at_random_points_loses_nothing(aio_loop: None, tmp_path: 
         runs.append(await tail_process(port, checkpoint, stderr, cluster, None))
         for _ in range(4):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(lambda: cluster.run_workload(300.0, keyspace=KS))
+                nursery.start_soon(lambda: cluster.run_workload(150.0, keyspace=KS))
                 lines = rng.randint(5, 80)
                 runs.append(await tail_process(port, checkpoint, stderr, cluster, lines))
                 nursery.cancel_scope.cancel()
