@@ -83,7 +83,9 @@ def test_cluster_command_writes_topology_and_stops_on_sigint(tmp_path: Path) -> 
         assert topology.serving_shards("commerce") == ["-40", "40-"]
         assert all(t.address and t.address.startswith("127.0.0.1:") for t in topology.tablets)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        returncode = proc.wait(timeout=30)
+        assert proc.stderr is not None
+        assert returncode == 0, proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

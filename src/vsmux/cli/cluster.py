@@ -107,13 +107,6 @@ async def serve_cluster_tablets(
         )
 
 
-async def _wait_for_signal() -> str:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            return signal.Signals(signum).name
-    return "end"
-
-
 async def serve_until_signal(
     cluster: SimulatedCluster,
     host: str,
@@ -123,6 +116,21 @@ async def serve_until_signal(
     banner: Sequence[str] = (),
 ) -> int:
     """Serve ``cluster`` and run its workload until SIGINT/SIGTERM."""
+    # The signal receiver exists before anything is announced, so a Ctrl-C
+    # right after the banner still ends the run cleanly.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        return await _serve(cluster, host, base_port, rate, topology_out, banner, signals)
+
+
+async def _serve(
+    cluster: SimulatedCluster,
+    host: str,
+    base_port: int,
+    rate: float,
+    topology_out: Path | None,
+    banner: Sequence[str],
+    signals: AsyncIterator[int],
+) -> int:
     async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
         try:
             serving = serve_cluster_tablets(cluster, host, base_port)
@@ -138,8 +146,9 @@ async def serve_until_signal(
                 sys.stdout.flush()
                 if rate > 0:
                     nursery.start_soon(cluster.run_workload, rate)
-                reason = await _wait_for_signal()
-                print(f"{reason} received: stopping", file=sys.stderr)
+                async for signum in signals:
+                    print(f"{signal.Signals(signum).name} received: stopping", file=sys.stderr)
+                    break
                 nursery.cancel_scope.cancel()
         except OSError as exc:
             print(f"vsmux: cannot listen on {host}: {exc}", file=sys.stderr)

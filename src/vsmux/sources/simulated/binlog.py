@@ -42,6 +42,8 @@ DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024
 # defaults to 8 KiB), so a large transaction is many modest ROW events.
 ROW_EVENT_TARGET_BYTES = 8 * 1024
 
+_T = binlogdata.VEventType
+
 Change = tuple[str, RowImage | None, RowImage | None]  # table, before, after
 Rows = dict[tuple[bytes, ...], RowImage]
 
@@ -75,6 +77,9 @@ class LogEntry:
     statement: bytes = b""  # the DDL/OTHER event
     journal: bytes = b""  # the JOURNAL event
     size: int = 0
+    begin: bytes = b""  # BEGIN, GTID and COMMIT events, encoded once
+    gtid: bytes = b""
+    commit: bytes = b""
 
 
 class ShardLog:
@@ -235,7 +240,17 @@ class ShardLog:
 
     def _new_entry(self, kind: EntryKind, timestamp: int) -> LogEntry:
         seqno = self.last_seqno + 1
-        return LogEntry(seqno, self.position(seqno), timestamp, kind)
+        position = self.position(seqno)
+        ks, shard = self.keyspace, self.shard
+        return LogEntry(
+            seqno,
+            position,
+            timestamp,
+            kind,
+            begin=simple_event(_T.BEGIN, timestamp, ks, shard),
+            gtid=simple_event(_T.GTID, timestamp, ks, shard, gtid=position),
+            commit=simple_event(_T.COMMIT, timestamp, ks, shard),
+        )
 
     def _encode_part(
         self,

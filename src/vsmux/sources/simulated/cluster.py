@@ -276,8 +276,9 @@ class SimulatedCluster:
         for statement in statements:
             assert not isinstance(statement, Alter)
             schema = state.logs[state.serving[0]].schemas[statement.table]
+            names = schema.column_names
             if isinstance(statement, Upsert):
-                values = tuple(statement.values.get(c) for c in schema.column_names)
+                values = tuple(statement.values.get(c) for c in names)
                 key = schema.pk_of(values)
             else:
                 key = statement.key
@@ -296,9 +297,9 @@ class SimulatedCluster:
                 after: RowImage | None = None
                 state.keys[statement.table].remove(key)
             else:
-                merged = dict(zip(schema.column_names, before or (), strict=False))
+                merged = dict(zip(names, before or (), strict=False))
                 merged.update(statement.values)
-                after = tuple(merged.get(c) for c in schema.column_names)
+                after = tuple(merged.get(c) for c in names)
                 state.keys[statement.table].add(key)
             pending[slot] = after
             per_shard.setdefault(shard, []).append((statement.table, before, after))

@@ -33,7 +33,12 @@ RowImage = tuple[bytes | None, ...]
 _CURRENT_TIME_KEY = b"\xa0\x01"  # field 20, varint
 
 
+_SMALL = tuple(bytes([i]) for i in range(0x80))
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _SMALL[value]  # lengths and small numbers: the common case
     if value < 0:
         value += 1 << 64
     out = bytearray()

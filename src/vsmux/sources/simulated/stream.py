@@ -106,14 +106,14 @@ def _entry_events(
     seen: dict[str, int],
     bounds: RowBound | None = None,
 ) -> Iterator[Event]:
-    ks, shard, ts = log.keyspace, log.shard, entry.timestamp
-    gtid = (int(_T.GTID), simple_event(_T.GTID, ts, ks, shard, gtid=entry.position))
+    ts = entry.timestamp
+    gtid = (int(_T.GTID), entry.gtid)
     if entry.kind in (EntryKind.DDL, EntryKind.OTHER):
         yield gtid
         etype = int(_T.DDL) if entry.kind is EntryKind.DDL else int(_T.OTHER)
         yield etype, entry.statement
         return
-    yield int(_T.BEGIN), simple_event(_T.BEGIN, ts, ks, shard)
+    yield int(_T.BEGIN), entry.begin
     if entry.kind is EntryKind.JOURNAL:
         yield int(_T.JOURNAL), entry.journal
     for part in entry.parts:
@@ -134,7 +134,7 @@ def _entry_events(
         for raw in row_events:
             yield int(_T.ROW), raw
     yield gtid
-    yield int(_T.COMMIT), simple_event(_T.COMMIT, ts, ks, shard)
+    yield int(_T.COMMIT), entry.commit
 
 
 async def stream_batches(
