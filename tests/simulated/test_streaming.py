@@ -242,3 +242,29 @@ async def test_ddl_resends_field_with_new_column_type(autojump_clock: object) ->
     assert (email.column_type, email.column_length) == ("varchar(200)", 800)
     assert replay.transactions[1][0].statement == "alter table customer modify email varchar(200)"
     assert replay.tables["customer"][(b"1",)]["email"] is None
+
+
+async def test_purged_binlog_is_errno_1236_and_recent_positions_still_work(
+    autojump_clock: object,
+) -> None:
+    cluster = SimulatedCluster.build(
+        {"commerce": ["0"]}, seed=8, retention_bytes=30_000, large_probability=0
+    )
+    cluster.apply_random_transactions(400)
+    tablet = cluster.tablet("commerce", "0")
+    log = tablet.log
+    assert log.first_streamable > 1
+    with pytest.raises(VStreamError) as info:
+        async with tablet.vstream(request(log.position(1), shard="0")) as stream:
+            async for _ in stream:
+                pass
+    assert info.value.code == Code.UNKNOWN and "errno 1236" in info.value.message
+    start = log.first_streamable - 1
+    replay = Replay(strict=False)
+    await follow_until(
+        tablet,
+        request(log.position(start), shard="0"),
+        replay,
+        lambda: replay.position == tablet.position,
+    )
+    assert replay.gtids == [log.position(n) for n in range(start + 1, log.last_seqno + 1)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import uuid as uuidlib
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -82,6 +81,9 @@ class LogEntry:
     commit: bytes = b""
 
 
+_PURGED = LogEntry(0, "", 0, EntryKind.OTHER)  # placeholder for a purged slot
+
+
 class ShardLog:
     """Tables, schemas and binlog of one shard's simulated MySQL server."""
 
@@ -101,7 +103,10 @@ class ShardLog:
         self.last_seqno = 0
         self.first_streamable = 1  # oldest seqno still in the binlog
         self.frozen = False  # set by a journal: this shard no longer takes writes
-        self._entries: deque[LogEntry] = deque()
+        # Kept entries are _entries[_head:]; purged ones are dropped from the
+        # front in bulk, so reading the tail is a slice of new entries only.
+        self._entries: list[LogEntry] = []
+        self._head = 0
         self._bytes = 0
         self._retention = retention_bytes
         self._history: dict[tuple[str, int], TableSchema] = {
@@ -123,17 +128,10 @@ class ShardLog:
 
     def entries_after(self, seqno: int) -> Iterator[LogEntry]:
         """Committed entries with a greater seqno, oldest first (a snapshot)."""
-        if not self._entries or seqno >= self.last_seqno:
+        if seqno >= self.last_seqno or self._head >= len(self._entries):
             return iter(())
-        start = max(0, seqno + 1 - self._entries[0].seqno)
-        return iter(list(self._entries)[start:])
-
-    def entry_at_or_after(self, seqno: int) -> LogEntry | None:
-        """The entry with ``seqno`` (or the next kept one), None if beyond the end."""
-        if not self._entries or seqno > self.last_seqno:
-            return None
-        index = max(0, seqno - self._entries[0].seqno)
-        return self._entries[index] if index < len(self._entries) else None
+        first = self._entries[self._head].seqno
+        return iter(self._entries[self._head + max(0, seqno + 1 - first) :])
 
     async def wait_beyond(self, seqno: int) -> None:
         """Return once an entry after ``seqno`` exists (at once if it already does)."""
@@ -281,10 +279,15 @@ class ShardLog:
         self.last_seqno = entry.seqno
         self._entries.append(entry)
         self._bytes += entry.size
-        while self._bytes > self._retention and len(self._entries) > 1:
-            dropped = self._entries.popleft()
+        while self._bytes > self._retention and len(self._entries) - self._head > 1:
+            dropped = self._entries[self._head]
+            self._entries[self._head] = _PURGED
+            self._head += 1
             self._bytes -= dropped.size
             self.first_streamable = dropped.seqno + 1
+        if self._head > 1024 and self._head * 2 > len(self._entries):
+            del self._entries[: self._head]
+            self._head = 0
         changed, self._changed = self._changed, trio.Event()
         changed.set()
         return entry
