@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--profile", action="store_true", help="py-spy the last gateway run per K")
     p.add_argument("--name", default="bench_merge", help="results file name (no .json)")
+    p.add_argument("--log-dir", default="", help="keep topology files and process logs here")
     args = p.parse_args(argv)
     ks = [int(x) for x in args.ks.split(",") if x]
     info = machine_info()
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     blocks = []
     with tempfile.TemporaryDirectory(prefix="vsmux-bench-") as tmp:
-        work = Path(tmp)
+        work = Path(args.log_dir) if args.log_dir else Path(tmp)
         for k in ks:
             blocks.append(run_block(args, k, work))
     rows = []
