@@ -191,7 +191,10 @@ async def stream_batches(
         if journal_sent:
             return
         if bounds is not None:
-            # Caught up: copy what is left from a snapshot taken right now.
+            if log.last_seqno > cursor:
+                continue  # commits arrived while the last response was taken
+            # Caught up (checked and planned with no await between): copy what
+            # is left from a snapshot taken right now.
             plan, _ = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=True)
             bounds = None
             cursor = plan.seqno
