@@ -87,3 +87,30 @@ def test_shards_cover_the_keyspace_and_topology_lists_them(k: int) -> None:
     data = tomllib.loads(topology_toml(shards, list(range(20000, 20000 + k))))
     assert data["keyspaces"]["bench"]["shards"] == shards
     assert [t["address"] for t in data["tablets"]][-1] == f"127.0.0.1:{20000 + k - 1}"
+
+
+def test_profile_summary_counts_own_and_inclusive_time() -> None:
+    from _profile import summarize
+
+    raw = (
+        "process 1:main;run (a/loop.py:10);work (b/wire.py:5) 3\n"
+        "process 1:main;run (a/loop.py:10);work (b/wire.py:7);send (c/io.py:1) 1\n"
+        "not a stack line\n"
+    )
+    text = summarize(raw)
+    assert text.startswith("4 samples")
+    own, inclusive = text.split("inclusive time:")
+    assert "75.0%  work (wire.py)" in own  # both lines of `work` aggregate
+    assert "25.0%  send (io.py)" in own
+    assert "100.0%  run (loop.py)" in inclusive
+
+
+def test_proc_sample_reads_this_process() -> None:
+    import os
+
+    from _harness import median_of, proc_sample
+
+    sample = proc_sample(os.getpid())
+    assert sample.cpu_seconds > 0
+    assert 0 < sample.rss_bytes <= sample.hwm_bytes
+    assert median_of([{"x": 3}, {"x": 1}, {"x": None}, {"x": 2}], "x") == 2
