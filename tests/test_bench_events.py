@@ -1,7 +1,9 @@
-"""The replay tablet's hand-encoded events are what the generated classes would encode."""
+"""Benchmark harness checks: the replay tablet's hand-encoded events are what the
+generated classes would encode; profile summaries and /proc sampling are right."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 import tomllib
 from pathlib import Path
@@ -9,8 +11,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import itertools
 
 from _events import (
     BEGIN,
