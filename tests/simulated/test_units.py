@@ -141,3 +141,16 @@ async def test_run_workload_paces_with_trio_time(autojump_clock: object) -> None
     done = log.last_seqno
     await cluster.run_workload(1000, max_transactions=10)
     assert log.last_seqno == done + 10
+
+
+def test_partial_cluster_keeps_only_its_key_range() -> None:
+    cluster = SimulatedCluster.build({"commerce": ["-80"]}, seed=5, partial=True, first_uid=7)
+    cluster.apply_random_transactions(200)
+    tablet = cluster.tablet("commerce", "-80")
+    assert tablet.alias == "zone1-0000000007"
+    key_range = KeyRange.parse("-80")
+    rows = [key for table in tablet.tables.values() for key in table]
+    assert len(rows) > 50
+    assert all(key_range.contains(keyspace_id(key)) for key in rows)
+    with pytest.raises(ValueError, match="gap"):
+        SimulatedCluster.build({"commerce": ["-80"]})
