@@ -3,7 +3,20 @@
 ``SimulatedCluster.build({"commerce": ["-80", "80-"]}, seed=1)`` gives a
 cluster whose ``topology`` the gateway reads and whose ``source_for`` serves
 its tablets in process; :mod:`.grpc_service` serves the same tablets over
-gRPC.
+gRPC. In short:
+
+- writes: ``apply_random_transactions(n)``, ``await run_workload(rate)``,
+  ``execute(keyspace, Upsert(...), Delete(...))``, ``execute(keyspace, Alter(...))``;
+- ground truth: ``table_contents(keyspace)``, ``position(keyspace, shard)``;
+- resharding: ``reshard(keyspace, new_serving_shards)`` (journals on the old shards);
+- per tablet (``tablet(keyspace, shard, type)``): ``.faults`` (fail_after,
+  end_after, stall/resume, slow_down), ``.health`` (set_type, set_serving,
+  set_lag, set_error), ``.position``, ``.tables``.
+
+Modules: :mod:`.schema` (demo tables, FIELD metadata), :mod:`.rows` (event
+encoding), :mod:`.gtid`, :mod:`.binlog` (one shard's server), :mod:`.copy`,
+:mod:`.stream` (one VStream), :mod:`.tablet`, :mod:`.faults`, :mod:`.health`,
+:mod:`.workload`, :mod:`.routing`, :mod:`.cluster`, :mod:`.grpc_service`.
 """
 
 from vsmux.sources.simulated.cluster import SimulatedCluster, TableContents
