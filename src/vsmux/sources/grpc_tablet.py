@@ -5,10 +5,10 @@ to a real vttablet or a gRPC-served simulated one. VStream responses are
 received as raw bytes and split into frames with
 :func:`vsmux.wire.split_response`: events are never decoded here.
 
-How a stream runs: one asyncio coroutine owns the grpclib call and hands
-each tablet response to Trio through a channel that holds at most
-``RESPONSES_AHEAD`` batches (HTTP/2 flow control holds the rest at the
-tablet), one crossing per tablet response. Leaving the ``async with`` cancels
+How a stream runs: one asyncio coroutine owns the grpclib call and puts
+each tablet response into an asyncio queue holding at most
+``RESPONSES_AHEAD`` (HTTP/2 flow control holds the rest at the tablet); the
+Trio side takes them one crossing per tablet response. Leaving the ``async with`` cancels
 that coroutine, which resets the HTTP/2 stream: the tablet stops sending.
 
 Failures become :class:`VStreamError` with the tablet's own code (the gRPC
@@ -23,8 +23,9 @@ a tablet shares one HTTP/2 connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
@@ -186,27 +187,23 @@ class GrpcTabletSource:
         reply_type: type,
         convert: Callable[[Any], T],
     ) -> AsyncIterator[AsyncIterator[T]]:
-        send_channel, receive_channel = trio.open_memory_channel[T](RESPONSES_AHEAD)
-        failure: list[VStreamError] = []
+        # The asyncio side only ever awaits asyncio things (the call and this
+        # queue): an asyncio task that awaits a Trio call can fail to finish
+        # when it is cancelled in the middle of one.
+        queue: asyncio.Queue[T | _End] = asyncio.Queue(RESPONSES_AHEAD)
         body_error: Exception | None = None
-
-        async def pump() -> None:
-            # The producer: owns the call and closes the channel when it ends.
-            async with send_channel:
-                deliver = trio_asyncio.trio_as_aio(send_channel.send)
-                try:
-                    await trio_asyncio.aio_as_trio(self._call)(
-                        path, request, request_type, reply_type, convert, deliver
-                    )
-                except trio.Cancelled:
-                    raise
-                except Exception as exc:
-                    failure.append(self._error(exc))
-
-        async with trio.open_nursery() as nursery, receive_channel:
-            nursery.start_soon(pump)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                trio_asyncio.aio_as_trio(self._call),
+                path,
+                request,
+                request_type,
+                reply_type,
+                convert,
+                queue,
+            )
             try:
-                yield _Replies(receive_channel, failure)
+                yield _Replies(queue, self._error)
             except Exception as exc:
                 # Kept aside so the caller gets its own exception back, not a group.
                 body_error = exc
@@ -222,34 +219,57 @@ class GrpcTabletSource:
         request_type: type,
         reply_type: type,
         convert: Callable[[Any], T],
-        deliver: Callable[[T], Awaitable[None]],
+        queue: asyncio.Queue[T | _End],
     ) -> None:
-        """asyncio: run one server-streaming call, handing each reply to Trio."""
-        channel = self._channels.channel(self._address)
-        call: Any = channel.request(path, Cardinality.UNARY_STREAM, request_type, reply_type)
-        async with call as stream:
-            async with asyncio.timeout(self._channels.connect_timeout):
-                await stream.send_message(request, end=True)
-            async for reply in stream:
-                await deliver(convert(reply))
+        """asyncio: run one server-streaming call, queueing each reply, then the end."""
+        failure: BaseException | None = None
+        try:
+            channel = self._channels.channel(self._address)
+            call: Any = channel.request(path, Cardinality.UNARY_STREAM, request_type, reply_type)
+            async with call as stream:
+                async with asyncio.timeout(self._channels.connect_timeout):
+                    await stream.send_message(request, end=True)
+                async for reply in stream:
+                    await queue.put(convert(reply))
+        except Exception as exc:  # every transport and tablet failure ends the replies
+            failure = exc
+        await queue.put(_End(failure))
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    """The call is over: normally (``failure`` None) or with this exception."""
+
+    failure: BaseException | None
 
 
 class _Replies(AsyncIterator[T]):
-    """Iterates the replies; ends when the call ends, raising its failure if any."""
+    """Iterates the replies (one crossing each); ends when the call ends.
+
+    Raises the call's failure as a VStreamError once the replies before it
+    are consumed.
+    """
 
     def __init__(
-        self, receive_channel: trio.MemoryReceiveChannel[T], failure: list[VStreamError]
+        self,
+        queue: asyncio.Queue[T | _End],
+        translate: Callable[[BaseException], VStreamError],
     ) -> None:
-        self._receive = receive_channel
-        self._failure = failure
+        self._get = trio_asyncio.aio_as_trio(queue.get)
+        self._translate = translate
+        self._done = False
 
     async def __anext__(self) -> T:
-        try:
-            return await self._receive.receive()
-        except trio.EndOfChannel:
-            if self._failure:
-                raise self._failure[0] from None
-            raise StopAsyncIteration from None
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._get()
+        if isinstance(item, _End):
+            self._done = True
+            if item.failure is not None:
+                raise self._translate(item.failure) from None
+            raise StopAsyncIteration
+        result: T = item
+        return result
 
 
 def _same(value: T) -> T:
