@@ -1,0 +1,99 @@
+"""``vsmux serve`` as a process: a topology file in, a gateway out, SIGTERM ends it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import trio
+import trio_asyncio
+from e2e_harness import Reader, request_for
+from grpclib.const import Status
+
+from vsmux.cli.serve import table_lists
+
+TOPOLOGY = """
+cell = "zone1"
+[keyspaces.commerce]
+shards = ["-80", "80-"]
+[keyspaces.customer]
+shards = ["0"]
+tables = ["customer", "corder"]
+[[tablets]]
+keyspace = "commerce"
+shard = "-80"
+type = "primary"
+uid = 101
+simulated = true
+[[tablets]]
+keyspace = "commerce"
+shard = "80-"
+type = "primary"
+uid = 201
+simulated = true
+[[tablets]]
+keyspace = "customer"
+shard = "0"
+type = "primary"
+uid = 301
+address = "127.0.0.1:1"
+"""
+
+
+def test_table_lists_from_the_topology_file() -> None:
+    import tomllib
+
+    assert table_lists(tomllib.loads(TOPOLOGY)) == {"customer": ["customer", "corder"]}
+
+
+async def _banner_address(process: trio.Process) -> str:
+    assert process.stdout is not None
+    data = b""
+    with trio.fail_after(20):
+        while b"\n" not in data:
+            chunk = await process.stdout.receive_some(1024)
+            assert chunk, "vsmux serve exited before listening"
+            data += chunk
+    first = data.split(b"\n", 1)[0].decode()
+    assert first.startswith("vsmux gateway listening on "), first
+    return first.rsplit(" ", 1)[1]
+
+
+async def test_serve_streams_then_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
+    topology = tmp_path / "topology.toml"
+    topology.write_text(TOPOLOGY)
+    command = [
+        sys.executable,
+        "-m",
+        "vsmux",
+        "serve",
+        "--topology",
+        str(topology),
+        "--listen",
+        "127.0.0.1:0",
+        "--workload-rate",
+        "50",
+        "--log-level",
+        "WARNING",
+    ]
+    async with trio.open_nursery() as nursery:
+        run = partial(trio.run_process, command, stdout=subprocess.PIPE, check=False)
+        process = await nursery.start(run)
+        address = await _banner_address(process)
+        port = int(address.rsplit(":", 1)[1])
+        async with trio_asyncio.open_loop(), trio.open_nursery() as clients:
+            reader = Reader(port, request_for(("commerce", "", "current")))
+            clients.start_soon(reader.run)
+            await reader.wait_for(lambda rs: sum(len(r.events) for r in rs) >= 20, timeout=20)
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(20):
+                await reader.ended.wait()
+        with trio.fail_after(20):
+            code = await process.wait()
+    assert code == 0
+    assert reader.error is not None
+    assert reader.error.status == Status.UNAVAILABLE
+    assert reader.error.message == "server shutting down"
