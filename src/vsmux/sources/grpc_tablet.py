@@ -188,8 +188,10 @@ class GrpcTabletSource:
         convert: Callable[[Any], T],
     ) -> AsyncIterator[AsyncIterator[T]]:
         # The asyncio side only ever awaits asyncio things (the call and this
-        # queue): an asyncio task that awaits a Trio call can fail to finish
-        # when it is cancelled in the middle of one.
+        # queue). If it awaited a Trio call instead, a cancel arriving just as
+        # that call finished would be lost (trio-asyncio resolves the future
+        # with the call's result), and the task would go on waiting for the
+        # tablet, which Trio, waiting for the task, could not interrupt.
         queue: asyncio.Queue[T | _End] = asyncio.Queue(RESPONSES_AHEAD)
         body_error: Exception | None = None
         async with trio.open_nursery() as nursery:
