@@ -49,9 +49,10 @@ T = binlogdata.VEventType
 class TabletService:
     """``queryservice.Query`` for one simulated tablet alias, raw bytes out."""
 
-    def __init__(self, cluster: SimulatedCluster, alias: str) -> None:
+    def __init__(self, cluster: SimulatedCluster, alias: str, seen: list[Any]) -> None:
         self._cluster = cluster
         self._alias = alias
+        self._seen = seen  # every VStream request received, as decoded
 
     def _tablet(self) -> SimulatedTablet:
         for tablet in self._cluster.tablets():
@@ -62,7 +63,7 @@ class TabletService:
     def __mapping__(self) -> dict[str, Handler]:
         return {
             "/queryservice.Query/VStream": Handler(
-                self._vstream, Cardinality.UNARY_STREAM, binlogdata.VStreamRequest, RawMessage
+                self._vstream, Cardinality.UNARY_STREAM, RawMessage, RawMessage
             ),
             "/queryservice.Query/StreamHealth": Handler(
                 self._health, Cardinality.UNARY_STREAM, query.StreamHealthRequest, RawMessage
@@ -80,7 +81,9 @@ class TabletService:
             raise GRPCError(grpc_status(exc.code), exc.message) from None
 
     async def _vstream(self, stream: Any) -> None:
-        request = await stream.recv_message()
+        raw = await stream.recv_message()
+        request = binlogdata.VStreamRequest.parse(raw)
+        self._seen.append(request)
 
         async def run(send: Any) -> None:
             async for batch in self._tablet().batches(request):
@@ -136,6 +139,8 @@ class Stack:
     directory: CountingDirectory
     remote_topology: Topology | None = None
     addresses: dict[str, str] = field(default_factory=dict)
+    # grpc mode: every binlogdata.VStreamRequest the tablets received, as sent
+    tablet_requests: list[binlogdata.VStreamRequest] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -178,13 +183,14 @@ async def open_stack(
             yield Stack(mode, cluster, gateway, server, directory)
             return
         addresses: dict[str, str] = {}
+        seen: list[binlogdata.VStreamRequest] = []
         first_uid = min(t.uid for t in cluster.topology.tablets)
         count = len(cluster.topology.tablets) + SPARE_TABLETS
         cell = cluster.topology.cell
         for uid in range(first_uid, first_uid + count):
             alias = f"{cell}-{uid:010d}"
             _, port = await stack.enter_async_context(
-                open_grpc_server([TabletService(cluster, alias)], codec=RawCodec())
+                open_grpc_server([TabletService(cluster, alias, seen)], codec=RawCodec())
             )
             addresses[alias] = f"127.0.0.1:{port}"
         remote = Topology(cell=cell)
@@ -192,7 +198,7 @@ async def open_stack(
         directory = CountingDirectory(RoutingDirectory(channels))
         gateway = Gateway(remote, directory, settings)
         server = await stack.enter_async_context(open_gateway_server(gateway, run_vstream, catalog))
-        result = Stack(mode, cluster, gateway, server, directory, remote, addresses)
+        result = Stack(mode, cluster, gateway, server, directory, remote, addresses, seen)
         result._sync_remote()
         yield result
 

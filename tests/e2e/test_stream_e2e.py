@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 from e2e_harness import (
     Reader,
@@ -17,6 +18,7 @@ from e2e_harness import (
 )
 
 from vsmux.errors import Code
+from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
 
 
 async def test_multi_shard_stream(mode: str) -> None:
@@ -145,3 +147,44 @@ async def test_tablet_failure_is_retried_without_loss_or_duplicates(mode: str) -
     failed = stack.cluster.tablet("commerce", "-80").alias
     assert stack.directory.opened[failed] == 2  # the shard stream was restarted once
     assert_contiguous(gtid_seqs(responses))
+
+
+async def test_tablets_receive_the_request_as_the_mux_built_it() -> None:
+    """Over gRPC, the tablet request arrives field for field (vstream-semantics 2)."""
+    flags = vtgate.VStreamFlags(stream_keyspace_heartbeats=True, tables_to_copy=["customer"])
+    request = request_for(("commerce", "-80", "current"), flags=flags)
+    request.filter = binlogdata.Filter(rules=[binlogdata.Rule(match="customer")])
+    async with open_stack("grpc") as stack, trio.open_nursery() as nursery:
+        reader = Reader(stack.port, request)
+        nursery.start_soon(reader.run)
+        await reader.wait_for(lambda rs: len(rs) >= 1)
+        reader.stop()
+    [sent] = stack.tablet_requests
+    assert sent.target is not None
+    assert (sent.target.keyspace, sent.target.shard) == ("commerce", "-80")
+    assert sent.target.tablet_type == topodata.TabletType.PRIMARY
+    assert sent.target.cell == "zone1"
+    assert sent.position == "current"
+    assert sent.filter is not None
+    assert [r.match for r in sent.filter.rules] == ["customer"]
+    assert sent.options is not None
+    assert sent.options.internal_tables == ["heartbeat"]
+    assert sent.options.tables_to_copy == ["customer"]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="the mux does not forward caller ids to tablets yet (semantics section 2)"
+)
+async def test_tablets_receive_the_callers_identity() -> None:
+    request = request_for(("commerce", "-80", "current"))
+    request.caller_id = vtrpc.CallerId(principal="debezium", component="cdc")
+    async with open_stack("grpc") as stack, trio.open_nursery() as nursery:
+        reader = Reader(stack.port, request)
+        nursery.start_soon(reader.run)
+        await reader.wait_for(lambda rs: len(rs) >= 1)
+        reader.stop()
+    [sent] = stack.tablet_requests
+    assert sent.effective_caller_id is not None
+    assert sent.effective_caller_id.principal == "debezium"
+    assert sent.immediate_caller_id is not None
+    assert sent.immediate_caller_id.username
