@@ -1,4 +1,10 @@
-"""Walking the top-level fields of an encoded VEvent without decoding it.
+"""Walking encoded messages field by field in Python.
+
+:func:`skip_field` serves the rename's fallback walk. :func:`scan_events` and
+:func:`scan_header` are pure-Python references for what the hot path asks
+upb to do (see :mod:`vsmux.wire.lite`): tests check that both agree, the
+benchmark compares their speed, and a split that upb rejects is re-walked
+here to say where the bytes are wrong.
 
 Every loop here advances its position on each step and checks it against the
 end of the buffer, so malformed bytes end in :class:`FrameError` in a bounded
