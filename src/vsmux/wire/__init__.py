@@ -2,8 +2,13 @@
 
 - :mod:`~vsmux.wire.frames`: :class:`Frame`, splitting and joining responses.
 - :mod:`~vsmux.wire.rename`: ``keyspace.table`` names without decoding rows.
+- :mod:`~vsmux.wire.header`, :mod:`~vsmux.wire.lite`: splitting and header
+  reads through protobuf's C parser with cut-down classes.
 - :mod:`~vsmux.wire.codec`: frames to and from generated message classes.
 - :mod:`~vsmux.wire.upb`: protobuf classes from the same descriptors.
+- :mod:`~vsmux.wire.scan`, :mod:`~vsmux.wire.varint`: Python field walks and varints.
+
+Every malformed input ends in :class:`FrameError`.
 """
 
 from vsmux.wire.codec import decode_event, frame_of

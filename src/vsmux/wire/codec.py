@@ -14,8 +14,7 @@ __all__ = ["decode_event", "frame_of"]
 
 def frame_of(event: binlogdata.VEvent) -> Frame:
     """A frame holding the encoding of ``event``."""
-    frame = Frame(int(event.type), bytes(event))
-    return frame
+    return Frame(int(event.type), bytes(event))
 
 
 def decode_event(frame: Frame) -> binlogdata.VEvent:
