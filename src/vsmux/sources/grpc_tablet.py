@@ -56,8 +56,11 @@ T = TypeVar("T")
 # memory that HTTP/2 flow control already keeps at the tablet.
 RESPONSES_AHEAD = 1
 
-# How long opening a stream (TCP connect, HTTP/2 handshake, request headers)
-# may take before the tablet counts as unreachable (UNAVAILABLE, retried).
+# How long opening a stream (TCP connect, then writing the HTTP/2 preface and
+# the request) may take before the tablet counts as unreachable (UNAVAILABLE,
+# retried). A tablet that accepts and then stays silent is not caught here
+# (an idle stream is legitimately silent); the gateway's liveness timeout
+# ends such a stream.
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 VSTREAM = "/queryservice.Query/VStream"
