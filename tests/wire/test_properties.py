@@ -25,6 +25,8 @@ from vsmux.wire.upb import message_class
 from .strategies import events, names, rows, tablet_events, vgtids
 
 T = binlogdata.VEventType
+# Modest by default to keep the suite fast on shared machines; raise it for a
+# deeper search, e.g. VSMUX_WIRE_EXAMPLES=2000 (about two minutes on 2 cores).
 EXAMPLES = settings(max_examples=int(os.environ.get("VSMUX_WIRE_EXAMPLES", "150")), deadline=None)
 
 
