@@ -6,6 +6,8 @@ import argparse
 
 import trio
 
+from vsmux.cli.serve import parse_hostport
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -20,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, default=4, help="shards of keyspace commerce")
     parser.add_argument("--rate", type=_positive, default=50.0, help="transactions per second")
     parser.add_argument(
-        "--listen", default="127.0.0.1:15991", help="gateway address (a busy port falls back)"
+        "--listen",
+        type=parse_hostport,
+        default=("127.0.0.1", 15991),
+        metavar="HOST:PORT",
+        help="gateway address (a busy port falls back to a free one)",
     )
     parser.add_argument(
         "--reshard-after", type=_positive, metavar="SECONDS", help="double the shards then"
@@ -33,14 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="workload seed")
     view = parser.add_mutually_exclusive_group()
-    view.add_argument("--live", dest="live", action="store_true", default=None)
+    view.add_argument(
+        "--live", dest="live", action="store_true", default=None, help="a live screen"
+    )
     view.add_argument("--plain", dest="live", action="store_false", help="print lines, no screen")
 
 
 def run(args: argparse.Namespace) -> int:
     from vsmux.demo import DemoOptions, run_demo
 
-    host, _, port = args.listen.rpartition(":")
+    host, port = args.listen
     if not 1 <= args.shards <= 256:
         print("vsmux demo: --shards must be between 1 and 256")
         return 2
@@ -50,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         reshard_after=args.reshard_after,
         fail_tablet_after=args.fail_tablet_after,
         duration=args.duration,
-        host=host or "127.0.0.1",
-        port=int(port),
+        host=host,
+        port=port,
         seed=args.seed,
         live=args.live,
     )
