@@ -22,9 +22,9 @@ import trio
 import trio_asyncio
 
 from vsmux.server.hosting import open_grpc_server
+from vsmux.server.simulated_tablet import SimulatedQueryService
 from vsmux.sources.rawcodec import RawCodec
 from vsmux.sources.simulated import SimulatedCluster
-from vsmux.sources.simulated.grpc_service import SimulatedQueryService
 from vsmux.topology import Topology
 from vsmux.topology.toml_loader import dump_topology
 

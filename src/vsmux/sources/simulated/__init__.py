@@ -2,7 +2,7 @@
 
 ``SimulatedCluster.build({"commerce": ["-80", "80-"]}, seed=1)`` gives a
 cluster whose ``topology`` the gateway reads and whose ``source_for`` serves
-its tablets in process; :mod:`.grpc_service` serves the same tablets over
+its tablets in process; :mod:`vsmux.server.simulated_tablet` serves the same tablets over
 gRPC. In short:
 
 - writes: ``apply_random_transactions(n)``, ``await run_workload(rate)``,
@@ -16,7 +16,7 @@ gRPC. In short:
 Modules: :mod:`.schema` (demo tables, FIELD metadata), :mod:`.rows` (event
 encoding), :mod:`.gtid`, :mod:`.binlog` (one shard's server), :mod:`.copy`,
 :mod:`.stream` (one VStream), :mod:`.tablet`, :mod:`.faults`, :mod:`.health`,
-:mod:`.workload`, :mod:`.routing`, :mod:`.cluster`, :mod:`.grpc_service`.
+:mod:`.workload`, :mod:`.routing`, :mod:`.cluster`.
 """
 
 from vsmux.sources.simulated.cluster import SimulatedCluster, TableContents
