@@ -26,7 +26,7 @@ class Liveness:
         self.last_activity = trio.current_time()
 
     async def watch(self) -> NoReturn:
-        """Sleep until the silence is too long, then raise. Cancellation: returns early."""
+        """Sleep until the silence is too long, then raise. Cancellation: nothing to undo."""
         while True:
             deadline = self.last_activity + self.timeout
             if trio.current_time() >= deadline:
