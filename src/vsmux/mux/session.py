@@ -58,6 +58,7 @@ class _Session:
         self._send = send
         self._error: VStreamError | None = None
         self._nursery: trio.Nursery | None = None
+        self._ctx: RequestContext | None = None
 
     async def run(self) -> None:
         resolved = self._resolved
@@ -120,7 +121,7 @@ class _Session:
     def _start_streamer(
         self, shard_gtid: binlogdata.ShardGtid, channel: trio.MemorySendChannel[Item]
     ) -> None:
-        assert self._nursery is not None
+        assert self._nursery is not None and self._ctx is not None
         streamer = ShardStreamer(self._ctx, shard_gtid, channel)
         self._nursery.start_soon(self.guard, streamer.run, name=f"vstream {streamer.key}")
 
