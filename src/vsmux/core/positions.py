@@ -142,10 +142,15 @@ class PositionBook:
             body = self.vgtid_bytes()
         tail = self._tails.get((keyspace, shard))
         if tail is None:
-            tail = _text_field(b"\xb2\x01", keyspace) + _text_field(b"\xba\x01", shard)
-            if len(self._tails) < 1024:  # bounded: keys come from the stream's shards
-                self._tails[keyspace, shard] = tail
+            tail = self._tail(keyspace, shard)
         return Frame(_VGTID, b"".join((_VGTID_HEAD, encode_varint(len(body)), body, tail)))
+
+    def _tail(self, keyspace: str, shard: str) -> bytes:
+        """The encoded keyspace (22) and shard (23) fields of a VGTID event."""
+        tail = _text_field(b"\xb2\x01", keyspace) + _text_field(b"\xba\x01", shard)
+        if len(self._tails) < 1024:  # bounded: keys come from the stream's shards
+            self._tails[keyspace, shard] = tail
+        return tail
 
     # -- the sender's updates ------------------------------------------------
 
