@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from vsmux.core.resolve import ResolvedRequest, resolve_request
 from vsmux.errors import Code, VStreamError
-from vsmux.proto import binlogdata, topodata, vtgate
+from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
 from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
 
 PRIMARY = topodata.TabletType.PRIMARY
@@ -287,6 +287,17 @@ def test_defaults() -> None:
     assert resolved.flags == vtgate.VStreamFlags()
     assert resolved.cells == ["zone1"]
     assert resolved.cell_preference == "preferlocalwithalias"
+    assert resolved.caller_id is None
+
+
+def test_caller_id_is_kept_as_a_copy() -> None:
+    request = req(sg("commerce", "0"))
+    request.caller_id = vtrpc.CallerId(principal="debezium", component="cdc", groups=["etl"])
+    resolved = resolve(request)
+    assert resolved.caller_id == vtrpc.CallerId(
+        principal="debezium", component="cdc", groups=["etl"]
+    )
+    assert resolved.caller_id is not request.caller_id
 
 
 def test_explicit_values_are_kept() -> None:

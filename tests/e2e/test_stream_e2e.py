@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import trio
 from e2e_harness import (
     Reader,
@@ -172,9 +171,6 @@ async def test_tablets_receive_the_request_as_the_mux_built_it() -> None:
     assert sent.options.tables_to_copy == ["customer"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the mux does not forward caller ids to tablets yet (semantics section 2)"
-)
 async def test_tablets_receive_the_callers_identity() -> None:
     request = request_for(("commerce", "-80", "current"))
     request.caller_id = vtrpc.CallerId(principal="debezium", component="cdc")
@@ -187,4 +183,4 @@ async def test_tablets_receive_the_callers_identity() -> None:
     assert sent.effective_caller_id is not None
     assert sent.effective_caller_id.principal == "debezium"
     assert sent.immediate_caller_id is not None
-    assert sent.immediate_caller_id.username
+    assert sent.immediate_caller_id.username == "vsmux"

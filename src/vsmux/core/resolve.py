@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from vsmux.errors import Code, VStreamError
-from vsmux.proto import binlogdata, topodata, vtgate
+from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
 from vsmux.topology.model import Topology
 
 __all__ = [
@@ -59,6 +59,8 @@ class ResolvedRequest:
     flags: vtgate.VStreamFlags
     cells: list[str]  # from flags.cells, or [gateway cell]
     cell_preference: str  # "preferlocalwithalias" | "onlyspecified"
+    # The client's identity, passed on to tablets as their effective caller id.
+    caller_id: vtrpc.CallerId | None = None
 
 
 def resolve_request(
@@ -86,6 +88,7 @@ def _resolve(
         flags=flags,
         cells=_cells(flags.cells, gateway_cell),
         cell_preference=_cell_preference(flags.cell_preference),
+        caller_id=copy.deepcopy(request.caller_id) if request.caller_id is not None else None,
     )
 
 

@@ -23,6 +23,8 @@ propagating; the channel clone is closed on every exit.
 
 from __future__ import annotations
 
+import copy
+
 import trio
 
 from vsmux.core.grouping import TransactionGrouper, Unit, UnitKind
@@ -35,7 +37,14 @@ from vsmux.proto import binlogdata, query
 from vsmux.sources.base import ShardSource
 from vsmux.wire import FrameError
 
-__all__ = ["ShardStreamer"]
+__all__ = ["IMMEDIATE_CALLER", "ShardStreamer"]
+
+#: Who the tablets see as the immediate caller: the gateway itself. Like
+#: vtgate without client certificates or static auth (its
+#: "unsecure_grpc_client"), the client's self-declared principal is passed on
+#: only as the effective caller id, never as the immediate one, which tablets
+#: may use for table ACLs.
+IMMEDIATE_CALLER = "vsmux"
 
 
 class ShardStreamer:
@@ -128,6 +137,8 @@ class ShardStreamer:
             filter=resolved.filter,
             table_last_p_ks=list(position.table_p_ks),
             options=options,
+            effective_caller_id=copy.deepcopy(resolved.caller_id),
+            immediate_caller_id=query.VtGateCallerId(username=IMMEDIATE_CALLER),
         )
 
     async def _attempt(
