@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vsmux.cli.args import parse_hostport
 from vsmux.cli.main import main
-from vsmux.cli.serve import parse_hostport
 
 
 def test_parse_hostport() -> None:

@@ -6,21 +6,14 @@ import argparse
 
 import trio
 
-from vsmux.cli.serve import parse_hostport
+from vsmux.cli.args import parse_hostport, positive_float
 
 __all__ = ["add_arguments", "run"]
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, default=4, help="shards of keyspace commerce")
-    parser.add_argument("--rate", type=_positive, default=50.0, help="transactions per second")
+    parser.add_argument("--rate", type=positive_float, default=50.0, help="transactions per second")
     parser.add_argument(
         "--listen",
         type=parse_hostport,
@@ -29,13 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gateway address (a busy port falls back to a free one)",
     )
     parser.add_argument(
-        "--reshard-after", type=_positive, metavar="SECONDS", help="double the shards then"
+        "--reshard-after", type=positive_float, metavar="SECONDS", help="double the shards then"
     )
     parser.add_argument(
-        "--fail-tablet-after", type=_positive, metavar="SECONDS", help="fail a tablet then"
+        "--fail-tablet-after", type=positive_float, metavar="SECONDS", help="fail a tablet then"
     )
     parser.add_argument(
-        "--duration", type=_positive, metavar="SECONDS", help="stop by itself after this long"
+        "--duration", type=positive_float, metavar="SECONDS", help="stop by itself after this long"
     )
     parser.add_argument("--seed", type=int, default=1, help="workload seed")
     view = parser.add_mutually_exclusive_group()

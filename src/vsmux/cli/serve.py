@@ -12,21 +12,9 @@ from typing import Any
 
 import trio
 
-__all__ = ["add_arguments", "parse_hostport", "run", "table_lists"]
+from vsmux.cli.args import parse_hostport, positive_float
 
-
-def parse_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
+__all__ = ["add_arguments", "run", "table_lists"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", help="the gateway's own cell (default: the topology's)")
     parser.add_argument(
         "--liveness-timeout",
-        type=_positive,
+        type=positive_float,
         metavar="SECONDS",
         help="end a stream that saw no event at all for this long (default 600)",
     )
@@ -58,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="transactions per second written to simulated keyspaces (default none)",
     )
     parser.add_argument(
-        "--connect-timeout", type=_positive, default=10.0, metavar="SECONDS", help="to tablets"
+        "--connect-timeout", type=positive_float, default=10.0, metavar="SECONDS", help="to tablets"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
 

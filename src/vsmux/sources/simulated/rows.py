@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 
 from vsmux.proto import binlogdata, query
 from vsmux.wire.frames import Frame
+from vsmux.wire.varint import encode_varint as _varint
 
 __all__ = [
     "RowImage",
@@ -31,22 +32,6 @@ __all__ = [
 RowImage = tuple[bytes | None, ...]
 
 _CURRENT_TIME_KEY = b"\xa0\x01"  # field 20, varint
-
-
-_SMALL = tuple(bytes([i]) for i in range(0x80))
-
-
-def _varint(value: int) -> bytes:
-    if 0 <= value < 0x80:
-        return _SMALL[value]  # lengths and small numbers: the common case
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _zigzag(value: int) -> int:
