@@ -5,11 +5,13 @@ to a real vttablet or a gRPC-served simulated one. VStream responses are
 received as raw bytes and split into frames with
 :func:`vsmux.wire.split_response`: events are never decoded here.
 
-How a stream runs: one asyncio coroutine owns the grpclib call and puts
-each tablet response into an asyncio queue holding at most
-``RESPONSES_AHEAD`` (HTTP/2 flow control holds the rest at the tablet); the
-Trio side takes them one crossing per tablet response. Leaving the ``async with`` cancels
-that coroutine, which resets the HTTP/2 stream: the tablet stops sending.
+How a stream runs: one asyncio coroutine owns the grpclib call and hands
+each tablet response over a :class:`~vsmux.sources.handoff.Handoff` holding
+at most ``RESPONSES_AHEAD`` (HTTP/2 flow control holds the rest at the
+tablet, within the channel's bounded windows); the Trio side takes them with
+no crossing between the loops. The only crossing is the one that starts the
+call. Leaving the ``async with`` cancels that coroutine, which resets the
+HTTP/2 stream: the tablet stops sending.
 
 Failures become :class:`VStreamError` with the tablet's own code (the gRPC
 status number) and a message prefixed with the tablet alias and address.
@@ -32,11 +34,13 @@ import trio
 import trio_asyncio
 from grpclib import GRPCError
 from grpclib.client import Channel
+from grpclib.config import Configuration
 from grpclib.const import Cardinality
 from grpclib.exceptions import ProtocolError, StreamTerminatedError
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
+from vsmux.sources.handoff import Handoff
 from vsmux.sources.rawcodec import RawCodec, RawMessage
 from vsmux.topology.model import TabletInfo
 from vsmux.wire import Frame, FrameError, split_response
@@ -44,6 +48,7 @@ from vsmux.wire import Frame, FrameError, split_response
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "RESPONSES_AHEAD",
+    "TABLET_WINDOW_BYTES",
     "GrpcTabletSource",
     "TabletChannels",
     "open_tablet_channels",
@@ -63,6 +68,13 @@ RESPONSES_AHEAD = 1
 # ends such a stream.
 CONNECT_TIMEOUT_SECONDS = 10.0
 
+# HTTP/2 receive window per tablet stream and per tablet connection. grpclib's
+# default (4 MiB each) lets every tablet park 4 MiB in the gateway whenever the
+# gateway reads slower than the tablet sends: 256 MiB for 64 tablets. 256 KiB
+# still holds about ten ~27 KB vttablet responses in flight per tablet, enough
+# to keep a stream busy over a LAN, and bounds 64 tablets to 16 MiB.
+TABLET_WINDOW_BYTES = 256 * 1024
+
 VSTREAM = "/queryservice.Query/VStream"
 STREAM_HEALTH = "/queryservice.Query/StreamHealth"
 
@@ -71,20 +83,29 @@ class TabletChannels:
     """grpclib channels, one per tablet address, shared by every stream to it.
 
     Channels are created on first use (inside asyncio) and closed by
-    :func:`open_tablet_channels` when its block ends.
+    :func:`open_tablet_channels` when its block ends. Each receives with
+    HTTP/2 windows of ``window_bytes`` per stream and per connection.
     """
 
-    def __init__(self, connect_timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        window_bytes: int = TABLET_WINDOW_BYTES,
+    ) -> None:
         self.connect_timeout = connect_timeout
         self._channels: dict[str, Channel] = {}
         self._codec = RawCodec()
+        self._config = Configuration(
+            http2_connection_window_size=window_bytes,
+            http2_stream_window_size=window_bytes,
+        )
 
     def channel(self, address: str) -> Channel:
         """The channel for ``host:port``. Must be called from asyncio."""
         channel = self._channels.get(address)
         if channel is None:
             host, _, port = address.rpartition(":")
-            channel = Channel(host.strip("[]"), int(port), codec=self._codec)
+            channel = Channel(host.strip("[]"), int(port), codec=self._codec, config=self._config)
             self._channels[address] = channel
         return channel
 
@@ -100,12 +121,13 @@ class TabletChannels:
 @asynccontextmanager
 async def open_tablet_channels(
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    window_bytes: int = TABLET_WINDOW_BYTES,
 ) -> AsyncIterator[TabletChannels]:
     """A channel pool that closes its connections when the block ends.
 
     Needs a running ``trio_asyncio`` loop.
     """
-    channels = TabletChannels(connect_timeout)
+    channels = TabletChannels(connect_timeout, window_bytes)
     try:
         yield channels
     finally:
@@ -190,12 +212,13 @@ class GrpcTabletSource:
         reply_type: type,
         convert: Callable[[Any], T],
     ) -> AsyncIterator[AsyncIterator[T]]:
-        # The asyncio side only ever awaits asyncio things (the call and this
-        # queue). If it awaited a Trio call instead, a cancel arriving just as
-        # that call finished would be lost (trio-asyncio resolves the future
-        # with the call's result), and the task would go on waiting for the
-        # tablet, which Trio, waiting for the task, could not interrupt.
-        queue: asyncio.Queue[T | _End] = asyncio.Queue(RESPONSES_AHEAD)
+        # The asyncio side only ever awaits asyncio things (the call and the
+        # handoff's asyncio future). If it awaited a Trio call instead, a cancel
+        # arriving just as that call finished would be lost (trio-asyncio
+        # resolves the future with the call's result), and the task would go on
+        # waiting for the tablet, which Trio, waiting for the task, could not
+        # interrupt.
+        handoff: Handoff[T | _End] = Handoff(RESPONSES_AHEAD)
         body_error: Exception | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
@@ -205,14 +228,15 @@ class GrpcTabletSource:
                 request_type,
                 reply_type,
                 convert,
-                queue,
+                handoff,
             )
             try:
-                yield _Replies(queue, self._error)
+                yield _Replies(handoff, self._error)
             except Exception as exc:
                 # Kept aside so the caller gets its own exception back, not a group.
                 body_error = exc
             finally:
+                handoff.abandon()
                 nursery.cancel_scope.cancel()
         if body_error is not None:
             raise body_error
@@ -224,9 +248,9 @@ class GrpcTabletSource:
         request_type: type,
         reply_type: type,
         convert: Callable[[Any], T],
-        queue: asyncio.Queue[T | _End],
+        handoff: Handoff[T | _End],
     ) -> None:
-        """asyncio: run one server-streaming call, queueing each reply, then the end."""
+        """asyncio: run one server-streaming call, handing over each reply, then the end."""
         failure: BaseException | None = None
         try:
             channel = self._channels.channel(self._address)
@@ -235,10 +259,15 @@ class GrpcTabletSource:
                 async with asyncio.timeout(self._channels.connect_timeout):
                     await stream.send_message(request, end=True)
                 async for reply in stream:
-                    await queue.put(convert(reply))
+                    await handoff.put_in_asyncio(convert(reply))
+        except trio.BrokenResourceError:
+            return  # the Trio side left; it cancels this task too
         except Exception as exc:  # every transport and tablet failure ends the replies
             failure = exc
-        await queue.put(_End(failure))
+        try:
+            await handoff.put_in_asyncio(_End(failure))
+        except trio.BrokenResourceError:
+            pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +278,7 @@ class _End:
 
 
 class _Replies(AsyncIterator[T]):
-    """Iterates the replies (one crossing each); ends when the call ends.
+    """Iterates the replies (no crossing per reply); ends when the call ends.
 
     Raises the call's failure as a VStreamError once the replies before it
     are consumed.
@@ -257,10 +286,10 @@ class _Replies(AsyncIterator[T]):
 
     def __init__(
         self,
-        queue: asyncio.Queue[T | _End],
+        handoff: Handoff[T | _End],
         translate: Callable[[BaseException], VStreamError],
     ) -> None:
-        self._get = trio_asyncio.aio_as_trio(queue.get)
+        self._get = handoff.get_in_trio
         self._translate = translate
         self._done = False
 
