@@ -1,36 +1,40 @@
-"""The one crossing between grpclib (asyncio) and the Trio sessions.
+"""The crossings between grpclib (asyncio) and the Trio sessions.
 
 A grpclib handler is an asyncio coroutine. It enters Trio once per call with
 :func:`to_trio` and stays there for the whole session; responses travel back
-to asyncio through :func:`pump_responses`:
+to asyncio through :func:`pump_responses`, whose asyncio writer is started
+once per session (one more crossing) and takes batches off a
+:class:`~vsmux.sources.handoff.Handoff`:
 
-    session ──send(batch)──▶ [bounded memory channel] ──writer──▶ asyncio write(bodies)
+    session ──send(batch)──▶ [Handoff, bounded] ──asyncio writer──▶ write(bodies)
 
 Rules this module keeps:
 
-- Whole batches cross, never single events: the writer takes every batch
-  that is queued and hands them to asyncio in ONE crossing (a crossing costs
-  tens of microseconds; an event costs well under one).
-- The channel holds at most ``BRIDGE_QUEUE_BATCHES`` batches. When it is full
-  the session's ``send`` blocks, so a slow client pushes back on the shard
-  streamers and, through them, on the tablets.
+- No crossing per response or per batch: the session queues a batch with a
+  synchronous append, and the writer (asyncio) takes every batch queued in
+  one go and writes them. A side waits on its own loop's primitive, and only
+  when it must: the writer when nothing is queued, the session when
+  ``BRIDGE_QUEUE_BATCHES`` batches are (a slow client pushes back on the
+  shard streamers and, through them, on the tablets).
 - The session ending (normally or with an error) lets the writer flush what
   is queued first; the error is raised after that.
 - Cancellation (client gone, deadline, server closing) cancels the session
   and the writer at once; nothing is written afterwards and no task outlives
-  the call.
+  the call. The writer only awaits asyncio things (the handoff's future and
+  ``write``), so cancelling it always ends it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 import trio_asyncio
 
 from vsmux.core.metrics import Metrics
 from vsmux.errors import Code, VStreamError
+from vsmux.sources.handoff import Handoff
 
 __all__ = [
     "BRIDGE_QUEUE_BATCHES",
@@ -44,10 +48,10 @@ T = TypeVar("T")
 
 # Batches queued between a session and its writer. Each batch is one `send` of
 # the session (one or a few whole units, each response at most
-# max_response_bytes). The writer drains the whole queue per crossing, so a
-# deeper queue would not save crossings; it would only hold more memory per
+# max_response_bytes). The writer takes the whole queue per wakeup, so a
+# deeper queue would not save wakeups; it would only hold more memory per
 # slow client. Four lets the session prepare the next units while the writer
-# is inside asyncio, and keeps the worst case near 4 x the response limit.
+# waits on the transport, and keeps the worst case near 4 x the response limit.
 BRIDGE_QUEUE_BATCHES = 4
 
 # What a session ends with when the server is told to stop.
@@ -96,54 +100,56 @@ async def pump_responses(
     immediately.
     """
     gauges = metrics.gateway if metrics is not None else None
-    send_channel, receive_channel = trio.open_memory_channel[list[bytes]](queue_batches)
-    write_in_asyncio: Callable[[list[bytes]], Awaitable[Any]] = trio_asyncio.aio_as_trio(write)
+    handoff: Handoff[list[bytes]] = Handoff(queue_batches)
     failure: BaseException | None = None
     write_failure: BaseException | None = None
     stopped = False
-    queued = 0  # batches in the channel; mirrored into the gateway-wide gauge
+    queued = 0  # batches in the handoff; mirrored into the gateway-wide gauge
 
     async def send(bodies: list[bytes]) -> None:
         nonlocal queued
         if not bodies:
             return
-        # Counted before the send: the writer may take the batch before
+        # Counted before the put: the writer may take the batch before
         # `send` returns.
         queued += 1
         if gauges is not None:
             gauges[QUEUE_DEPTH] += 1
         try:
-            await send_channel.send(bodies)
+            await handoff.put_in_trio(bodies)
         except BaseException:
             queued -= 1
             if gauges is not None:
                 gauges[QUEUE_DEPTH] -= 1
             raise
 
-    async def writer(cancel_all: trio.CancelScope) -> None:
+    async def write_queued() -> None:
+        # asyncio, for the whole session: never awaits Trio.
         nonlocal write_failure, queued
-        async with receive_channel:
-            async for first in receive_channel:
-                bodies = list(first)
-                taken = 1
-                while True:
-                    try:
-                        bodies.extend(receive_channel.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    taken += 1
-                queued -= taken
-                if gauges is not None:
-                    gauges[QUEUE_DEPTH] -= taken
-                try:
-                    await write_in_asyncio(bodies)
-                except Exception as exc:  # the transport's errors, whatever they are
-                    write_failure = exc
-                    cancel_all.cancel()
-                    return
-                if gauges is not None:
-                    gauges[RESPONSES_SENT] += len(bodies)
-                    gauges[BYTES_SENT] += sum(len(body) for body in bodies)
+        while True:
+            try:
+                batches = await handoff.get_all_in_asyncio()
+            except trio.EndOfChannel:
+                return
+            queued -= len(batches)
+            if gauges is not None:
+                gauges[QUEUE_DEPTH] -= len(batches)
+            bodies = batches[0] if len(batches) == 1 else [b for batch in batches for b in batch]
+            try:
+                await write(bodies)
+            except Exception as exc:  # the transport's errors, whatever they are
+                # The Trio writer cancels the session when this returns; a send
+                # waiting for room stays blocked until then.
+                write_failure = exc
+                return
+            if gauges is not None:
+                gauges[RESPONSES_SENT] += len(bodies)
+                gauges[BYTES_SENT] += sum(len(body) for body in bodies)
+
+    async def writer(cancel_all: trio.CancelScope) -> None:
+        await trio_asyncio.aio_as_trio(write_queued)()
+        if write_failure is not None:
+            cancel_all.cancel()
 
     async def watch_stop(run_scope: trio.CancelScope, stop_event: trio.Event) -> None:
         nonlocal stopped
@@ -158,7 +164,7 @@ async def pump_responses(
             # so no exception group forms here: the writer and the stop watcher
             # never raise, and the body's error is re-raised once the writer
             # has flushed.
-            async with send_channel, trio.open_nursery() as run_nursery:
+            async with trio.open_nursery() as run_nursery:
                 if stop is not None:
                     run_nursery.start_soon(watch_stop, run_nursery.cancel_scope, stop)
                 try:
@@ -166,6 +172,7 @@ async def pump_responses(
                 except Exception as exc:
                     failure = exc
                 finally:
+                    handoff.close()
                     run_nursery.cancel_scope.cancel()
     finally:
         if gauges is not None:
