@@ -35,7 +35,7 @@ from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import vtgate
 from vsmux.server.bridge import SHUTTING_DOWN, ClientGone, pump_responses, to_trio
 from vsmux.server.execute import TableCatalog, answer_execute
-from vsmux.server.status import count_events, grpc_status, summarize_request
+from vsmux.server.status import grpc_status, summarize_request
 from vsmux.sources.rawcodec import RawMessage
 
 __all__ = ["ACTIVE_SESSIONS", "RunVStream", "VitessService"]
@@ -51,13 +51,17 @@ _INTERNAL_MESSAGE = "internal error in vsmux; the gateway log has the details"
 
 
 class _SessionTally:
-    """What one session sent, for its end-of-session log line."""
+    """What one session sent, for its end-of-session log line.
 
-    __slots__ = ("bytes", "events", "responses")
+    Responses and bytes only: counting events would mean walking every
+    response body again after the sender packed it. Events sent per shard
+    are in the metrics (``VStreamsEventsStreamed``).
+    """
+
+    __slots__ = ("bytes", "responses")
 
     def __init__(self) -> None:
         self.responses = 0
-        self.events = 0
         self.bytes = 0
 
 
@@ -117,12 +121,11 @@ class VitessService:
         outcome = "ok"
 
         async def write(bodies: list[bytes]) -> None:
-            # asyncio side of the bridge: one call per crossing, many responses.
+            # asyncio side of the bridge: every batch queued since the last call.
             for body in bodies:
                 await stream.send_message(body)
                 tally.responses += 1
                 tally.bytes += len(body)
-                tally.events += count_events(body)
 
         try:
             if self._stopping.is_set():
@@ -144,13 +147,11 @@ class VitessService:
             raise GRPCError(Status.INTERNAL, _INTERNAL_MESSAGE) from None
         finally:
             log.info(
-                "vstream end session=%d peer=%s duration=%.3fs responses=%d events=%d "
-                "bytes=%d outcome=%s",
+                "vstream end session=%d peer=%s duration=%.3fs responses=%d bytes=%d outcome=%s",
                 session_id,
                 peer,
                 time.monotonic() - started,
                 tally.responses,
-                tally.events,
                 tally.bytes,
                 outcome,
             )

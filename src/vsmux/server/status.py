@@ -6,7 +6,7 @@ from grpclib.const import Status
 
 from vsmux.proto import topodata, vtgate, vtrpc
 
-__all__ = ["count_events", "grpc_status", "summarize_request"]
+__all__ = ["grpc_status", "summarize_request"]
 
 
 def grpc_status(code: vtrpc.Code) -> Status:
@@ -25,27 +25,6 @@ def grpc_status(code: vtrpc.Code) -> Status:
         return Status(value)
     except ValueError:
         return Status.UNKNOWN
-
-
-def count_events(body: bytes) -> int:
-    """How many VEvents an encoded VStreamResponse body holds (records are skipped, not read)."""
-    count = 0
-    pos = 0
-    end = len(body)
-    while pos < end:
-        pos += 1  # the 0x0a key of `repeated VEvent events = 1`
-        length = 0
-        shift = 0
-        while True:
-            b = body[pos]
-            pos += 1
-            length |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        pos += length
-        count += 1
-    return count
 
 
 def _tablet_type_name(request: vtgate.VStreamRequest) -> str:
