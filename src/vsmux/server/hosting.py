@@ -3,8 +3,10 @@
 grpclib is asyncio-only. vsmux runs one asyncio loop inside Trio with
 trio-asyncio, so the whole program is a Trio program: ``open_grpc_server``
 must be entered inside ``trio_asyncio.open_loop()``. Handlers run as asyncio
-coroutines; they enter Trio with ``trio_asyncio.trio_as_aio`` and should move
-whole batches per crossing (see ``vsmux.server.bridge``).
+coroutines; they enter Trio once per call with ``trio_asyncio.trio_as_aio``
+and pass data between the loops through a
+:class:`~vsmux.sources.handoff.Handoff`, never with a crossing per message
+(see ``vsmux.server.bridge``).
 """
 
 from __future__ import annotations
