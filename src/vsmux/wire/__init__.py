@@ -2,6 +2,7 @@
 
 - :mod:`~vsmux.wire.frames`: :class:`Frame`, splitting and joining responses.
 - :mod:`~vsmux.wire.rename`: ``keyspace.table`` names without decoding rows.
+- :mod:`~vsmux.wire.pack`: frames into client responses, renaming as they are written.
 - :mod:`~vsmux.wire.header`, :mod:`~vsmux.wire.lite`: splitting and header
   reads through protobuf's C parser with cut-down classes.
 - :mod:`~vsmux.wire.codec`: frames to and from generated message classes.
@@ -16,10 +17,10 @@ from vsmux.wire.errors import FrameError
 from vsmux.wire.frames import (
     Frame,
     encode_response,
-    pack_responses,
     record_size,
     split_response,
 )
+from vsmux.wire.pack import ResponsePacker, pack_responses
 from vsmux.wire.rename import rename_table
 from vsmux.wire.scan import Header
 
@@ -27,6 +28,7 @@ __all__ = [
     "Frame",
     "FrameError",
     "Header",
+    "ResponsePacker",
     "decode_event",
     "encode_response",
     "frame_of",

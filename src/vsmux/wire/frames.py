@@ -8,7 +8,7 @@ first use. Malformed bytes raise :class:`FrameError` and nothing else.
 Both ``binlogdata.VStreamResponse`` and ``vtgate.VStreamResponse`` are
 ``repeated VEvent events = 1``, so a response body is a run of
 ``0x0a <varint length> <event bytes>`` records; :func:`split_response`,
-:func:`encode_response` and :func:`pack_responses` convert between that and
+:func:`encode_response` (and :mod:`vsmux.wire.pack`) convert between that and
 frames.
 
 This module is the per-event hot path, so it trades a little elegance for
@@ -20,7 +20,7 @@ read eagerly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from google.protobuf.message import DecodeError
 
@@ -35,7 +35,6 @@ __all__ = [
     "FrameError",
     "Header",
     "encode_response",
-    "pack_responses",
     "record_size",
     "split_response",
 ]
@@ -83,15 +82,16 @@ class Frame:
         return f"Frame(type={self.type}, {len(self.raw)} bytes)"
 
 
-# RECORD_PREFIX[n] is the key and length written before an n-byte event.
-_RECORD_PREFIX: list[bytes] = [b"\x0a" + v for v in VARINT]
+# RECORD_PREFIX[n] is the key and length written before an n-byte event
+# (shared with vsmux.wire.pack).
+RECORD_PREFIX: list[bytes] = [b"\x0a" + v for v in VARINT]
 
 
 _parse_events = events_class().FromString
 
 
 def _prefix(n: int) -> bytes:
-    return _RECORD_PREFIX[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
+    return RECORD_PREFIX[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
 
 
 def record_size(frame: Frame) -> int:
@@ -127,40 +127,10 @@ def encode_response(frames: Iterable[Frame]) -> bytes:
     """An encoded VStreamResponse holding ``frames`` in order."""
     parts: list[bytes] = []
     append = parts.append
-    prefixes = _RECORD_PREFIX
+    prefixes = RECORD_PREFIX
     for frame in frames:
         raw = frame.raw
         n = len(raw)
         append(prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n))
         append(raw)
     return b"".join(parts)
-
-
-def pack_responses(frames: Sequence[Frame], max_bytes: int) -> list[bytes]:
-    """Encoded VStreamResponse bodies holding ``frames`` in order.
-
-    Each body is at most ``max_bytes`` long, except that a frame too large to
-    fit on its own goes alone in its own body (splitting an event is not
-    possible; the client then decides whether it can take it). No frames give
-    no bodies.
-    """
-    if max_bytes <= 0:
-        raise ValueError(f"max_bytes must be positive, not {max_bytes}")
-    bodies: list[bytes] = []
-    parts: list[bytes] = []
-    size = 0
-    prefixes = _RECORD_PREFIX
-    for frame in frames:
-        raw = frame.raw
-        n = len(raw)
-        prefix = prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
-        size += len(prefix) + n
-        if size > max_bytes and parts:
-            bodies.append(b"".join(parts))
-            parts = []
-            size = len(prefix) + n
-        parts.append(prefix)
-        parts.append(raw)
-    if parts:
-        bodies.append(b"".join(parts))
-    return bodies

@@ -28,13 +28,16 @@ from vsmux.wire.frames import Frame
 from vsmux.wire.scan import skip_field
 from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint, read_varint
 
-__all__ = ["rename_table"]
+__all__ = ["RENAMED_TYPES", "rename_table", "renamed_parts"]
 
 _ROW = 12
 _FIELD = 13
 _ROW_EVENT_KEY = 0x2A  # field 5, wire type 2
 _FIELD_EVENT_KEY = 0x32  # field 6, wire type 2
 _TABLE_NAME_KEY = 0x0A  # field 1, wire type 2
+
+#: The event types whose table name gets the keyspace prefix.
+RENAMED_TYPES = frozenset((_ROW, _FIELD))
 
 # keyspace -> encoded old table_name field -> encoded new table_name field.
 # Table names repeat endlessly, so this saves the encode and concatenation per
@@ -78,20 +81,18 @@ _FAST = {
 }
 
 
-def rename_table(frame: Frame, keyspace: str) -> Frame:
-    """``frame`` with its table name prefixed by ``keyspace.`` (FIELD and ROW only).
+def renamed_parts(kind: int, raw: bytes, keyspace: str) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The renamed event ``raw`` as four pieces to concatenate, or None if it has no name.
 
-    Other event types, and FIELD/ROW events without a sub-message, are
-    returned unchanged (the same object). The header of the new frame is the
-    same as the old one's.
+    ``kind`` must be ROW or FIELD. The pieces are the bytes before the
+    sub-message's length, its new length, the new ``table_name`` field and the
+    rest of the event; callers join them (:func:`rename_table`) or write them
+    straight into a response (:class:`vsmux.wire.pack.ResponsePacker`).
+    Raises :class:`FrameError` for malformed bytes.
     """
-    kind = frame.type
-    if kind != _ROW and kind != _FIELD:
-        return frame
-    raw = frame.raw
     match = _FAST[kind](raw)
     if match is None:
-        return _rename_walk(frame, keyspace)
+        return _parts_walk(kind, raw, keyspace)
     name_start = match.end()
     # The sub-message's length ends 3 bytes before the name; it is two bytes
     # long when the byte before that is a continuation (the key is < 0x80).
@@ -105,36 +106,45 @@ def rename_table(frame: Frame, keyspace: str) -> Frame:
     # The sub-message starts at name_start - 2. If the name does not fit in it
     # the bytes only looked like the usual layout; the walk sorts that out.
     if name_end > name_start - 2 + length or name_start - 2 + length > len(raw):
-        return _rename_walk(frame, keyspace)
+        return _parts_walk(kind, raw, keyspace)
     old_field = raw[name_start - 2 : name_end]
     try:
         new_field = _cache[keyspace][old_field]
     except KeyError:
         new_field = _new_name_field(keyspace, old_field)
     length += len(new_field) - len(old_field)
-    return Frame(
-        kind,
-        b"".join(
-            (
-                raw[:pos],
-                VARINT[length] if length < TABLE_LIMIT else encode_varint(length),
-                new_field,
-                raw[name_end:],
-            )
-        ),
-        frame._header,
+    return (
+        raw[:pos],
+        VARINT[length] if length < TABLE_LIMIT else encode_varint(length),
+        new_field,
+        raw[name_end:],
     )
 
 
-def _rename_walk(frame: Frame, keyspace: str) -> Frame:
-    """:func:`rename_table` for any layout, walking the event field by field."""
-    want = _ROW_EVENT_KEY if frame.type == _ROW else _FIELD_EVENT_KEY
-    raw = frame.raw
+def rename_table(frame: Frame, keyspace: str) -> Frame:
+    """``frame`` with its table name prefixed by ``keyspace.`` (FIELD and ROW only).
+
+    Other event types, and FIELD/ROW events without a sub-message, are
+    returned unchanged (the same object). The header of the new frame is the
+    same as the old one's.
+    """
+    kind = frame.type
+    if kind != _ROW and kind != _FIELD:
+        return frame
+    parts = renamed_parts(kind, frame.raw, keyspace)
+    if parts is None:
+        return frame
+    return Frame(kind, b"".join(parts), frame._header)
+
+
+def _parts_walk(kind: int, raw: bytes, keyspace: str) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """:func:`renamed_parts` for any layout, walking the event field by field."""
+    want = _ROW_EVENT_KEY if kind == _ROW else _FIELD_EVENT_KEY
     end = len(raw)
     pos = 0
     while raw[pos : pos + 1] != bytes((want,)):  # bounded: skip_field advances or raises
         if pos >= end:
-            return frame
+            return None
         pos = skip_field(raw, pos, end)
     length, start = read_varint(raw, pos + 1)
     stop = start + length
@@ -150,8 +160,4 @@ def _rename_walk(frame: Frame, keyspace: str) -> Frame:
     old_field = raw[start:name_end]
     new_field = _cache.get(keyspace, {}).get(old_field) or _new_name_field(keyspace, old_field)
     length += len(new_field) - len(old_field)
-    return Frame(
-        frame.type,
-        b"".join((raw[: pos + 1], encode_varint(length), new_field, raw[name_end:])),
-        frame._header,
-    )
+    return raw[: pos + 1], encode_varint(length), new_field, raw[name_end:]
