@@ -34,6 +34,8 @@ class Parcel:
     key: ShardKey
     labels: Labels
     units: list[Unit]
+    # Alias of the tablet the units came from, for error messages.
+    tablet: str = ""
 
 
 @dataclass(slots=True, eq=False)

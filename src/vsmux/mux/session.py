@@ -93,6 +93,7 @@ class _Session:
             gateway.metrics,
             max_response_bytes=settings.max_response_bytes,
             heartbeat_interval=float(flags.heartbeat_interval),
+            rename_tables=not flags.exclude_keyspace_from_table_name,
         )
         self._ctx = ctx
         # Bounded so a slow client pushes back on the streamers and so on the

@@ -64,6 +64,8 @@ class ShardStreamer:
         # True once a piece of a chunked transaction went into the channel.
         self._sent_partial = False
         self._health_failure: VStreamError | None = None
+        # Alias of the tablet being streamed from (named in the sender's errors).
+        self._tablet = ""
 
     async def run(self) -> None:
         """Stream until the shard's journal converges; raise VStreamError on failure."""
@@ -90,6 +92,7 @@ class ShardStreamer:
         while True:
             tablet = await ctx.picker.pick(keyspace, shard, policy.ignored_tablets)
             source = ctx.sources.source_for(tablet)
+            self._tablet = tablet.alias
             outcome = await self._attempt(source, policy)
             if isinstance(outcome, Unit):
                 await self._journal(outcome)
@@ -149,7 +152,8 @@ class ShardStreamer:
         flags = ctx.resolved.flags
         grouper = TransactionGrouper(
             self.key[0],
-            rename=not flags.exclude_keyspace_from_table_name,
+            # The sender renames FIELD/ROW tables while packing (one copy per event).
+            rename=False,
             chunk_size=max(flags.transaction_chunk_size, 0),
             forward_journals=flags.stop_on_reshard or flags.include_reshard_journal_events,
             concerns_stream=lambda journal: ctx.convergence.concerns(journal, self.key),
@@ -256,7 +260,7 @@ class ShardStreamer:
         if gate.owner is not None and gate.owner != self.key:
             await gate.wait_turn(self.key)
         # No checkpoint between the gate check and the item entering the channel.
-        await self._channel.send(Parcel(self.key, self._labels, units))
+        await self._channel.send(Parcel(self.key, self._labels, units, self._tablet))
 
     async def _journal(self, unit: Unit) -> None:
         """Stop at a converging journal; the last participant swaps or stops."""

@@ -1,0 +1,223 @@
+"""The sender coalesces queued parcels into one client send, keeping every ordering rule."""
+
+from __future__ import annotations
+
+import trio
+from scripted import T, begin, commit, ev, row
+
+from vsmux.core.grouping import Unit
+from vsmux.core.metrics import Metrics
+from vsmux.core.positions import PositionBook
+from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
+from vsmux.mux.sender import MAX_PARCELS_PER_SEND, Sender
+from vsmux.proto import binlogdata
+from vsmux.wire import decode_event, pack_responses, split_response
+
+SHARDS = ["-40", "40-80", "80-"]
+
+
+def book(shards: list[str] = SHARDS) -> PositionBook:
+    return PositionBook(
+        binlogdata.ShardGtid(keyspace="ks", shard=s, gtid="MySQL56/x:1") for s in shards
+    )
+
+
+def parcel(shard: str, n: int, rows: int = 2) -> Parcel:
+    """One shard's transaction number ``n``: BEGIN, ROWs, GTID, COMMIT."""
+    frames = [begin(), *(row(f"t{n}", b"%d" % i) for i in range(rows))]
+    frames += [ev(T.GTID, gtid=f"MySQL56/{shard}:1-{n}", keyspace="ks", shard=shard), commit()]
+    return Parcel(("ks", shard), ("ks", shard, "PRIMARY"), [Unit(frames, [rows + 1])], "t1")
+
+
+class Recorder:
+    """A client: every ``send`` call's decoded responses, and what was true at the call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[list[binlogdata.VEvent]]] = []
+        self.bodies: list[list[bytes]] = []
+        self.times: list[float] = []
+        self.on_call: list[object] = []
+        self.probe: object = None
+        self.gate: trio.Event | None = None
+
+    async def __call__(self, bodies: list[bytes]) -> None:
+        self.bodies.append(bodies)
+        self.calls.append([[decode_event(f) for f in split_response(b)] for b in bodies])
+        self.times.append(trio.current_time())
+        self.on_call.append(self.probe() if callable(self.probe) else None)
+        if self.gate is not None:
+            await self.gate.wait()
+        await trio.lowlevel.checkpoint()
+
+    def events(self, call: int) -> list[binlogdata.VEvent]:
+        return [e for body in self.calls[call] for e in body]
+
+
+async def run_sender(
+    items: list[Item],
+    client: Recorder,
+    *,
+    positions: PositionBook | None = None,
+    max_bytes: int = 1 << 20,
+    interval: float = 0.0,
+    rename: bool = True,
+) -> Sender:
+    """Queue ``items``, close the channel, and run a sender over it to the end."""
+    send_channel, receive_channel = trio.open_memory_channel[Item](len(items) + 1)
+    async with send_channel:
+        for item in items:
+            send_channel.send_nowait(item)
+    sender = Sender(
+        positions if positions is not None else book(),
+        client,
+        Metrics(),
+        max_response_bytes=max_bytes,
+        heartbeat_interval=interval,
+        rename_tables=rename,
+    )
+    await sender.run(receive_channel)
+    return sender
+
+
+def transactions(events: list[binlogdata.VEvent]) -> list[tuple[str, list[int]]]:
+    """(shard, types) per transaction, cut at COMMIT: proves contiguity."""
+    out: list[tuple[str, list[int]]] = []
+    current: list[int] = []
+    shard = ""
+    for event in events:
+        current.append(int(event.type))
+        if event.type == T.VGTID:
+            shard = event.shard
+        if event.type == T.COMMIT:
+            out.append((shard, current))
+            current = []
+    assert current == []
+    return out
+
+
+async def test_queued_parcels_leave_in_one_send_in_order() -> None:
+    items: list[Item] = [parcel(s, n) for n in range(1, 4) for s in SHARDS]
+    client = Recorder()
+    await run_sender(items, client)
+    assert len(client.calls) == 1
+    assert len(client.calls[0]) == 1  # one response body
+    events = client.events(0)
+    tx = transactions(events)
+    assert [shard for shard, _ in tx] == SHARDS * 3
+    assert all(types == [T.BEGIN, T.ROW, T.ROW, T.VGTID, T.COMMIT] for _, types in tx)
+    # Tables are renamed while packing; the last VGTID carries every shard's last gtid.
+    assert {e.row_event.table_name for e in events if e.row_event} == {"ks.t1", "ks.t2", "ks.t3"}
+    last = [e for e in events if e.type == T.VGTID][-1]
+    assert last.vgtid is not None
+    assert [sg.gtid for sg in last.vgtid.shard_gtids] == [f"MySQL56/{s}:1-3" for s in SHARDS]
+
+
+async def test_exclude_keyspace_leaves_names_alone() -> None:
+    client = Recorder()
+    await run_sender([parcel("-40", 1)], client, rename=False)
+    assert {e.row_event.table_name for e in client.events(0) if e.row_event} == {"t1"}
+
+
+async def test_one_send_is_bounded_by_one_full_response() -> None:
+    one = len(b"".join(pack_responses(parcel("-40", 1).units[0].frames, 1 << 20)))
+    items: list[Item] = [parcel("-40", n) for n in range(1, 11)]
+    client = Recorder()
+    # Room for 2.5 transactions per response: a send stops once a body is full.
+    await run_sender(items, client, max_bytes=one * 5 // 2)
+    assert len(client.calls) > 1
+    for bodies in client.bodies:
+        assert len(bodies) <= 2
+        assert all(len(b) <= one * 5 // 2 for b in bodies)
+    all_events = [e for call in range(len(client.calls)) for e in client.events(call)]
+    assert [s for s, _ in transactions(all_events)] == ["-40"] * 10
+    # Every transaction has its VGTID right before its COMMIT (so never in a later
+    # body), and a parcel is never split over two sends: each send ends at a COMMIT.
+    assert all(types[-2:] == [T.VGTID, T.COMMIT] for _, types in transactions(all_events))
+    assert all(client.events(c)[-1].type == T.COMMIT for c in range(len(client.calls)))
+
+
+async def test_a_send_takes_at_most_the_parcel_cap() -> None:
+    count = MAX_PARCELS_PER_SEND + 5
+    items: list[Item] = [parcel("-40", n, rows=0) for n in range(1, count + 1)]
+    client = Recorder()
+    await run_sender(items, client)
+    per_call = [len(transactions(client.events(c))) for c in range(len(client.calls))]
+    assert per_call == [MAX_PARCELS_PER_SEND, 5]
+
+
+async def test_a_barrier_is_set_only_after_what_precedes_it_was_sent() -> None:
+    barrier = Barrier(trio.Event())
+    client = Recorder()
+    client.probe = barrier.delivered.is_set
+    items: list[Item] = [parcel("-40", 1), parcel("40-80", 1), barrier, parcel("80-", 1)]
+    await run_sender(items, client)
+    assert barrier.delivered.is_set()
+    # Both parcels before the barrier went in the first call, before it was set;
+    # the one after it in a second call.
+    assert client.on_call == [False, True]
+    assert [s for s, _ in transactions(client.events(0))] == ["-40", "40-80"]
+    assert [s for s, _ in transactions(client.events(1))] == ["80-"]
+
+
+async def test_a_barrier_waits_for_a_blocked_send() -> None:
+    barrier = Barrier(trio.Event())
+    client = Recorder()
+    client.gate = trio.Event()
+    send_channel, receive_channel = trio.open_memory_channel[Item](8)
+    sender = Sender(book(), client, Metrics(), max_response_bytes=1 << 20, heartbeat_interval=0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run, receive_channel)
+        send_channel.send_nowait(parcel("-40", 1))
+        send_channel.send_nowait(barrier)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(client.calls) == 1
+        assert not barrier.delivered.is_set()  # the client has not taken it yet
+        client.gate.set()
+        await barrier.delivered.wait()
+        await send_channel.aclose()
+    assert len(client.calls) == 1
+
+
+async def test_journal_swap_applies_after_earlier_parcels_were_sent() -> None:
+    positions = book(["-80", "80-"])
+    new = [binlogdata.ShardGtid(keyspace="ks", shard="-40", gtid="MySQL56/n:1")]
+    items: list[Item] = [
+        parcel("-80", 1),
+        JournalSwap([("ks", "-80")], new),
+        parcel("-40", 2),
+    ]
+    client = Recorder()
+    client.probe = lambda: positions.keys()
+    await run_sender(items, client, positions=positions)
+    assert client.on_call == [[("ks", "-80"), ("ks", "80-")], [("ks", "80-"), ("ks", "-40")]]
+    first = next(e for e in client.events(0) if e.type == T.VGTID)
+    second = next(e for e in client.events(1) if e.type == T.VGTID)
+    assert first.vgtid is not None and second.vgtid is not None
+    assert [sg.shard for sg in first.vgtid.shard_gtids] == ["-80", "80-"]
+    assert [sg.shard for sg in second.vgtid.shard_gtids] == ["80-", "-40"]
+
+
+async def test_stop_sends_what_precedes_it_and_nothing_after() -> None:
+    items: list[Item] = [parcel("-40", 1), parcel("40-80", 1), Stop(), parcel("80-", 1)]
+    client = Recorder()
+    await run_sender(items, client)
+    assert len(client.calls) == 1
+    assert [s for s, _ in transactions(client.events(0))] == ["-40", "40-80"]
+
+
+async def test_heartbeat_timer_restarts_at_the_coalesced_send(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    client = Recorder()
+    send_channel, receive_channel = trio.open_memory_channel[Item](8)
+    sender = Sender(book(), client, Metrics(), max_response_bytes=1 << 20, heartbeat_interval=2)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run, receive_channel)
+        await trio.sleep(1.5)
+        send_channel.send_nowait(parcel("-40", 1))
+        send_channel.send_nowait(parcel("40-80", 1))
+        await trio.sleep(4.0)  # until 5.5
+        await send_channel.aclose()
+    assert client.times == [1.5, 3.5, 5.5]
+    assert [len(transactions(client.events(0))), *(len(c) for c in client.calls[1:])] == [2, 1, 1]
+    assert [e.type for e in client.events(1)] == [T.HEARTBEAT]
