@@ -13,6 +13,7 @@ from vsmux.proto import binlogdata, query
 from vsmux.wire import (
     FrameError,
     Header,
+    ResponsePacker,
     decode_event,
     encode_response,
     pack_responses,
@@ -88,6 +89,32 @@ def test_split_rename_join_equals_decode_modify_encode(
 
 
 @EXAMPLES
+@given(
+    st.lists(st.lists(tablet_events, max_size=4), max_size=4),
+    names.filter(bool),  # an empty keyspace means "do not rename" to the packer
+    st.integers(min_value=1, max_value=600),
+)
+def test_split_and_fused_rename_packing_equals_decode_modify_encode(
+    batches: list[list[binlogdata.VEvent]], keyspace: str, max_bytes: int
+) -> None:
+    """The packer's fused rename, over several tablet responses, under any bound."""
+    packer = ResponsePacker(max_bytes)
+    for batch in batches:
+        packer.add(split_response(bytes(binlogdata.VStreamResponse(events=batch))), keyspace)
+    assert packer.events == sum(len(b) for b in batches)
+    full = packer.full
+    bodies = packer.take()
+    assert full == (len(bodies) > 1)
+    expected = decode_modify_encode([e for b in batches for e in b], keyspace)
+    # Byte for byte what decoding, renaming and re-encoding gives, cut only
+    # between events, each body within the bound unless it holds one event.
+    assert b"".join(bodies) == expected
+    for body in bodies:
+        assert len(body) <= max_bytes or len(split_response(body)) == 1
+    assert packer.take() == [] and packer.events == 0
+
+
+@EXAMPLES
 @given(events())
 def test_header_matches_the_decoded_event(event: binlogdata.VEvent) -> None:
     (frame,) = split_response(bytes(binlogdata.VStreamResponse(events=[event])))
@@ -126,6 +153,7 @@ def exercise(data: bytes) -> None:
         for operation in (
             frame.header,
             functools.partial(rename_table, frame, "ks"),
+            functools.partial(pack_responses, [frame], 100, "ks"),
             functools.partial(decode_event, frame),
         ):
             try:
