@@ -168,3 +168,43 @@ async def test_stream_health(aio_loop: None) -> None:
     assert report.serving
     assert report.realtime_stats is not None
     assert report.realtime_stats.replication_lag_seconds == 3
+
+
+class FloodingTablet(ScriptedTablet):
+    """Streams ``count`` responses of ~64 KiB as fast as flow control allows."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.sent = 0
+
+    async def v_stream(
+        self, message: binlogdata.VStreamRequest
+    ) -> AsyncIterator[binlogdata.VStreamResponse]:
+        big = binlogdata.VStreamResponse(
+            events=[binlogdata.VEvent(type=binlogdata.VEventType.OTHER, statement="x" * 65_000)]
+        )
+        for _ in range(self.count):
+            yield big
+            self.sent += 1  # grpclib asks for the next one once this one is written
+
+
+async def test_a_stalled_stream_holds_a_bounded_window_and_health_keeps_flowing(
+    aio_loop: None,
+) -> None:
+    tablet = FloodingTablet(count=64)  # ~4 MiB: grpclib's default windows would take it all
+    async with (
+        open_grpc_server([tablet]) as (_, port),
+        open_tablet_channels(stream_window_bytes=256 * 1024) as channels,
+    ):
+        source = channels.source(tablet_at(port))
+        async with source.vstream(REQUEST) as batches:
+            await batches.__anext__()  # then stop reading
+            # The health stream shares the connection: the stalled VStream must
+            # not have used up the connection's window.
+            with trio.fail_after(5):
+                async with source.stream_health() as reports:
+                    assert (await reports.__anext__()).serving
+            # Written by the tablet: one taken, one in the handoff, one being
+            # read, and what fits the 256 KiB stream window (4 responses).
+            assert tablet.sent <= 1 + 1 + 1 + 4 + 1

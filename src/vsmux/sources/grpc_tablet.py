@@ -48,7 +48,8 @@ from vsmux.wire import Frame, FrameError, split_response
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "RESPONSES_AHEAD",
-    "TABLET_WINDOW_BYTES",
+    "TABLET_CONNECTION_WINDOW_BYTES",
+    "TABLET_STREAM_WINDOW_BYTES",
     "GrpcTabletSource",
     "TabletChannels",
     "open_tablet_channels",
@@ -68,12 +69,19 @@ RESPONSES_AHEAD = 1
 # ends such a stream.
 CONNECT_TIMEOUT_SECONDS = 10.0
 
-# HTTP/2 receive window per tablet stream and per tablet connection. grpclib's
-# default (4 MiB each) lets every tablet park 4 MiB in the gateway whenever the
-# gateway reads slower than the tablet sends: 256 MiB for 64 tablets. 256 KiB
-# still holds about ten ~27 KB vttablet responses in flight per tablet, enough
-# to keep a stream busy over a LAN, and bounds 64 tablets to 16 MiB.
-TABLET_WINDOW_BYTES = 256 * 1024
+# HTTP/2 receive window of each tablet stream. grpclib's default (4 MiB) lets
+# every tablet park 4 MiB in the gateway whenever the gateway reads slower
+# than the tablet sends (a slow client, or a gateway slower than its tablets):
+# 256 MiB for 64 tablets. 256 KiB is about ten ~27 KB vttablet responses, and
+# covers the bandwidth-delay product of 1 Gbit/s at 2 ms round trip, so a
+# stream is not throttled on a LAN; 64 tablets park at most 16 MiB.
+TABLET_STREAM_WINDOW_BYTES = 256 * 1024
+
+# HTTP/2 receive window of each tablet connection, shared by every stream to
+# that tablet (VStreams and the health stream). Four stream windows: a VStream
+# the gateway has stopped reading fills its own window, a quarter of the
+# connection's, so the tablet's other streams keep flowing.
+TABLET_CONNECTION_WINDOW_BYTES = 4 * TABLET_STREAM_WINDOW_BYTES
 
 VSTREAM = "/queryservice.Query/VStream"
 STREAM_HEALTH = "/queryservice.Query/StreamHealth"
@@ -83,21 +91,23 @@ class TabletChannels:
     """grpclib channels, one per tablet address, shared by every stream to it.
 
     Channels are created on first use (inside asyncio) and closed by
-    :func:`open_tablet_channels` when its block ends. Each receives with
-    HTTP/2 windows of ``window_bytes`` per stream and per connection.
+    :func:`open_tablet_channels` when its block ends. Each stream receives
+    with an HTTP/2 window of ``stream_window_bytes``, each connection with
+    ``TABLET_CONNECTION_WINDOW_BYTES / TABLET_STREAM_WINDOW_BYTES`` times that.
     """
 
     def __init__(
         self,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
-        window_bytes: int = TABLET_WINDOW_BYTES,
+        stream_window_bytes: int = TABLET_STREAM_WINDOW_BYTES,
     ) -> None:
         self.connect_timeout = connect_timeout
         self._channels: dict[str, Channel] = {}
         self._codec = RawCodec()
+        streams_per_connection = TABLET_CONNECTION_WINDOW_BYTES // TABLET_STREAM_WINDOW_BYTES
         self._config = Configuration(
-            http2_connection_window_size=window_bytes,
-            http2_stream_window_size=window_bytes,
+            http2_stream_window_size=stream_window_bytes,
+            http2_connection_window_size=streams_per_connection * stream_window_bytes,
         )
 
     def channel(self, address: str) -> Channel:
@@ -121,13 +131,13 @@ class TabletChannels:
 @asynccontextmanager
 async def open_tablet_channels(
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
-    window_bytes: int = TABLET_WINDOW_BYTES,
+    stream_window_bytes: int = TABLET_STREAM_WINDOW_BYTES,
 ) -> AsyncIterator[TabletChannels]:
     """A channel pool that closes its connections when the block ends.
 
     Needs a running ``trio_asyncio`` loop.
     """
-    channels = TabletChannels(connect_timeout, window_bytes)
+    channels = TabletChannels(connect_timeout, stream_window_bytes)
     try:
         yield channels
     finally:
