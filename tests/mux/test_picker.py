@@ -247,6 +247,18 @@ async def test_every_candidate_ignored(autojump_clock: trio.abc.Clock) -> None:
     )
 
 
+async def test_has_candidates_ignores_health_but_not_the_ignore_list() -> None:
+    sick = FakeSource(tablet("zone1", 101), [])
+    other = FakeSource(tablet("zone1", 102), [])
+    _, picker = setup(sick, other)
+    assert picker.has_candidates("ks", "-80", frozenset())
+    assert picker.has_candidates("ks", "-80", frozenset({sick.tablet.alias}))
+    assert not picker.has_candidates(
+        "ks", "-80", frozenset({sick.tablet.alias, other.tablet.alias})
+    )
+    assert not picker.has_candidates("ks", "80-", frozenset())
+
+
 async def test_no_tablet_at_all(autojump_clock: trio.abc.Clock) -> None:
     _, picker = setup(cells=["zone7"])
     with pytest.raises(VStreamError) as info:

@@ -182,3 +182,54 @@ async def test_failure_mid_chunk_fails_cleanly(autojump_clock: trio.abc.Clock) -
     assert client.types()[0] == T.BEGIN and T.COMMIT not in client.types()
     assert len(other.requests) == 1
     assert cluster.open_streams() == 0
+
+
+async def test_a_lost_position_on_the_only_tablet_fails_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster = Cluster()
+    primary = cluster.scripted(
+        "ks", "-20", [[gtid("MySQL56/a:1-9"), commit()], 5.0, VStreamError(Code.UNKNOWN, PURGED)]
+    )
+    client = Client()
+    gateway = cluster.gateway(retry_backoff_initial=1.0)
+    with pytest.raises(VStreamError) as info:
+        await run_vstream(request(("ks", "-20", "current")), gateway, client)
+    # No backoff, no 90 s tablet pick: the tablet's own error as soon as it came.
+    assert trio.current_time() == 5.0
+    assert info.value.code == Code.UNKNOWN
+    assert info.value.message == (
+        f"vstream for ks/-20 cannot continue: PRIMARY tablet {primary.tablet.alias} does not "
+        f"have the stream's position: {PURGED}; no other tablet can serve it, so restart the "
+        'stream from a newer position (a later vgtid, or "current") or copy the tables again'
+    )
+    assert client.types() == [T.VGTID, T.COMMIT]
+    assert len(primary.requests) == 1
+    assert cluster.open_streams() == 0
+
+
+async def test_every_replica_losing_the_position_fails_with_the_last_error(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster = Cluster()
+    mismatch = VStreamError(Code.INVALID_ARGUMENT, "GTIDSet Mismatch: a:1-9 vs a:1-3")
+    a = cluster.scripted("ks", "-20", tablet_type=REPLICA)
+    b = cluster.scripted("ks", "-20", tablet_type=REPLICA)
+    a.attempts = b.attempts = [[2.0, mismatch], [3.0, VStreamError(Code.UNKNOWN, PURGED)]]
+    gateway = cluster.gateway(retry_backoff_initial=0.0)
+    with pytest.raises(VStreamError) as info:
+        await run_vstream(request(("ks", "-20", "current"), tablet_type=REPLICA), gateway, Client())
+    # 2 s on the first tablet, a zero backoff, 3 s on the second: then at once.
+    assert trio.current_time() == 5.0
+    assert info.value.code == Code.UNKNOWN
+    assert (len(a.requests), len(b.requests)) == (1, 1)
+    # The error names the tablet that failed last and the one ruled out before it.
+    x, y = a.tablet.alias, b.tablet.alias
+    assert any(
+        info.value.message.startswith(
+            f"vstream for ks/-20 cannot continue: REPLICA tablet {last} does not have the "
+            f"stream's position (nor do {earlier}): {PURGED}; "
+        )
+        for last, earlier in ((x, y), (y, x))
+    )
+    assert cluster.open_streams() == 0

@@ -27,7 +27,7 @@ from vsmux.proto import topodata
 from vsmux.sources.base import ShardSource, SourceDirectory
 from vsmux.topology.model import TabletInfo, Topology
 
-__all__ = ["TabletPicker", "watch_health"]
+__all__ = ["TabletPicker", "position_lost", "watch_health"]
 
 
 # Floor for the interval between pick attempts, so a zero setting cannot turn
@@ -100,6 +100,27 @@ class TabletPicker:
             f"no healthy {type_name(self._tablet_type)} tablet for {keyspace}/{shard} "
             f"in cells {','.join(self._cells)} after {settings.tablet_pick_timeout:g}s: "
             + "; ".join(reasons),
+        )
+
+    def has_candidates(self, keyspace: str, shard: str, ignore: frozenset[str]) -> bool:
+        """Whether the topology has a tablet for ``keyspace/shard`` outside ``ignore``.
+
+        Healthy or not: this answers only "is there anything left to try", so
+        a streamer whose every tablet lacks its position can fail at once
+        instead of waiting ``tablet_pick_timeout`` for a tablet that cannot
+        appear by waiting.
+        """
+        return bool(
+            candidates(
+                self._topology,
+                keyspace,
+                shard,
+                self._tablet_type,
+                self._cells,
+                self._cell_preference,
+                self._settings.cell,
+                ignore,
+            )
         )
 
     async def _attempt(
@@ -177,6 +198,30 @@ class TabletPicker:
                 return f"failed its health check: {err.message}"
             return "ended its health stream without a report"
         return f"sent no health report within {self._probe_timeout:g}s"
+
+
+def position_lost(
+    keyspace: str,
+    shard: str,
+    tablet_type: topodata.TabletType,
+    tablet_alias: str,
+    error: VStreamError,
+    ignored: frozenset[str],
+) -> VStreamError:
+    """The error for a shard whose every tablet lacks the stream's position.
+
+    It keeps the tablet's own code and message (binlogs purged, GTIDSet
+    mismatch) and says what the client can do about it.
+    """
+    others = sorted(ignored - {tablet_alias})
+    also = f" (nor do {', '.join(others)})" if others else ""
+    return VStreamError(
+        error.code,
+        f"vstream for {keyspace}/{shard} cannot continue: {type_name(tablet_type)} tablet "
+        f"{tablet_alias} does not have the stream's position{also}: {error.message}; "
+        "no other tablet can serve it, so restart the stream from a newer position "
+        '(a later vgtid, or "current") or copy the tables again',
+    )
 
 
 def _first_healthy(verdicts: list[_Verdict]) -> int | None:

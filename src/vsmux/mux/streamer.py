@@ -6,7 +6,10 @@ at the skew and chunk gates, and sends whole units into its clone of the
 request's channel. A StreamHealth watcher runs beside the stream and
 abandons a tablet that turns bad.
 
-Failures follow :class:`vsmux.core.retry.ShardRetryPolicy`. Before a retry
+Failures follow :class:`vsmux.core.retry.ShardRetryPolicy`. When a failure
+that rules a tablet out (it lacks the position) leaves no tablet to try, the
+request fails at once with that tablet's error rather than after the
+picker's timeout. Before a retry
 the streamer waits until everything it already queued is delivered (a
 :class:`~vsmux.mux.items.Barrier`), then restarts from the position book, so
 nothing is lost or sent twice. A failure after part of a chunked transaction
@@ -32,7 +35,7 @@ from vsmux.core.retry import RetryAction, ShardRetryPolicy, ended_unexpectedly
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.context import RequestContext
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
-from vsmux.mux.picker import watch_health
+from vsmux.mux.picker import position_lost, watch_health
 from vsmux.proto import binlogdata, query
 from vsmux.sources.base import ShardSource
 from vsmux.wire import FrameError
@@ -109,6 +112,18 @@ class ShardStreamer:
             decision = policy.failure(outcome, tablet.alias)
             if decision.action is RetryAction.FAIL:
                 raise decision.error
+            if decision.action is RetryAction.RETRY_OTHER_TABLET and not ctx.picker.has_candidates(
+                keyspace, shard, policy.ignored_tablets
+            ):
+                # Waiting cannot bring the position back: report the tablet's own error now.
+                raise position_lost(
+                    keyspace,
+                    shard,
+                    ctx.resolved.tablet_type,
+                    tablet.alias,
+                    outcome,
+                    policy.ignored_tablets,
+                )
             await self._drain()
             await trio.sleep(decision.delay)
 
