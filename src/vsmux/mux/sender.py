@@ -136,7 +136,7 @@ class Sender:
         book = self.book
         key = parcel.key
         packer = self._packer
-        keyspace = key[0] if self._rename else ""
+        keyspace = key[0] if self._rename else None
         before = packer.events
         last: Frame | None = None
         for unit in parcel.units:

@@ -20,8 +20,7 @@ from vsmux.wire.frames import (
     record_size,
     split_response,
 )
-from vsmux.wire.pack import ResponsePacker, pack_responses
-from vsmux.wire.rename import rename_table
+from vsmux.wire.pack import ResponsePacker, pack_responses, rename_table
 from vsmux.wire.scan import Header
 
 __all__ = [

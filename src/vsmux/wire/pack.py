@@ -7,11 +7,13 @@ Frames keep their order, so a VGTID packed before its COMMIT reaches the
 client in the same or an earlier body.
 
 With a keyspace, FIELD and ROW events get ``<keyspace>.`` in front of their
-table name as they are written: the renamed event's pieces (from
-:func:`vsmux.wire.rename.renamed_parts`, the one implementation of that
-rewrite) go straight into the body after a record prefix carrying the new
-length. Each ROW is therefore copied once, into the body, with no renamed
-intermediate bytes and no new :class:`~vsmux.wire.frames.Frame`.
+table name as they are written (see :mod:`vsmux.wire.rename` for the byte
+layout): the record prefix with the new length, the bytes before the
+sub-message's length, its new length, the cached new name field and the rest
+of the event go straight into the body. Each ROW is copied once, into the
+body, with no renamed intermediate bytes and no new
+:class:`~vsmux.wire.frames.Frame`. This is the one implementation of the
+rewrite; :func:`rename_table` runs it on a single frame.
 """
 
 from __future__ import annotations
@@ -19,10 +21,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vsmux.wire.frames import RECORD_PREFIX, Frame
-from vsmux.wire.rename import RENAMED_TYPES, renamed_parts
-from vsmux.wire.varint import TABLE_LIMIT, encode_varint
+from vsmux.wire.rename import (
+    FAST_LAYOUT,
+    FIELD,
+    ROW,
+    name_fields,
+    new_name_field,
+    renamed_parts_walk,
+)
+from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint, read_varint
 
-__all__ = ["ResponsePacker", "pack_responses"]
+__all__ = ["ResponsePacker", "pack_responses", "rename_table"]
+
+_FAST_ROW = FAST_LAYOUT[ROW]
+_FAST_FIELD = FAST_LAYOUT[FIELD]
+_RENAMED = frozenset((ROW, FIELD))
+_NOTHING: frozenset[int] = frozenset()
 
 
 class ResponsePacker:
@@ -50,28 +64,73 @@ class ResponsePacker:
         """At least one body is complete."""
         return bool(self._bodies)
 
-    def add(self, frames: Iterable[Frame], keyspace: str = "") -> None:
-        """Append ``frames`` in order; with ``keyspace``, rename FIELD/ROW tables.
+    def add(self, frames: Iterable[Frame], keyspace: str | None = None) -> None:
+        """Append ``frames`` in order; with a ``keyspace``, rename FIELD/ROW tables.
 
         Raises :class:`~vsmux.wire.errors.FrameError` for a FIELD/ROW event
-        that is malformed where the name is; frames added before it stay.
+        that is malformed where the name is; the frames before it stay added.
         """
         parts = self._parts
         size = self._size
         max_bytes = self._max_bytes
         prefixes = RECORD_PREFIX
-        renamed_types = RENAMED_TYPES if keyspace else ()
+        varints = VARINT
+        rename = keyspace is not None
+        ks = keyspace if keyspace is not None else ""
+        names = name_fields(ks) if rename else {}
+        renamed = _RENAMED if rename else _NOTHING
         count = 0
         try:
             for frame in frames:
                 raw = frame.raw
-                pieces = None
-                if frame.type in renamed_types:
-                    pieces = renamed_parts(frame.type, raw, keyspace)
-                if pieces is None:
-                    n = len(raw)
-                else:
-                    n = len(pieces[0]) + len(pieces[1]) + len(pieces[2]) + len(pieces[3])
+                kind = frame.type
+                if kind in renamed:
+                    # The usual layout, inline (this runs for every ROW): find
+                    # the sub-message's length and the name at its front.
+                    match = (_FAST_ROW if kind == ROW else _FAST_FIELD)(raw)
+                    if match is not None:
+                        name_start = match.end()
+                        length = raw[name_start - 3]
+                        # A two-byte length when the byte before is a continuation.
+                        if raw[name_start - 4] >= 0x80:
+                            pos = name_start - 4
+                            length = (raw[pos] & 0x7F) | (length << 7)
+                        else:
+                            pos = name_start - 3
+                        name_end = name_start + raw[name_start - 1]
+                        # Otherwise the bytes only looked usual: the walk decides.
+                        if name_end <= name_start - 2 + length <= len(raw):
+                            old = raw[name_start - 2 : name_end]
+                            new = names.get(old) or new_name_field(ks, old)
+                            grow = len(new) - len(old)
+                            length += grow
+                            new_length = (
+                                varints[length] if length < TABLE_LIMIT else encode_varint(length)
+                            )
+                            n = len(raw) + grow + len(new_length) - (name_start - 2 - pos)
+                            prefix = prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
+                            size += len(prefix) + n
+                            if size > max_bytes and parts:
+                                self._bodies.append(b"".join(parts))
+                                parts = self._parts = []
+                                size = len(prefix) + n
+                            parts += (prefix, raw[:pos], new_length, new, raw[name_end:])
+                            count += 1
+                            continue
+                    pieces = renamed_parts_walk(kind, raw, ks)
+                    if pieces is not None:
+                        n = len(pieces[0]) + len(pieces[1]) + len(pieces[2]) + len(pieces[3])
+                        prefix = prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
+                        size += len(prefix) + n
+                        if size > max_bytes and parts:
+                            self._bodies.append(b"".join(parts))
+                            parts = self._parts = []
+                            size = len(prefix) + n
+                        parts.append(prefix)
+                        parts += pieces
+                        count += 1
+                        continue
+                n = len(raw)
                 prefix = prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
                 size += len(prefix) + n
                 if size > max_bytes and parts:
@@ -79,10 +138,7 @@ class ResponsePacker:
                     parts = self._parts = []
                     size = len(prefix) + n
                 parts.append(prefix)
-                if pieces is None:
-                    parts.append(raw)
-                else:
-                    parts += pieces
+                parts.append(raw)
                 count += 1
         finally:
             self._size = size
@@ -100,7 +156,9 @@ class ResponsePacker:
         return bodies
 
 
-def pack_responses(frames: Iterable[Frame], max_bytes: int, keyspace: str = "") -> list[bytes]:
+def pack_responses(
+    frames: Iterable[Frame], max_bytes: int, keyspace: str | None = None
+) -> list[bytes]:
     """Encoded VStreamResponse bodies holding ``frames`` in order (see :class:`ResponsePacker`).
 
     Each body is at most ``max_bytes`` long, except that a frame too large to
@@ -110,3 +168,27 @@ def pack_responses(frames: Iterable[Frame], max_bytes: int, keyspace: str = "") 
     packer = ResponsePacker(max_bytes)
     packer.add(frames, keyspace)
     return packer.take()
+
+
+# No body bound when renaming a single frame: it always goes alone.
+_UNBOUNDED = 1 << 62
+
+
+def rename_table(frame: Frame, keyspace: str) -> Frame:
+    """``frame`` with its table name prefixed by ``keyspace.`` (FIELD and ROW only).
+
+    Other event types, and FIELD/ROW events without a sub-message, are
+    returned unchanged (the same object). The header of the new frame is the
+    same as the old one's. Raises :class:`~vsmux.wire.errors.FrameError` for
+    malformed bytes.
+    """
+    kind = frame.type
+    if kind not in _RENAMED:
+        return frame
+    packer = ResponsePacker(_UNBOUNDED)
+    packer.add((frame,), keyspace)
+    (body,) = packer.take()
+    _, start = read_varint(body, 1)
+    if len(body) - start == len(frame.raw):
+        return frame  # nothing to rename: a rename always adds the prefix's bytes
+    return Frame(kind, body[start:], frame._header)
