@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from vsmux.core.positions import COPY_DONE, PositionBook
 from vsmux.proto import binlogdata, query
 from vsmux.wire import Frame, decode_event, frame_of
@@ -125,3 +128,41 @@ def test_journal_many_to_one_replacement() -> None:
     frames = [ev(T.GTID, gtid="g4"), ev(T.COMMIT)]
     book.apply_controls(frames, [0], ("ks", "-40"))
     assert decode_event(frames[0]).vgtid == binlogdata.VGtid(shard_gtids=[sg("ks", "-40", "g4")])
+
+
+gtid_events = st.builds(
+    lambda gtid, ts, ct, ks, shard, statement: binlogdata.VEvent(
+        type=T.GTID,
+        gtid=gtid,
+        timestamp=ts,
+        current_time=ct,
+        keyspace=ks,
+        shard=shard,
+        statement=statement,
+    ),
+    st.text(min_size=1, max_size=300),
+    st.integers(min_value=0, max_value=2**40),
+    st.integers(min_value=0, max_value=2**62),
+    st.sampled_from(["", "ks", "commerce"]),
+    st.sampled_from(["", "-80", "80-"]),
+    st.sampled_from(["", "", "", "x"]),  # mostly the usual layout
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(gtid_events, min_size=1, max_size=6))
+def test_gtid_to_vgtid_fast_path_agrees_with_the_header(events: list[binlogdata.VEvent]) -> None:
+    """Every GTID event, the first of its shape (header read) and later ones
+    (the regex path), gives the VGTID event a full decode would give."""
+    book = PositionBook([sg("ks", "-80", "MySQL56/a:1"), sg("ks", "80-", "")])
+    for event in events + events:
+        frames = [frame_of(event)]
+        book.apply_controls(frames, [0], ("ks", "-80"))
+        vgtid = decode_event(frames[0])
+        assert vgtid == binlogdata.VEvent(
+            type=T.VGTID,
+            keyspace=event.keyspace,
+            shard=event.shard,
+            vgtid=binlogdata.VGtid(shard_gtids=[sg("ks", "-80", event.gtid), sg("ks", "80-", "")]),
+        )
+        assert bytes(vgtid) == frames[0].raw

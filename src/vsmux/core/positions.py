@@ -21,12 +21,13 @@ This runs once per transaction, so the VGtid is kept encoded: each shard's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
 from vsmux.wire import Frame, decode_event
-from vsmux.wire.varint import encode_varint
+from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint
 
 __all__ = ["COPY_DONE", "PositionBook", "ShardKey"]
 
@@ -42,6 +43,15 @@ _VGTID = int(_T.VGTID)
 COPY_DONE = Frame(_COPY_COMPLETED, b"\x08" + encode_varint(_COPY_COMPLETED))
 
 _VGTID_HEAD = b"\x08" + encode_varint(_VGTID) + b"\x3a"  # type=VGTID, then field 7
+
+
+# A GTID event in the usual layout, up to the gtid's bytes: type, an optional
+# timestamp, the gtid key and a one- or two-byte length (group 1).
+_GTID_LAYOUT = re.compile(
+    rb"\x08\x01(?:\x10[\x80-\xff]{0,9}[\x00-\x7f])?\x1a([\x80-\xff]?[\x00-\x7f])", re.DOTALL
+).match
+# The current_time field (20) that follows the gtid in that layout.
+_CURRENT_TIME = re.compile(rb"\xa0\x01[\x80-\xff]{0,9}[\x00-\x7f]", re.DOTALL).match
 
 
 def _text_field(key: bytes, value: str) -> bytes:
@@ -97,6 +107,9 @@ class PositionBook:
         self._vgtid: bytes | None = None
         # Encoded keyspace/shard fields of VGTID events, per (keyspace, shard).
         self._tails: dict[tuple[str, str], bytes] = {}
+        # GTID event endings (after gtid and current_time) known to be exactly
+        # the keyspace and shard fields a VGTID event carries.
+        self._known_tails: set[bytes] = set()
         for sg in shard_gtids:
             self._add(sg)
 
@@ -143,7 +156,13 @@ class PositionBook:
         tail = self._tails.get((keyspace, shard))
         if tail is None:
             tail = self._tail(keyspace, shard)
-        return Frame(_VGTID, b"".join((_VGTID_HEAD, encode_varint(len(body)), body, tail)))
+        return self._vgtid_with_tail(body, tail)
+
+    @staticmethod
+    def _vgtid_with_tail(body: bytes, tail: bytes) -> Frame:
+        n = len(body)
+        length = VARINT[n] if n < TABLE_LIMIT else encode_varint(n)
+        return Frame(_VGTID, b"".join((_VGTID_HEAD, length, body, tail)))
 
     def _tail(self, keyspace: str, shard: str) -> bytes:
         """The encoded keyspace (22) and shard (23) fields of a VGTID event."""
@@ -202,9 +221,7 @@ class PositionBook:
             frame = frames[index]
             kind = frame.type
             if kind == _GTID:
-                header = frame.header()
-                self.set_gtid(key, header.gtid)
-                frames[index] = self.vgtid_frame(header.keyspace, header.shard)
+                frames[index] = self._gtid_to_vgtid(frame, key)
             elif kind == _LASTPK:
                 event = decode_event(frame)
                 self.apply_lastpk(key, event.last_p_k_event or binlogdata.LastPkEvent())
@@ -212,6 +229,45 @@ class PositionBook:
             elif kind == _COPY_COMPLETED and self.copy_completed(key):
                 frames.insert(index + 1, COPY_DONE)
                 inserted += 1
+
+    def _gtid_to_vgtid(self, frame: Frame, key: ShardKey) -> Frame:
+        """Record a GTID event's position; the VGTID event that replaces it.
+
+        The usual layout (type, timestamp, gtid, current_time, keyspace,
+        shard) is read with two C regex matches and slices, and the event's
+        own keyspace/shard bytes become the VGTID's, once a full header read
+        has shown them to be exactly that; anything else reads the header.
+        """
+        raw = frame.raw
+        match = _GTID_LAYOUT(raw)
+        if match is not None:
+            start = match.end()
+            length_bytes = match.group(1)
+            length = length_bytes[0]
+            if len(length_bytes) == 2:
+                length = (length & 0x7F) | (length_bytes[1] << 7)
+            end = start + length
+            current = _CURRENT_TIME(raw, end)
+            tail = raw[current.end() if current is not None else end :]
+            if end <= len(raw) and tail in self._known_tails:
+                try:
+                    gtid = raw[start:end].decode()
+                except UnicodeDecodeError:
+                    pass  # the header read reports it
+                else:
+                    self.set_gtid(key, gtid)
+                    body = self._vgtid
+                    if body is None:
+                        body = self.vgtid_bytes()
+                    return self._vgtid_with_tail(body, tail)
+        header = frame.header()
+        self.set_gtid(key, header.gtid)
+        vgtid = self.vgtid_frame(header.keyspace, header.shard)
+        if match is not None and len(self._known_tails) < 1024:  # bounded like _tails
+            known = self._tails.get((header.keyspace, header.shard))
+            if known is not None and raw.endswith(known) and header.gtid:
+                self._known_tails.add(known)
+        return vgtid
 
     def replace(
         self, participants: Iterable[ShardKey], shard_gtids: Iterable[binlogdata.ShardGtid]
