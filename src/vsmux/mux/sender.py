@@ -135,37 +135,36 @@ class Sender:
         """Apply ``parcel``'s positions and add its frames to the packer (no await)."""
         book = self.book
         key = parcel.key
-        packer = self._packer
-        keyspace = key[0] if self._rename else None
-        before = packer.events
-        last: Frame | None = None
-        for unit in parcel.units:
-            frames = unit.frames
-            if not frames:
-                continue
-            if unit.controls:
-                try:
-                    book.apply_controls(frames, unit.controls, key)
-                except FrameError as err:
-                    raise VStreamError(
-                        Code.INTERNAL,
-                        f"a position event from {key[0]}/{key[1]} is malformed: {err}; "
-                        "check the tablet's version",
-                    ) from None
-            try:
-                packer.add(frames, keyspace)
-            except FrameError as err:
-                raise VStreamError(
-                    Code.INTERNAL,
-                    f"tablet {parcel.tablet} sent a malformed event for {key[0]}/{key[1]}: "
-                    f"{err}; check the tablet's version",
-                ) from None
-            last = frames[-1]
-        if last is None:
+        units = parcel.units
+        try:
+            for unit in units:
+                if unit.controls:
+                    book.apply_controls(unit.frames, unit.controls, key)
+        except FrameError as err:
+            raise VStreamError(
+                Code.INTERNAL,
+                f"a position event from {key[0]}/{key[1]} is malformed: {err}; "
+                "check the tablet's version",
+            ) from None
+        if len(units) == 1:
+            frames = units[0].frames
+        else:
+            frames = []
+            for unit in units:
+                frames += unit.frames
+        if not frames:
             return
+        try:
+            self._packer.add(frames, key[0] if self._rename else None)
+        except FrameError as err:
+            raise VStreamError(
+                Code.INTERNAL,
+                f"tablet {parcel.tablet} sent a malformed event for {key[0]}/{key[1]}: "
+                f"{err}; check the tablet's version",
+            ) from None
         metrics = self._metrics
-        metrics.add("VStreamsEventsStreamed", parcel.labels, packer.events - before)
-        header = last.header()
+        metrics.add("VStreamsEventsStreamed", parcel.labels, len(frames))
+        header = frames[-1].header()
         if header.timestamp and header.current_time:
             lag = header.current_time / 1e9 - header.timestamp
             metrics.set("VStreamsLag", parcel.labels, max(lag, 0.0))

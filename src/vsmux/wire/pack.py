@@ -18,7 +18,7 @@ rewrite; :func:`rename_table` runs it on a single frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from vsmux.wire.frames import RECORD_PREFIX, Frame
 from vsmux.wire.rename import (
@@ -36,7 +36,6 @@ __all__ = ["ResponsePacker", "pack_responses", "rename_table"]
 _FAST_ROW = FAST_LAYOUT[ROW]
 _FAST_FIELD = FAST_LAYOUT[FIELD]
 _RENAMED = frozenset((ROW, FIELD))
-_NOTHING: frozenset[int] = frozenset()
 
 
 class ResponsePacker:
@@ -64,22 +63,45 @@ class ResponsePacker:
         """At least one body is complete."""
         return bool(self._bodies)
 
-    def add(self, frames: Iterable[Frame], keyspace: str | None = None) -> None:
+    def add(self, frames: Sequence[Frame], keyspace: str | None = None) -> None:
         """Append ``frames`` in order; with a ``keyspace``, rename FIELD/ROW tables.
 
         Raises :class:`~vsmux.wire.errors.FrameError` for a FIELD/ROW event
-        that is malformed where the name is; the frames before it stay added.
+        that is malformed where the name is; the packer's content is then
+        unspecified (the caller ends the stream).
         """
+        self.events += len(frames)
+        if keyspace is None:
+            self._add_plain(frames)
+        else:
+            self._add_renamed(frames, keyspace)
+
+    def _add_plain(self, frames: Sequence[Frame]) -> None:
+        parts = self._parts
+        size = self._size
+        max_bytes = self._max_bytes
+        prefixes = RECORD_PREFIX
+        for frame in frames:
+            raw = frame.raw
+            n = len(raw)
+            prefix = prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
+            size += len(prefix) + n
+            if size > max_bytes and parts:
+                self._bodies.append(b"".join(parts))
+                parts = self._parts = []
+                size = len(prefix) + n
+            parts.append(prefix)
+            parts.append(raw)
+        self._size = size
+
+    def _add_renamed(self, frames: Sequence[Frame], keyspace: str) -> None:
         parts = self._parts
         size = self._size
         max_bytes = self._max_bytes
         prefixes = RECORD_PREFIX
         varints = VARINT
-        rename = keyspace is not None
-        ks = keyspace if keyspace is not None else ""
-        names = name_fields(ks) if rename else {}
-        renamed = _RENAMED if rename else _NOTHING
-        count = 0
+        names = name_fields(keyspace)
+        renamed = _RENAMED
         try:
             for frame in frames:
                 raw = frame.raw
@@ -101,7 +123,7 @@ class ResponsePacker:
                         # Otherwise the bytes only looked usual: the walk decides.
                         if name_end <= name_start - 2 + length <= len(raw):
                             old = raw[name_start - 2 : name_end]
-                            new = names.get(old) or new_name_field(ks, old)
+                            new = names.get(old) or new_name_field(keyspace, old)
                             grow = len(new) - len(old)
                             length += grow
                             new_length = (
@@ -115,9 +137,8 @@ class ResponsePacker:
                                 parts = self._parts = []
                                 size = len(prefix) + n
                             parts += (prefix, raw[:pos], new_length, new, raw[name_end:])
-                            count += 1
                             continue
-                    pieces = renamed_parts_walk(kind, raw, ks)
+                    pieces = renamed_parts_walk(kind, raw, keyspace)
                     if pieces is not None:
                         n = len(pieces[0]) + len(pieces[1]) + len(pieces[2]) + len(pieces[3])
                         prefix = prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
@@ -128,7 +149,6 @@ class ResponsePacker:
                             size = len(prefix) + n
                         parts.append(prefix)
                         parts += pieces
-                        count += 1
                         continue
                 n = len(raw)
                 prefix = prefixes[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
@@ -139,10 +159,8 @@ class ResponsePacker:
                     size = len(prefix) + n
                 parts.append(prefix)
                 parts.append(raw)
-                count += 1
         finally:
             self._size = size
-            self.events += count
 
     def take(self) -> list[bytes]:
         """Every body so far (the last one possibly short); the packer starts empty."""
@@ -157,7 +175,7 @@ class ResponsePacker:
 
 
 def pack_responses(
-    frames: Iterable[Frame], max_bytes: int, keyspace: str | None = None
+    frames: Sequence[Frame], max_bytes: int, keyspace: str | None = None
 ) -> list[bytes]:
     """Encoded VStreamResponse bodies holding ``frames`` in order (see :class:`ResponsePacker`).
 
