@@ -4,8 +4,11 @@ Each variant takes the same encoded tablet responses (ROW events of about 300
 bytes, 100 per response), prefixes every table name with its keyspace, reads
 the header the gateway needs, and produces encoded client responses:
 
-- ``frames``: vsmux.wire (split, type of every event, header of the last event
-  of each response, rename, join);
+- ``frames``: vsmux.wire as the gateway runs it (split, type of every event,
+  header of the last event of each response, then the packer renames each
+  event as it writes it into the client response: one copy per event);
+- ``frames, rename then join``: the same, but renaming each event into a new
+  frame first (``rename_table``) and joining after (two copies per event);
 - ``frames, header of every event``: the same, reading every header (upb);
 - ``frames, every header by pure-Python scan``: the same with the reference
   scanner instead of upb (why headers use upb);
@@ -40,13 +43,20 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from vsmux.proto import binlogdata, query
-from vsmux.wire import Frame, encode_response, rename_table, split_response
+from vsmux.wire import Frame, encode_response, pack_responses, rename_table, split_response
 from vsmux.wire.scan import scan_events, scan_header
 from vsmux.wire.upb import message_class
 
 EVENTS_PER_RESPONSE = 100
 KEYSPACE = "commerce"
 RESULTS = Path(__file__).parent / "results" / "bench_frames.json"
+NO_LIMIT = 1 << 40  # one client response per tablet response, as in the other variants
+
+
+def pack(frames: list[Frame]) -> bytes:
+    """The gateway's packing with the fused rename."""
+    (body,) = pack_responses(frames, NO_LIMIT, KEYSPACE)
+    return body
 
 
 def row_event(i: int) -> binlogdata.VEvent:
@@ -88,6 +98,15 @@ def run_frames(responses: list[bytes]) -> list[bytes]:
     for body in responses:
         frames = split_response(body)
         frames[-1].header()
+        out.append(pack(frames))
+    return out
+
+
+def run_frames_rename_then_join(responses: list[bytes]) -> list[bytes]:
+    out = []
+    for body in responses:
+        frames = split_response(body)
+        frames[-1].header()
         out.append(encode_response([rename_table(f, KEYSPACE) for f in frames]))
     return out
 
@@ -98,7 +117,7 @@ def run_frames_all_headers(responses: list[bytes]) -> list[bytes]:
         frames = split_response(body)
         for f in frames:
             f.header()
-        out.append(encode_response([rename_table(f, KEYSPACE) for f in frames]))
+        out.append(pack(frames))
     return out
 
 
@@ -108,7 +127,7 @@ def run_frames_python_headers(responses: list[bytes]) -> list[bytes]:
         frames = split_response(body)
         for f in frames:
             scan_header(f.raw)
-        out.append(encode_response([rename_table(f, KEYSPACE) for f in frames]))
+        out.append(pack(frames))
     return out
 
 
@@ -117,7 +136,7 @@ def run_frames_python_split(responses: list[bytes]) -> list[bytes]:
     for body in responses:
         frames = [Frame.from_bytes(raw) for raw in scan_events(body)]
         frames[-1].header()
-        out.append(encode_response([rename_table(f, KEYSPACE) for f in frames]))
+        out.append(pack(frames))
     return out
 
 
@@ -193,6 +212,7 @@ def run_upb_frames(responses: list[bytes]) -> list[bytes]:
 
 VARIANTS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
     "frames": run_frames,
+    "frames, rename then join": run_frames_rename_then_join,
     "frames, header of every event": run_frames_all_headers,
     "frames, every header by pure-Python scan": run_frames_python_headers,
     "frames, pure-Python split": run_frames_python_split,
