@@ -14,8 +14,9 @@ handed on as one :class:`Unit`:
   more events;
 - HEARTBEAT events are dropped; the last one of a batch is kept in
   :attr:`TransactionGrouper.heartbeat` for skew and lag;
-- FIELD and ROW events get ``<keyspace>.`` in front of their table name unless
-  the client excluded it.
+- with ``rename=True``, FIELD and ROW events get ``<keyspace>.`` in front of
+  their table name. The session passes ``rename=False``: its sender renames
+  while packing client responses (:mod:`vsmux.wire.pack`), one copy per event.
 
 GTID, LASTPK and COPY_COMPLETED frames are left in place and their indexes are
 listed in :attr:`Unit.controls`: the sender, which owns the positions, turns
