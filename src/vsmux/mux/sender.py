@@ -26,8 +26,9 @@ current_time, no keyspace/shard) whenever nothing was sent for that long;
 every send restarts the idle timer. Timers use Trio's clock.
 
 Per item the work is one ``receive_nowait`` while the channel has items, and
-one awaited ``send`` per batch of items: there is no per-event await. Cancellation (the request
-ends) interrupts a pending client send or wait and propagates.
+one awaited ``send`` per batch of items: there is no per-event await.
+Cancellation (the request ends) interrupts a pending client send or wait and
+propagates; what was packed but not yet sent is dropped with the request.
 """
 
 from __future__ import annotations
