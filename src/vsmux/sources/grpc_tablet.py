@@ -72,10 +72,12 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # HTTP/2 receive window of each tablet stream. grpclib's default (4 MiB) lets
 # every tablet park 4 MiB in the gateway whenever the gateway reads slower
 # than the tablet sends (a slow client, or a gateway slower than its tablets):
-# 256 MiB for 64 tablets. 256 KiB is about ten ~27 KB vttablet responses, and
-# covers the bandwidth-delay product of 1 Gbit/s at 2 ms round trip, so a
-# stream is not throttled on a LAN; 64 tablets park at most 16 MiB.
-TABLET_STREAM_WINDOW_BYTES = 256 * 1024
+# 256 MiB for 64 tablets. A busy vttablet sends responses of up to about
+# 250 KB (its vstream_packet_size); 512 KiB lets it send the next one while
+# the gateway works on the last (with 256 KiB only one fits, and a 1 GB
+# transaction moved measurably slower), covers the bandwidth-delay product of
+# 1 Gbit/s at 4 ms round trip, and bounds 64 tablets to 32 MiB.
+TABLET_STREAM_WINDOW_BYTES = 512 * 1024
 
 # HTTP/2 receive window of each tablet connection, shared by every stream to
 # that tablet (VStreams and the health stream). Four stream windows: a VStream
