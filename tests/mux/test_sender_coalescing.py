@@ -61,6 +61,7 @@ async def run_sender(
     max_bytes: int = 1 << 20,
     interval: float = 0.0,
     rename: bool = True,
+    metrics: Metrics | None = None,
 ) -> Sender:
     """Queue ``items``, close the channel, and run a sender over it to the end."""
     send_channel, receive_channel = trio.open_memory_channel[Item](len(items) + 1)
@@ -70,7 +71,7 @@ async def run_sender(
     sender = Sender(
         positions if positions is not None else book(),
         client,
-        Metrics(),
+        metrics if metrics is not None else Metrics(),
         max_response_bytes=max_bytes,
         heartbeat_interval=interval,
         rename_tables=rename,
@@ -98,10 +99,12 @@ def transactions(events: list[binlogdata.VEvent]) -> list[tuple[str, list[int]]]
 async def test_queued_parcels_leave_in_one_send_in_order() -> None:
     items: list[Item] = [parcel(s, n) for n in range(1, 4) for s in SHARDS]
     client = Recorder()
-    await run_sender(items, client)
+    metrics = Metrics()
+    await run_sender(items, client, metrics=metrics)
     assert len(client.calls) == 1
     assert len(client.calls[0]) == 1  # one response body
     events = client.events(0)
+    assert metrics.total("VStreamsEventsStreamed") == len(events) == 9 * 5
     tx = transactions(events)
     assert [shard for shard, _ in tx] == SHARDS * 3
     assert all(types == [T.BEGIN, T.ROW, T.ROW, T.VGTID, T.COMMIT] for _, types in tx)
