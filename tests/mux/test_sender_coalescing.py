@@ -9,7 +9,7 @@ from vsmux.core.grouping import Unit
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import PositionBook
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
-from vsmux.mux.sender import MAX_PARCELS_PER_SEND, Sender
+from vsmux.mux.sender import COALESCE_BYTES, MAX_PARCELS_PER_SEND, Sender
 from vsmux.proto import binlogdata
 from vsmux.wire import decode_event, pack_responses, split_response
 
@@ -146,6 +146,19 @@ async def test_a_send_takes_at_most_the_parcel_cap() -> None:
     await run_sender(items, client)
     per_call = [len(transactions(client.events(c))) for c in range(len(client.calls))]
     assert per_call == [MAX_PARCELS_PER_SEND, 5]
+
+
+async def test_a_send_stops_gathering_at_the_byte_budget() -> None:
+    def big(n: int) -> Parcel:
+        frames = [begin(), row("t", b"x" * (COALESCE_BYTES // 3)), commit()]
+        return Parcel(("ks", "-40"), ("ks", "-40", "PRIMARY"), [Unit(frames, [])], "t1")
+
+    items: list[Item] = [big(n) for n in range(5)]
+    client = Recorder()
+    await run_sender(items, client, max_bytes=1 << 24)  # responses never fill
+    # The third parcel crosses the budget: it goes, and the send leaves.
+    per_call = [len([e for e in client.events(c) if e.type == T.COMMIT]) for c in range(2)]
+    assert per_call == [3, 2]
 
 
 async def test_a_barrier_is_set_only_after_what_precedes_it_was_sent() -> None:

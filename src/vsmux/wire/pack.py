@@ -63,6 +63,11 @@ class ResponsePacker:
         """At least one body is complete."""
         return bool(self._bodies)
 
+    @property
+    def pending_bytes(self) -> int:
+        """Encoded bytes packed since the last :meth:`take`."""
+        return sum(map(len, self._bodies)) + self._size
+
     def add(self, frames: Sequence[Frame], keyspace: str | None = None) -> None:
         """Append ``frames`` in order; with a ``keyspace``, rename FIELD/ROW tables.
 
