@@ -9,7 +9,12 @@ hand-over between them is a crossing. This measures, per item:
   through a memory channel (the tablet client's hand-over per response);
 - ``send_nowait from asyncio``: the same hand-over with a same-thread
   ``send_nowait`` (trio-asyncio runs both loops on one thread), waiting on an
-  asyncio Event only when the channel is full.
+  asyncio Event only when the channel is full;
+- ``Handoff asyncio->Trio``: :class:`vsmux.sources.handoff.Handoff` as the
+  tablet client uses it (capacity ``RESPONSES_AHEAD``, asyncio ``put``, Trio
+  ``get`` per item);
+- ``Handoff Trio->asyncio``: the same class as the client bridge uses it
+  (capacity ``BRIDGE_QUEUE_BATCHES``, Trio ``put``, asyncio ``get_all``).
 
 Prints a table and writes ``benchmarks/results/bench_bridge.json``.
 
@@ -31,6 +36,10 @@ import trio_asyncio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import machine_info, print_table, write_results
+
+from vsmux.server.bridge import BRIDGE_QUEUE_BATCHES
+from vsmux.sources.grpc_tablet import RESPONSES_AHEAD
+from vsmux.sources.handoff import Handoff
 
 Timing = tuple[float, float]  # (wall us, cpu us) per item
 
@@ -116,6 +125,50 @@ async def measure(n: int) -> dict[str, Timing]:
         out["send_nowait from asyncio"] = await _timed(
             n, lambda: run_pair(produce_nowait, recv2, wake)
         )
+
+        # The Handoff, asyncio producer -> Trio consumer (the tablet client).
+        async def handoff_aio_to_trio() -> None:
+            handoff: Handoff[int] = Handoff(RESPONSES_AHEAD)
+
+            async def produce() -> None:
+                for i in range(n):
+                    await handoff.put_in_asyncio(i)
+                handoff.close()
+
+            async def take() -> None:
+                while True:
+                    try:
+                        await handoff.get_in_trio()
+                    except trio.EndOfChannel:
+                        return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(take)
+                await trio_asyncio.aio_as_trio(produce)()
+
+        out["Handoff asyncio->Trio"] = await _timed(n, handoff_aio_to_trio)
+
+        # The Handoff, Trio producer -> asyncio consumer (the client writer).
+        async def handoff_trio_to_aio() -> None:
+            handoff: Handoff[int] = Handoff(BRIDGE_QUEUE_BATCHES)
+
+            async def take_all() -> None:
+                while True:
+                    try:
+                        await handoff.get_all_in_asyncio()
+                    except trio.EndOfChannel:
+                        return
+
+            async def produce() -> None:
+                for i in range(n):
+                    await handoff.put_in_trio(i)
+                handoff.close()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(produce)
+                await trio_asyncio.aio_as_trio(take_all)()
+
+        out["Handoff Trio->asyncio"] = await _timed(n, handoff_trio_to_aio)
     return out
 
 
