@@ -22,84 +22,44 @@ import trio
 import trio_asyncio
 from grpclib import GRPCError
 from grpclib.client import Channel
-from grpclib.const import Cardinality, Handler
 
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import Gateway, run_vstream
-from vsmux.proto import binlogdata, query, vtgate, vtgateservice
+from vsmux.proto import binlogdata, vtgate, vtgateservice
 from vsmux.server.app import GatewayServer, open_gateway_server
-from vsmux.server.bridge import pump_responses, to_trio
 from vsmux.server.hosting import open_grpc_server
-from vsmux.server.status import grpc_status
+from vsmux.server.simulated_tablet import SimulatedQueryService
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources.directory import RoutingDirectory
 from vsmux.sources.grpc_tablet import open_tablet_channels
-from vsmux.sources.rawcodec import RawCodec, RawMessage
+from vsmux.sources.rawcodec import RawCodec
 from vsmux.sources.simulated.cluster import SimulatedCluster
 from vsmux.sources.simulated.tablet import SimulatedTablet
 from vsmux.topology.model import KeyspaceInfo, Topology
-from vsmux.wire import encode_response
 
 MODES = ["inprocess", "grpc"]
 SPARE_TABLETS = 6
 T = binlogdata.VEventType
 
 
-class TabletService:
-    """``queryservice.Query`` for one simulated tablet alias, raw bytes out."""
+class TabletService(SimulatedQueryService):
+    """The simulated tablet holding ``alias`` at each call; records every VStream request."""
 
     def __init__(self, cluster: SimulatedCluster, alias: str, seen: list[Any]) -> None:
-        self._cluster = cluster
-        self._alias = alias
+        super().__init__(lambda: _running_tablet(cluster, alias))
         self._seen = seen  # every VStream request received, as decoded
 
-    def _tablet(self) -> SimulatedTablet:
-        for tablet in self._cluster.tablets():
-            if tablet.alias == self._alias:
-                return tablet
-        raise VStreamError(Code.UNAVAILABLE, f"no tablet {self._alias} is running here")
-
-    def __mapping__(self) -> dict[str, Handler]:
-        return {
-            "/queryservice.Query/VStream": Handler(
-                self._vstream, Cardinality.UNARY_STREAM, RawMessage, RawMessage
-            ),
-            "/queryservice.Query/StreamHealth": Handler(
-                self._health, Cardinality.UNARY_STREAM, query.StreamHealthRequest, RawMessage
-            ),
-        }
-
-    async def _serve(self, stream: Any, run: Any) -> None:
-        async def write(bodies: list[bytes]) -> None:
-            for body in bodies:
-                await stream.send_message(body)
-
-        try:
-            await to_trio(pump_responses)(run, write)
-        except VStreamError as exc:
-            raise GRPCError(grpc_status(exc.code), exc.message) from None
-
-    async def _vstream(self, stream: Any) -> None:
-        raw = await stream.recv_message()
-        request = binlogdata.VStreamRequest.parse(raw)
+    def tablet_batches(self, request: binlogdata.VStreamRequest) -> Any:
         self._seen.append(request)
+        return super().tablet_batches(request)
 
-        async def run(send: Any) -> None:
-            async for batch in self._tablet().batches(request):
-                await send([encode_response(batch)])
 
-        await self._serve(stream, run)
-
-    async def _health(self, stream: Any) -> None:
-        await stream.recv_message()
-
-        async def run(send: Any) -> None:
-            async with self._tablet().stream_health() as reports:
-                async for report in reports:
-                    await send([bytes(report)])
-
-        await self._serve(stream, run)
+def _running_tablet(cluster: SimulatedCluster, alias: str) -> SimulatedTablet:
+    for tablet in cluster.tablets():
+        if tablet.alias == alias:
+            return tablet
+    raise VStreamError(Code.UNAVAILABLE, f"no tablet {alias} is running here")
 
 
 class CountingDirectory:

@@ -2,7 +2,10 @@
 
 :class:`SimulatedQueryService` answers ``VStream`` and ``StreamHealth`` for
 one :class:`SimulatedTablet`, so a gateway (vsmux or vtgate) talks to it as to
-a vttablet. It must be hosted with the :class:`~vsmux.sources.rawcodec.RawCodec`
+a vttablet. It is given the tablet, or a function that finds the tablet at
+each call (for an address that serves whichever tablet holds an alias now,
+e.g. one a reshard has just created). It must be hosted with the
+:class:`~vsmux.sources.rawcodec.RawCodec`
 (``open_grpc_server([service], host, port, codec=RawCodec())``): each tablet
 response is encoded once from its frames and written as raw bytes.
 
@@ -16,7 +19,7 @@ tablet's message. A client that goes away cancels the Trio side at once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -26,9 +29,10 @@ from grpclib.exceptions import GRPCError
 from vsmux.errors import VStreamError
 from vsmux.proto import binlogdata, query, queryservice
 from vsmux.server.bridge import pump_responses, to_trio
+from vsmux.server.status import grpc_status
 from vsmux.sources.rawcodec import RawMessage
 from vsmux.sources.simulated.tablet import SimulatedTablet
-from vsmux.wire.frames import encode_response
+from vsmux.wire.frames import Frame, encode_response
 
 __all__ = ["SimulatedQueryService"]
 
@@ -41,8 +45,18 @@ Send = Callable[[list[bytes]], Awaitable[None]]
 class SimulatedQueryService(queryservice.QueryBase):  # type: ignore[misc]
     """``/queryservice.Query`` for one simulated tablet (host it with RawCodec)."""
 
-    def __init__(self, tablet: SimulatedTablet) -> None:
-        self.tablet = tablet
+    def __init__(self, tablet: SimulatedTablet | Callable[[], SimulatedTablet]) -> None:
+        self._find = tablet if callable(tablet) else (lambda: tablet)
+
+    def current_tablet(self) -> SimulatedTablet:
+        """The tablet this call talks to; a lookup may raise VStreamError if it is gone."""
+        return self._find()
+
+    def tablet_batches(
+        self, request: binlogdata.VStreamRequest
+    ) -> AsyncGenerator[list[Frame], None]:
+        """The tablet's stream for ``request`` (a subclass may observe requests here)."""
+        return self.current_tablet().batches(request)
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         return {
@@ -64,10 +78,9 @@ class SimulatedQueryService(queryservice.QueryBase):  # type: ignore[misc]
         request: binlogdata.VStreamRequest | None = await stream.recv_message()
         if request is None:
             raise GRPCError(grpclib.const.Status.INVALID_ARGUMENT, "no VStreamRequest sent")
-        tablet = self.tablet
 
         async def run(send: Send) -> None:
-            async with aclosing(tablet.batches(request)) as batches:
+            async with aclosing(self.tablet_batches(request)) as batches:
                 async for batch in batches:
                     await send([encode_response(batch)])
 
@@ -75,10 +88,9 @@ class SimulatedQueryService(queryservice.QueryBase):  # type: ignore[misc]
 
     async def _stream_health(self, stream: Any) -> None:
         await stream.recv_message()
-        health = self.tablet.health
 
         async def run(send: Send) -> None:
-            async with aclosing(health.reports()) as reports:
+            async with aclosing(self.current_tablet().health.reports()) as reports:
                 async for report in reports:
                     await send([bytes(report)])
 
@@ -93,4 +105,4 @@ class SimulatedQueryService(queryservice.QueryBase):  # type: ignore[misc]
         try:
             await to_trio(pump_responses)(run, write)
         except VStreamError as exc:
-            raise GRPCError(grpclib.const.Status(int(exc.code)), exc.message) from None
+            raise GRPCError(grpc_status(exc.code), exc.message) from None
