@@ -100,6 +100,9 @@ class ResponsePacker:
         self._size = size
 
     def _add_renamed(self, frames: Sequence[Frame], keyspace: str) -> None:
+        # The body-boundary check is written out in each branch on purpose: this
+        # loop runs once per event, and a method call there costs more than the
+        # check itself.
         parts = self._parts
         size = self._size
         max_bytes = self._max_bytes
