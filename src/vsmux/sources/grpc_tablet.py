@@ -40,6 +40,7 @@ from grpclib.exceptions import ProtocolError, StreamTerminatedError
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
+from vsmux.sources import frame_repr
 from vsmux.sources.handoff import Handoff
 from vsmux.sources.rawcodec import RawCodec, RawMessage
 from vsmux.topology.model import TabletInfo
@@ -139,6 +140,7 @@ async def open_tablet_channels(
 
     Needs a running ``trio_asyncio`` loop.
     """
+    frame_repr.install()  # every tablet event arrives in a DATA frame h2 would repr
     channels = TabletChannels(connect_timeout, stream_window_bytes)
     try:
         yield channels
