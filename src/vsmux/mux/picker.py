@@ -110,24 +110,16 @@ class TabletPicker:
         instead of waiting ``tablet_pick_timeout`` for a tablet that cannot
         appear by waiting.
         """
-        return bool(
-            candidates(
-                self._topology,
-                keyspace,
-                shard,
-                self._tablet_type,
-                self._cells,
-                self._cell_preference,
-                self._settings.cell,
-                ignore,
-            )
-        )
+        return bool(self._candidates(keyspace, shard, ignore))
 
-    async def _attempt(
-        self, keyspace: str, shard: str, ignore: frozenset[str]
-    ) -> tuple[TabletInfo | None, list[str]]:
-        """One look at the topology: a usable tablet, or the reasons there is none."""
-        found = candidates(
+    def _candidates(
+        self,
+        keyspace: str,
+        shard: str,
+        ignore: frozenset[str],
+        rng: random.Random | None = None,
+    ) -> list[TabletInfo]:
+        return candidates(
             self._topology,
             keyspace,
             shard,
@@ -136,8 +128,14 @@ class TabletPicker:
             self._cell_preference,
             self._settings.cell,
             ignore,
-            rng=self._rng,
+            rng=rng,
         )
+
+    async def _attempt(
+        self, keyspace: str, shard: str, ignore: frozenset[str]
+    ) -> tuple[TabletInfo | None, list[str]]:
+        """One look at the topology: a usable tablet, or the reasons there is none."""
+        found = self._candidates(keyspace, shard, ignore, rng=self._rng)
         if not found:
             return None, [self._no_candidates(keyspace, shard, ignore)]
         if self._tablet_type == topodata.TabletType.PRIMARY:
