@@ -181,7 +181,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
             console.print(f"port {options.port} is busy; the gateway listens on {address} instead")
         header = (
             f"gateway on {address}: keyspace {KEYSPACE}, {len(shards)} shards, "
-            f"~{options.rate:g} tx/s.  From another terminal:\n  {grpcurl_command(address)}"
+            f"~{options.rate:g} writes/s (one that touches several shards commits on each)."
+            f"  From another terminal:\n  {grpcurl_command(address)}"
         )
         console.print(header, highlight=False, soft_wrap=True)
         async with trio.open_nursery() as nursery:
