@@ -143,16 +143,7 @@ class TabletPicker:
         return await self._probe_in_order(found)
 
     def _no_candidates(self, keyspace: str, shard: str, ignore: frozenset[str]) -> str:
-        everyone = candidates(
-            self._topology,
-            keyspace,
-            shard,
-            self._tablet_type,
-            self._cells,
-            self._cell_preference,
-            self._settings.cell,
-            frozenset(),
-        )
+        everyone = self._candidates(keyspace, shard, frozenset())
         if everyone:
             skipped = ", ".join(t.alias for t in everyone)
             return f"every candidate lacks the stream's position ({skipped})"
