@@ -23,7 +23,7 @@ generator; it holds no resources.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 
 import trio
 
@@ -137,6 +137,15 @@ def _entry_events(
     yield int(_T.COMMIT), entry.commit
 
 
+def _packed(out: _Responses, events: Iterable[Event]) -> Iterator[list[Frame]]:
+    """``events`` as responses: each full one as it fills, then the rest."""
+    for event in events:
+        if out.add(event):
+            yield out.flush()
+    if out:
+        yield out.flush()
+
+
 async def stream_batches(
     log: ShardLog, request: binlogdata.VStreamRequest, clock: SimClock
 ) -> AsyncGenerator[list[Frame], None]:
@@ -159,11 +168,8 @@ async def stream_batches(
     elif position == "":
         plan, _ = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=False)
         cursor = plan.seqno
-        for event in plan.events(seen, clock.seconds()):
-            if out.add(event):
-                yield out.flush()
-        if out:
-            yield out.flush()
+        for batch in _packed(out, plan.events(seen, clock.seconds())):
+            yield batch
     else:
         cursor = resolve_position(log, position)
         if last_pks:
@@ -198,11 +204,8 @@ async def stream_batches(
             plan, _ = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=True)
             bounds = None
             cursor = plan.seqno
-            for event in plan.events(seen, clock.seconds()):
-                if out.add(event):
-                    yield out.flush()
-            if out:
-                yield out.flush()
+            for batch in _packed(out, plan.events(seen, clock.seconds())):
+                yield batch
             continue
         with trio.move_on_after(HEARTBEAT_INTERVAL):
             await log.wait_beyond(cursor)
