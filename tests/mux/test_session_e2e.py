@@ -24,6 +24,7 @@ from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, query, topodata, vtgate
 from vsmux.sources.base import ShardSource
 from vsmux.sources.simulated import SimulatedCluster
+from vsmux.sources.simulated.rows import decode_row
 from vsmux.topology.model import TabletInfo
 from vsmux.wire import Frame, decode_event, split_response
 
@@ -35,18 +36,8 @@ Key = tuple[bytes | None, ...]
 TxRecord = tuple[str, str, tuple[bytes, ...]]  # shard, gtid, row events
 
 
-def _values(r: query.Row | None) -> list[bytes | None] | None:
-    if r is None:
-        return None
-    out: list[bytes | None] = []
-    pos = 0
-    for n in r.lengths:
-        if n < 0:
-            out.append(None)
-        else:
-            out.append(r.values[pos : pos + n])
-            pos += n
-    return out
+def _values(r: query.Row | None) -> tuple[bytes | None, ...] | None:
+    return None if r is None else decode_row(r)
 
 
 @dataclass
