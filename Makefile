@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest protos check-protos bench clean
 
-$(STAMP): pyproject.toml
+# setup.py builds the optional C extension; a changed C source rebuilds it.
+$(STAMP): pyproject.toml setup.py src/vsmux/wire/_accel.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -28,8 +29,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The second run checks the pure-Python wire loops, which run wherever the C
+# extension could not be built, through the layers that use them.
 pytest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
+	VSMUX_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider tests/wire tests/mux
 
 ## Regenerate the committed message classes from protos/.
 protos: $(STAMP)
@@ -41,3 +45,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -f src/vsmux/wire/_accel.*.so

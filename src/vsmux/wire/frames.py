@@ -15,15 +15,17 @@ This module is the per-event hot path, so it trades a little elegance for
 fewer Python operations per event: splitting is done by protobuf's C parser
 with a class whose events are plain ``bytes`` (see :mod:`vsmux.wire.lite`),
 lengths below 16 KiB are looked up rather than encoded, and only the type is
-read eagerly.
+read eagerly. When the C loops are built (:mod:`vsmux.wire.accel`), the split
+runs there, and this module's Python split takes any response C leaves to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from google.protobuf.message import DecodeError
 
+from vsmux.wire.accel import native
 from vsmux.wire.errors import FrameError
 from vsmux.wire.header import read_header, read_type
 from vsmux.wire.lite import events_class
@@ -37,6 +39,7 @@ __all__ = [
     "encode_response",
     "record_size",
     "split_response",
+    "split_response_python",
 ]
 
 
@@ -89,6 +92,12 @@ RECORD_PREFIX: list[bytes] = [b"\x0a" + v for v in VARINT]
 
 _parse_events = events_class().FromString
 
+# The C split builds Frame objects itself, so it is told the class once.
+_split_native: Callable[[bytes], list[Frame] | None] | None = None
+if native is not None:
+    native.bind(Frame)
+    _split_native = native.split
+
 
 def _prefix(n: int) -> bytes:
     return RECORD_PREFIX[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
@@ -107,6 +116,15 @@ def split_response(body: bytes) -> list[Frame]:
     fields of the response, if any, are skipped as protobuf skips unknown
     fields. Raises :class:`FrameError` for malformed bytes.
     """
+    if _split_native is not None:
+        frames = _split_native(body)
+        if frames is not None:
+            return frames
+    return split_response_python(body)
+
+
+def split_response_python(body: bytes) -> list[Frame]:
+    """:func:`split_response` without the C loop (the reference it must match)."""
     try:
         raws = _parse_events(body).events
     except DecodeError:

@@ -14,12 +14,21 @@ of the event go straight into the body. Each ROW is copied once, into the
 body, with no renamed intermediate bytes and no new
 :class:`~vsmux.wire.frames.Frame`. This is the one implementation of the
 rewrite; :func:`rename_table` runs it on a single frame.
+
+When the C loops are built (:mod:`vsmux.wire.accel`), a packer writes
+through the extension's ``Packer``, which does the same rewrite in C and
+stops at any event it does not recognise; that event is written by the
+Python walk (:func:`~vsmux.wire.rename.renamed_parts_walk`, which raises
+:class:`~vsmux.wire.errors.FrameError` for malformed bytes) and C carries on
+after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from vsmux.wire.accel import native
 from vsmux.wire.frames import RECORD_PREFIX, Frame
 from vsmux.wire.rename import (
     FAST_LAYOUT,
@@ -31,11 +40,36 @@ from vsmux.wire.rename import (
 )
 from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint, read_varint
 
+if TYPE_CHECKING:
+    from vsmux.wire._accel import Packer
+
 __all__ = ["ResponsePacker", "pack_responses", "rename_table"]
 
 _FAST_ROW = FAST_LAYOUT[ROW]
 _FAST_FIELD = FAST_LAYOUT[FIELD]
 _RENAMED = frozenset((ROW, FIELD))
+
+# keyspace -> b"<keyspace>." for the C packer (a gateway serves few keyspaces;
+# the bound only keeps a stream of ever-new names from growing it).
+_PREFIXES: dict[str, bytes] = {}
+
+
+def _name_prefix(keyspace: str) -> bytes:
+    prefix = _PREFIXES.get(keyspace)
+    if prefix is None:
+        if len(_PREFIXES) >= 1024:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[keyspace] = keyspace.encode() + b"."
+    return prefix
+
+
+def _event_bytes(frame: Frame, keyspace: str | None) -> bytes:
+    """``frame``'s event as the client gets it, by the Python walk."""
+    if keyspace is not None and frame.type in _RENAMED:
+        pieces = renamed_parts_walk(frame.type, frame.raw, keyspace)
+        if pieces is not None:
+            return b"".join(pieces)
+    return frame.raw
 
 
 class ResponsePacker:
@@ -46,12 +80,16 @@ class ResponsePacker:
     can stop gathering there.
     """
 
-    __slots__ = ("_bodies", "_max_bytes", "_parts", "_size", "events")
+    __slots__ = ("_bodies", "_core", "_max_bytes", "_parts", "_size", "events")
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, *, use_native: bool = True) -> None:
+        """``use_native=False`` keeps to the Python loops even when C is built."""
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
         self._max_bytes = max_bytes
+        self._core: Packer | None = None
+        if native is not None and use_native:
+            self._core = native.Packer(max_bytes)
         self._bodies: list[bytes] = []
         self._parts: list[bytes] = []
         self._size = 0
@@ -59,13 +97,22 @@ class ResponsePacker:
         self.events = 0
 
     @property
+    def native(self) -> bool:
+        """Whether this packer writes through the C loop."""
+        return self._core is not None
+
+    @property
     def full(self) -> bool:
         """At least one body is complete."""
+        if self._core is not None:
+            return self._core.full
         return bool(self._bodies)
 
     @property
     def pending_bytes(self) -> int:
         """Encoded bytes packed since the last :meth:`take`."""
+        if self._core is not None:
+            return self._core.pending_bytes
         return sum(map(len, self._bodies)) + self._size
 
     def add(self, frames: Sequence[Frame], keyspace: str | None = None) -> None:
@@ -76,7 +123,15 @@ class ResponsePacker:
         unspecified (the caller ends the stream).
         """
         self.events += len(frames)
-        if keyspace is None:
+        core = self._core
+        if core is not None:
+            prefix = None if keyspace is None else _name_prefix(keyspace)
+            done = core.add(frames, prefix, 0)
+            while done < len(frames):
+                # An event C left to the Python walk (which raises if it is malformed).
+                core.add_event(_event_bytes(frames[done], keyspace))
+                done = core.add(frames, prefix, done + 1)
+        elif keyspace is None:
             self._add_plain(frames)
         else:
             self._add_renamed(frames, keyspace)
@@ -172,6 +227,9 @@ class ResponsePacker:
 
     def take(self) -> list[bytes]:
         """Every body so far (the last one possibly short); the packer starts empty."""
+        if self._core is not None:
+            self.events = 0
+            return self._core.take()
         bodies = self._bodies
         if self._parts:
             bodies.append(b"".join(self._parts))
