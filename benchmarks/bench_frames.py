@@ -6,7 +6,11 @@ the header the gateway needs, and produces encoded client responses:
 
 - ``frames``: vsmux.wire as the gateway runs it (split, type of every event,
   header of the last event of each response, then the packer renames each
-  event as it writes it into the client response: one copy per event);
+  event as it writes it into the client response: one copy per event), with
+  the C loops (``vsmux.wire._accel``) when they are built, as in every
+  ``frames, ...`` row below;
+- ``frames, pure Python``: the same with the C loops off (the reference
+  Python split and packer, what runs where no compiler was available);
 - ``frames, rename then join``: the same, but renaming each event into a new
   frame first (``rename_table``) and joining after (two copies per event);
 - ``frames, header of every event``: the same, reading every header (upb);
@@ -43,7 +47,16 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from vsmux.proto import binlogdata, query
-from vsmux.wire import Frame, encode_response, pack_responses, rename_table, split_response
+from vsmux.wire import (
+    Frame,
+    ResponsePacker,
+    encode_response,
+    pack_responses,
+    rename_table,
+    split_response,
+)
+from vsmux.wire.accel import ACCELERATED
+from vsmux.wire.frames import split_response_python
 from vsmux.wire.scan import scan_events, scan_header
 from vsmux.wire.upb import message_class
 
@@ -99,6 +112,17 @@ def run_frames(responses: list[bytes]) -> list[bytes]:
         frames = split_response(body)
         frames[-1].header()
         out.append(pack(frames))
+    return out
+
+
+def run_frames_pure_python(responses: list[bytes]) -> list[bytes]:
+    out = []
+    packer = ResponsePacker(NO_LIMIT, use_native=False)
+    for body in responses:
+        frames = split_response_python(body)
+        frames[-1].header()
+        packer.add(frames, KEYSPACE)
+        out += packer.take()
     return out
 
 
@@ -212,6 +236,7 @@ def run_upb_frames(responses: list[bytes]) -> list[bytes]:
 
 VARIANTS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
     "frames": run_frames,
+    "frames, pure Python": run_frames_pure_python,
     "frames, rename then join": run_frames_rename_then_join,
     "frames, header of every event": run_frames_all_headers,
     "frames, every header by pure-Python scan": run_frames_python_headers,
@@ -293,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 "python": platform.python_version(),
                 "machine": platform.machine(),
                 "nproc": os.cpu_count(),
+                "c_extension": ACCELERATED,
                 "loadavg_1min_before_after": [load_before[0], load_after[0]],
                 "events": events,
                 "event_bytes": event_bytes,
