@@ -15,8 +15,15 @@ from grpclib.const import Status
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query, queryservice, topodata
 from vsmux.server.hosting import open_grpc_server
-from vsmux.sources.grpc_tablet import open_tablet_channels
+from vsmux.sources.grpc_tablet import (
+    RESPONSES_AHEAD,
+    _End,
+    _FrameBatches,
+    open_tablet_channels,
+)
+from vsmux.sources.handoff import Handoff
 from vsmux.topology.model import TabletInfo
+from vsmux.wire import Frame
 
 
 class ScriptedTablet(queryservice.QueryBase):
@@ -73,7 +80,7 @@ REQUEST = binlogdata.VStreamRequest(
 )
 
 
-async def test_batches_are_frames_of_each_response(aio_loop: None) -> None:
+async def test_batches_are_the_frames_of_the_responses_in_order(aio_loop: None) -> None:
     tablet = ScriptedTablet()
     tablet.responses = [events(2, 12), events(3)]
     async with (
@@ -83,13 +90,15 @@ async def test_batches_are_frames_of_each_response(aio_loop: None) -> None:
         source = channels.source(tablet_at(port))
         async with source.vstream(REQUEST) as batches:
             got = [[f.type for f in batch] async for batch in batches]
-        assert got == [[2, 12], [3]]
+        # Responses queued together arrive as one batch; the cut is free.
+        assert [t for batch in got for t in batch] == [2, 12, 3]
+        assert got in ([[2, 12], [3]], [[2, 12, 3]])
         assert tablet.requests[0].options is not None
         assert tablet.requests[0].options.internal_tables == ["heartbeat"]
         assert tablet.requests[0].position == "current"
         # A second stream to the same address shares the pooled channel.
         async with source.vstream(REQUEST) as batches:
-            assert len([b async for b in batches]) == 2
+            assert [f.type async for batch in batches for f in batch] == [2, 12, 3]
 
 
 @pytest.mark.parametrize(
@@ -205,6 +214,39 @@ async def test_a_stalled_stream_holds_a_bounded_window_and_health_keeps_flowing(
             with trio.fail_after(5):
                 async with source.stream_health() as reports:
                     assert (await reports.__anext__()).serving
-            # Written by the tablet: one taken, one in the handoff, one being
-            # read, and what fits the 256 KiB stream window (4 responses).
-            assert tablet.sent <= 1 + 1 + 1 + 4 + 1
+            # Written by the tablet: the first batch taken (up to a full
+            # handoff), a full handoff since, one being read, and what fits the
+            # 256 KiB stream window (4 responses).
+            assert tablet.sent <= RESPONSES_AHEAD + RESPONSES_AHEAD + 1 + 4 + 1
+
+
+def frames_of(*types: int) -> list[Frame]:
+    return [Frame(t, bytes([0x08, t])) for t in types]
+
+
+def unavailable(exc: BaseException) -> VStreamError:
+    return VStreamError(Code.UNAVAILABLE, f"tablet gone: {exc}")
+
+
+async def test_queued_responses_are_joined_and_the_failure_comes_after_them() -> None:
+    handoff: Handoff[list[Frame] | _End] = Handoff(8)
+    for item in (frames_of(2, 12), [], frames_of(3), _End(ConnectionError("reset"))):
+        handoff.put_nowait(item)
+    batches = _FrameBatches(handoff, unavailable)
+    assert [f.type for f in await batches.__anext__()] == [2, 12, 3]
+    with pytest.raises(VStreamError, match="tablet gone: reset"):
+        await batches.__anext__()
+
+
+async def test_an_empty_response_is_an_empty_batch_and_the_end_ends() -> None:
+    handoff: Handoff[list[Frame] | _End] = Handoff(8)
+    batches = _FrameBatches(handoff, unavailable)
+    handoff.put_nowait([])
+    assert await batches.__anext__() == []
+    handoff.put_nowait(frames_of(2))
+    handoff.put_nowait(_End(None))
+    assert [f.type for f in await batches.__anext__()] == [2]
+    with pytest.raises(StopAsyncIteration):
+        await batches.__anext__()
+    with pytest.raises(StopAsyncIteration):
+        await batches.__anext__()

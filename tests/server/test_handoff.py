@@ -282,3 +282,33 @@ async def test_one_waiter_per_side(aio_loop: None, autojump_clock: MockClock) ->
         handoff.put_nowait(1)
     with pytest.raises(ValueError, match="at least one"):
         Handoff[int](0)
+
+
+async def test_trio_consumer_takes_everything_queued_in_one_get(
+    aio_loop: None, autojump_clock: MockClock
+) -> None:
+    handoff: Handoff[int] = Handoff(3)
+    producer = start_in_asyncio(handoff.put_in_asyncio(0))
+    assert await outcome_of(producer) == "ok"
+    for i in (1, 2):
+        handoff.put_nowait(i)
+    blocked = start_in_asyncio(handoff.put_in_asyncio(3))  # full: waits
+    await trio.testing.wait_all_tasks_blocked()
+    assert not blocked.done()
+    assert await handoff.get_all_in_trio() == [0, 1, 2]
+    assert await outcome_of(blocked) == "ok"  # taking the lot woke the producer
+    assert await handoff.get_all_in_trio() == [3]
+    handoff.close()
+    with pytest.raises(trio.EndOfChannel):
+        await handoff.get_all_in_trio()
+
+
+async def test_get_all_in_trio_waits_while_empty_and_can_be_cancelled(
+    aio_loop: None, autojump_clock: MockClock
+) -> None:
+    handoff: Handoff[int] = Handoff(2)
+    with trio.move_on_after(5) as scope:
+        await handoff.get_all_in_trio()
+    assert scope.cancelled_caught
+    handoff.put_nowait(7)  # the cancelled wait left nothing behind
+    assert await handoff.get_all_in_trio() == [7]

@@ -57,11 +57,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
-# Tablet responses received ahead of the streamer. One keeps the next response
-# decoded while the streamer works on the current one; more would only hold
-# memory that HTTP/2 flow control already keeps at the tablet.
-RESPONSES_AHEAD = 1
+# Tablet responses received ahead of the streamer. The streamer takes all that
+# are queued in one wakeup, so while it works on one batch the next ones are
+# split and waiting; when it falls behind it catches up with a wakeup per
+# RESPONSES_AHEAD responses rather than per response. Bounded so that a stalled
+# stream holds at most this many responses (up to ~250 KB each from a busy
+# vttablet) beyond what HTTP/2 flow control keeps at the tablet.
+RESPONSES_AHEAD = 4
 
 # How long opening a stream (TCP connect, then writing the HTTP/2 preface and
 # the request) may take before the tablet counts as unreachable (UNAVAILABLE,
@@ -166,7 +170,9 @@ class GrpcTabletSource:
         self, request: binlogdata.VStreamRequest
     ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
         """Open the tablet's VStream; iterate for one batch of frames per response."""
-        return self._open(VSTREAM, request, binlogdata.VStreamRequest, RawMessage, self._frames)
+        return self._open(
+            VSTREAM, request, binlogdata.VStreamRequest, RawMessage, self._frames, _FrameBatches
+        )
 
     def stream_health(
         self,
@@ -178,6 +184,7 @@ class GrpcTabletSource:
             query.StreamHealthRequest,
             query.StreamHealthResponse,
             _same,
+            _Replies,
         )
 
     def _frames(self, body: bytes) -> list[Frame]:
@@ -225,7 +232,10 @@ class GrpcTabletSource:
         request_type: type,
         reply_type: type,
         convert: Callable[[Any], T],
-    ) -> AsyncIterator[AsyncIterator[T]]:
+        replies: Callable[
+            [Handoff[T | _End], Callable[[BaseException], VStreamError]], AsyncIterator[R]
+        ],
+    ) -> AsyncIterator[AsyncIterator[R]]:
         # The asyncio side only ever awaits asyncio things (the call and the
         # handoff's asyncio future). If it awaited a Trio call instead, a cancel
         # arriving just as that call finished would be lost (trio-asyncio
@@ -245,7 +255,7 @@ class GrpcTabletSource:
                 handoff,
             )
             try:
-                yield _Replies(handoff, self._error)
+                yield replies(handoff, self._error)
             except Exception as exc:
                 # Kept aside so the caller gets its own exception back, not a group.
                 body_error = exc
@@ -318,6 +328,42 @@ class _Replies(AsyncIterator[T]):
             raise StopAsyncIteration
         result: T = item
         return result
+
+
+class _FrameBatches(AsyncIterator[list[Frame]]):
+    """Iterates VStream replies as frame batches; ends when the call ends.
+
+    Every response queued when the streamer asks is joined into one batch
+    (responses are cut arbitrarily anyway, and the grouper takes any cut), so
+    a streamer that falls behind its tablet catches up with one wakeup rather
+    than one per response. Raises the call's failure as a VStreamError once
+    the frames before it are consumed.
+    """
+
+    def __init__(
+        self,
+        handoff: Handoff[list[Frame] | _End],
+        translate: Callable[[BaseException], VStreamError],
+    ) -> None:
+        self._get_all = handoff.get_all_in_trio
+        self._translate = translate
+        self._end: _End | None = None
+
+    async def __anext__(self) -> list[Frame]:
+        if self._end is None:
+            frames: list[Frame] = []
+            for item in await self._get_all():
+                if isinstance(item, _End):
+                    self._end = item  # always the producer's last item
+                elif frames:
+                    frames += item
+                else:
+                    frames = item
+            if frames or self._end is None:
+                return frames
+        if self._end.failure is not None:
+            raise self._translate(self._end.failure) from None
+        raise StopAsyncIteration
 
 
 def _same(value: T) -> T:

@@ -12,7 +12,7 @@ is full.
 
 One producer and one consumer. Either may be the asyncio side:
 
-    asyncio ──put_in_asyncio──▶ [deque, capacity] ──get_in_trio──▶ Trio
+    asyncio ──put_in_asyncio──▶ [deque, capacity] ──get_(all_)in_trio──▶ Trio
     Trio    ──put_in_trio─────▶ [deque, capacity] ──get_all_in_asyncio──▶ asyncio
 
 Ending: the producer calls :meth:`Handoff.close` (the consumer drains what is
@@ -146,6 +146,24 @@ class Handoff(Generic[T]):
             await self._wait_trio(getter=True)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return item
+
+    async def get_all_in_trio(self) -> list[T]:
+        """Everything queued (at least one item), in Trio, waiting (Trio event) while empty.
+
+        One checkpoint for the lot: a consumer that falls behind catches up
+        with one wakeup instead of one per item. Raises ``trio.EndOfChannel``
+        once the producer closed and all is taken.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._items:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._wait_trio(getter=True)
+        items = list(self._items)
+        self._items.clear()
+        self._wake(getter=False)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return items
 
     async def get_all_in_asyncio(self) -> list[T]:
         """Everything queued (at least one item), in asyncio, waiting while empty.
