@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from vsmux.proto import binlogdata, query
 from vsmux.wire import Frame, FrameError, ResponsePacker, split_response
 from vsmux.wire.accel import DISABLE_ENV, native
-from vsmux.wire.frames import split_response_python
+from vsmux.wire.frames import split_response_python, type_indexes, type_mask
 
 from .strategies import events, tablet_events
 
@@ -209,3 +209,18 @@ def test_the_switch_turns_the_c_loops_off() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["True", "True"]
+
+
+@needs_c
+@EXAMPLES
+@given(
+    st.lists(st.integers(min_value=-3, max_value=80), max_size=30),
+    st.sets(st.integers(min_value=0, max_value=63)),
+)
+def test_type_indexes_match_python(types: list[int], wanted: set[int]) -> None:
+    frames = [Frame(t, b"") for t in types]
+    frames.append(Frame(T.COMMIT, b""))  # an enum-typed frame, read through getattr
+    mask = type_mask(wanted)
+    python = [i for i, f in enumerate(frames) if 0 <= f.type < 64 and mask >> f.type & 1]
+    assert type_indexes(frames, mask) == python
+    assert python == [i for i, f in enumerate(frames) if f.type in wanted]

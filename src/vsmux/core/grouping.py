@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from vsmux.proto import binlogdata
 from vsmux.wire import Frame, decode_event, rename_table
+from vsmux.wire.frames import type_indexes, type_mask
 
 __all__ = ["TransactionGrouper", "Unit", "UnitKind"]
 
@@ -52,6 +53,7 @@ TABLE_EVENTS = frozenset((ROW, FIELD))
 TERMINATORS = frozenset(int(t) for t in (_T.COMMIT, _T.DDL, _T.OTHER, _T.ROLLBACK))
 # Events the grouper acts on; all others are buffered as they are.
 SPECIAL = TERMINATORS | {GTID, LASTPK, COPY_COMPLETED, HEARTBEAT, JOURNAL}
+_SPECIAL_MASK = type_mask(SPECIAL)
 
 
 class UnitKind:
@@ -131,8 +133,9 @@ class TransactionGrouper:
     def feed(self, batch: list[Frame]) -> list[Unit]:
         """Units completed by ``batch`` (one tablet response), in order.
 
-        The loop touches each event once, skipping ordinary ones (BEGIN, ROW,
-        FIELD, ...) with one set lookup; runs of them are moved with slices.
+        The loop visits only the events the grouper acts on (found by
+        :func:`~vsmux.wire.frames.type_indexes`, in C when it is built); the
+        ordinary ones between them (BEGIN, ROW, FIELD, ...) move as slices.
         """
         if self.finished:
             raise RuntimeError("grouper fed after the stream's journal")
@@ -146,12 +149,10 @@ class TransactionGrouper:
         controls = self._controls
         # Where this call's additions to ``pending`` begin (for the size count).
         added_from = len(pending)
-        special = SPECIAL
         start = 0
-        for i, frame in enumerate(batch):
+        for i in type_indexes(batch, _SPECIAL_MASK):
+            frame = batch[i]
             kind = frame.type
-            if kind not in special:
-                continue
             if kind in TERMINATORS or kind == COPY_COMPLETED:
                 if kind == COPY_COMPLETED:
                     controls.append(len(pending) + i - start)

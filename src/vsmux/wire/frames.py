@@ -21,7 +21,7 @@ runs there, and this module's Python split takes any response C leaves to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from google.protobuf.message import DecodeError
 
@@ -40,6 +40,8 @@ __all__ = [
     "record_size",
     "split_response",
     "split_response_python",
+    "type_indexes",
+    "type_mask",
 ]
 
 
@@ -94,9 +96,11 @@ _parse_events = events_class().FromString
 
 # The C split builds Frame objects itself, so it is told the class once.
 _split_native: Callable[[bytes], list[Frame] | None] | None = None
+_type_indexes_native: Callable[[Sequence[Frame], int], list[int]] | None = None
 if native is not None:
     native.bind(Frame)
     _split_native = native.split
+    _type_indexes_native = native.type_indexes
 
 
 def _prefix(n: int) -> bytes:
@@ -139,6 +143,27 @@ def split_response_python(body: bytes) -> list[Frame]:
         else:
             append(Frame(read_type(raw), raw))
     return frames
+
+
+def type_mask(types: Iterable[int]) -> int:
+    """The mask :func:`type_indexes` takes for ``types`` (VEventType numbers below 64)."""
+    mask = 0
+    for kind in types:
+        if not 0 <= kind < 64:
+            raise ValueError(f"event type {kind} is outside 0-63")
+        mask |= 1 << kind
+    return mask
+
+
+def type_indexes(frames: Sequence[Frame], mask: int) -> list[int]:
+    """Indexes of the frames whose type is in ``mask`` (see :func:`type_mask`), in order.
+
+    For loops that act on a few kinds of event and pass the rest along: they
+    visit only these indexes instead of every frame.
+    """
+    if _type_indexes_native is not None:
+        return _type_indexes_native(frames, mask)
+    return [i for i, frame in enumerate(frames) if 0 <= frame.type < 64 and mask >> frame.type & 1]
 
 
 def encode_response(frames: Iterable[Frame]) -> bytes:
