@@ -166,3 +166,57 @@ def test_gtid_to_vgtid_fast_path_agrees_with_the_header(events: list[binlogdata.
             vgtid=binlogdata.VGtid(shard_gtids=[sg("ks", "-80", event.gtid), sg("ks", "80-", "")]),
         )
         assert bytes(vgtid) == frames[0].raw
+
+
+# One operation on the book: move a shard, change its table positions, or
+# swap shards as a journal would; the VGtid is read after each.
+operations = st.one_of(
+    st.tuples(st.just("gtid"), st.integers(0, 7), st.text(max_size=20)),
+    st.tuples(st.just("lastpk"), st.integers(0, 7), st.sampled_from(["t1", "t2"]), st.booleans()),
+    st.tuples(st.just("swap"), st.integers(0, 7), st.integers(1, 3)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 6), st.lists(operations, max_size=25), st.lists(st.booleans(), max_size=25))
+def test_vgtid_follows_every_change_in_order(
+    shards: int, ops: list[tuple[object, ...]], reads: list[bool]
+) -> None:
+    """Whatever was read before (cached joins), the VGtid equals a fresh encoding."""
+    model = [sg("ks", f"s{i}", f"g{i}") for i in range(shards)]
+    book = PositionBook(model)
+    fresh = 100
+    for step, op in enumerate(ops):
+        index = int(op[1]) % len(model)  # type: ignore[call-overload]
+        key = (model[index].keyspace, model[index].shard)
+        if op[0] == "gtid":
+            book.set_gtid(key, str(op[2]))
+            model[index].gtid = str(op[2])
+        elif op[0] == "lastpk":
+            table, completed = str(op[2]), bool(op[3])
+            book.apply_lastpk(
+                key,
+                binlogdata.LastPkEvent(
+                    table_last_p_k=binlogdata.TableLastPk(table_name=table), completed=completed
+                ),
+            )
+            pks = [pk for pk in model[index].table_p_ks if pk.table_name != table]
+            if not completed:
+                known = any(pk.table_name == table for pk in model[index].table_p_ks)
+                pks = [
+                    binlogdata.TableLastPk(table_name=pk.table_name)
+                    for pk in model[index].table_p_ks
+                ]
+                if not known:
+                    pks.append(binlogdata.TableLastPk(table_name=table))
+            model[index].table_p_ks = pks
+        else:
+            new = [sg("ks", f"n{fresh + i}", f"h{fresh + i}") for i in range(int(op[2]))]  # type: ignore[call-overload]
+            fresh += 10
+            book.replace([key], new)
+            model = [m for m in model if m is not model[index]] + new
+        if step < len(reads) and reads[step]:
+            book.vgtid_bytes()  # reading caches the join; later changes must update it
+        assert book.vgtid_bytes() == bytes(binlogdata.VGtid(shard_gtids=model))
+        frame = book.vgtid_frame("ks", "s0")
+        assert decode_event(frame).vgtid == binlogdata.VGtid(shard_gtids=model)
