@@ -24,6 +24,7 @@ from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
 from vsmux.server.app import open_gateway_server
 from vsmux.server.execute import TableCatalog
+from vsmux.server.gcsettings import settle_gc
 from vsmux.server.metrics_http import serve_metrics
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources.directory import RoutingDirectory
@@ -120,6 +121,8 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
         try:
             server_cm = open_gateway_server(gateway, run_vstream, catalog, config.host, config.port)
             async with server_cm as server:
+                frozen = settle_gc()
+                log.debug("garbage collector: %d start-up objects frozen", frozen)
                 for line in ready:
                     print(line.format(address=server.address), flush=True)
                 await stop.wait()
