@@ -85,16 +85,44 @@ def _func(frame: str) -> str:
     return f"{name} ({Path(where.rstrip(')')).name})" if where else name
 
 
+# Layers of the gateway, by the file of a sample's innermost Python frame
+# (first match wins; C code counts towards the Python function that called it).
+_LAYERS = (
+    ("vsmux wire (split, pack; C inside)", ("vsmux/wire/",)),
+    ("vsmux positions (GTID -> VGTID)", ("vsmux/core/positions",)),
+    ("vsmux other (grouping, streamers, sender, hand-offs)", ("vsmux/",)),
+    (
+        "grpclib + h2/hyperframe/hpack (HTTP/2, gRPC framing)",
+        ("grpclib/", "h2/", "hyperframe/", "hpack/"),
+    ),
+    ("asyncio transports (socket reads and writes)", ("asyncio/",)),
+    ("trio-asyncio loop driver", ("trio_asyncio/",)),
+    ("trio scheduler", ("trio/",)),
+)
+
+
+def _layer(frame: str) -> str:
+    where = frame.partition(" (")[2]
+    for name, prefixes in _LAYERS:
+        if where.startswith(prefixes):
+            return name
+    return "other"
+
+
 def summarize(raw: str, top: int = 25) -> str:
-    """Top functions by own and by inclusive samples, from collapsed stacks."""
+    """Top functions by own and by inclusive samples, and own time per layer."""
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
     total = 0
     for line in raw.splitlines():
         m = _LINE.match(line.strip())
         if not m:
             continue
         count = int(m["count"])
+        raw_frames = [f for f in m["stacks"].split(";") if "(" in f]
+        if raw_frames:
+            layers[_layer(raw_frames[-1])] += count
         frames = [_func(f) for f in m["stacks"].split(";") if f]
         # py-spy puts the thread name first; skip frames that are not functions.
         frames = [f for f in frames if "(" in f]
@@ -106,6 +134,8 @@ def summarize(raw: str, top: int = 25) -> str:
             incl[f] += count
     lines = [f"{total} samples", "", "own time:"]
     lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(top)]
+    lines += ["", "own time by layer:"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in layers.most_common()]
     lines += ["", "inclusive time:"]
     lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in incl.most_common(top)]
     return "\n".join(lines) + "\n"

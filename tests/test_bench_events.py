@@ -105,6 +105,20 @@ def test_profile_summary_counts_own_and_inclusive_time() -> None:
     assert "100.0%  run (loop.py)" in inclusive
 
 
+def test_profile_summary_sums_own_time_by_layer() -> None:
+    from _profile import summarize
+
+    raw = (
+        "process 1:main;run (trio/_core/_run.py:1);split_response (vsmux/wire/frames.py:5) 2\n"
+        "process 1:main;run (trio/_core/_run.py:1);receive_data (h2/connection.py:9) 1\n"
+        "process 1:main;run (trio/_core/_run.py:1) 1\n"
+    )
+    layers = summarize(raw).split("own time by layer:")[1].split("inclusive time:")[0]
+    assert "50.0%  vsmux wire" in layers
+    assert "25.0%  grpclib + h2" in layers
+    assert "25.0%  trio scheduler" in layers
+
+
 def test_proc_sample_reads_this_process() -> None:
     import os
 
