@@ -37,6 +37,7 @@ from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, query, topodata, vtgate
 from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
 from vsmux.wire import Frame, encode_response, frame_of, split_response
+from vsmux.wire.accel import ACCELERATED
 
 SHARDS = ["-20", "20-40", "40-60", "60-80", "80-a0", "a0-c0", "c0-e0", "e0-"]
 ROWS_PER_TX = 10
@@ -235,6 +236,7 @@ def main() -> int:
         "events_per_run": total_events,
         "exclude_keyspace_from_table_name": args.exclude_keyspace,
         "python": sys.version.split()[0],
+        "c_extension": ACCELERATED,
         "median_events_per_s": statistics.median(r["events_per_s"] for r in timed),
         "median_mb_per_s": statistics.median(r["mb_per_s"] for r in timed),
         "median_events_per_cpu_s": statistics.median(r["events_per_cpu_s"] for r in timed),
