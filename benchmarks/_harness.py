@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vsmux.wire.accel import ACCELERATED
+
 __all__ = [
     "BENCH_DIR",
     "REPO_ROOT",
@@ -300,6 +302,8 @@ def machine_info() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "cpu_model": model,
         "python": sys.version.split()[0],
+        # The gateway and tablets inherit this process's environment and install.
+        "c_extension": ACCELERATED,
         "loadavg_at_start": [round(x, 2) for x in load],
         "date_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
