@@ -1,6 +1,7 @@
 import pytest
 
-from vsmux.cli.main import COMMANDS, main
+from vsmux.cli.args import attach_shard_values
+from vsmux.cli.main import COMMANDS, build_parser, main
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -10,3 +11,34 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in COMMANDS:
         assert name in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["cluster", "--shards", "-80,80-"], ["cluster", "--shards=-80,80-"]),
+        (
+            ["tail", "--shard", "-c0", "--keyspace", "ks"],
+            ["tail", "--shard=-c0", "--keyspace", "ks"],
+        ),
+        (["tail", "--shard", "80-"], ["tail", "--shard", "80-"]),  # no dash: left as is
+        (["tail", "--shard", "--keyspace"], ["tail", "--shard", "--keyspace"]),  # not a shard
+        (["x", "--", "--shard", "-80"], ["x", "--", "--shard", "-80"]),
+    ],
+)
+def test_shard_values_starting_with_a_dash_are_attached(
+    argv: list[str], expected: list[str]
+) -> None:
+    assert attach_shard_values(argv) == expected
+
+
+def test_shard_lists_parse_for_every_subcommand_that_takes_them() -> None:
+    parser = build_parser()
+    cluster = parser.parse_args(
+        attach_shard_values(["cluster", "--topology-out", "t.toml", "--shards", "-40,40-80,80-"])
+    )
+    assert cluster.shards == ["-40,40-80,80-"]
+    tablet = parser.parse_args(attach_shard_values(["fake-tablet", "--shard", "-c0"]))
+    assert tablet.shard == "-c0"
+    tail = parser.parse_args(attach_shard_values(["tail", "--keyspace", "ks", "--shard", "-c0"]))
+    assert tail.shard == "-c0"

@@ -3,8 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import re
 
-__all__ = ["parse_hostport", "positive_float"]
+__all__ = ["SHARD_OPTIONS", "attach_shard_values", "parse_hostport", "positive_float"]
+
+#: Options whose value may start with "-": shard names (-80) and lists (-80,80-).
+SHARD_OPTIONS = frozenset(("--shard", "--shards"))
+# A shard name or a comma-separated list of them, starting with "-".
+_SHARD_LIKE = re.compile(r"^-[0-9a-fA-F]*(,[0-9a-fA-F]*-?[0-9a-fA-F]*)*$")
+
+
+def attach_shard_values(argv: list[str]) -> list[str]:
+    """``argv`` with ``--shard -80`` written as ``--shard=-80`` (likewise ``--shards``).
+
+    argparse reads a separate value starting with "-" as an option and stops
+    with "expected one argument"; the ``=`` form always works, so shard
+    options get it before parsing. Everything after ``--`` is left alone.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out += argv[i:]
+            break
+        if arg in SHARD_OPTIONS and i + 1 < len(argv) and _SHARD_LIKE.match(argv[i + 1]):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

@@ -10,7 +10,6 @@ SIGTERM, then closes every server and exits 0.
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -28,15 +27,10 @@ from vsmux.sources.simulated import SimulatedCluster
 from vsmux.topology import Topology
 from vsmux.topology.toml_loader import dump_topology
 
-SHARD_LIKE = re.compile(r"^-[0-9a-fA-F]*(,[0-9a-fA-F]*-?[0-9a-fA-F]*)*$")
-
 __all__ = ["add_arguments", "run", "serve_cluster_tablets"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # Shard names start with "-" (--shards -80,80-); let argparse take them as values,
-    # the way it takes negative numbers (no option of ours looks like one).
-    parser._negative_number_matcher = SHARD_LIKE  # type: ignore[attr-defined]
     parser.add_argument(
         "--topology-out", type=Path, required=True, metavar="FILE", help="topology TOML to write"
     )

@@ -11,16 +11,13 @@ import sys
 
 import trio
 
-from vsmux.cli.cluster import SHARD_LIKE, serve_until_signal
+from vsmux.cli.cluster import serve_until_signal
 from vsmux.sources.simulated import SimulatedCluster
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # Shard names start with "-" (--shard -80); let argparse take them as values,
-    # the way it takes negative numbers (no option of ours looks like one).
-    parser._negative_number_matcher = SHARD_LIKE  # type: ignore[attr-defined]
     parser.add_argument("--keyspace", default="commerce", help="keyspace name")
     parser.add_argument("--shard", default="0", help="shard name, e.g. -80 (default 0)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from vsmux import __version__
+from vsmux.cli.args import attach_shard_values
 
 __all__ = ["main"]
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(attach_shard_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2
