@@ -125,7 +125,8 @@ async def test_tablet_errors_keep_their_code_and_name_the_tablet(
     assert got == [2]  # what came before the error is delivered
     assert info.value.code == code
     assert info.value.message == (
-        f"tablet zone1-0000000101 (127.0.0.1:{port}): GTIDSet Mismatch: something (errno 1236)"
+        f"tablet zone1-0000000101 (127.0.0.1:{port}) of commerce/-80: "
+        "GTIDSet Mismatch: something (errno 1236)"
     )
 
 
@@ -139,7 +140,9 @@ async def test_connection_refused_is_unavailable(aio_loop: None) -> None:
                 async for _ in batches:
                     pass
     assert info.value.code == Code.UNAVAILABLE
-    assert info.value.message.startswith(f"tablet zone1-0000000101 (127.0.0.1:{port}): ")
+    assert info.value.message.startswith(
+        f"tablet zone1-0000000101 (127.0.0.1:{port}) of commerce/-80: "
+    )
     assert "refused" in info.value.message
 
 

@@ -197,7 +197,10 @@ class GrpcTabletSource:
             ) from exc
 
     def _where(self) -> str:
-        return f"tablet {self._tablet.alias} ({self._address})"
+        # Named in every error: which tablet, where, and which shard it serves
+        # (a tablet's own messages, such as a position it cannot parse, say none of that).
+        tablet = self._tablet
+        return f"tablet {tablet.alias} ({self._address}) of {tablet.keyspace}/{tablet.shard}"
 
     def _error(self, exc: BaseException) -> VStreamError:
         """The VStreamError a transport or tablet failure stands for."""
