@@ -228,3 +228,17 @@ def test_type_indexes_match_python(types: list[int], wanted: set[int]) -> None:
     python = [i for i, f in enumerate(frames) if 0 <= f.type < 64 and mask >> f.type & 1]
     assert type_indexes(frames, mask) == python
     assert python == [i for i, f in enumerate(frames) if f.type in wanted]
+
+
+@needs_c
+def test_type_indexes_survive_a_type_that_changes_the_list() -> None:
+    frames: list[Any] = []
+
+    class Meddler:
+        @property
+        def type(self) -> int:
+            frames.clear()  # Python code run from inside the C loop
+            return int(T.COMMIT)
+
+    frames += [Frame(int(T.BEGIN), b""), Meddler(), Frame(int(T.COMMIT), b"")]
+    assert type_indexes(frames, type_mask([T.COMMIT])) == [1]

@@ -491,13 +491,13 @@ Packer_add(Packer *self, PyObject *const *args, Py_ssize_t nargs)
     if (seq == NULL) {
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
+    /* Nothing in this loop runs Python code (no getattr, no GC-tracked
+     * allocation), but the size and items are read per step all the same. */
     Py_ssize_t i;
-    for (i = start < 0 ? 0 : start; i < count; i++) {
+    for (i = start < 0 ? 0 : start; i < PySequence_Fast_GET_SIZE(seq); i++) {
         long type;
         PyObject *raw_obj;
-        if (frame_parts(items[i], &type, &raw_obj) < 0) {
+        if (frame_parts(PySequence_Fast_GET_ITEM(seq, i), &type, &raw_obj) < 0) {
             break;
         }
         const unsigned char *raw = (const unsigned char *)PyBytes_AS_STRING(raw_obj);
@@ -632,17 +632,20 @@ type_indexes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(seq);
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *frame = items[i];
+    /* Size and items are read again on every step: reading `type` through
+     * getattr (a frame that is not a plain Frame) runs Python code, which
+     * could change the list under us. */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *frame = PySequence_Fast_GET_ITEM(seq, i);
         long type;
         if (frame_class != NULL && Py_TYPE(frame) == frame_class &&
             SLOT(frame, type_offset) != NULL && PyLong_CheckExact(SLOT(frame, type_offset))) {
             type = PyLong_AsLong(SLOT(frame, type_offset));
         }
         else {
+            Py_INCREF(frame);
             PyObject *type_obj = PyObject_GetAttrString(frame, "type");
+            Py_DECREF(frame);
             if (type_obj == NULL) {
                 goto error;
             }
