@@ -17,11 +17,11 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 
-# name -> (script, extra arguments). The codec/frame and in-process merge
-# benchmarks belong to the wire and mux layers; they run here as they are.
+# name -> (script, extra arguments). The frame benchmark (frames against
+# betterproto2 and upb: the codec comparison) and the in-process merge belong
+# to the wire and mux layers; they run here as they are.
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "frames": ("bench_frames.py", []),
-    "codec": ("bench_codec.py", []),
     "merge_inproc": ("bench_merge_inproc.py", []),
     "bridge": ("bench_bridge.py", []),
     "merge": ("bench_merge.py", []),
