@@ -131,7 +131,7 @@ class TransactionGrouper:
         return sum(len(f.raw) for f in self._pending)
 
     def feed(self, batch: list[Frame]) -> list[Unit]:
-        """Units completed by ``batch`` (one tablet response), in order.
+        """Units completed by ``batch`` (one or more tablet responses' events), in order.
 
         The loop visits only the events the grouper acts on (found by
         :func:`~vsmux.wire.frames.type_indexes`, in C when it is built); the

@@ -5,11 +5,12 @@ to a real vttablet or a gRPC-served simulated one. VStream responses are
 received as raw bytes and split into frames with
 :func:`vsmux.wire.split_response`: events are never decoded here.
 
-How a stream runs: one asyncio coroutine owns the grpclib call and hands
-each tablet response over a :class:`~vsmux.sources.handoff.Handoff` holding
-at most ``RESPONSES_AHEAD`` (HTTP/2 flow control holds the rest at the
-tablet, within the channel's bounded windows); the Trio side takes them with
-no crossing between the loops. The only crossing is the one that starts the
+How a stream runs: one asyncio coroutine owns the grpclib call, splits each
+tablet response into frames and hands them over a
+:class:`~vsmux.sources.handoff.Handoff` holding at most ``RESPONSES_AHEAD``
+(HTTP/2 flow control holds the rest at the tablet, within the channel's
+bounded windows); the Trio side takes everything queued at once, with no
+crossing between the loops. The only crossing is the one that starts the
 call. Leaving the ``async with`` cancels that coroutine, which resets the
 HTTP/2 stream: the tablet stops sending.
 
@@ -169,7 +170,7 @@ class GrpcTabletSource:
     def vstream(
         self, request: binlogdata.VStreamRequest
     ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
-        """Open the tablet's VStream; iterate for one batch of frames per response."""
+        """Open the tablet's VStream; iterate for frame batches (every response queued, joined)."""
         return self._open(
             VSTREAM, request, binlogdata.VStreamRequest, RawMessage, self._frames, _FrameBatches
         )
