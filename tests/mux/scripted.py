@@ -105,6 +105,11 @@ def healthy(tablet: TabletInfo) -> query.StreamHealthResponse:
     )
 
 
+# vttablet re-sends its health every 20 s (--health_check_interval) even without
+# changes; the gateway counts a minute of silence as a sick tablet.
+HEALTH_REPORT_INTERVAL = 20.0
+
+
 class _Base:
     def __init__(self, tablet: TabletInfo) -> None:
         self._tablet = tablet
@@ -139,8 +144,9 @@ class _Base:
             self.open_health -= 1
 
     async def _health(self) -> AsyncIterator[query.StreamHealthResponse]:
-        yield healthy(self._tablet)
-        await trio.sleep_forever()
+        while True:  # until the watcher closes it; re-reported like vttablet's
+            yield healthy(self._tablet)
+            await trio.sleep(HEALTH_REPORT_INTERVAL)
 
 
 class ScriptedTablet(_Base):

@@ -335,10 +335,37 @@ async def test_watch_turns_health_stream_errors_into_unavailable(
 
 
 async def test_watch_ignores_lag_of_a_primary(autojump_clock: trio.abc.Clock) -> None:
-    source = FakeSource(tablet("zone1", 100, PRIMARY), [(0.0, report(PRIMARY, lag=500)), (0, HANG)])
+    lagging = report(PRIMARY, lag=500)
+    source = FakeSource(tablet("zone1", 100, PRIMARY), [(0.0, lagging), *[(20.0, lagging)] * 5])
     with trio.move_on_after(100):
         await watch_health(source, PRIMARY, SETTINGS)
     assert trio.current_time() == 100
+
+
+async def test_watch_raises_when_an_open_health_stream_goes_silent(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Reports at 0, 20 and 40 s, then nothing while the stream stays open.
+    steps: Steps = [(0.0, report()), (20.0, report()), (20.0, report()), (0.0, HANG)]
+    source = FakeSource(tablet("zone1", 101), steps)
+    with trio.fail_after(1000), pytest.raises(VStreamError) as info:  # fails, not hangs
+        await watch_health(source, REPLICA, SETTINGS)
+    assert trio.current_time() == 40 + SETTINGS.health_report_timeout
+    assert info.value.code == Code.UNAVAILABLE
+    assert info.value.message == (
+        "tablet zone1-0000000101 sent no health report for 60s, restarting vstream"
+    )
+    assert source.closed == [100]
+
+
+async def test_watch_keeps_a_tablet_that_reports_just_inside_the_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    every = SETTINGS.health_report_timeout - 1
+    source = FakeSource(tablet("zone1", 101), [(0.0, report()), *[(every, report())] * 10])
+    with trio.move_on_after(9 * every):
+        await watch_health(source, REPLICA, SETTINGS)
+    assert trio.current_time() == 9 * every
 
 
 async def test_watch_cancel_closes_the_stream(autojump_clock: trio.abc.Clock) -> None:

@@ -44,5 +44,10 @@ class GatewaySettings:
     # A health probe that gets no first report within this long counts the tablet as
     # unhealthy, so one hung tablet cannot stall a pick.
     health_probe_timeout: float = 5.0
+    # A tablet being streamed from whose health stream stays open but sends no
+    # report for this long counts as unhealthy: the shard stream moves on.
+    # vttablet re-reports every 20 s (--health_check_interval) even without
+    # changes; vtgate's --healthcheck_timeout is this same minute.
+    health_report_timeout: float = 60.0
     tablet_pick_retry_interval: float = 30.0
     tablet_pick_timeout: float = 90.0

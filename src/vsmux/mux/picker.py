@@ -231,6 +231,7 @@ async def watch_health(
     Never returns: raises VStreamError(UNAVAILABLE, "tablet <alias> ...,
     restarting vstream") when the tablet changes type, reports a health
     error, stops serving, lags more than ``max_replication_lag`` (replicas),
+    sends no report for ``health_report_timeout`` (a stream open but silent),
     or its health stream ends or fails. UNAVAILABLE makes the retry policy
     restart the shard stream from its last delivered position.
 
@@ -239,12 +240,18 @@ async def watch_health(
     """
     alias = source.tablet.alias
     problem: str | None = None
+    silence = settings.health_report_timeout
     try:
         async with source.stream_health() as reports:
-            async for resp in reports:
-                problem = health_problem(resp, tablet_type, settings.max_replication_lag)
-                if problem is not None:
-                    break
+            while problem is None:
+                with trio.move_on_after(silence) as waited:
+                    resp = await anext(reports, None)
+                if waited.cancelled_caught:
+                    problem = f"sent no health report for {silence:g}s"
+                elif resp is None:
+                    break  # the stream ended
+                else:
+                    problem = health_problem(resp, tablet_type, settings.max_replication_lag)
     except VStreamError as err:
         problem = f"health stream failed ({err.message})"
     if problem is None:
