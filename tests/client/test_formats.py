@@ -79,11 +79,15 @@ def test_maxwell_format() -> None:
         ("update", 1, None),
         ("delete", None, True),
     ]
+    xid = out[0]["xid"]
+    assert isinstance(xid, int) and 0 <= xid < 2**63
+    assert {o["xid"] for o in out} == {xid}  # one transaction, one xid
     assert out[1] == {
         "database": KS,
         "table": "customer",
         "type": "update",
         "ts": 1700,
+        "xid": xid,
         "xoffset": 1,
         "position": json.dumps(POSITION, separators=(",", ":")),
         "shard": "-80",
@@ -91,7 +95,27 @@ def test_maxwell_format() -> None:
         "old": {"email": "a"},
     }
     assert "old" not in out[0] and "old" not in out[2]
-    assert lines("maxwell", unit(snapshot=True))[0]["type"] == "bootstrap-insert"
+    copied = lines("maxwell", unit(snapshot=True))
+    assert copied[0]["type"] == "bootstrap-insert"
+    assert all("xid" not in o for o in copied)  # like Maxwell's bootstrap rows
+
+
+def test_maxwell_xid_is_stable_and_differs_between_transactions() -> None:
+    def xid_after(gtid: str, shard: str = "-80") -> object:
+        [u] = Assembler(None).feed(
+            [
+                simple(E.BEGIN, shard=shard, ts=1700),
+                field_event(shard=shard),
+                row_event(after=[b"1", b"a"], shard=shard),
+                vgtid_event(shard, ("-80", gtid), ("80-", "MySQL56/v:1-3")),
+                simple(E.COMMIT, shard=shard, ts=1700),
+            ]
+        )
+        return lines("maxwell", u)[0]["xid"]
+
+    assert xid_after("MySQL56/u:1-9") == xid_after("MySQL56/u:1-9")  # a replay: same xid
+    assert xid_after("MySQL56/u:1-9") != xid_after("MySQL56/u:1-10")
+    assert xid_after("MySQL56/v:1-3", shard="80-") != xid_after("MySQL56/v:1-3")
 
 
 def test_debezium_format() -> None:

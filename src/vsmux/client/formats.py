@@ -5,9 +5,14 @@
   VGtid as a list), index (the row's place in its transaction), snapshot,
   data, and old (updates only: previous values of the changed columns).
 - ``maxwell``: Maxwell's field names: database, table, type
-  (insert/update/delete, ``bootstrap-insert`` for copied rows), ts,
+  (insert/update/delete, ``bootstrap-insert`` for copied rows), ts, xid,
   xoffset (every row but the last of a transaction), commit (the last row),
   data, old, plus position (the VGtid as compact JSON text) and shard.
+  VStream carries no MySQL transaction id, so ``xid`` is derived from the
+  transaction's own position (keyspace, shard and that shard's GTID set
+  after it): the same transaction gets the same xid on every replay, which
+  is what consumers use it for (grouping and de-duplicating a transaction's
+  rows). Copied rows, like Maxwell's bootstrap rows, have no xid.
 - ``debezium``: Debezium's envelope: before, after, op (c/u/d, r for copied
   rows), source {connector "vitess", name, ts_ms, snapshot, db, keyspace,
   shard, table, vgtid (JSON text)}, ts_ms (when the line was made).
@@ -18,6 +23,7 @@ Pure functions; nothing to cancel.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -70,8 +76,23 @@ def _maxwell_type(row: RowChange) -> str:
     return row.record.op
 
 
+def _transaction_xid(unit: Unit) -> int | None:
+    """A stable 63-bit id for ``unit``'s transaction, from its shard's position after it."""
+    if not unit.rows or unit.position is None or unit.rows[0].snapshot:
+        return None
+    keyspace, shard = unit.rows[0].keyspace, unit.rows[0].shard
+    for sg in unit.position.shard_gtids:
+        if (sg.keyspace, sg.shard) == (keyspace, shard) and sg.gtid:
+            digest = hashlib.blake2b(
+                f"{keyspace}/{shard}@{sg.gtid}".encode(), digest_size=8
+            ).digest()
+            return int.from_bytes(digest, "big") >> 1  # fits a signed BIGINT, as Maxwell's
+    return None
+
+
 def _maxwell_lines(unit: Unit, now_ms: int) -> list[str]:
     position = dumps(_position(unit))
+    xid = _transaction_xid(unit)
     last = len(unit.rows) - 1
     lines = []
     for index, row in enumerate(unit.rows):
@@ -81,6 +102,8 @@ def _maxwell_lines(unit: Unit, now_ms: int) -> list[str]:
             "type": _maxwell_type(row),
             "ts": unit.timestamp,
         }
+        if xid is not None:
+            line["xid"] = xid
         if index == last:
             line["commit"] = True
         else:
