@@ -63,7 +63,9 @@ def _stack(
 
 
 def slow_client_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    tablets_cmd, (topo,) = _stack(args, work, args.shards, ["--mode", "flood"])
+    tablets_cmd, (topo,) = _stack(
+        args, work, args.shards, ["--mode", "flood", "--tx-per-response", str(args.tx_per_response)]
+    )
     with spawn("tablets", tablets_cmd, work) as tablets:
         ready = tablets.read_json_line(60)
         port = free_port()
@@ -161,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--shards", type=int, default=64)
     p.add_argument("--pause", type=float, default=10.0, help="client stall, seconds")
+    p.add_argument(
+        "--tx-per-response",
+        type=int,
+        default=1,
+        help="slow client: transactions per tablet response (~4 KB each; 64 is about "
+        "vttablet's 250 KB packet)",
+    )
     p.add_argument("--huge-mb", type=int, default=256, help="size of the huge transaction")
     p.add_argument("--chunk-size", type=int, default=1 << 20, help="transaction_chunk_size (bytes)")
     p.add_argument("--huge-timeout", type=float, default=300.0)

@@ -312,3 +312,29 @@ async def test_get_all_in_trio_waits_while_empty_and_can_be_cancelled(
     assert scope.cancelled_caught
     handoff.put_nowait(7)  # the cancelled wait left nothing behind
     assert await handoff.get_all_in_trio() == [7]
+
+
+async def test_a_byte_budget_bounds_the_queue_but_one_item_always_fits() -> None:
+    handoff: Handoff[str] = Handoff(4, budget=150)
+    handoff.put_nowait("a", 100)
+    handoff.put_nowait("b", 100)  # 100 queued: under the budget, so it fits
+    assert handoff.full and handoff.weight == 200
+    with pytest.raises(trio.WouldBlock):
+        handoff.put_nowait("c", 1)
+    assert handoff.get_nowait() == "a"
+    assert handoff.weight == 100 and not handoff.full
+    handoff.put_nowait("c", 1)
+    assert await handoff.get_all_in_trio() == ["b", "c"]
+    assert handoff.weight == 0
+    handoff.put_nowait("huge", 10_000)  # alone it always fits
+    assert handoff.full
+    handoff.abandon()
+    assert handoff.weight == 0
+
+
+async def test_without_a_budget_weights_do_not_matter() -> None:
+    handoff: Handoff[str] = Handoff(2)
+    handoff.put_nowait("a", 10**9)
+    handoff.put_nowait("b", 10**9)
+    assert handoff.full  # by count only
+    assert [handoff.get_nowait(), handoff.get_nowait()] == ["a", "b"]

@@ -63,10 +63,15 @@ R = TypeVar("R")
 # Tablet responses received ahead of the streamer. The streamer takes all that
 # are queued in one wakeup, so while it works on one batch the next ones are
 # split and waiting; when it falls behind it catches up with a wakeup per
-# RESPONSES_AHEAD responses rather than per response. Bounded so that a stalled
-# stream holds at most this many responses (up to ~250 KB each from a busy
-# vttablet) beyond what HTTP/2 flow control keeps at the tablet.
+# RESPONSES_AHEAD responses rather than per response.
 RESPONSES_AHEAD = 4
+# ... and at most this many bytes of them (plus the one that crosses it), so a
+# stalled stream of full-size vttablet packets (~250 KB each) holds one
+# response here beyond what HTTP/2 flow control keeps at the tablet: four
+# would add ~64 MB at 64 tablets (measured: a slow client's gateway peaked at
+# 316 MB with four, 168 MB with one). Small responses, where the per-response
+# wakeup is what costs, still batch four at a time.
+RESPONSE_BYTES_AHEAD = 128 * 1024
 
 # How long opening a stream (TCP connect, then writing the HTTP/2 preface and
 # the request) may take before the tablet counts as unreachable (UNAVAILABLE,
@@ -172,7 +177,13 @@ class GrpcTabletSource:
     ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
         """Open the tablet's VStream; iterate for frame batches (every response queued, joined)."""
         return self._open(
-            VSTREAM, request, binlogdata.VStreamRequest, RawMessage, self._frames, _FrameBatches
+            VSTREAM,
+            request,
+            binlogdata.VStreamRequest,
+            RawMessage,
+            self._frames,
+            len,  # a response's weight for the hand-off's byte budget: its encoded size
+            _FrameBatches,
         )
 
     def stream_health(
@@ -185,6 +196,7 @@ class GrpcTabletSource:
             query.StreamHealthRequest,
             query.StreamHealthResponse,
             _same,
+            _weightless,
             _Replies,
         )
 
@@ -236,6 +248,7 @@ class GrpcTabletSource:
         request_type: type,
         reply_type: type,
         convert: Callable[[Any], T],
+        weigh: Callable[[Any], int],
         replies: Callable[
             [Handoff[T | _End], Callable[[BaseException], VStreamError]], AsyncIterator[R]
         ],
@@ -246,7 +259,7 @@ class GrpcTabletSource:
         # resolves the future with the call's result), and the task would go on
         # waiting for the tablet, which Trio, waiting for the task, could not
         # interrupt.
-        handoff: Handoff[T | _End] = Handoff(RESPONSES_AHEAD)
+        handoff: Handoff[T | _End] = Handoff(RESPONSES_AHEAD, RESPONSE_BYTES_AHEAD)
         body_error: Exception | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
@@ -256,6 +269,7 @@ class GrpcTabletSource:
                 request_type,
                 reply_type,
                 convert,
+                weigh,
                 handoff,
             )
             try:
@@ -276,6 +290,7 @@ class GrpcTabletSource:
         request_type: type,
         reply_type: type,
         convert: Callable[[Any], T],
+        weigh: Callable[[Any], int],
         handoff: Handoff[T | _End],
     ) -> None:
         """asyncio: run one server-streaming call, handing over each reply, then the end."""
@@ -287,7 +302,7 @@ class GrpcTabletSource:
                 async with asyncio.timeout(self._channels.connect_timeout):
                     await stream.send_message(request, end=True)
                 async for reply in stream:
-                    await handoff.put_in_asyncio(convert(reply))
+                    await handoff.put_in_asyncio(convert(reply), weigh(reply))
         except trio.BrokenResourceError:
             return  # the Trio side left; it cancels this task too
         except Exception as exc:  # every transport and tablet failure ends the replies
@@ -368,6 +383,10 @@ class _FrameBatches(AsyncIterator[list[Frame]]):
         if self._end.failure is not None:
             raise self._translate(self._end.failure) from None
         raise StopAsyncIteration
+
+
+def _weightless(_reply: Any) -> int:
+    return 0
 
 
 def _same(value: T) -> T:

@@ -48,15 +48,24 @@ Wake = Callable[[], None]
 class Handoff(Generic[T]):
     """Up to ``capacity`` items from one producer to one consumer across the loops.
 
+    With a ``budget``, items also carry a weight (bytes, say: given to the
+    put) and the handoff counts as full once the queued weight reaches the
+    budget, so it holds at most the budget plus one item; one item always
+    fits, however heavy.
+
     Every method must be called on the thread running ``trio_asyncio``;
     ``*_in_asyncio`` methods from asyncio code, ``*_in_trio`` from Trio code.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, budget: int = 0) -> None:
         if capacity < 1:
             raise ValueError(f"a handoff holds at least one item, not {capacity}")
         self.capacity = capacity
+        self.budget = budget
         self._items: deque[T] = deque()
+        self._weights: deque[int] = deque()
+        #: Total weight of the queued items.
+        self.weight = 0
         self._closed = False
         self._abandoned = False
         self._wake_getter: Wake | None = None
@@ -67,8 +76,16 @@ class Handoff(Generic[T]):
 
     # -- either side, synchronous ------------------------------------------------
 
-    def put_nowait(self, item: T) -> None:
-        """Queue ``item``; ``trio.WouldBlock`` when full.
+    @property
+    def full(self) -> bool:
+        """A put would wait: ``capacity`` items, or the budget's weight, are queued."""
+        items = len(self._items)
+        return items >= self.capacity or (
+            self.budget > 0 and items > 0 and self.weight >= self.budget
+        )
+
+    def put_nowait(self, item: T, weight: int = 0) -> None:
+        """Queue ``item`` (of ``weight``); ``trio.WouldBlock`` when full.
 
         Raises ``trio.ClosedResourceError`` after :meth:`close` and
         ``trio.BrokenResourceError`` after :meth:`abandon`.
@@ -77,9 +94,11 @@ class Handoff(Generic[T]):
             raise trio.ClosedResourceError("the handoff was closed by its producer")
         if self._abandoned:
             raise trio.BrokenResourceError("the consumer has gone")
-        if len(self._items) >= self.capacity:
+        if self.full:
             raise trio.WouldBlock
         self._items.append(item)
+        self._weights.append(weight)
+        self.weight += weight
         self._wake(getter=True)
 
     def get_nowait(self) -> T:
@@ -87,8 +106,17 @@ class Handoff(Generic[T]):
         if not self._items:
             raise trio.EndOfChannel if self._closed else trio.WouldBlock
         item = self._items.popleft()
+        self.weight -= self._weights.popleft()
         self._wake(getter=False)
         return item
+
+    def _take_all(self) -> list[T]:
+        items = list(self._items)
+        self._items.clear()
+        self._weights.clear()
+        self.weight = 0
+        self._wake(getter=False)
+        return items
 
     def close(self) -> None:
         """Producer: no more items. The consumer gets what is queued, then the end."""
@@ -99,15 +127,17 @@ class Handoff(Generic[T]):
         """Consumer: stop reading. Queued items are dropped; puts fail from now on."""
         self._abandoned = True
         self._items.clear()
+        self._weights.clear()
+        self.weight = 0
         self._wake(getter=False)
 
     # -- producer ------------------------------------------------------------------
 
-    async def put_in_asyncio(self, item: T) -> None:
-        """Queue ``item`` from asyncio, waiting (asyncio future) while full."""
+    async def put_in_asyncio(self, item: T, weight: int = 0) -> None:
+        """Queue ``item`` (of ``weight``) from asyncio, waiting (asyncio future) while full."""
         while True:
             try:
-                self.put_nowait(item)
+                self.put_nowait(item, weight)
                 return
             except trio.WouldBlock:
                 pass
@@ -159,9 +189,7 @@ class Handoff(Generic[T]):
             if self._closed:
                 raise trio.EndOfChannel
             await self._wait_trio(getter=True)
-        items = list(self._items)
-        self._items.clear()
-        self._wake(getter=False)
+        items = self._take_all()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return items
 
@@ -175,10 +203,7 @@ class Handoff(Generic[T]):
                 raise trio.EndOfChannel
             future = asyncio.get_running_loop().create_future()
             await self._wait_asyncio(future, getter=True)
-        items = list(self._items)
-        self._items.clear()
-        self._wake(getter=False)
-        return items
+        return self._take_all()
 
     # -- waiting and waking ----------------------------------------------------------
 
