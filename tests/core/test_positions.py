@@ -220,3 +220,18 @@ def test_vgtid_follows_every_change_in_order(
         assert book.vgtid_bytes() == bytes(binlogdata.VGtid(shard_gtids=model))
         frame = book.vgtid_frame("ks", "s0")
         assert decode_event(frame).vgtid == binlogdata.VGtid(shard_gtids=model)
+
+
+def test_gtid_with_a_padded_length_still_gives_a_canonical_vgtid() -> None:
+    book = PositionBook([sg("ks", "-80", "g0"), sg("ks", "80-", "")])
+    usual = ev(T.GTID, gtid="g1", keyspace="ks", shard="-80")
+    frames = [usual]
+    book.apply_controls(frames, [0], ("ks", "-80"))  # learns the event's tail
+    # The same event with gtid "g2" behind a two-byte length 0x82 0x00 (= 2, padded).
+    padded_raw = usual.raw.replace(b"\x1a\x02g1", b"\x1a\x82\x00g2")
+    assert padded_raw != usual.raw
+    frames = [Frame(int(T.GTID), padded_raw)]
+    book.apply_controls(frames, [0], ("ks", "-80"))
+    event = decode_event(frames[0])
+    assert event.vgtid == binlogdata.VGtid(shard_gtids=[sg("ks", "-80", "g2"), sg("ks", "80-", "")])
+    assert bytes(event) == frames[0].raw  # what a fresh encoding gives: canonical lengths
