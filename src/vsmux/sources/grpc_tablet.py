@@ -29,7 +29,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 import trio_asyncio
@@ -176,29 +176,22 @@ class GrpcTabletSource:
         self, request: binlogdata.VStreamRequest
     ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
         """Open the tablet's VStream; iterate for frame batches (every response queued, joined)."""
-        return self._open(
-            VSTREAM,
-            request,
-            binlogdata.VStreamRequest,
-            RawMessage,
-            self._frames,
-            len,  # a response's weight for the hand-off's byte budget: its encoded size
-            _FrameBatches,
-        )
+        call = _Call(VSTREAM, request, binlogdata.VStreamRequest, RawMessage, self._frames, len)
+        return self._open(call, _FrameBatches)
 
     def stream_health(
         self,
     ) -> AbstractAsyncContextManager[AsyncIterator[query.StreamHealthResponse]]:
         """Open the tablet's StreamHealth; iterate for its health reports."""
-        return self._open(
+        call = _Call(
             STREAM_HEALTH,
             query.StreamHealthRequest(),
             query.StreamHealthRequest,
             query.StreamHealthResponse,
             _same,
             _weightless,
-            _Replies,
         )
+        return self._open(call, _Replies)
 
     def _frames(self, body: bytes) -> list[Frame]:
         try:
@@ -243,12 +236,7 @@ class GrpcTabletSource:
     @asynccontextmanager
     async def _open(
         self,
-        path: str,
-        request: Any,
-        request_type: type,
-        reply_type: type,
-        convert: Callable[[Any], T],
-        weigh: Callable[[Any], int],
+        call: _Call[T],
         replies: Callable[
             [Handoff[T | _End], Callable[[BaseException], VStreamError]], AsyncIterator[R]
         ],
@@ -262,16 +250,7 @@ class GrpcTabletSource:
         handoff: Handoff[T | _End] = Handoff(RESPONSES_AHEAD, RESPONSE_BYTES_AHEAD)
         body_error: Exception | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                trio_asyncio.aio_as_trio(self._call),
-                path,
-                request,
-                request_type,
-                reply_type,
-                convert,
-                weigh,
-                handoff,
-            )
+            nursery.start_soon(trio_asyncio.aio_as_trio(self._call), call, handoff)
             try:
                 yield replies(handoff, self._error)
             except Exception as exc:
@@ -283,24 +262,18 @@ class GrpcTabletSource:
         if body_error is not None:
             raise body_error
 
-    async def _call(
-        self,
-        path: str,
-        request: Any,
-        request_type: type,
-        reply_type: type,
-        convert: Callable[[Any], T],
-        weigh: Callable[[Any], int],
-        handoff: Handoff[T | _End],
-    ) -> None:
+    async def _call(self, call: _Call[T], handoff: Handoff[T | _End]) -> None:
         """asyncio: run one server-streaming call, handing over each reply, then the end."""
         failure: BaseException | None = None
+        convert, weigh = call.convert, call.weigh
         try:
             channel = self._channels.channel(self._address)
-            call: Any = channel.request(path, Cardinality.UNARY_STREAM, request_type, reply_type)
-            async with call as stream:
+            request: Any = channel.request(
+                call.path, Cardinality.UNARY_STREAM, call.request_type, call.reply_type
+            )
+            async with request as stream:
                 async with asyncio.timeout(self._channels.connect_timeout):
-                    await stream.send_message(request, end=True)
+                    await stream.send_message(call.request, end=True)
                 async for reply in stream:
                     await handoff.put_in_asyncio(convert(reply), weigh(reply))
         except trio.BrokenResourceError:
@@ -311,6 +284,20 @@ class GrpcTabletSource:
             await handoff.put_in_asyncio(_End(failure))
         except trio.BrokenResourceError:
             pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Call(Generic[T]):
+    """One server-streaming call to a tablet, and how its replies are handed over."""
+
+    path: str
+    request: Any
+    request_type: type
+    reply_type: type
+    #: A reply as the Trio side gets it (VStream: split into frames).
+    convert: Callable[[Any], T]
+    #: A reply's weight for the hand-off's byte budget (VStream: its encoded size).
+    weigh: Callable[[Any], int]
 
 
 @dataclass(frozen=True, slots=True)
