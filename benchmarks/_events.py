@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass
 
 from vsmux.proto import binlogdata, query
+from vsmux.wire.varint import encode_varint as varint
+from vsmux.wire.varint import read_varint
 
 __all__ = [
     "RawMessage",
@@ -62,17 +64,6 @@ class RawMessage:
         return data
 
 
-def varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _len_field(tag: bytes, data: bytes) -> bytes:
     return tag + varint(len(data)) + data
 
@@ -88,17 +79,7 @@ def count_events(body: bytes) -> int:
     pos = 0
     end = len(body)
     while pos < end:
-        # Key byte 0x0a, then a varint length.
-        pos += 1
-        b = body[pos]
-        pos += 1
-        length = b & 0x7F
-        shift = 7
-        while b & 0x80:
-            b = body[pos]
-            pos += 1
-            length |= (b & 0x7F) << shift
-            shift += 7
+        length, pos = read_varint(body, pos + 1)  # after the key byte 0x0a
         pos += length
         n += 1
     return n
