@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest protos check-protos bench clean
+.PHONY: demo test test-clients lint typecheck pytest protos check-protos bench clean
 
 # setup.py builds the optional C extension; a changed C source rebuilds it.
 $(STAMP): pyproject.toml setup.py src/vsmux/wire/_accel.c
@@ -34,6 +34,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 	VSMUX_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider tests/wire tests/mux
+
+## Only the real-client suite: Debezium's connector and official-proto clients.
+test-clients: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m clients -rs tests/interop
 
 ## Regenerate the committed message classes from protos/.
 protos: $(STAMP)
