@@ -50,6 +50,17 @@ async def test_list_describe_and_vstream() -> None:
         )
         assert "rpc Execute" in out
 
+        # Nested as upstream: grpcurl resolves the enum under its message.
+        code, out, err = await _run(
+            "-plaintext", address, "describe", "binlogdata.Filter.FieldEventMode"
+        )
+        assert code == 0, err
+        assert "binlogdata.Filter.FieldEventMode is an enum" in out
+        assert "BEST_EFFORT = 1;" in out
+        code, out, err = await _run("-plaintext", address, "describe", "binlogdata.Filter")
+        assert code == 0, err
+        assert ".binlogdata.Filter.FieldEventMode field_event_mode = 2;" in out
+
         # The command the README gives, while the cluster takes writes.
         request = '{"vgtid":{"shardGtids":[{"keyspace":"commerce","gtid":"current"}]}}'
         async with trio.open_nursery() as nursery:

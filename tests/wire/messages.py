@@ -315,7 +315,7 @@ OTHERS = [
                     B.Rule(match="/.*/", filter=""),
                     B.Rule(match="t", filter="select * from t"),
                 ],
-                field_event_mode=B.FieldEventMode.BEST_EFFORT,
+                field_event_mode=B.FilterFieldEventMode.BEST_EFFORT,
                 workflow_type=3,
                 workflow_name="wf",
             ),

@@ -107,7 +107,7 @@ MESSAGES: dict[str, str] = {
         completed 2 bool""",
     "binlogdata.Filter": """
         rules 1 repeated binlogdata.Rule
-        field_event_mode 2 binlogdata.FieldEventMode
+        field_event_mode 2 binlogdata.Filter.FieldEventMode
         workflow_type 3 int64
         workflow_name 4 string""",
     "binlogdata.Rule": """
@@ -248,7 +248,7 @@ ENUMS: dict[str, dict[str, int]] = {
             ]
         )
     },
-    "binlogdata.FieldEventMode": {"ERR_ON_MISMATCH": 0, "BEST_EFFORT": 1},
+    "binlogdata.Filter.FieldEventMode": {"ERR_ON_MISMATCH": 0, "BEST_EFFORT": 1},
     "binlogdata.MigrationType": {"TABLES": 0, "SHARDS": 1},
     "topodata.TabletType": {
         "UNKNOWN": 0,
@@ -480,3 +480,35 @@ def test_service_methods_are_pinned(
             method.server_streaming,
         )
     assert actual == methods
+
+
+# Enums that upstream declares inside a message: the full name (which
+# reflection clients such as grpcurl show and resolve) includes the message.
+NESTED_ENUMS = {"binlogdata.Filter.FieldEventMode": "binlogdata.Filter"}
+
+
+@pytest.mark.parametrize(("enum_name", "parent"), sorted(NESTED_ENUMS.items()))
+def test_nested_enums_are_nested(enum_name: str, parent: str) -> None:
+    enum = POOL.FindEnumTypeByName(enum_name)
+    assert enum.full_name == enum_name
+    assert enum.containing_type is not None
+    assert enum.containing_type.full_name == parent
+    top_level = enum_name.split(".", 1)[0] + "." + enum.name
+    with pytest.raises(KeyError):
+        POOL.FindEnumTypeByName(top_level)
+
+
+def test_filter_field_event_mode_as_reflection_serves_it() -> None:
+    """The descriptors the gateway's reflection service answers from agree."""
+    from vsmux.server.reflection import reflection_pool
+
+    pool = reflection_pool()
+    field = pool.FindMessageTypeByName("binlogdata.Filter").fields_by_name["field_event_mode"]
+    assert field.number == 2
+    assert field.enum_type.full_name == "binlogdata.Filter.FieldEventMode"
+    assert {v.name: v.number for v in field.enum_type.values} == {
+        "ERR_ON_MISMATCH": 0,
+        "BEST_EFFORT": 1,
+    }
+    with pytest.raises(KeyError):
+        pool.FindEnumTypeByName("binlogdata.FieldEventMode")
