@@ -1,4 +1,7 @@
-"""The sender coalesces queued parcels into one client send, keeping every ordering rule."""
+"""The sender coalesces queued parcels into one client send, keeping every ordering rule.
+
+Each response (body) holds one unit; a send carries many responses.
+"""
 
 from __future__ import annotations
 
@@ -102,7 +105,8 @@ async def test_queued_parcels_leave_in_one_send_in_order() -> None:
     metrics = Metrics()
     await run_sender(items, client, metrics=metrics)
     assert len(client.calls) == 1
-    assert len(client.calls[0]) == 1  # one response body
+    # One response per transaction, all in one send.
+    assert [len(transactions(body)) for body in client.calls[0]] == [1] * 9
     events = client.events(0)
     assert metrics.total("VStreamsEventsStreamed") == len(events) == 9 * 5
     tx = transactions(events)
@@ -121,22 +125,39 @@ async def test_exclude_keyspace_leaves_names_alone() -> None:
     assert {e.row_event.table_name for e in client.events(0) if e.row_event} == {"t1"}
 
 
-async def test_one_send_is_bounded_by_one_full_response() -> None:
-    one = len(b"".join(pack_responses(parcel("-40", 1).units[0].frames, 1 << 20)))
-    items: list[Item] = [parcel("-40", n) for n in range(1, 11)]
+def several_units(shard: str, first: int, count: int) -> Parcel:
+    """One parcel holding ``count`` transactions (as one tablet response may)."""
+    units = [unit for n in range(first, first + count) for unit in parcel(shard, n).units]
+    return Parcel(("ks", shard), ("ks", shard, "PRIMARY"), units, "t1")
+
+
+async def test_units_of_one_parcel_get_a_response_each() -> None:
     client = Recorder()
-    # Room for 2.5 transactions per response: a send stops once a body is full.
-    await run_sender(items, client, max_bytes=one * 5 // 2)
-    assert len(client.calls) > 1
-    for bodies in client.bodies:
-        assert len(bodies) <= 2
-        assert all(len(b) <= one * 5 // 2 for b in bodies)
-    all_events = [e for call in range(len(client.calls)) for e in client.events(call)]
-    assert [s for s, _ in transactions(all_events)] == ["-40"] * 10
-    # Every transaction has its VGTID right before its COMMIT (so never in a later
-    # body), and a parcel is never split over two sends: each send ends at a COMMIT.
-    assert all(types[-2:] == [T.VGTID, T.COMMIT] for _, types in transactions(all_events))
-    assert all(client.events(c)[-1].type == T.COMMIT for c in range(len(client.calls)))
+    await run_sender([several_units("-40", 1, 3), several_units("80-", 1, 2)], client)
+    assert len(client.calls) == 1
+    shards = [[shard for shard, _ in transactions(body)] for body in client.calls[0]]
+    assert shards == [["-40"], ["-40"], ["-40"], ["80-"], ["80-"]]
+    # Each response ends at its unit's COMMIT, with its VGTID right before it.
+    assert all([e.type for e in body][-2:] == [T.VGTID, T.COMMIT] for body in client.calls[0])
+
+
+async def test_a_unit_too_big_for_one_response_continues_in_the_next_ones() -> None:
+    one = len(b"".join(pack_responses(parcel("-40", 1).units[0].frames, 1 << 20, "ks")))
+    big = parcel("-40", 2, rows=24)
+    items: list[Item] = [parcel("-40", 1), big, parcel("80-", 1)]
+    client = Recorder()
+    limit = 2 * one  # room for one small transaction (its VGTID is larger than the GTID)
+    await run_sender(items, client, max_bytes=limit)
+    bodies = client.calls[0]
+    assert all(len(b) <= limit for b in client.bodies[0])
+    # The small ones alone; the big one over consecutive responses of its own.
+    assert len(transactions(bodies[0])) == 1 and len(transactions(bodies[-1])) == 1
+    middle = [e for body in bodies[1:-1] for e in body]
+    assert len(bodies) > 3
+    assert [types for _, types in transactions(middle)] == [
+        [T.BEGIN, *[T.ROW] * 24, T.VGTID, T.COMMIT]
+    ]
+    assert all(T.COMMIT not in [e.type for e in body] for body in bodies[1:-2])
 
 
 async def test_a_send_takes_at_most_the_parcel_cap() -> None:
@@ -237,3 +258,4 @@ async def test_heartbeat_timer_restarts_at_the_coalesced_send(
     assert client.times == [1.5, 3.5, 5.5]
     assert [len(transactions(client.events(0))), *(len(c) for c in client.calls[1:])] == [2, 1, 1]
     assert [e.type for e in client.events(1)] == [T.HEARTBEAT]
+    assert [len(c) for c in client.calls] == [2, 1, 1]  # one response per unit

@@ -58,7 +58,7 @@ def packed(
     events = packer.events
     bodies = packer.take()
     assert events == len(frames)
-    assert packer.events == 0 and packer.pending_bytes == 0 and not packer.full
+    assert packer.events == 0 and packer.pending_bytes == 0
     return bodies
 
 

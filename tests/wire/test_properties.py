@@ -102,9 +102,9 @@ def test_split_and_fused_rename_packing_equals_decode_modify_encode(
     for batch in batches:
         packer.add(split_response(bytes(binlogdata.VStreamResponse(events=batch))), keyspace)
     assert packer.events == sum(len(b) for b in batches)
-    full = packer.full
+    pending = packer.pending_bytes
     bodies = packer.take()
-    assert full == (len(bodies) > 1)
+    assert pending == sum(map(len, bodies))
     expected = decode_modify_encode([e for b in batches for e in b], keyspace)
     # Byte for byte what decoding, renaming and re-encoding gives, cut only
     # between events, each body within the bound unless it holds one event.
@@ -112,6 +112,45 @@ def test_split_and_fused_rename_packing_equals_decode_modify_encode(
     for body in bodies:
         assert len(body) <= max_bytes or len(split_response(body)) == 1
     assert packer.take() == [] and packer.events == 0
+
+
+@EXAMPLES
+@given(
+    st.lists(st.lists(tablet_events, min_size=1, max_size=4), max_size=5),
+    st.sampled_from([None, "ks"]),
+    st.integers(min_value=1, max_value=600),
+    st.booleans(),
+)
+def test_units_never_share_a_body(
+    units: list[list[binlogdata.VEvent]], keyspace: str | None, max_bytes: int, use_native: bool
+) -> None:
+    """``add_unit``: each unit over bodies of its own, in order, under any bound."""
+    packer = ResponsePacker(max_bytes, use_native=use_native)
+    for unit in units:
+        packer.add_unit(split_response(bytes(binlogdata.VStreamResponse(events=unit))), keyspace)
+    bodies = packer.take()
+    # Every body's events are a slice of one unit, and the slices add up to the units.
+    per_unit: list[list[binlogdata.VEvent]] = []
+    sizes = [len(unit) for unit in units]
+    unit_index, filled = 0, 0
+    for body in bodies:
+        assert len(body) <= max_bytes or len(split_response(body)) == 1
+        count = len(split_response(body))
+        if filled == 0:
+            per_unit.append([])
+        assert filled + count <= sizes[unit_index]  # never runs into the next unit
+        per_unit[-1] += binlogdata.VStreamResponse.parse(body).events
+        filled += count
+        if filled == sizes[unit_index]:
+            unit_index, filled = unit_index + 1, 0
+    assert unit_index == len(units)
+    expected = [
+        bytes(binlogdata.VStreamResponse(events=unit))
+        if keyspace is None
+        else decode_modify_encode(unit, keyspace)
+        for unit in units
+    ]
+    assert [bytes(binlogdata.VStreamResponse(events=e)) for e in per_unit] == expected
 
 
 @EXAMPLES

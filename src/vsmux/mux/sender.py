@@ -4,22 +4,33 @@ It takes items from the request's channel in order and
 
 - for a :class:`~vsmux.mux.items.Parcel`, applies each unit's position events
   to the :class:`~vsmux.core.positions.PositionBook` (GTID/LASTPK become VGTID
-  events, in place, so a VGTID always precedes its COMMIT) and packs the
-  frames into responses of at most ``max_response_bytes``, adding the
+  events, in place, so a VGTID always precedes its COMMIT) and packs each
+  unit into its own responses (see "One unit per response" below), adding the
   ``<keyspace>.`` table prefix to FIELD/ROW events as they are written;
-- coalesces: after the first parcel it keeps taking every parcel already
-  queued (no waiting) until one response is full, :data:`COALESCE_BYTES` are
-  packed or :data:`MAX_PARCELS_PER_SEND` parcels are, and hands all of it to
-  the client in ONE ``send`` call, so the client gets few, full responses
-  instead of one per tablet response;
+- coalesces below the message layer: after the first parcel it keeps taking
+  every parcel already queued (no waiting) until :data:`COALESCE_BYTES` are
+  packed or :data:`MAX_PARCELS_PER_SEND` parcels are, and hands all of their
+  responses to the client in ONE ``send`` call (which writes them to the
+  connection in one go), so per-send costs are paid once per batch, not once
+  per response;
 - answers :class:`~vsmux.mux.items.Barrier`, applies
   :class:`~vsmux.mux.items.JournalSwap` and ends on
   :class:`~vsmux.mux.items.Stop` in channel order, each only after everything
   queued before it was handed to ``send``;
 - returns when every streamer has closed its end of the channel.
 
-Parcels are whole units, and a parcel is packed whole into one ``send`` call
-(never split across two), so transactions stay contiguous and in order.
+One unit per response. A ``VStreamResponse`` holds exactly one unit: one
+transaction (BEGIN ... VGTID, COMMIT, or the events a DDL, OTHER or ROLLBACK
+ends), one forwarded JOURNAL transaction, one COPY_COMPLETED, one gateway
+HEARTBEAT, or the ``[VGTID, OTHER]`` a ``current`` start begins with. A unit
+larger than ``max_response_bytes`` continues over consecutive responses with
+nothing else in between (units are packed whole into one ``send``), and so do
+the pieces of a chunked transaction. The reason is the clients: vtgate sends
+each unit as its own response, and Debezium's connector relies on it. It
+buffers one response as at most one transaction, fails on a BEGIN after a
+COMMIT in the same response, and stamps every event of a response with the
+response's last VGTID, so two transactions in one response would let its
+stored offset run ahead of what it processed.
 
 With a heartbeat interval it sends ``[HEARTBEAT]`` (wall-clock timestamp and
 current_time, no keyspace/shard) whenever nothing was sent for that long;
@@ -47,7 +58,7 @@ from vsmux.wire import Frame, FrameError, ResponsePacker, frame_of
 
 __all__ = ["COALESCE_BYTES", "MAX_PARCELS_PER_SEND", "Sender", "heartbeat_frame"]
 
-#: Bytes of events gathered into one client send, about (the parcel that
+#: Bytes of responses gathered into one client send, about (the parcel that
 #: crosses it still goes along). Only parcels already queued are taken, and
 #: the first of them waits while the rest are packed (~2 µs per event with the
 #: Python wire loops, well under 1 µs with the C ones), so this bounds that wait
@@ -111,11 +122,7 @@ class Sender:
                 while type(item) is Parcel:
                     self._pack(item)
                     parcels += 1
-                    if (
-                        parcels >= MAX_PARCELS_PER_SEND
-                        or packer.full
-                        or packer.pending_bytes >= COALESCE_BYTES
-                    ):
+                    if parcels >= MAX_PARCELS_PER_SEND or packer.pending_bytes >= COALESCE_BYTES:
                         break
                     try:
                         item = receive.receive_nowait()
@@ -138,7 +145,7 @@ class Sender:
             while True:
                 with trio.move_on_at(self._last_send + self._interval):
                     return await receive.receive()
-                self._packer.add([heartbeat_frame()])
+                self._packer.add_unit([heartbeat_frame()])
                 await self._flush()
         except trio.EndOfChannel:
             return None
@@ -158,25 +165,27 @@ class Sender:
                 f"a position event from {key[0]}/{key[1]} is malformed: {err}; "
                 "check the tablet's version",
             ) from None
-        if len(units) == 1:
-            frames = units[0].frames
-        else:
-            frames = []
-            for unit in units:
-                frames += unit.frames
-        if not frames:
-            return
+        keyspace = key[0] if self._rename else None
+        events = 0
+        last: Frame | None = None
         try:
-            self._packer.add(frames, key[0] if self._rename else None)
+            for unit in units:
+                frames = unit.frames
+                if frames:
+                    self._packer.add_unit(frames, keyspace)
+                    events += len(frames)
+                    last = frames[-1]
         except FrameError as err:
             raise VStreamError(
                 Code.INTERNAL,
                 f"tablet {parcel.tablet} sent a malformed event for {key[0]}/{key[1]}: "
                 f"{err}; check the tablet's version",
             ) from None
+        if last is None:
+            return
         metrics = self._metrics
-        metrics.add("VStreamsEventsStreamed", parcel.labels, len(frames))
-        header = frames[-1].header()
+        metrics.add("VStreamsEventsStreamed", parcel.labels, events)
+        header = last.header()
         if header.timestamp and header.current_time:
             lag = header.current_time / 1e9 - header.timestamp
             metrics.set("VStreamsLag", parcel.labels, max(lag, 0.0))

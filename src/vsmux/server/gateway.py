@@ -2,7 +2,8 @@
 
 Handlers are grpclib (asyncio) coroutines registered with raw grpclib
 ``Handler``s, so VStream responses leave as the pre-encoded bytes the
-session produced (see :mod:`vsmux.sources.rawcodec`). Each VStream call enters
+session produced (see :mod:`vsmux.sources.rawcodec`), each batch of them in
+one write (:mod:`vsmux.server.batched_send`). Each VStream call enters
 Trio once and runs the session through :func:`vsmux.server.bridge.pump_responses`.
 
 Error edge (the only place a session's outcome becomes a gRPC status):
@@ -33,6 +34,7 @@ from grpclib.const import Cardinality, Handler, Status
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import vtgate
+from vsmux.server.batched_send import send_batch
 from vsmux.server.bridge import SHUTTING_DOWN, ClientGone, pump_responses, to_trio
 from vsmux.server.execute import TableCatalog, answer_execute
 from vsmux.server.status import grpc_status, summarize_request
@@ -121,11 +123,11 @@ class VitessService:
         outcome = "ok"
 
         async def write(bodies: list[bytes]) -> None:
-            # asyncio side of the bridge: every batch queued since the last call.
-            for body in bodies:
-                await stream.send_message(body)
-                tally.responses += 1
-                tally.bytes += len(body)
+            # asyncio side of the bridge: every batch queued since the last
+            # call, written to the connection in one go.
+            await send_batch(stream, bodies)
+            tally.responses += len(bodies)
+            tally.bytes += sum(map(len, bodies))
 
         try:
             if self._stopping.is_set():

@@ -316,6 +316,7 @@ typedef struct {
     Py_ssize_t len, cap;
     Py_ssize_t max_bytes;
     PyObject *bodies; /* list of finished bodies (bytes) */
+    Py_ssize_t finished; /* bytes in `bodies` */
 } Packer;
 
 static int
@@ -337,6 +338,7 @@ Packer_init(Packer *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->bodies, bodies);
     self->max_bytes = max_bytes;
     self->len = 0;
+    self->finished = 0;
     return 0;
 }
 
@@ -361,6 +363,7 @@ finish_body(Packer *self)
     }
     int failed = PyList_Append(self->bodies, body);
     Py_DECREF(body);
+    self->finished += self->len;
     self->len = 0;
     return failed;
 }
@@ -542,6 +545,18 @@ Packer_add_event(Packer *self, PyObject *raw)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(Packer_cut_doc,
+"cut() -> None\n\nEnd the body being filled; the next record starts a new one.");
+
+static PyObject *
+Packer_cut(Packer *self, PyObject *unused)
+{
+    if (finish_body(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(Packer_take_doc,
 "take() -> list[bytes]\n\nEvery body so far; the packer starts empty.");
 
@@ -557,6 +572,7 @@ Packer_take(Packer *self, PyObject *unused)
     }
     PyObject *bodies = self->bodies;
     self->bodies = fresh;
+    self->finished = 0;
     /* Keep the buffer for the next bodies unless one huge event grew it. */
     if (self->cap > 2 * self->max_bytes + 4096) {
         PyMem_Free(self->buf);
@@ -567,30 +583,20 @@ Packer_take(Packer *self, PyObject *unused)
 }
 
 static PyObject *
-Packer_get_full(Packer *self, void *closure)
-{
-    return PyBool_FromLong(PyList_GET_SIZE(self->bodies) > 0);
-}
-
-static PyObject *
 Packer_get_pending_bytes(Packer *self, void *closure)
 {
-    Py_ssize_t total = self->len;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(self->bodies); i++) {
-        total += PyBytes_GET_SIZE(PyList_GET_ITEM(self->bodies, i));
-    }
-    return PyLong_FromSsize_t(total);
+    return PyLong_FromSsize_t(self->finished + self->len);
 }
 
 static PyMethodDef Packer_methods[] = {
     {"add", (PyCFunction)(void (*)(void))Packer_add, METH_FASTCALL, Packer_add_doc},
     {"add_event", (PyCFunction)Packer_add_event, METH_O, Packer_add_event_doc},
+    {"cut", (PyCFunction)Packer_cut, METH_NOARGS, Packer_cut_doc},
     {"take", (PyCFunction)Packer_take, METH_NOARGS, Packer_take_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef Packer_getset[] = {
-    {"full", (getter)Packer_get_full, NULL, "At least one body is complete.", NULL},
     {"pending_bytes", (getter)Packer_get_pending_bytes, NULL, "Bytes packed since take().",
      NULL},
     {NULL, NULL, NULL, NULL, NULL},

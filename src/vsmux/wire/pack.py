@@ -1,10 +1,12 @@
 """Packing frames into client responses, renaming tables on the way.
 
-:class:`ResponsePacker` collects frames from any number of units and shards
-and cuts them into encoded ``VStreamResponse`` bodies of at most
-``max_bytes`` each (an event too large for that goes alone in its own body).
-Frames keep their order, so a VGTID packed before its COMMIT reaches the
-client in the same or an earlier body.
+:class:`ResponsePacker` collects frames and cuts them into encoded
+``VStreamResponse`` bodies of at most ``max_bytes`` each (an event too large
+for that goes alone in its own body). Frames keep their order, so a VGTID
+packed before its COMMIT reaches the client in the same or an earlier body.
+:meth:`ResponsePacker.add_unit` starts a new body first: the gateway puts one
+unit (a transaction, a journal, ...) in each response, as vtgate does, so
+frames of two units never share a body.
 
 With a keyspace, FIELD and ROW events get ``<keyspace>.`` in front of their
 table name as they are written (see :mod:`vsmux.wire.rename` for the byte
@@ -75,12 +77,12 @@ def _event_bytes(frame: Frame, keyspace: str | None) -> bytes:
 class ResponsePacker:
     """Accumulates frames into response bodies of at most ``max_bytes``.
 
-    :meth:`add` as often as needed, then :meth:`take` the bodies. ``full``
-    turns true as soon as one body is complete, so a caller that coalesces
-    can stop gathering there.
+    :meth:`add` or :meth:`add_unit` as often as needed, then :meth:`take` the
+    bodies; :attr:`pending_bytes` tells a caller that coalesces how much it
+    has gathered.
     """
 
-    __slots__ = ("_bodies", "_core", "_max_bytes", "_parts", "_size", "events")
+    __slots__ = ("_bodies", "_core", "_finished", "_max_bytes", "_parts", "_size", "events")
 
     def __init__(self, max_bytes: int, *, use_native: bool = True) -> None:
         """``use_native=False`` keeps to the Python loops even when C is built."""
@@ -91,6 +93,7 @@ class ResponsePacker:
         if native is not None and use_native:
             self._core = native.Packer(max_bytes)
         self._bodies: list[bytes] = []
+        self._finished = 0  # bytes in _bodies
         self._parts: list[bytes] = []
         self._size = 0
         #: Frames added since the last :meth:`take`.
@@ -102,18 +105,29 @@ class ResponsePacker:
         return self._core is not None
 
     @property
-    def full(self) -> bool:
-        """At least one body is complete."""
-        if self._core is not None:
-            return self._core.full
-        return bool(self._bodies)
-
-    @property
     def pending_bytes(self) -> int:
         """Encoded bytes packed since the last :meth:`take`."""
         if self._core is not None:
             return self._core.pending_bytes
-        return sum(map(len, self._bodies)) + self._size
+        return self._finished + self._size
+
+    def cut(self) -> None:
+        """End the body being filled; what is added next starts a new body."""
+        if self._core is not None:
+            self._core.cut()
+        elif self._parts:
+            self._finish_body()
+
+    def _finish_body(self) -> None:
+        self._bodies.append(b"".join(self._parts))
+        self._finished += self._size
+        self._parts = []
+        self._size = 0
+
+    def add_unit(self, frames: Sequence[Frame], keyspace: str | None = None) -> None:
+        """:meth:`add` ``frames`` as one unit: they start a new body (see the module doc)."""
+        self.cut()
+        self.add(frames, keyspace)
 
     def add(self, frames: Sequence[Frame], keyspace: str | None = None) -> None:
         """Append ``frames`` in order; with a ``keyspace``, rename FIELD/ROW tables.
@@ -148,6 +162,7 @@ class ResponsePacker:
             size += len(prefix) + n
             if size > max_bytes and parts:
                 self._bodies.append(b"".join(parts))
+                self._finished += size - len(prefix) - n
                 parts = self._parts = []
                 size = len(prefix) + n
             parts.append(prefix)
@@ -197,6 +212,7 @@ class ResponsePacker:
                             size += len(prefix) + n
                             if size > max_bytes and parts:
                                 self._bodies.append(b"".join(parts))
+                                self._finished += size - len(prefix) - n
                                 parts = self._parts = []
                                 size = len(prefix) + n
                             parts += (prefix, raw[:pos], new_length, new, raw[name_end:])
@@ -208,6 +224,7 @@ class ResponsePacker:
                         size += len(prefix) + n
                         if size > max_bytes and parts:
                             self._bodies.append(b"".join(parts))
+                            self._finished += size - len(prefix) - n
                             parts = self._parts = []
                             size = len(prefix) + n
                         parts.append(prefix)
@@ -218,6 +235,7 @@ class ResponsePacker:
                 size += len(prefix) + n
                 if size > max_bytes and parts:
                     self._bodies.append(b"".join(parts))
+                    self._finished += size - len(prefix) - n
                     parts = self._parts = []
                     size = len(prefix) + n
                 parts.append(prefix)
@@ -230,12 +248,11 @@ class ResponsePacker:
         if self._core is not None:
             self.events = 0
             return self._core.take()
-        bodies = self._bodies
         if self._parts:
-            bodies.append(b"".join(self._parts))
+            self._finish_body()
+        bodies = self._bodies
         self._bodies = []
-        self._parts = []
-        self._size = 0
+        self._finished = 0
         self.events = 0
         return bodies
 

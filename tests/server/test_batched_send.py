@@ -1,0 +1,99 @@
+"""A batch of responses written with one send_data is what send_message writes one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Handler
+from grpclib.exceptions import ProtocolError
+from grpclib.server import Server
+from grpclib.stream import send_message
+from gw_helpers import in_asyncio
+
+from vsmux.server.batched_send import frame_messages, send_batch
+from vsmux.sources.rawcodec import RawCodec, RawMessage
+
+BODIES = [b"", b"a", b"\x0a\x02hi" * 40, bytes(range(256)) * 300]
+
+
+class _Recorder:
+    """Stands in for grpclib's HTTP/2 stream: keeps what send_data was given."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+
+    async def send_data(self, data: bytes, end_stream: bool = False) -> None:
+        self.data.append(data)
+
+
+async def test_the_bytes_are_send_messages_bytes(aio_loop: None) -> None:
+    async def compare() -> tuple[bytes, list[bytes]]:
+        one_by_one = _Recorder()
+        for body in BODIES:
+            await send_message(one_by_one, RawCodec(), body, RawMessage)  # type: ignore[arg-type]
+        return b"".join(one_by_one.data), [frame_messages(BODIES)]
+
+    expected, batched = await in_asyncio(compare)
+    assert batched == [expected]
+
+
+class _Service:
+    """One streamed method that sends each request's batch with send_batch."""
+
+    def __init__(self) -> None:
+        self.counts: list[tuple[int, int]] = []
+        self.late_error: Exception | None = None
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            "/test.Batches/Send": Handler(
+                self._send, Cardinality.UNARY_STREAM, RawMessage, RawMessage
+            )
+        }
+
+    async def _send(self, stream: Any) -> None:
+        await stream.recv_message()
+        await send_batch(stream, BODIES[:2])
+        await send_batch(stream, [])  # nothing to write: not even headers again
+        await send_batch(stream, BODIES[2:])
+        self.counts.append((stream._messages_sent, stream._stream.connection.messages_sent))
+        await stream.send_trailing_metadata()
+        try:
+            await send_batch(stream, [b"late"])
+        except ProtocolError as exc:
+            self.late_error = exc
+
+
+async def test_a_client_reads_each_body_as_one_message(aio_loop: None) -> None:
+    service = _Service()
+
+    async def call() -> list[bytes]:
+        server = Server([service], codec=RawCodec())
+        await server.start("127.0.0.1", 0)
+        port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        channel = Channel("127.0.0.1", port, codec=RawCodec())
+        try:
+            async with channel.request(
+                "/test.Batches/Send", Cardinality.UNARY_STREAM, RawMessage, RawMessage
+            ) as stream:
+                await stream.send_message(b"go", end=True)
+                received = [message async for message in stream]
+            return received
+        finally:
+            channel.close()
+            server.close()
+            await asyncio.wait_for(server.wait_closed(), 5)
+
+    received = await in_asyncio(call)
+    assert received == BODIES
+    assert service.counts == [(len(BODIES), len(BODIES))]
+    assert isinstance(service.late_error, ProtocolError)
+
+
+def test_frames_carry_flag_and_big_endian_length() -> None:
+    assert frame_messages([b"xyz", b""]) == b"\x00\x00\x00\x00\x03xyz" + b"\x00" * 5
+    with pytest.raises(TypeError):
+        frame_messages(["not bytes"])  # type: ignore[list-item]
