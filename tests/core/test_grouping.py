@@ -139,6 +139,18 @@ def test_forwarded_journal_carries_the_buffered_events() -> None:
     assert types(unit.frames) == [T.BEGIN, T.JOURNAL]
 
 
+def test_forwarded_journal_is_its_whole_transaction() -> None:
+    g = TransactionGrouper("ks", forward_journals=True)
+    first = [ev(T.BEGIN), ev(T.ROW), ev(T.GTID), ev(T.COMMIT)]
+    units = g.feed([*first, ev(T.BEGIN), _journal(), ev(T.GTID), ev(T.COMMIT), ev(T.BEGIN)])
+    assert [u.kind for u in units] == [UnitKind.TRANSACTION, UnitKind.JOURNAL]
+    journal = units[1]
+    assert types(journal.frames) == [T.BEGIN, T.JOURNAL, T.GTID, T.COMMIT]
+    # Its GTID becomes the VGTID before the COMMIT, like any transaction's.
+    assert journal.controls == [2]
+    assert g.finished
+
+
 def test_partial_journal_error_propagates() -> None:
     def partial(journal: binlogdata.Journal) -> bool:
         raise VStreamError(Code.INTERNAL, "partial")

@@ -129,6 +129,27 @@ async def test_reshard_moves_the_stream_to_the_new_shards(mode: str) -> None:
     assert {"-40", "40-80"} & set(row_shards)
 
 
+async def test_stop_on_reshard_sends_each_journal_transaction_and_ends_ok(mode: str) -> None:
+    flags = vtgate.VStreamFlags(stop_on_reshard=True)
+    async with open_stack(mode) as stack, trio.open_nursery() as nursery:
+        reader = Reader(stack.port, request_for(("commerce", "", "current"), flags=flags))
+        nursery.start_soon(reader.run)
+        await reader.wait_for(lambda rs: len(rs) >= 1)
+        stack.cluster.apply_random_transactions(5)
+        await reader.wait_for(caught_up(stack))
+        stack.reshard("commerce", ["-40", "40-80", "80-"])
+        with trio.fail_after(10):
+            await reader.ended.wait()
+    assert reader.error is None  # ended with OK, as vtgate does
+    journals = [r for r in reader.responses if any(e.type == T.JOURNAL for e in r.events)]
+    # -80 splits (80- stays): its journal's whole transaction in one response, last.
+    assert [[e.type for e in r.events] for r in journals] == [
+        [T.BEGIN, T.JOURNAL, T.VGTID, T.COMMIT]
+    ]
+    assert journals[0].events[0].shard == "-80"
+    assert reader.responses[-1:] == journals
+
+
 async def test_tablet_failure_is_retried_without_loss_or_duplicates(mode: str) -> None:
     async with open_stack(mode) as stack, trio.open_nursery() as nursery:
         reader = Reader(stack.port, request_for(("commerce", "", "current")))

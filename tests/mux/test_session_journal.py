@@ -101,8 +101,10 @@ async def test_journal_partial_match_fails(
 async def test_stop_on_reshard_sends_journal_and_ends_ok(autojump_clock: trio.abc.Clock) -> None:
     cluster = Cluster()
     jnl = journal(1, "ks", ["-20", "20-40"], [("-40", P + "g04")])
-    cluster.scripted("ks", "-20", [[gtid(P + "g01"), commit()], [begin(), jnl, commit()], HANG])
-    cluster.scripted("ks", "20-40", [2.0, [begin(), jnl], HANG])
+    cluster.scripted(
+        "ks", "-20", [[gtid(P + "g01"), commit()], [begin(), jnl, gtid(P + "g02"), commit()], HANG]
+    )
+    cluster.scripted("ks", "20-40", [2.0, [begin(), jnl, gtid(P + "g03"), commit()], HANG])
     merged = cluster.scripted("ks", "-40", [[gtid(P + "g05"), commit()], HANG])
     other = cluster.scripted("other", "0", [HANG])
     client = Client()
@@ -114,7 +116,15 @@ async def test_stop_on_reshard_sends_journal_and_ends_ok(autojump_clock: trio.ab
     )
     with trio.fail_after(60):
         await run_vstream(req, cluster.gateway(), client)
-    assert client.types() == [T.VGTID, T.COMMIT, T.BEGIN, T.JOURNAL, T.BEGIN, T.JOURNAL]
+    # Each participant's journal transaction whole, as current vtgate sends it.
+    journal_tx = [T.BEGIN, T.JOURNAL, T.VGTID, T.COMMIT]
+    assert client.types() == [T.VGTID, T.COMMIT, *journal_tx, *journal_tx]
+    last = [e for e in client.events if e.type == T.VGTID][-1].vgtid
+    assert last is not None
+    assert [(g.shard, g.gtid) for g in last.shard_gtids if g.keyspace == "ks"] == [
+        ("-20", P + "g02"),
+        ("20-40", P + "g03"),
+    ]
     assert trio.current_time() == 2.0
     assert merged.requests == []
     assert len(other.requests) == 1

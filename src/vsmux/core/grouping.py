@@ -9,9 +9,11 @@ handed on as one :class:`Unit`:
 - COPY_COMPLETED ends a unit of its own kind (the sender may append the final,
   keyspace-less COPY_COMPLETED to it);
 - a SHARDS JOURNAL that concerns the stream ends the shard's stream: it comes
-  out as a JOURNAL unit (holding the buffered events and the journal when the
-  client asked to see journals, nothing otherwise) and the grouper accepts no
-  more events;
+  out as a JOURNAL unit and the grouper accepts no more events. When the
+  client asked to see journals the unit holds the journal's whole transaction
+  (``BEGIN, JOURNAL, GTID, COMMIT``: the buffered events, the journal, and the
+  rest of its batch up to the next terminator), as current vtgate sends it;
+  otherwise it holds nothing;
 - HEARTBEAT events are dropped; the last one of a batch is kept in
   :attr:`TransactionGrouper.heartbeat` for skew and lag;
 - with ``rename=True``, FIELD and ROW events get ``<keyspace>.`` in front of
@@ -51,6 +53,8 @@ COPY_COMPLETED = int(_T.COPY_COMPLETED)
 JOURNAL = int(_T.JOURNAL)
 TABLE_EVENTS = frozenset((ROW, FIELD))
 TERMINATORS = frozenset(int(t) for t in (_T.COMMIT, _T.DDL, _T.OTHER, _T.ROLLBACK))
+# Events the sender turns into VGTIDs.
+POSITION_EVENTS = frozenset((GTID, LASTPK))
 # Events the grouper acts on; all others are buffered as they are.
 SPECIAL = TERMINATORS | {GTID, LASTPK, COPY_COMPLETED, HEARTBEAT, JOURNAL}
 _SPECIAL_MASK = type_mask(SPECIAL)
@@ -183,7 +187,16 @@ class TransactionGrouper:
                     start = i + 1
                     continue
                 if self._forward_journals:
-                    pending += batch[start : i + 1]
+                    # The journal's whole transaction, as current vtgate sends it:
+                    # a tablet writes the journal in an autocommit transaction
+                    # and sends it up to its COMMIT in one response, so the rest
+                    # of the batch up to the next terminator belongs to it.
+                    end = i + 1
+                    while end < len(batch) and batch[end].type not in TERMINATORS:
+                        if batch[end].type in POSITION_EVENTS:
+                            controls.append(len(pending) + end - start)
+                        end += 1
+                    pending += batch[start : min(end + 1, len(batch))]
                     unit = Unit(pending, controls, UnitKind.JOURNAL)
                 else:
                     unit = Unit([], [], UnitKind.JOURNAL)
