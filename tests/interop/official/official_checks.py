@@ -25,7 +25,13 @@ from typing import Any
 
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-__all__ = ["framing_violations", "unit_violations", "unknown_field_violations"]
+__all__ = [
+    "all_violations",
+    "assert_clean",
+    "framing_violations",
+    "unit_violations",
+    "unknown_field_violations",
+]
 
 # VEventType numbers, as in binlogdata.proto (the generated enum agrees; the
 # tests check that in test_official_checks).
@@ -114,9 +120,9 @@ def framing_violations(responses: Iterable[Any], *, ended_by_server: bool = Fals
             problems.append(f"{where}: {vgtids} VGTIDs in one response")
         if kinds.count(JOURNAL) > 1:
             problems.append(f"{where}: more than one JOURNAL")
-        for j, kind in enumerate(kinds):
-            if kind == BEGIN and j > 0:
-                problems.append(f"{where}: BEGIN at position {j}, after another unit's events")
+        late = [j for j, kind in enumerate(kinds) if kind == BEGIN and j > 0]
+        if late:
+            problems.append(f"{where}: BEGIN at position {late}, after another unit's events")
         if HEARTBEAT in kinds and kinds != [HEARTBEAT]:
             problems.append(f"{where}: a HEARTBEAT shares its response")
         if COPY_COMPLETED in kinds:
@@ -253,3 +259,30 @@ def _unknown_numbers(message: Any) -> set[str]:
         for item in values:
             found |= _unknown_numbers(item)
     return found
+
+
+def all_violations(
+    official: Any,
+    responses: Sequence[Any],
+    *,
+    ended_by_server: bool = False,
+    exclude_keyspace: bool = False,
+) -> dict[str, list[str]]:
+    """Every check above, by name; a clean stream gives empty lists only."""
+    known = frozenset(official.binlogdata.VEventType.values())
+    return {
+        "framing": framing_violations(responses, ended_by_server=ended_by_server),
+        "units": unit_violations(responses, exclude_keyspace=exclude_keyspace),
+        "unknown": unknown_field_violations(responses, known),
+    }
+
+
+def assert_clean(official: Any, responses: Sequence[Any], **options: Any) -> None:
+    """Fail with the violations of :func:`all_violations`, one per line (first 15 each)."""
+    found = all_violations(official, responses, **options)
+    lines = []
+    for check, problems in found.items():
+        lines += [f"{check}: {p}" for p in problems[:15]]
+        if len(problems) > 15:
+            lines.append(f"{check}: ... and {len(problems) - 15} more")
+    assert not lines, f"{len(responses)} responses; violations:\n" + "\n".join(lines)

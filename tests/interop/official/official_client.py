@@ -13,13 +13,14 @@ response to the Trio side as it arrives; :func:`execute` makes one
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
 import trio
 
-__all__ = ["StreamReader", "execute"]
+__all__ = ["StreamReader", "execute", "reading", "vstream_request"]
 
 # The longest any one VStream call of these tests may live (the server side
 # ends with DEADLINE_EXCEEDED then, and the test fails instead of hanging).
@@ -165,3 +166,32 @@ async def execute(
             return stub.Execute(request, timeout=timeout, metadata=metadata)
 
     return await trio.to_thread.run_sync(call)
+
+
+def vstream_request(
+    official: Any, *shard_gtids: tuple[str, str, str] | Any, flags: Any = None
+) -> Any:
+    """A ``vtgate.VStreamRequest`` for ``(keyspace, shard, gtid)`` triples or ShardGtids."""
+    b = official.binlogdata
+    entries = [
+        b.ShardGtid(keyspace=sg[0], shard=sg[1], gtid=sg[2]) if isinstance(sg, tuple) else sg
+        for sg in shard_gtids
+    ]
+    request = official.vtgate.VStreamRequest(vgtid=b.VGtid(shard_gtids=entries))
+    if flags is not None:
+        request.flags.CopyFrom(flags)
+    return request
+
+
+@asynccontextmanager
+async def reading(
+    official: Any, port: int, request: Any, **options: Any
+) -> AsyncIterator[StreamReader]:
+    """A :class:`StreamReader` running for the ``async with`` body, stopped after it."""
+    async with trio.open_nursery() as nursery:
+        reader = StreamReader(official, port, request, **options)
+        nursery.start_soon(reader.run)
+        try:
+            yield reader
+        finally:
+            reader.stop()
