@@ -96,3 +96,38 @@ def transaction(
 
 def response(events: Sequence[binlogdata.VEvent]) -> vtgate.VStreamResponse:
     return vtgate.VStreamResponse(events=list(events))
+
+
+def copy_block(
+    shard: str,
+    gtid: str,
+    keys: Sequence[int],
+    with_field: bool = False,
+    table: str = "customer",
+) -> list[binlogdata.VEvent]:
+    """A copy batch as a gateway sends it: BEGIN, [FIELD], inserted ROWs, VGTID, COMMIT.
+
+    The VGTID keeps the shard's GTID set (a copy does not read the binlog) and
+    carries the table's last copied key in ``table_p_ks``.
+    """
+    events = [simple(E.BEGIN, shard)]
+    if with_field:
+        events.append(field_event(table=table, shard=shard))
+    for key in keys:
+        events.append(row_event(table=table, shard=shard, after=[b"%d" % key, b"k%d@x" % key]))
+    lastpk = query.QueryResult(
+        fields=[query.Field(name="id", type=query.Type.INT64)], rows=[row([b"%d" % keys[-1]])]
+    )
+    position = binlogdata.VGtid(
+        shard_gtids=[
+            binlogdata.ShardGtid(
+                keyspace=KS,
+                shard=shard,
+                gtid=gtid,
+                table_p_ks=[binlogdata.TableLastPk(table_name=table, lastpk=lastpk)],
+            )
+        ]
+    )
+    events.append(binlogdata.VEvent(type=E.VGTID, keyspace=KS, shard=shard, vgtid=position))
+    events.append(simple(E.COMMIT, shard))
+    return events

@@ -8,7 +8,18 @@ from vsmux.client.assembler import Assembler, UnitKind, copying_shards
 from vsmux.client.rows import RowDecodeError
 from vsmux.proto import binlogdata, query
 
-from .events import KS, E, field_event, fields, row_event, simple, transaction, vgtid, vgtid_event
+from .events import (
+    KS,
+    E,
+    copy_block,
+    field_event,
+    fields,
+    row_event,
+    simple,
+    transaction,
+    vgtid,
+    vgtid_event,
+)
 
 T = query.Type
 
@@ -136,10 +147,36 @@ def test_copy_rows_are_snapshot_until_the_shard_completes() -> None:
 
 def test_keyspace_wide_copy_start_marks_every_shard() -> None:
     asm = Assembler(vgtid(("", "")))
-    [a] = asm.feed(transaction(1, shard="-80", with_field=True))
-    [b] = asm.feed(transaction(2, shard="80-", with_field=True))
+    [a] = asm.feed(copy_block("-80", "MySQL56/u:1-1", [1], with_field=True))
+    [b] = asm.feed(copy_block("80-", "MySQL56/u:1-2", [2], with_field=True))
     assert a.rows[0].snapshot and b.rows[0].snapshot
     asm.feed([simple(E.COPY_COMPLETED, "-80")])
     [c] = asm.feed(transaction(3, shard="-80"))
-    [d] = asm.feed(transaction(4, shard="80-"))
+    [d] = asm.feed(copy_block("80-", "MySQL56/u:1-2", [4]))
     assert not c.rows[0].snapshot and d.rows[0].snapshot
+
+
+def test_only_copied_rows_are_snapshot_rows_not_the_binlog_catch_up() -> None:
+    """During a copy, changes streamed from the binlog (updates, deletes, inserts) are live."""
+    asm = Assembler(vgtid(("-80", "")))
+    gtid = "MySQL56/u:1-5"
+    [first] = asm.feed(copy_block("-80", gtid, [1, 2], with_field=True))
+    assert [r.snapshot for r in first.rows] == [True, True]
+    # The catch-up between copy batches: a binlog transaction moves the GTID set.
+    catch_up = [
+        simple(E.BEGIN),
+        row_event(before=[b"1", b"k1@x"], after=[b"1", b"new@x"]),
+        row_event(before=[b"2", b"k2@x"]),
+        row_event(after=[b"3", b"k3@x"]),
+        vgtid_event("-80", ("-80", "MySQL56/u:1-6")),
+        simple(E.COMMIT),
+    ]
+    [live] = asm.feed(catch_up)
+    assert [r.record.op for r in live.rows] == ["update", "delete", "insert"]
+    assert [r.snapshot for r in live.rows] == [False, False, False]
+    # The next copy batch continues at the GTID set the catch-up reached.
+    [second] = asm.feed(copy_block("-80", "MySQL56/u:1-6", [4, 5]))
+    assert [r.snapshot for r in second.rows] == [True, True]
+    asm.feed([simple(E.COPY_COMPLETED, "-80")])
+    [after] = asm.feed(transaction(7))
+    assert not after.rows[0].snapshot

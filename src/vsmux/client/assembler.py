@@ -18,6 +18,7 @@ Synchronous and I/O-free; there is nothing to cancel.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,8 +55,11 @@ _TERMINATORS = {
 class RowChange:
     """A decoded row change and where it happened.
 
-    ``snapshot`` is true for rows delivered while the shard was still copying
-    (its stream started with an empty gtid or pending table_p_ks).
+    ``snapshot`` is true for rows the copy phase read from the table: inserts
+    of a shard that is still copying (its stream started with an empty gtid
+    or pending table_p_ks) in a unit that did not move the shard's GTID set.
+    Changes streamed from the binlog while the copy runs (the catch-up between
+    copy batches, which moves the GTID set) are live changes, not snapshot rows.
     """
 
     keyspace: str
@@ -114,6 +118,8 @@ class Assembler:
         self._events: list[binlogdata.VEvent] = []
         self._rows: list[RowChange] = []
         self._in_transaction = False
+        # The position when the unit being assembled began.
+        self._unit_start: binlogdata.VGtid | None = position
 
     def restart(self, position: binlogdata.VGtid | None) -> None:
         """Drop any unfinished unit and the schema: a new stream resends both."""
@@ -124,6 +130,7 @@ class Assembler:
         self._events = []
         self._rows = []
         self._in_transaction = False
+        self._unit_start = position
 
     @property
     def pending(self) -> bool:
@@ -141,6 +148,8 @@ class Assembler:
 
     def _one(self, event: binlogdata.VEvent) -> Unit | None:
         kind = event.type
+        if not self._events:
+            self._unit_start = self.position
         self._events.append(event)
         if kind == E.BEGIN:
             self._in_transaction = True
@@ -152,8 +161,10 @@ class Assembler:
             ks, sh, table, records = self.schema.changes(
                 event.row_event, event.keyspace, event.shard
             )
-            snapshot = self._is_copying(ks, sh)
-            self._rows.extend(RowChange(ks, sh, table, r, snapshot) for r in records)
+            copying = self._is_copying(ks, sh)
+            self._rows.extend(
+                RowChange(ks, sh, table, r, copying and r.op == "insert") for r in records
+            )
         elif kind == E.HEARTBEAT and not self._in_transaction:
             return self._finish(UnitKind.HEARTBEAT, event)
         elif kind in _TERMINATORS:
@@ -179,11 +190,26 @@ class Assembler:
         else:
             self._copying.clear()
 
+    def _gtid_moved(self, keyspace: str, shard: str) -> bool:
+        """Whether the unit being finished moved the shard's GTID set (read the binlog)."""
+        before = _shard_gtid(self._unit_start, keyspace, shard)
+        after = _shard_gtid(self.position, keyspace, shard)
+        return bool(before) and after is not None and after != before
+
     def _finish(self, kind: UnitKind, last: binlogdata.VEvent) -> Unit:
+        rows = self._rows
+        if any(r.snapshot for r in rows):
+            moved = {(r.keyspace, r.shard) for r in rows if r.snapshot}
+            moved = {ks_sh for ks_sh in moved if self._gtid_moved(*ks_sh)}
+            if moved:
+                rows = [
+                    dataclasses.replace(r, snapshot=False) if (r.keyspace, r.shard) in moved else r
+                    for r in rows
+                ]
         unit = Unit(
             kind=kind,
             events=self._events,
-            rows=self._rows,
+            rows=rows,
             position=self.position,
             timestamp=last.timestamp,
             current_time=last.current_time,
@@ -194,3 +220,13 @@ class Assembler:
         self._rows = []
         self._in_transaction = False
         return unit
+
+
+def _shard_gtid(vgtid: binlogdata.VGtid | None, keyspace: str, shard: str) -> str | None:
+    """The shard's GTID set in ``vgtid``, or None when it has no entry of its own."""
+    if vgtid is None:
+        return None
+    for sg in vgtid.shard_gtids:
+        if sg.keyspace == keyspace and sg.shard == shard:
+            return sg.gtid
+    return None
