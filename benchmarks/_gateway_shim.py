@@ -20,8 +20,6 @@ from typing import Any
 
 import trio
 import trio_asyncio
-from grpclib.client import Channel
-from grpclib.config import Configuration
 
 from vsmux.mux.api import Gateway
 from vsmux.mux.session import run_vstream
@@ -51,28 +49,6 @@ def load(path: Path) -> Topology:
     return topo
 
 
-class _SmallWindowChannels(TabletChannels):
-    """Tablet channels with a smaller HTTP/2 inbound window (an experiment knob).
-
-    grpclib's default is 4 MiB per stream and per connection; each tablet has
-    its own connection, so a stalled session can hold 4 MiB per shard.
-    """
-
-    def __init__(self, window: int) -> None:
-        super().__init__()
-        self._config = Configuration(
-            http2_stream_window_size=window, http2_connection_window_size=window
-        )
-
-    def channel(self, address: str) -> Channel:
-        channel = self._channels.get(address)
-        if channel is None:
-            host, _, port = address.rpartition(":")
-            channel = Channel(host, int(port), codec=self._codec, config=self._config)
-            self._channels[address] = channel
-        return channel
-
-
 class _Directory:
     def __init__(self, channels: TabletChannels) -> None:
         self._channels = channels
@@ -83,7 +59,13 @@ class _Directory:
 
 async def serve(topology: Topology, host: str, port: int, window: int) -> None:
     async with trio_asyncio.open_loop(), open_tablet_channels() as default_channels:
-        channels = _SmallWindowChannels(window) if window else default_channels
+        # An experiment knob: a smaller HTTP/2 inbound window, per stream and
+        # per connection (one stream per connection).
+        channels = (
+            TabletChannels(stream_window_bytes=window, streams_per_connection=1)
+            if window
+            else default_channels
+        )
         try:
             gateway = Gateway(topology, _Directory(channels))
             catalog = StaticTableCatalog({name: ["orders"] for name in topology.keyspaces})

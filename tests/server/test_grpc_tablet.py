@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpclib
 import pytest
@@ -17,6 +18,7 @@ from vsmux.proto import binlogdata, query, queryservice, topodata
 from vsmux.server.hosting import open_grpc_server
 from vsmux.sources.grpc_tablet import (
     RESPONSES_AHEAD,
+    STREAMS_PER_CONNECTION,
     _End,
     _FrameBatches,
     open_tablet_channels,
@@ -61,6 +63,13 @@ class ScriptedTablet(queryservice.QueryBase):
         )
 
 
+async def poll_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` holds; it depends on another loop's I/O, no event to wait on."""
+    with trio.fail_after(timeout):
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
 def tablet_at(port: int) -> TabletInfo:
     return TabletInfo(
         "commerce", "-80", "zone1", 101, topodata.TabletType.PRIMARY, f"127.0.0.1:{port}"
@@ -99,6 +108,44 @@ async def test_batches_are_the_frames_of_the_responses_in_order(aio_loop: None) 
         # A second stream to the same address shares the pooled channel.
         async with source.vstream(REQUEST) as batches:
             assert [f.type async for batch in batches for f in batch] == [2, 12, 3]
+
+
+async def test_stalled_streams_do_not_starve_another_stream_to_the_tablet(
+    aio_loop: None,
+) -> None:
+    # Each response is ~200 KB; the tablet has 2 MB for every stream, then waits.
+    big = binlogdata.VStreamResponse(
+        events=[binlogdata.VEvent(type=binlogdata.VEventType.DDL, statement="x" * 200_000)]
+    )
+    tablet = ScriptedTablet()
+    tablet.responses = [big] * 10
+    tablet.hang = True
+    async with (
+        open_grpc_server([tablet]) as (_, port),
+        open_tablet_channels() as channels,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        source = channels.source(tablet_at(port))
+        address = f"127.0.0.1:{port}"
+        # Streams that are opened and never read: each fills its own window.
+        for _ in range(STREAMS_PER_CONNECTION + 1):
+            await stack.enter_async_context(source.vstream(REQUEST))
+        await poll_until(lambda: len(tablet.requests) == STREAMS_PER_CONNECTION + 1)
+        await trio.sleep(0.3)  # the tablet fills their windows meanwhile
+        assert channels.connections(address) == [STREAMS_PER_CONNECTION, 1]
+        # With one connection for all of them, this stream got nothing (their
+        # unread data held the connection's whole window).
+        with trio.fail_after(10):
+            async with source.vstream(REQUEST) as batches:
+                received = 0
+                async for batch in batches:
+                    received += len(batch)
+                    if received == 10:
+                        break
+        assert channels.connections(address) == [STREAMS_PER_CONNECTION, 1]
+        await stack.aclose()
+        # The first connection stays; the extra one closed with its last stream.
+        await poll_until(lambda: channels.connections(address) == [0])
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,9 @@ status number) and a message prefixed with the tablet alias and address.
 Connection failures and stream resets are UNAVAILABLE; so is a connect that
 takes longer than ``connect_timeout``.
 
-Channels are pooled per address by :class:`TabletChannels`: every stream to
-a tablet shares one HTTP/2 connection.
+Channels are pooled per address by :class:`TabletChannels`: streams to a
+tablet share HTTP/2 connections, a few streams per connection, each
+connection with room in its window for all of its streams.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from vsmux.wire import Frame, FrameError, split_response
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "RESPONSES_AHEAD",
-    "TABLET_CONNECTION_WINDOW_BYTES",
+    "STREAMS_PER_CONNECTION",
     "TABLET_STREAM_WINDOW_BYTES",
     "GrpcTabletSource",
     "TabletChannels",
@@ -90,55 +91,93 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # 1 Gbit/s at 4 ms round trip, and bounds 64 tablets to 32 MiB.
 TABLET_STREAM_WINDOW_BYTES = 512 * 1024
 
-# HTTP/2 receive window of each tablet connection, shared by every stream to
-# that tablet (VStreams and the health stream). Four stream windows: a VStream
-# the gateway has stopped reading fills its own window, a quarter of the
-# connection's, so the tablet's other streams keep flowing.
-TABLET_CONNECTION_WINDOW_BYTES = 4 * TABLET_STREAM_WINDOW_BYTES
+# Streams (VStreams and health streams) that share one tablet connection at
+# most; more streams to the same tablet open more connections. A connection's
+# HTTP/2 receive window is this many stream windows, so the streams on it can
+# each fill their own window at once and none waits for the connection's: when
+# one connection carried every stream to a tablet, the first streams' unread
+# data took the whole connection window and later ones got nothing for many
+# seconds (16 clients of one keyspace: half of them stalled for 14 s). Four
+# keeps the connection count low (one per four clients per tablet) and a
+# connection's window at 2 MiB.
+STREAMS_PER_CONNECTION = 4
 
 VSTREAM = "/queryservice.Query/VStream"
 STREAM_HEALTH = "/queryservice.Query/StreamHealth"
 
 
 class TabletChannels:
-    """grpclib channels, one per tablet address, shared by every stream to it.
+    """A pool of grpclib channels (HTTP/2 connections) to tablets.
 
-    Channels are created on first use (inside asyncio) and closed by
-    :func:`open_tablet_channels` when its block ends. Each stream receives
-    with an HTTP/2 window of ``stream_window_bytes``, each connection with
-    ``TABLET_CONNECTION_WINDOW_BYTES / TABLET_STREAM_WINDOW_BYTES`` times that.
+    Each stream takes a place on a connection to its tablet's address with
+    :meth:`acquire` and gives it back with :meth:`release`; a connection
+    carries at most ``streams_per_connection`` streams, and its receive window
+    holds all of their stream windows (``stream_window_bytes`` each), so a
+    stream the gateway has stopped reading never holds up another. The first
+    connection to an address stays open for the pool's life; further ones
+    close when their last stream ends. Connections are made on first use
+    (inside asyncio) and closed by :func:`open_tablet_channels` when its block
+    ends.
     """
 
     def __init__(
         self,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         stream_window_bytes: int = TABLET_STREAM_WINDOW_BYTES,
+        streams_per_connection: int = STREAMS_PER_CONNECTION,
     ) -> None:
+        if streams_per_connection < 1:
+            raise ValueError(f"streams_per_connection must be >= 1, not {streams_per_connection}")
         self.connect_timeout = connect_timeout
-        self._channels: dict[str, Channel] = {}
+        self._pools: dict[str, list[_Connection]] = {}
         self._codec = RawCodec()
-        streams_per_connection = TABLET_CONNECTION_WINDOW_BYTES // TABLET_STREAM_WINDOW_BYTES
+        self._streams_per_connection = streams_per_connection
         self._config = Configuration(
             http2_stream_window_size=stream_window_bytes,
             http2_connection_window_size=streams_per_connection * stream_window_bytes,
         )
 
-    def channel(self, address: str) -> Channel:
-        """The channel for ``host:port``. Must be called from asyncio."""
-        channel = self._channels.get(address)
-        if channel is None:
-            host, _, port = address.rpartition(":")
-            channel = Channel(host.strip("[]"), int(port), codec=self._codec, config=self._config)
-            self._channels[address] = channel
+    def acquire(self, address: str) -> Channel:
+        """A channel to ``host:port`` with room for one more stream. Call from asyncio."""
+        pool = self._pools.setdefault(address, [])
+        for connection in pool:
+            if connection.streams < self._streams_per_connection:
+                connection.streams += 1
+                return connection.channel
+        host, _, port = address.rpartition(":")
+        channel = Channel(host.strip("[]"), int(port), codec=self._codec, config=self._config)
+        pool.append(_Connection(channel, streams=1))
         return channel
 
+    def release(self, address: str, channel: Channel) -> None:
+        """Give back a stream's place on ``channel`` (from :meth:`acquire`)."""
+        pool = self._pools.get(address, [])
+        for index, connection in enumerate(pool):
+            if connection.channel is channel:
+                connection.streams -= 1
+                if connection.streams == 0 and index > 0:
+                    del pool[index]
+                    channel.close()
+                return
+
+    def connections(self, address: str) -> list[int]:
+        """Streams on each open connection to ``address`` (for metrics and tests)."""
+        return [connection.streams for connection in self._pools.get(address, [])]
+
     def close(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
-        self._channels.clear()
+        for pool in self._pools.values():
+            for connection in pool:
+                connection.channel.close()
+        self._pools.clear()
 
     def source(self, tablet: TabletInfo) -> GrpcTabletSource:
         return GrpcTabletSource(tablet, self)
+
+
+@dataclass(slots=True, eq=False)
+class _Connection:
+    channel: Channel
+    streams: int
 
 
 @asynccontextmanager
@@ -266,13 +305,14 @@ class GrpcTabletSource:
         """asyncio: run one server-streaming call, handing over each reply, then the end."""
         failure: BaseException | None = None
         convert, weigh = call.convert, call.weigh
+        channels = self._channels
+        channel = channels.acquire(self._address)
         try:
-            channel = self._channels.channel(self._address)
             request: Any = channel.request(
                 call.path, Cardinality.UNARY_STREAM, call.request_type, call.reply_type
             )
             async with request as stream:
-                async with asyncio.timeout(self._channels.connect_timeout):
+                async with asyncio.timeout(channels.connect_timeout):
                     await stream.send_message(call.request, end=True)
                 async for reply in stream:
                     await handoff.put_in_asyncio(convert(reply), weigh(reply))
@@ -280,6 +320,8 @@ class GrpcTabletSource:
             return  # the Trio side left; it cancels this task too
         except Exception as exc:  # every transport and tablet failure ends the replies
             failure = exc
+        finally:
+            channels.release(self._address, channel)
         try:
             await handoff.put_in_asyncio(_End(failure))
         except trio.BrokenResourceError:
