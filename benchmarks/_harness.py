@@ -30,6 +30,7 @@ from vsmux.wire.accel import ACCELERATED
 
 __all__ = [
     "BENCH_DIR",
+    "GATEWAY_KINDS",
     "REPO_ROOT",
     "RESULTS_DIR",
     "Child",
@@ -80,12 +81,26 @@ def vsmux_serve_cmd(topology: Path, port: int, *extra: str) -> list[str]:
     ]
 
 
+#: ``--gateway`` choices of the end-to-end benchmarks (see :func:`gateway_cmd`).
+GATEWAY_KINDS = ("serve", "shim", "serve-messages", "serve-coalesced")
+
+
 def gateway_cmd(kind: str, topology: Path, port: int, extra: Sequence[str] = ()) -> list[str]:
-    """``serve``: the real CLI; ``shim``: ``_gateway_shim.py`` (same library objects)."""
+    """The gateway process for ``kind`` (one of :data:`GATEWAY_KINDS`).
+
+    ``serve``: the real CLI; ``shim``: ``_gateway_shim.py`` (same library
+    objects); ``serve-messages`` / ``serve-coalesced``: the real CLI with the
+    client responses framed as before batched sends / before one unit per
+    response (``_serve_variant.py``).
+    """
     if kind == "shim":
         return python_cmd(
             "_gateway_shim.py", "--topology", str(topology), "--listen", f"127.0.0.1:{port}", *extra
         )
+    if kind.startswith("serve-"):
+        serve = vsmux_serve_cmd(topology, port, *extra)
+        framing = kind.removeprefix("serve-")
+        return python_cmd("_serve_variant.py", "--framing", framing, "--", *serve[4:])
     return vsmux_serve_cmd(topology, port, *extra)
 
 

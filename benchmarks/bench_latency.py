@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import (
+    GATEWAY_KINDS,
     free_port,
     gateway_cmd,
     machine_info,
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--gateway", choices=["serve", "shim"], default="serve")
+    p.add_argument("--gateway", choices=GATEWAY_KINDS, default="serve")
     p.add_argument("--gateway-arg", action="append", default=[])
     p.add_argument("--name", default="bench_latency")
     args = p.parse_args(argv)

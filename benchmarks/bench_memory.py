@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import (
+    GATEWAY_KINDS,
     RssSampler,
     free_port,
     gateway_cmd,
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--huge-timeout", type=float, default=300.0)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--only", choices=["slow", "huge"], default=None)
-    p.add_argument("--gateway", choices=["serve", "shim"], default="serve")
+    p.add_argument("--gateway", choices=GATEWAY_KINDS, default="serve")
     p.add_argument("--gateway-arg", action="append", default=[])
     p.add_argument("--name", default="bench_memory")
     args = p.parse_args(argv)

@@ -3,9 +3,11 @@
 Three processes per measurement: the replay tablets (``replay_tablet.py``, K
 servers in one process), the gateway (``python -m vsmux serve``) and the
 counting client (``count_client.py``). Next to every gateway run the relay
-ceiling (``relay.py``: the same grpclib/trio-asyncio stack forwarding tablet 0
-untouched) is measured against the same tablets, so the ratio compares like
-with like on a noisy machine.
+ceiling (``relay.py``: the same grpclib/trio-asyncio stack forwarding tablet 0,
+cut into one response per unit and written in batches as the gateway does;
+``--relay-mode forward`` forwards tablet responses untouched, the relay before
+one unit per response) is measured against the same tablets, so the ratio
+compares like with like on a noisy machine.
 
 Per K: events/s, MB/s, responses/s at the client; gateway CPU seconds per
 million events (``/proc/<pid>/stat`` utime+stime over the measured window);
@@ -27,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import (
+    GATEWAY_KINDS,
     RESULTS_DIR,
     free_port,
     gateway_cmd,
@@ -125,7 +128,15 @@ def run_block(args: argparse.Namespace, k: int, work: Path) -> dict[str, Any]:
         shards: list[str] = ready["shards"]
         tablet0 = f"127.0.0.1:{ready['ports'][0]}"
         relay_cmd = python_cmd(
-            "relay.py", "--tablet", tablet0, "--shard", shards[0], "--max-seconds", "3600"
+            "relay.py",
+            "--tablet",
+            tablet0,
+            "--shard",
+            shards[0],
+            "--mode",
+            args.relay_mode,
+            "--max-seconds",
+            "3600",
         )
         with spawn("relay", relay_cmd, log_dir) as relay:
             relay_port = int(relay.read_json_line(30)["port"])
@@ -191,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--tablet-loop", choices=["asyncio", "trio"], default="asyncio")
     p.add_argument(
+        "--relay-mode",
+        choices=["units", "forward"],
+        default="units",
+        help="units: one response per unit, batched writes (the gateway's work); "
+        "forward: tablet responses untouched",
+    )
+    p.add_argument(
         "--gateway-arg",
         action="append",
         default=[],
@@ -198,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--gateway",
-        choices=["serve", "shim"],
+        choices=GATEWAY_KINDS,
         default="serve",
-        help="serve: `python -m vsmux serve`; shim: benchmarks/_gateway_shim.py",
+        help="serve: `python -m vsmux serve`; shim: benchmarks/_gateway_shim.py; "
+        "serve-messages / serve-coalesced: `vsmux serve` writing one send_message per "
+        "response / with units sharing responses (benchmarks/_serve_variant.py)",
     )
     p.add_argument("--profile", action="store_true", help="py-spy the last gateway run per K")
     p.add_argument("--name", default="bench_merge", help="results file name (no .json)")
@@ -210,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     print(
         f"bench_merge: {info['nproc']} cores, {info['cpu_model']}, {info['date_utc']}, "
-        f"{args.tx_per_response} tx/response, {args.runs} runs x {args.seconds}s",
+        f"{args.tx_per_response} tx/response, {args.runs} runs x {args.seconds}s, "
+        f"relay {args.relay_mode}, load {info['loadavg_at_start']}",
         flush=True,
     )
     blocks = []

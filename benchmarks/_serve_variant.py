@@ -1,0 +1,63 @@
+"""``vsmux serve`` with the client responses framed another way (benchmarks only).
+
+Runs the real CLI (``vsmux.cli.main``, so the same wiring, GC settings and
+defaults) after replacing one piece in this process, to measure what the
+framing of client responses costs end to end:
+
+- ``batch``: nothing replaced; one unit per response, a batch written with
+  one ``send_data`` (``vsmux.server.batched_send.send_batch``), as shipped;
+- ``messages``: one unit per response, each written with grpclib's
+  ``Stream.send_message`` (the gateway's write loop before ``send_batch``);
+- ``coalesced``: the framing before one unit per response: the units of a
+  send share responses (``ResponsePacker.add_unit`` appends like ``add``, up
+  to ``max_response_bytes``), each response written with ``send_message``.
+
+Usage: python benchmarks/_serve_variant.py --framing messages -- --topology FILE --listen ...
+(everything after ``--`` goes to ``vsmux serve``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+FRAMINGS = ("batch", "messages", "coalesced")
+
+
+async def _send_each(stream: Any, bodies: list[bytes]) -> None:
+    # The gateway's write before batched sends: one send_message per body.
+    for body in bodies:
+        await stream.send_message(body)
+
+
+def apply(framing: str) -> None:
+    """Replace the pieces ``framing`` needs (see the module doc) in this process."""
+    if framing == "batch":
+        return
+    import vsmux.server.gateway as gateway
+
+    gateway.send_batch = _send_each  # type: ignore[attr-defined]
+    if framing == "coalesced":
+        from vsmux.wire.pack import ResponsePacker
+
+        ResponsePacker.add_unit = ResponsePacker.add  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ours, serve_args = argv, []
+    if "--" in argv:
+        cut = argv.index("--")
+        ours, serve_args = argv[:cut], argv[cut + 1 :]
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--framing", choices=FRAMINGS, required=True)
+    args = p.parse_args(ours)
+    apply(args.framing)
+    from vsmux.cli.main import main as vsmux_main
+
+    return vsmux_main(["serve", *serve_args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
