@@ -24,11 +24,14 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "frames": ("bench_frames.py", []),
     "merge_inproc": ("bench_merge_inproc.py", []),
     "bridge": ("bench_bridge.py", []),
+    "send": ("bench_send.py", []),
+    "send_e2e": ("bench_send.py", ["--e2e"]),
     "merge": ("bench_merge.py", []),
     "latency": ("bench_latency.py", []),
     "memory": ("bench_memory.py", []),
 }
-# Only the end-to-end benchmarks start a gateway.
+# The end-to-end benchmarks that take --gateway (send_e2e starts its own
+# `vsmux serve` variants, one per client framing).
 TAKES_GATEWAY = {"merge", "latency", "memory"}
 # Generous bound per benchmark so `make bench` can never hang.
 TIMEOUT_SECONDS = 1800
