@@ -18,6 +18,7 @@ from official_checks import (
     COPY_COMPLETED,
     DDL,
     HEARTBEAT,
+    JOURNAL,
     OTHER,
     ROW,
     VGTID,
@@ -164,3 +165,47 @@ async def test_a_large_transaction_continues_over_consecutive_responses(official
     big_units = sorted(spans, key=lambda s: s[1])[-2:]
     assert sum(r for _, r in big_units) == len(ids)
     assert all(n >= 3 for n, _ in big_units), big_units
+
+
+async def test_a_transaction_over_4_mib_reaches_a_default_client(official: Any) -> None:
+    """grpcio's default 4 MiB inbound limit (Debezium's too) is never hit: the unit is split."""
+    # ~5 MB of product rows (their binary_md5 vindex keeps the insert quick).
+    count = 20_000
+    wide = [
+        Upsert(
+            "product",
+            {"sku": f"sku-{i}".encode(), "description": b"d" * 250, "price": b"12.50"},
+        )
+        for i in range(count)
+    ]
+    request = vstream_request(official, (KS, "-80", "current"), (KS, "80-", "current"))
+    async with open_stack("grpc") as stack, reading(official, stack.port, request) as reader:
+        await reader.wait_for(lambda rs: len(rs) >= 2)
+        stack.cluster.execute(KS, *wide)
+        await reader.wait_for(caught_up(lambda: serving_positions(stack)), timeout=30)
+    responses = reader.responses
+    assert reader.error is None
+    assert_clean(official, responses)
+    rows = sum(len(e.row_event.row_changes) for e in flat_events(responses) if e.type == ROW)
+    assert rows == count
+    assert sum(r.ByteSize() for r in responses) > 4 * 1024 * 1024
+    assert max(r.ByteSize() for r in responses) < 4 * 1024 * 1024
+
+
+async def test_stop_on_reshard_sends_whole_journal_transactions_then_ends(official: Any) -> None:
+    """Each old shard's [BEGIN, JOURNAL, VGTID, COMMIT] as its own unit, then an OK end."""
+    flags = official.vtgate.VStreamFlags(stop_on_reshard=True)
+    request = vstream_request(official, (KS, "", "current"), flags=flags)
+    async with open_stack("grpc") as stack, reading(official, stack.port, request) as reader:
+        await reader.wait_for(lambda rs: len(rs) >= 2)
+        stack.cluster.apply_random_transactions(10, KS)
+        await reader.wait_for(caught_up(lambda: serving_positions(stack)))
+        stack.reshard(KS, ["-40", "40-80", "80-"])
+        await reader.wait_ended()
+    responses = reader.responses
+    assert reader.error is None, reader.error
+    assert_clean(official, responses, ended_by_server=True)
+    journals = [r for r in responses if JOURNAL in kinds(r)]
+    assert [kinds(r) for r in journals] == [[BEGIN, JOURNAL, VGTID, COMMIT]]
+    assert journals[0].events[1].shard == "-80"
+    assert journals[0] is responses[-1]
