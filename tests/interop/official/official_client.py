@@ -37,10 +37,11 @@ class StreamReader:
     """One ``VStream`` call, read in a worker thread.
 
     Start :meth:`run` in a nursery. ``responses`` grows as responses arrive
-    (decoded by the generated classes, in order); :meth:`wait_for` waits until
-    a predicate on them holds; :meth:`stop` cancels the call. A call that ends
-    with an error status leaves it in ``error``; one that ends with OK leaves
-    ``error`` None and ``ended`` set.
+    (decoded by the generated classes, in order, appended on the Trio
+    thread); :meth:`wait_for` waits until a predicate on them holds;
+    :meth:`stop` cancels the call. A call that ends with an error status
+    leaves it in ``error``; one that ends with OK leaves ``error`` None.
+    Either way ``ended`` is set.
     """
 
     def __init__(
@@ -79,6 +80,8 @@ class StreamReader:
         finally:
             self.stop()
             with trio.CancelScope(shield=True), trio.move_on_after(THREAD_EXIT_TIMEOUT):
+                # Returns through run_sync_soon too, so every response the
+                # reading thread queued before it finished is appended by then.
                 await trio.to_thread.run_sync(self._thread_done.wait)
             self.ended.set()
             self._wake()
@@ -108,13 +111,18 @@ class StreamReader:
         progress, self._progress = self._progress, trio.Event()
         progress.set()
 
+    def _arrived(self, response: Any) -> None:
+        self.responses.append(response)
+        self._wake()
+
     # -- worker thread -------------------------------------------------------
 
-    def _notify(self) -> None:
+    def _to_trio(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the Trio thread; callbacks run in the order sent."""
         token = self._token
         assert token is not None
         try:
-            token.run_sync_soon(self._wake)
+            token.run_sync_soon(callback, *args)
         except trio.RunFinishedError:
             pass  # the test is over; nobody is waiting
 
@@ -129,15 +137,16 @@ class StreamReader:
                         call.cancel()
                 try:
                     for response in call:
-                        self.responses.append(response)
-                        self._notify()
+                        # Appended on the Trio thread, so test code there sees
+                        # the list change only between its own awaits.
+                        self._to_trio(self._arrived, response)
                 except grpc.RpcError as exc:
                     cancelled_by_us = self._stopped and exc.code() == grpc.StatusCode.CANCELLED
                     if not cancelled_by_us:
                         self.error = exc
         finally:
             self._thread_done.set()
-            self._notify()
+            self._to_trio(self._wake)
 
 
 async def execute(
