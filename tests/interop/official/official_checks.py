@@ -6,11 +6,11 @@ exactly what the client saw. They work on the classes generated from the
 official protos (any object with the same fields works too).
 
 - :func:`framing_violations`: one unit per response, as vtgate sends them
-  (each unit is one ``eventCh`` item in its ``sendAll``, each item one
-  response; see reference/clients.md). Debezium's connector buffers one
-  response as at most one transaction: a BEGIN after a COMMIT in the same
-  response is an error there, and it stamps every event of a response with
-  the response's last VGTID.
+  (in its vstream_manager.go each unit is one ``eventCh`` item of
+  ``sendAll``, and each item becomes one response). Debezium's connector
+  buffers one response as at most one transaction: a BEGIN after a COMMIT
+  in the same response is an error there, and it stamps every event of a
+  response with the response's last VGTID.
 - :func:`unit_violations`: transactions whole and from one shard, VGTID
   before COMMIT, FIELD before a shard's first ROW of a table, FIELD/ROW with
   keyspace, shard and a ``ks.table`` name.
@@ -75,7 +75,7 @@ def _is_copy_position_unit(events: Sequence[Any]) -> bool:
     """``[BEGIN, VGTID, ..., VGTID, COMMIT]`` of one shard: a copy's bookkeeping.
 
     vtgate replaces every LASTPK and GTID event of a unit with a VGTID
-    (``sendAll``, seed 000 lines 650-687), so the unit that starts a copy
+    (``sendAll`` in vstream_manager.go, v16.0.2), so the unit that starts a copy
     (one LASTPK per table, then the snapshot GTID) reaches clients as one
     transaction holding several VGTIDs; the last one is the unit's position.
     Several VGTIDs of ONE unit are harmless to Debezium, which keeps the last.

@@ -1,8 +1,8 @@
 """Execute metadata queries and request errors, seen through the official classes.
 
-Debezium's connector sends these ``Execute`` calls before it streams (see
-reference/clients.md), each prefixed with a ``/*vt+ WORKLOAD_NAME=debezium */``
-comment, and reads the result rows with the query.Row encoding.
+Debezium's connector sends these ``Execute`` calls before it streams, each
+prefixed with a ``/*vt+ WORKLOAD_NAME=debezium */`` comment, and reads the
+result rows with the query.Row encoding.
 """
 
 from __future__ import annotations
