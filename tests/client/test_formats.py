@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from vsmux.client.assembler import Assembler, Unit
+from vsmux.client.debezium import VERSION
 from vsmux.client.formats import FORMATS, format_unit
 from vsmux.proto import binlogdata
 
@@ -125,20 +126,42 @@ def test_debezium_format() -> None:
         ("u", {"id": 1, "email": "a"}, {"id": 1, "email": "b"}),
         ("d", {"id": 1, "email": "b"}, None),
     ]
-    assert out[0]["ts_ms"] == 5000
-    assert out[0]["source"] == {
-        "connector": "vitess",
-        "name": "vsmux",
-        "ts_ms": 1_700_000,
-        "snapshot": "false",
-        "db": KS,
-        "keyspace": KS,
-        "shard": "-80",
-        "table": "customer",
-        "vgtid": json.dumps(POSITION, separators=(",", ":")),
-    }
-    snap = lines("debezium", unit(snapshot=True))
-    assert snap[0]["op"] == "r" and snap[0]["source"]["snapshot"] == "true"  # type: ignore[index]
+    # Every key of the connector's record value, in its order.
+    assert list(out[0]) == [
+        "before",
+        "after",
+        "source",
+        "transaction",
+        "op",
+        "ts_ms",
+        "ts_us",
+        "ts_ns",
+    ]
+    assert (out[0]["transaction"], out[0]["ts_ms"], out[0]["ts_us"]) == (None, 5000, 5_000_000)
+    source = out[0]["source"]
+    assert isinstance(source, dict)
+    assert list(source.items()) == [
+        ("version", VERSION),
+        ("connector", "vitess"),
+        ("name", "vsmux"),
+        ("ts_ms", 1_700_000),
+        ("snapshot", "false"),
+        ("db", ""),
+        ("sequence", None),
+        ("ts_us", 1_700_000_000),
+        ("ts_ns", 1_700_000_000_000),
+        ("keyspace", KS),
+        ("table", "customer"),
+        ("shard", "-80"),
+        ("vgtid", json.dumps(POSITION, separators=(",", ":"))),
+    ]
+
+
+def test_debezium_copied_rows_are_creates_as_the_connector_prints_them() -> None:
+    """The connector has no "r": VStream copy rows come out as "c", snapshot "false"."""
+    [copied, *_] = lines("debezium", unit(snapshot=True))
+    assert copied["op"] == "c"
+    assert copied["source"]["snapshot"] == "false"  # type: ignore[index]
 
 
 def test_raw_format_prints_every_event_with_proto_field_names() -> None:

@@ -23,7 +23,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vsmux.client.rows import RowChangeRecord, SchemaCache
+from vsmux.client.rows import RawChange, RowChangeRecord, SchemaCache
 from vsmux.proto import binlogdata
 
 __all__ = ["Assembler", "RowChange", "Unit", "UnitKind", "copying_shards"]
@@ -60,6 +60,8 @@ class RowChange:
     or pending table_p_ks) in a unit that did not move the shard's GTID set.
     Changes streamed from the binlog while the copy runs (the catch-up between
     copy batches, which moves the GTID set) are live changes, not snapshot rows.
+    ``raw`` keeps the undecoded images for formats that render values their
+    own way.
     """
 
     keyspace: str
@@ -67,6 +69,7 @@ class RowChange:
     table: str
     record: RowChangeRecord
     snapshot: bool = False
+    raw: RawChange | None = None
 
 
 @dataclass(slots=True)
@@ -161,9 +164,11 @@ class Assembler:
             ks, sh, table, records = self.schema.changes(
                 event.row_event, event.keyspace, event.shard
             )
+            raws = self.schema.raw_changes(event.row_event, ks, sh)
             copying = self._is_copying(ks, sh)
             self._rows.extend(
-                RowChange(ks, sh, table, r, copying and r.op == "insert") for r in records
+                RowChange(ks, sh, table, r, copying and r.op == "insert", raw)
+                for r, raw in zip(records, raws, strict=True)
             )
         elif kind == E.HEARTBEAT and not self._in_transaction:
             return self._finish(UnitKind.HEARTBEAT, event)

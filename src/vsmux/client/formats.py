@@ -13,9 +13,9 @@
   after it): the same transaction gets the same xid on every replay, which
   is what consumers use it for (grouping and de-duplicating a transaction's
   rows). Copied rows, like Maxwell's bootstrap rows, have no xid.
-- ``debezium``: Debezium's envelope: before, after, op (c/u/d, r for copied
-  rows), source {connector "vitess", name, ts_ms, snapshot, db, keyspace,
-  shard, table, vgtid (JSON text)}, ts_ms (when the line was made).
+- ``debezium``: the record value Debezium's Vitess connector produces for the
+  row with its default settings (see :mod:`vsmux.client.debezium`): before,
+  after, source, transaction, op (c/u/d), ts_ms/ts_us/ts_ns.
 - ``raw``: every event of the unit as proto JSON with proto field names.
 
 Pure functions; nothing to cancel.
@@ -30,6 +30,7 @@ from typing import Any
 
 import betterproto2
 
+from vsmux.client import debezium
 from vsmux.client.assembler import RowChange, Unit
 from vsmux.client.checkpoint import vgtid_to_json
 
@@ -117,34 +118,18 @@ def _maxwell_lines(unit: Unit, now_ms: int) -> list[str]:
     return lines
 
 
-_DEBEZIUM_OPS = {"insert": "c", "update": "u", "delete": "d"}
-
-
 def _debezium_lines(unit: Unit, now_ms: int) -> list[str]:
-    vgtid = dumps(_position(unit))
-    lines = []
-    for row in unit.rows:
-        record = row.record
-        op = "r" if row.snapshot and record.op == "insert" else _DEBEZIUM_OPS[record.op]
-        envelope = {
-            "before": record.before,
-            "after": None if record.op == "delete" else record.data,
-            "op": op,
-            "source": {
-                "connector": "vitess",
-                "name": "vsmux",
-                "ts_ms": unit.timestamp * 1000,
-                "snapshot": "true" if row.snapshot else "false",
-                "db": row.keyspace,
-                "keyspace": row.keyspace,
-                "shard": row.shard,
-                "table": row.table,
-                "vgtid": vgtid,
-            },
-            "ts_ms": now_ms,
-        }
-        lines.append(dumps(envelope))
-    return lines
+    if not unit.rows:
+        return []
+    vgtid = debezium.vgtid_text(unit.position)
+    return [
+        dumps(
+            debezium.envelope(
+                row, name="vsmux", commit_seconds=unit.timestamp, vgtid=vgtid, now_ms=now_ms
+            )
+        )
+        for row in unit.rows
+    ]
 
 
 def _raw_lines(unit: Unit, now_ms: int) -> list[str]:

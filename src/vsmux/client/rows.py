@@ -34,6 +34,7 @@ from typing import Any, Literal
 from vsmux.proto import binlogdata, query
 
 __all__ = [
+    "RawChange",
     "RowChangeRecord",
     "RowDecodeError",
     "SchemaCache",
@@ -204,6 +205,21 @@ class RowChangeRecord:
     before: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RawChange:
+    """A row change's undecoded images with the columns that describe them.
+
+    For formats that render values their own way (Debezium's): ``fields`` is
+    the table's FIELD column list, ``enum_set_string_values`` that FIELD
+    event's flag (ENUM/SET values arrive as names, not numbers).
+    """
+
+    fields: Sequence[query.Field]
+    before: query.Row | None
+    after: query.Row | None
+    enum_set_string_values: bool = False
+
+
 def row_changes(fields: Sequence[query.Field], event: binlogdata.RowEvent) -> list[RowChangeRecord]:
     """Every change of ``event`` decoded with ``fields`` (raises RowDecodeError)."""
     records = []
@@ -246,6 +262,8 @@ class SchemaCache:
     def __init__(self) -> None:
         self._fields: dict[tuple[str, str, str], list[query.Field]] = {}
         self._stale: set[tuple[str, str, str]] = set()
+        # Tables whose last FIELD said ENUM/SET values are sent as names.
+        self._enum_set_strings: set[tuple[str, str, str]] = set()
 
     def learn(self, event: binlogdata.FieldEvent, keyspace: str = "", shard: str = "") -> None:
         """Record a FIELD event; its own keyspace/shard win over the given ones."""
@@ -254,6 +272,10 @@ class SchemaCache:
         key = (ks, sh, bare_table_name(event.table_name, ks))
         self._fields[key] = list(event.fields)
         self._stale.discard(key)
+        if event.enum_set_string_values:
+            self._enum_set_strings.add(key)
+        else:
+            self._enum_set_strings.discard(key)
 
     def ddl_applied(self, keyspace: str, shard: str) -> None:
         """A DDL ran on one shard: its tables' columns may be out of date."""
@@ -265,6 +287,7 @@ class SchemaCache:
         """Forget everything (a new stream resends every FIELD it needs)."""
         self._fields.clear()
         self._stale.clear()
+        self._enum_set_strings.clear()
 
     def fields(self, keyspace: str, shard: str, table: str) -> list[query.Field]:
         """The known columns of a table, or RowDecodeError naming it."""
@@ -275,6 +298,17 @@ class SchemaCache:
                 f"ROW for table {keyspace}.{table} on shard {keyspace}/{shard} arrived "
                 "before any FIELD event describing it; the server must send FIELD first"
             ) from None
+
+    def raw_changes(
+        self, event: binlogdata.RowEvent, keyspace: str = "", shard: str = ""
+    ) -> list[RawChange]:
+        """The undecoded changes of a RowEvent with their columns (RowDecodeError if unknown)."""
+        ks = event.keyspace or keyspace
+        sh = event.shard or shard
+        key = (ks, sh, bare_table_name(event.table_name, ks))
+        fields = self.fields(*key)
+        strings = key in self._enum_set_strings
+        return [RawChange(fields, c.before, c.after, strings) for c in event.row_changes]
 
     def is_stale(self, keyspace: str, shard: str, table: str) -> bool:
         """Whether a DDL ran on the table's shard since its last FIELD."""
