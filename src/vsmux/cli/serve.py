@@ -6,7 +6,6 @@ import argparse
 import importlib
 import logging
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         topology_module = importlib.import_module("vsmux.topology")
-        topology = topology_module.load_topology(args.topology)
-        raw = tomllib.loads(args.topology.read_text())
+        topology, raw = topology_module.read_topology(args.topology)  # parsed once
     except Exception as exc:  # the loader's own errors too: report, do not crash
         print(f"vsmux serve: cannot load {args.topology}: {exc}", file=sys.stderr)
         return 2

@@ -8,11 +8,13 @@ from the Trio thread, so no locking is needed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, SupportsIndex
 
 from vsmux.proto.topodata import TabletType
 
-__all__ = ["KeyRange", "KeyspaceInfo", "TabletInfo", "Topology"]
+__all__ = ["KeyRange", "KeyspaceInfo", "TabletInfo", "TabletList", "Topology"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +68,107 @@ class KeyspaceInfo:
     shards: list[str]  # serving shards, in order
 
 
+_Shard = tuple[str, str]
+
+
+class TabletList(list[TabletInfo]):
+    """A list of tablets that can answer "which tablets serve this shard" in O(1).
+
+    Every pick of a tablet asks that question; scanning all tablets for it
+    made each pick cost O(tablets), which a 100k-tablet topology cannot
+    afford. The index is built on first use and dropped by every method that
+    changes the list, so callers keep using it as a plain list (append,
+    extend, slice assignment) and the answer is never stale.
+    """
+
+    __slots__ = ("_by_shard",)
+
+    def __init__(self, tablets: Iterable[TabletInfo] = ()) -> None:
+        super().__init__(tablets)
+        self._by_shard: dict[_Shard, list[TabletInfo]] | None = None
+
+    def serving(self, keyspace: str, shard: str) -> list[TabletInfo]:
+        """The tablets of ``keyspace/shard`` in list order (a new list each call)."""
+        index = self._by_shard
+        if index is None:
+            index = {}
+            for tablet in self:
+                index.setdefault((tablet.keyspace, tablet.shard), []).append(tablet)
+            self._by_shard = index
+        return list(index.get((keyspace, shard), ()))
+
+    # Every mutator of list drops the index.
+    def append(self, tablet: TabletInfo) -> None:
+        self._by_shard = None
+        super().append(tablet)
+
+    def extend(self, tablets: Iterable[TabletInfo]) -> None:
+        self._by_shard = None
+        super().extend(tablets)
+
+    def insert(self, index: SupportsIndex, tablet: TabletInfo) -> None:
+        self._by_shard = None
+        super().insert(index, tablet)
+
+    def remove(self, tablet: TabletInfo) -> None:
+        self._by_shard = None
+        super().remove(tablet)
+
+    def pop(self, index: SupportsIndex = -1) -> TabletInfo:
+        self._by_shard = None
+        return super().pop(index)
+
+    def clear(self) -> None:
+        self._by_shard = None
+        super().clear()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self._by_shard = None
+        super().sort(*args, **kwargs)
+
+    def reverse(self) -> None:
+        self._by_shard = None
+        super().reverse()
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._by_shard = None
+        super().__setitem__(index, value)
+
+    def __delitem__(self, index: Any) -> None:
+        self._by_shard = None
+        super().__delitem__(index)
+
+    def __iadd__(self, tablets: Iterable[TabletInfo]) -> TabletList:  # type: ignore[override,misc]
+        self._by_shard = None
+        super().__iadd__(tablets)
+        return self
+
+    def __imul__(self, count: SupportsIndex) -> TabletList:
+        self._by_shard = None
+        super().__imul__(count)
+        return self
+
+
 @dataclass(slots=True)
 class Topology:
-    """Keyspaces with their serving shards, and every known tablet."""
+    """Keyspaces with their serving shards, and every known tablet.
+
+    ``tablets`` is a :class:`TabletList`; a plain list given to the
+    constructor or assigned later is wrapped on next use.
+    """
 
     cell: str
     keyspaces: dict[str, KeyspaceInfo] = field(default_factory=dict)
-    tablets: list[TabletInfo] = field(default_factory=list)
+    tablets: list[TabletInfo] = field(default_factory=TabletList)
+
+    def __post_init__(self) -> None:
+        self._indexed()
+
+    def _indexed(self) -> TabletList:
+        tablets = self.tablets
+        if not isinstance(tablets, TabletList):
+            tablets = self.tablets = TabletList(tablets)
+        return tablets
 
     def keyspace_names(self) -> list[str]:
         return sorted(self.keyspaces)
@@ -82,8 +178,9 @@ class Topology:
         return list(self.keyspaces[keyspace].shards)
 
     def tablets_for(self, keyspace: str, shard: str) -> list[TabletInfo]:
-        return [t for t in self.tablets if t.keyspace == keyspace and t.shard == shard]
+        """Tablets of ``keyspace/shard`` in topology order, from the index."""
+        return self._indexed().serving(keyspace, shard)
 
     def has_shard(self, keyspace: str, shard: str) -> bool:
         """True if any tablet serves ``keyspace/shard`` (serving or not yet/no longer)."""
-        return any(t.keyspace == keyspace and t.shard == shard for t in self.tablets)
+        return bool(self._indexed().serving(keyspace, shard))

@@ -36,6 +36,7 @@ __all__ = [
     "load_topology",
     "parse_topology",
     "partition_problem",
+    "read_topology",
 ]
 
 _TOP_KEYS = {"cell", "keyspaces", "tablets"}
@@ -57,12 +58,21 @@ def load_topology(source: str | PathLike[str]) -> Topology:
     """
     if isinstance(source, str) and ("\n" in source or ("=" in source and not _is_file(source))):
         return parse_topology(source, origin="<text>")
-    path = Path(source)
+    return read_topology(source)[0]
+
+
+def read_topology(path: str | PathLike[str]) -> tuple[Topology, dict[str, Any]]:
+    """The topology in the file at ``path``, and the file's parsed TOML tables.
+
+    For callers that read more than the topology from the file: parsing is
+    most of the cost of a big file, so it is done once.
+    """
+    file = Path(path)
     try:
-        text = path.read_text()
+        text = file.read_text()
     except OSError as exc:
-        raise TopologyError(f"cannot read topology file {path}: {exc.strerror or exc}") from None
-    return parse_topology(text, origin=str(path))
+        raise TopologyError(f"cannot read topology file {file}: {exc.strerror or exc}") from None
+    return _parse(text, str(file))
 
 
 def _is_file(name: str) -> bool:
@@ -74,44 +84,72 @@ def _is_file(name: str) -> bool:
 
 def parse_topology(text: str, origin: str = "<text>") -> Topology:
     """Parse and check topology TOML ``text``; ``origin`` names it in errors."""
+    return _parse(text, origin)[0]
+
+
+def _parse(text: str, origin: str) -> tuple[Topology, dict[str, Any]]:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError(f"{origin}: not valid TOML: {exc}") from None
-    return _Checker(text, origin).build(raw)
+    return _Checker(text, origin).build(raw), raw
 
 
-class _Checker:
-    def __init__(self, text: str, origin: str) -> None:
-        self.lines = text.splitlines()
-        self.origin = origin
+class _Lines:
+    """Where things are in the file's text, found for error messages only.
 
-    # -- locating lines ------------------------------------------------------
+    Lines are searched only when a check fails, and the ``[[tablets]]`` and
+    ``[keyspaces.<name>]`` headers are indexed in one pass on first use, so a
+    good file costs nothing here and a bad one costs one pass: locating the
+    n-th tablet by rescanning the text for each tablet made loading quadratic
+    (8k tablets took half a minute).
+    """
 
-    def _line_of(self, pattern: str, occurrence: int = 0) -> int | None:
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._lines: list[str] | None = None
+        self._tablets: list[int] | None = None
+        self._keyspaces: dict[str, int] | None = None
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = self._text.splitlines()
+        return self._lines
+
+    def _index(self) -> None:
+        tablets: list[int] = []
+        keyspaces: dict[str, int] = {}
+        for number, line in enumerate(self.lines, start=1):
+            code = line.split("#", 1)[0]
+            if _TABLET_HEADER.search(code):
+                tablets.append(number)
+                continue
+            match = _KEYSPACE_HEADER.search(code)
+            if match:
+                keyspaces.setdefault(match.group(1) or match.group(2), number)
+        self._tablets, self._keyspaces = tablets, keyspaces
+
+    def first(self, pattern: str) -> int | None:
+        """The first line whose code (comment cut) matches ``pattern``."""
         regex = re.compile(pattern)
-        seen = 0
         for number, line in enumerate(self.lines, start=1):
             if regex.search(line.split("#", 1)[0]):
-                if seen == occurrence:
-                    return number
-                seen += 1
+                return number
         return None
 
-    def _fail(self, where: str, message: str, line: int | None = None) -> TopologyError:
-        at = f"{self.origin}:{line}" if line else self.origin
-        return TopologyError(f"{at}: {where}: {message}")
+    def key(self, key: str) -> int | None:
+        return self.first(rf"^\s*{re.escape(key)}\s*=")
 
-    def _key_line(self, key: str) -> int | None:
-        return self._line_of(rf"^\s*{re.escape(key)}\s*=")
+    def keyspace(self, name: str) -> int | None:
+        if self._keyspaces is None:
+            self._index()
+        assert self._keyspaces is not None
+        return self._keyspaces.get(name)
 
-    def _keyspace_line(self, name: str) -> int | None:
-        quoted = re.escape(name)
-        return self._line_of(rf"^\s*\[\s*keyspaces\.(\"{quoted}\"|{quoted})\s*\]")
-
-    def _keyspace_key_line(self, name: str, key: str) -> int | None:
+    def keyspace_key(self, name: str, key: str) -> int | None:
         """The line of ``key = `` inside ``[keyspaces.<name>]`` (else the header's)."""
-        header = self._keyspace_line(name)
+        header = self.keyspace(name)
         if header is None:
             return None
         regex = re.compile(rf"^\s*{re.escape(key)}\s*=")
@@ -123,8 +161,32 @@ class _Checker:
                 return number
         return header
 
-    def _tablet_line(self, index: int) -> int | None:
-        return self._line_of(r"^\s*\[\[\s*tablets\s*\]\]", index)
+    def tablet(self, index: int) -> int | None:
+        if self._tablets is None:
+            self._index()
+        assert self._tablets is not None
+        return self._tablets[index] if 0 <= index < len(self._tablets) else None
+
+
+_TABLET_HEADER = re.compile(r"^\s*\[\[\s*tablets\s*\]\]")
+_KEYSPACE_HEADER = re.compile(r'^\s*\[\s*keyspaces\.(?:"([^"]*)"|([^\s\]]+))\s*\]')
+
+
+class _Checker:
+    """Checks a parsed file in time linear in its size.
+
+    Every cross-check (duplicate uids, serving shards without tablets, a
+    keyspace mixing simulated and addressed tablets) reads sets built while
+    the tablets are checked, never a rescan of all tablets per shard.
+    """
+
+    def __init__(self, text: str, origin: str) -> None:
+        self.where = _Lines(text)
+        self.origin = origin
+
+    def _fail(self, where: str, message: str, line: int | None = None) -> TopologyError:
+        at = f"{self.origin}:{line}" if line else self.origin
+        return TopologyError(f"{at}: {where}: {message}")
 
     # -- checks --------------------------------------------------------------
 
@@ -134,11 +196,11 @@ class _Checker:
                 raise self._fail(
                     repr(key),
                     f"unknown key (expected one of {sorted(_TOP_KEYS)})",
-                    self._key_line(key) or self._line_of(rf"^\s*\[+\s*{re.escape(key)}\b"),
+                    self.where.key(key) or self.where.first(rf"^\s*\[+\s*{re.escape(key)}\b"),
                 )
         cell = raw.get("cell")
         if not isinstance(cell, str) or not cell:
-            raise self._fail("cell", "missing or not a non-empty string", self._key_line("cell"))
+            raise self._fail("cell", "missing or not a non-empty string", self.where.key("cell"))
         keyspaces = raw.get("keyspaces")
         if not isinstance(keyspaces, dict) or not keyspaces:
             raise self._fail("keyspaces", "no keyspaces: add a [keyspaces.<name>] table")
@@ -149,6 +211,9 @@ class _Checker:
         if not isinstance(tablets, list):
             raise self._fail("tablets", "must be an array of tables: use [[tablets]]")
         uids: dict[int, int] = {}
+        with_tablets: set[tuple[str, str]] = set()
+        simulated: dict[str, set[bool]] = {}
+        checked: list[TabletInfo] = []
         for index, spec in enumerate(tablets):
             tablet = self._tablet(index, spec, topology, cell)
             first = uids.setdefault(tablet.uid, index)
@@ -157,108 +222,113 @@ class _Checker:
                     f"tablets[{index}].uid",
                     f"duplicate uid {tablet.uid} (also used by tablets[{first}]); "
                     "every tablet needs its own uid",
-                    self._tablet_line(index),
+                    self.where.tablet(index),
                 )
-            topology.tablets.append(tablet)
+            with_tablets.add((tablet.keyspace, tablet.shard))
+            simulated.setdefault(tablet.keyspace, set()).add(tablet.address is None)
+            checked.append(tablet)
+        topology.tablets.extend(checked)
         for name, info in topology.keyspaces.items():
             for shard in info.shards:
-                if not topology.has_shard(name, shard):
+                if (name, shard) not in with_tablets:
                     raise self._fail(
                         f"keyspaces.{name}.shards",
                         f"shard {shard!r} is listed but has no [[tablets]] entry",
-                        self._keyspace_key_line(name, "shards"),
+                        self.where.keyspace_key(name, "shards"),
                     )
-            kinds = {t.address is None for t in topology.tablets if t.keyspace == name}
-            if len(kinds) > 1:
+            if len(simulated.get(name, ())) > 1:
                 raise self._fail(
                     f"keyspaces.{name}",
                     "mixes simulated tablets with addressed ones; a keyspace is either "
                     "simulated or real",
-                    self._keyspace_line(name),
+                    self.where.keyspace(name),
                 )
         return topology
 
     def _keyspace(self, name: str, spec: Any) -> KeyspaceInfo:
         where = f"keyspaces.{name}"
-        line = self._keyspace_line(name)
         if not isinstance(spec, dict):
-            raise self._fail(where, "must be a table: [keyspaces.<name>] with shards = [...]", line)
+            raise self._fail(
+                where,
+                "must be a table: [keyspaces.<name>] with shards = [...]",
+                self.where.keyspace(name),
+            )
         for key in spec:
             if key not in _KEYSPACE_KEYS:
                 raise self._fail(
                     f"{where}.{key}",
                     f"unknown key (expected one of {sorted(_KEYSPACE_KEYS)})",
-                    line,
+                    self.where.keyspace(name),
                 )
-        line = self._keyspace_key_line(name, "shards")
+
+        def fail(key: str, message: str) -> TopologyError:
+            return self._fail(f"{where}.{key}", message, self.where.keyspace_key(name, "shards"))
+
         shards = spec.get("shards")
         if (
             not isinstance(shards, list)
             or not shards
             or not all(isinstance(s, str) and s for s in shards)
         ):
-            raise self._fail(f"{where}.shards", "missing or not a list of shard names", line)
+            raise fail("shards", "missing or not a list of shard names")
         if len(set(shards)) != len(shards):
-            raise self._fail(f"{where}.shards", "lists a shard twice", line)
+            raise fail("shards", "lists a shard twice")
         problem = partition_problem(shards)
         if problem is not None:
-            raise self._fail(f"{where}.shards", problem, line)
+            raise fail("shards", problem)
         tables = spec.get("tables", [])
         if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
-            raise self._fail(f"{where}.tables", "must be a list of table names", line)
+            raise fail("tables", "must be a list of table names")
         return KeyspaceInfo(name, list(shards))
 
     def _tablet(self, index: int, spec: Any, topology: Topology, cell: str) -> TabletInfo:
         where = f"tablets[{index}]"
-        line = self._tablet_line(index)
+
+        def fail(key: str | None, message: str) -> TopologyError:
+            # The line is looked up only now, on the way out with an error.
+            at = where if key is None else f"{where}.{key}"
+            return self._fail(at, message, self.where.tablet(index))
+
         if not isinstance(spec, dict):
-            raise self._fail(where, "must be a table ([[tablets]])", line)
+            raise fail(None, "must be a table ([[tablets]])")
         for key in spec:
             if key not in _TABLET_KEYS:
-                raise self._fail(
-                    f"{where}.{key}", f"unknown key (expected one of {sorted(_TABLET_KEYS)})", line
-                )
+                raise fail(key, f"unknown key (expected one of {sorted(_TABLET_KEYS)})")
 
         def text(key: str, default: str | None = None) -> str:
             value = spec.get(key, default)
             if not isinstance(value, str) or not value:
-                raise self._fail(f"{where}.{key}", "missing or not a non-empty string", line)
+                raise fail(key, "missing or not a non-empty string")
             return value
 
         keyspace = text("keyspace")
         if keyspace not in topology.keyspaces:
-            raise self._fail(
-                f"{where}.keyspace",
-                f"unknown keyspace {keyspace!r}: declare it as [keyspaces.{keyspace}]",
-                line,
+            raise fail(
+                "keyspace", f"unknown keyspace {keyspace!r}: declare it as [keyspaces.{keyspace}]"
             )
         shard = text("shard")
         try:
             KeyRange.parse(shard)
         except ValueError as exc:
-            raise self._fail(f"{where}.shard", str(exc), line) from None
+            raise fail("shard", str(exc)) from None
         tablet_cell = text("cell", cell)
         type_name = text("type", "primary")
         if type_name.lower() not in _TYPES:
-            raise self._fail(
-                f"{where}.type", f"bad type {type_name!r}: use primary, replica or rdonly", line
-            )
+            raise fail("type", f"bad type {type_name!r}: use primary, replica or rdonly")
         uid = spec.get("uid")
         if isinstance(uid, bool) or not isinstance(uid, int) or not 0 < uid < 2**32:
-            raise self._fail(f"{where}.uid", "missing or not a positive integer", line)
+            raise fail("uid", "missing or not a positive integer")
         simulated = spec.get("simulated", False)
         if not isinstance(simulated, bool):
-            raise self._fail(f"{where}.simulated", "must be true or false", line)
+            raise fail("simulated", "must be true or false")
         address = spec.get("address")
         if simulated == (address is not None):
-            raise self._fail(
-                where, 'needs exactly one of address = "host:port" or simulated = true', line
-            )
+            raise fail(None, 'needs exactly one of address = "host:port" or simulated = true')
         if address is not None:
             if not isinstance(address, str) or not _ADDRESS.match(address):
-                raise self._fail(f"{where}.address", f"{address!r} is not host:port", line)
+                raise fail("address", f"{address!r} is not host:port")
             if not 0 < int(address.rsplit(":", 1)[1]) < 65536:
-                raise self._fail(f"{where}.address", f"port out of range in {address!r}", line)
+                raise fail("address", f"port out of range in {address!r}")
         return TabletInfo(keyspace, shard, tablet_cell, uid, _TYPES[type_name.lower()], address)
 
 
