@@ -151,7 +151,7 @@ def ensure_installed(cache: Path | None = None, *, log: bool = True) -> Installa
     java, javac = shutil.which("java"), shutil.which("javac")
     if java is None or javac is None:
         missing = " and ".join(n for n, p in (("java", java), ("javac", javac)) if p is None)
-        raise JavaMissing(f"{missing} not found on PATH ({os.environ.get('PATH', '')})")
+        raise JavaMissing(f"{missing} not on PATH ({os.environ.get('PATH', '')})")
     cache = cache or DEFAULT_CACHE
     cache.mkdir(parents=True, exist_ok=True)
     root = cache / f"install-{_install_key()}"

@@ -36,8 +36,9 @@ import org.apache.kafka.connect.source.SourceRecord;
  * stores. Engine life-cycle events become lines of type {@code task_started}, {@code
  * task_stopped} and {@code completed} (with success, message and the error's stack trace).
  *
- * <p>The engine is closed when the stop file appears, on SIGTERM/SIGINT, or after max-seconds;
- * closing commits the offsets of the records already handed over. The line {@code
+ * <p>The engine is closed when the stop file appears, on SIGTERM/SIGINT, when the parent
+ * process exits, or after max-seconds; closing commits the offsets of the records already
+ * handed over. The line {@code
  * {"type":"exit"}} is written last, so a reader knows the file is complete.
  */
 public final class DebeziumJsonLines {
@@ -103,8 +104,14 @@ public final class DebeziumJsonLines {
         Thread hook = new Thread(() -> closeQuietly(engine));
         Runtime.getRuntime().addShutdownHook(hook);
         executor.shutdown();
+        // The process that started this one; if it dies (a killed test run), stop too
+        // rather than stream on, unwatched, until max-seconds.
+        ProcessHandle parent = ProcessHandle.current().parent().orElse(null);
         while (!executor.awaitTermination(100, TimeUnit.MILLISECONDS)) {
             if (Files.exists(stopFile) || System.nanoTime() > deadline) {
+                break;
+            }
+            if (parent != null && !parent.isAlive()) {
                 break;
             }
         }
