@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
+from vsmux.client.assembler import Assembler
 from vsmux.client.debezium import column_converter, enum_values, row_value, vgtid_text
+from vsmux.client.formats import format_unit
 from vsmux.proto import binlogdata, query
 
-from .events import KS, row
+from .events import KS, E, field_event, row, row_event, simple, vgtid_event
 
 T = query.Type
 NOT_NULL = 1
@@ -185,3 +187,33 @@ def test_vgtid_is_serialised_as_the_connector_does() -> None:
     )
     assert json.loads(text)[1]["table_p_ks"][0]["lastpk"]["rows"][0]["values"] == "\x1fk"
     assert vgtid_text(None) == "[]"
+
+
+def test_enum_names_or_numbers_follow_the_field_events_flag() -> None:
+    """ENUM values are names when the FIELD says so, else numbers to map to names."""
+    cols = [
+        query.Field(name="id", type=T.INT64),
+        query.Field(name="size", type=T.ENUM, column_type="enum('1','2','3')"),
+    ]
+
+    def after(strings: bool) -> object:
+        described = field_event(cols=cols)
+        assert described.field_event is not None
+        described.field_event.enum_set_string_values = strings
+        [unit] = Assembler().feed(
+            [
+                simple(E.BEGIN),
+                described,
+                row_event(after=[b"1", b"3"]),
+                vgtid_event("-80", ("-80", "MySQL56/u:1-1")),
+                simple(E.COMMIT),
+            ]
+        )
+        [line] = format_unit("debezium", unit)
+        return json.loads(line)["after"]
+
+    assert after(True) == {"id": 1, "size": "3"}
+    assert after(False) == {"id": 1, "size": "3"}  # index 3 is the name '3'
+    cols[1].column_type = "enum('s','m','l')"
+    assert after(True) == {"id": 1, "size": "3"}
+    assert after(False) == {"id": 1, "size": "l"}
