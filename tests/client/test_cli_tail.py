@@ -21,6 +21,12 @@ def test_defaults() -> None:
     assert config.format == "json" and config.client_id == "vsmux-tail"
     assert not config.start_given and not config.quiet
     assert config.max_events is None and config.max_seconds is None
+    assert not config.transaction_metadata
+
+
+def test_transaction_metadata_flag() -> None:
+    config = config_for("--keyspace", "ks", "--format", "debezium", "--transaction-metadata")
+    assert config.format == "debezium" and config.transaction_metadata
 
 
 def test_every_option() -> None:

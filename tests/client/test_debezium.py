@@ -7,9 +7,16 @@ from typing import Any
 
 import pytest
 
-from vsmux.client.assembler import Assembler
-from vsmux.client.debezium import column_converter, enum_values, row_value, vgtid_text
+from vsmux.client.assembler import Assembler, RowChange
+from vsmux.client.debezium import (
+    column_converter,
+    enum_values,
+    row_value,
+    transaction_blocks,
+    vgtid_text,
+)
 from vsmux.client.formats import format_unit
+from vsmux.client.rows import RowChangeRecord
 from vsmux.proto import binlogdata, query
 
 from .events import KS, E, field_event, row, row_event, simple, vgtid_event
@@ -217,3 +224,14 @@ def test_enum_names_or_numbers_follow_the_field_events_flag() -> None:
     cols[1].column_type = "enum('s','m','l')"
     assert after(True) == {"id": 1, "size": "3"}
     assert after(False) == {"id": 1, "size": "l"}
+
+
+def test_transaction_blocks_count_per_transaction_and_per_table() -> None:
+    def change(table: str) -> RowChange:
+        return RowChange(KS, "-80", table, RowChangeRecord("insert", {}))
+
+    rows = [change("customer"), change("corder"), change("corder"), change("customer")]
+    assert [
+        (b["total_order"], b["data_collection_order"]) for b in transaction_blocks(rows, "[]")
+    ] == [(1, 1), (2, 1), (3, 2), (4, 2)]
+    assert {b["id"] for b in transaction_blocks(rows, "X")} == {"X"}

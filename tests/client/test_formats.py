@@ -164,6 +164,19 @@ def test_debezium_copied_rows_are_creates_as_the_connector_prints_them() -> None
     assert copied["source"]["snapshot"] == "false"  # type: ignore[index]
 
 
+def test_debezium_transaction_block_with_transaction_metadata() -> None:
+    u = unit()
+    out = [
+        json.loads(line)
+        for line in format_unit("debezium", u, now_ms=5000, transaction_metadata=True)
+    ]
+    vgtid = json.dumps(POSITION, separators=(",", ":"))
+    assert [o["transaction"] for o in out] == [
+        {"id": vgtid, "total_order": n, "data_collection_order": n} for n in (1, 2, 3)
+    ]
+    assert all(o["source"]["vgtid"] == vgtid for o in out)
+
+
 def test_raw_format_prints_every_event_with_proto_field_names() -> None:
     u = unit()
     out = lines("raw", u)

@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(copy every table first), or a VGtid as a JSON list",
     )
     parser.add_argument("--format", choices=sorted(FORMATS), default="json")
+    parser.add_argument(
+        "--transaction-metadata",
+        action="store_true",
+        help="--format debezium: fill each line's transaction block (id, total_order, "
+        "data_collection_order), as the connector with provide.transaction.metadata=true",
+    )
     parser.add_argument("--checkpoint", metavar="FILE", help="SQLite file to store positions in")
     parser.add_argument("--client-id", default="vsmux-tail", help="checkpoint row to use")
     parser.add_argument(
@@ -110,6 +116,7 @@ def _config(args: argparse.Namespace) -> TailConfig:
         max_seconds=args.max_seconds,
         quiet=args.quiet,
         progress=not sys.stdout.isatty(),
+        transaction_metadata=args.transaction_metadata,
     )
 
 

@@ -29,8 +29,10 @@ connector's ``VitessType``, ``VitessValueConverter`` and Debezium's
 - Columns of types the connector does not know (GEOMETRY, VECTOR, ...) are
   left out, as with ``include.unknown.datatypes=false``.
 
-The envelope is ``before``, ``after``, ``source``, ``transaction`` (null:
-``provide.transaction.metadata=false``), ``op`` (``c``, ``u``, ``d``; the
+The envelope is ``before``, ``after``, ``source``, ``transaction`` (null, as
+with ``provide.transaction.metadata=false``; with ``transaction_metadata`` the
+block the connector adds when it is true: ``id`` (the transaction's VGtid
+text), ``total_order`` and ``data_collection_order``), ``op`` (``c``, ``u``, ``d``; the
 connector has no ``r``: rows of a VStream copy are ``c`` with
 ``snapshot: "false"`` too), and ``ts_ms``/``ts_us``/``ts_ns`` (when the record
 was made). ``source`` holds version, connector ``vitess``, name, ts_ms/us/ns
@@ -61,6 +63,7 @@ __all__ = [
     "column_converter",
     "envelope",
     "row_value",
+    "transaction_blocks",
     "vgtid_text",
 ]
 
@@ -440,8 +443,12 @@ def envelope(
     commit_seconds: int,
     vgtid: str,
     now_ms: int,
+    transaction: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The connector's record value for one row change (keys in the connector's order)."""
+    """The connector's record value for one row change (keys in the connector's order).
+
+    ``transaction`` is the ``transaction`` block (see :func:`transaction_blocks`).
+    """
     raw: RawChange | None = row.raw
     record = row.record
     if raw is not None:
@@ -468,9 +475,25 @@ def envelope(
             "shard": row.shard,
             "vgtid": vgtid,
         },
-        "transaction": None,
+        "transaction": transaction,
         "op": _OPS[record.op],
         "ts_ms": now_ms,
         "ts_us": now_ms * 1000,
         "ts_ns": now_ms * 1_000_000,
     }
+
+
+def transaction_blocks(rows: Sequence[RowChange], transaction_id: str) -> list[dict[str, Any]]:
+    """The ``transaction`` block of each row of one transaction, as the connector
+    writes it with ``provide.transaction.metadata=true``: the transaction's id (its
+    VGtid text), the row's place among the transaction's rows and among its table's
+    rows (both from 1)."""
+    per_table: dict[tuple[str, str, str], int] = {}
+    blocks = []
+    for total, row in enumerate(rows, start=1):
+        key = (row.shard, row.keyspace, row.table)
+        per_table[key] = per_table.get(key, 0) + 1
+        blocks.append(
+            {"id": transaction_id, "total_order": total, "data_collection_order": per_table[key]}
+        )
+    return blocks

@@ -15,7 +15,8 @@
   rows). Copied rows, like Maxwell's bootstrap rows, have no xid.
 - ``debezium``: the record value Debezium's Vitess connector produces for the
   row with its default settings (see :mod:`vsmux.client.debezium`): before,
-  after, source, transaction, op (c/u/d), ts_ms/ts_us/ts_ns.
+  after, source, transaction (null, or the connector's block with
+  ``transaction_metadata``), op (c/u/d), ts_ms/ts_us/ts_ns.
 - ``raw``: every event of the unit as proto JSON with proto field names.
 
 Pure functions; nothing to cancel.
@@ -118,17 +119,25 @@ def _maxwell_lines(unit: Unit, now_ms: int) -> list[str]:
     return lines
 
 
-def _debezium_lines(unit: Unit, now_ms: int) -> list[str]:
+def _debezium_lines(unit: Unit, now_ms: int, transaction_metadata: bool = False) -> list[str]:
     if not unit.rows:
         return []
     vgtid = debezium.vgtid_text(unit.position)
+    blocks: list[dict[str, Any] | None] = [None] * len(unit.rows)
+    if transaction_metadata:
+        blocks = [*debezium.transaction_blocks(unit.rows, vgtid)]
     return [
         dumps(
             debezium.envelope(
-                row, name="vsmux", commit_seconds=unit.timestamp, vgtid=vgtid, now_ms=now_ms
+                row,
+                name="vsmux",
+                commit_seconds=unit.timestamp,
+                vgtid=vgtid,
+                now_ms=now_ms,
+                transaction=block,
             )
         )
-        for row in unit.rows
+        for row, block in zip(unit.rows, blocks, strict=True)
     ]
 
 
@@ -144,6 +153,14 @@ FORMATS: dict[str, Formatter] = {
 }
 
 
-def format_unit(name: str, unit: Unit, now_ms: int = 0) -> list[str]:
-    """The lines ``unit`` prints as in format ``name`` (KeyError for an unknown name)."""
+def format_unit(
+    name: str, unit: Unit, now_ms: int = 0, *, transaction_metadata: bool = False
+) -> list[str]:
+    """The lines ``unit`` prints as in format ``name`` (KeyError for an unknown name).
+
+    ``transaction_metadata`` fills ``debezium``'s ``transaction`` block, as the
+    connector does with ``provide.transaction.metadata=true``.
+    """
+    if name == "debezium":
+        return _debezium_lines(unit, now_ms, transaction_metadata)
     return FORMATS[name](unit, now_ms)

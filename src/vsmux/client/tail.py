@@ -80,6 +80,9 @@ class TailConfig:
     max_seconds: float | None = None
     quiet: bool = False
     progress: bool = False
+    # --format debezium: fill the transaction block (the connector's
+    # provide.transaction.metadata=true).
+    transaction_metadata: bool = False
 
 
 @dataclass(slots=True)
@@ -167,7 +170,12 @@ class _Tail:
         """Write the unit, then checkpoint it; False once --max-events is reached."""
         # Write, flush, then checkpoint: never the other way round, and no
         # await in between.
-        lines = format_unit(self.config.format, unit, int(self.wall() * 1000))
+        lines = format_unit(
+            self.config.format,
+            unit,
+            int(self.wall() * 1000),
+            transaction_metadata=self.config.transaction_metadata,
+        )
         limit = self.config.max_events
         complete = limit is None or self.written + len(lines) <= limit
         if limit is not None and not complete:

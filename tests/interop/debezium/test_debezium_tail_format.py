@@ -6,7 +6,9 @@ Two checks against the real connector (the installation from ``debezium_setup``)
   child process) read the same shard of the same gateway, a copy and then live
   transactions over every column type of the simulated schema (bigint, varchar,
   datetime, varbinary, decimal; NULLs and empty values included); their records must
-  be equal field by field, key order included, except the fields in :data:`EXCLUDED`;
+  be equal field by field, key order included, except the fields in :data:`EXCLUDED`
+  (and :data:`EXCLUDED_IN_COPY` for copied rows); once with the connector's defaults,
+  once with ``provide.transaction.metadata=true`` against ``--transaction-metadata``;
 - per value: the connector's own converters (``java/ConverterValues.java``: the
   connector's type resolution and ``VitessValueConverter`` with its defaults, rendered
   by Kafka Connect's ``JsonConverter``) and tail's renderer agree on every MySQL type
@@ -60,7 +62,7 @@ EXCLUDED_IN_COPY: dict[tuple[str, ...], str] = {
 
 
 @asynccontextmanager
-async def tail_process(port: int, out: Path, err: Path) -> AsyncIterator[trio.Process]:
+async def tail_process(port: int, out: Path, err: Path, *extra: str) -> AsyncIterator[trio.Process]:
     """``vsmux tail --format debezium`` copying and streaming SHARD; killed on exit."""
     command = [
         sys.executable,
@@ -79,6 +81,7 @@ async def tail_process(port: int, out: Path, err: Path) -> AsyncIterator[trio.Pr
         "--quiet",
         "--max-seconds",
         "300",
+        *extra,
     ]
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = await trio.lowlevel.open_process(command, stdout=stdout, stderr=stderr)
@@ -160,8 +163,19 @@ def differences(ours: Any, theirs: Any, path: str = "") -> list[str]:
     return []
 
 
+@pytest.mark.parametrize(
+    ("properties", "options"),
+    [
+        pytest.param({}, (), id="defaults"),
+        pytest.param(
+            {"provide.transaction.metadata": "true"},
+            ("--transaction-metadata",),
+            id="transaction-metadata",
+        ),
+    ],
+)
 async def test_tail_prints_what_the_connector_prints(
-    debezium: Installation, tmp_path: Path
+    debezium: Installation, tmp_path: Path, properties: dict[str, str], options: tuple[str, ...]
 ) -> None:
     async with gateway() as stack:
         stack.cluster.apply_random_transactions(60, KEYSPACE)
@@ -169,10 +183,10 @@ async def test_tail_prints_what_the_connector_prints(
         copied = sum(len(rows) for rows in log.tables.values())
         marks = log_marks(stack.cluster, KEYSPACE)
         out, err = tmp_path / "tail.jsonl", tmp_path / "tail.err"
-        properties = {"snapshot.mode": "initial", "vitess.shard": SHARD}
+        properties = {"snapshot.mode": "initial", "vitess.shard": SHARD, **properties}
         async with (
             connector(debezium, stack, tmp_path / "connector", properties) as running,
-            tail_process(stack.port, out, err) as tail,
+            tail_process(stack.port, out, err, *options) as tail,
         ):
             # Both copy the same rows before anything else is written.
             await until_both(copied, running, tail, out, err, "the copy")
@@ -198,6 +212,9 @@ async def test_tail_prints_what_the_connector_prints(
     # The records covered what they should: every op, and every column type of the
     # simulated schema with a value (and NULL where the column allows it).
     assert {r["op"] for r in theirs} == {"c", "u", "d"}
+    if options:
+        assert all(r["transaction"] is not None for r in theirs)
+        assert any(r["transaction"]["total_order"] > 1 for r in theirs)
     seen: dict[tuple[str, str], set[type]] = {}
     for record in theirs:
         for image in (record["before"], record["after"]):
