@@ -54,7 +54,9 @@ class RowChange:
 
 
 def seqno_of(gtid: str) -> int:
-    """N of ``MySQL56/<uuid>:1-N`` (or ``:N``)."""
+    """N of ``MySQL56/<uuid>:1-N`` (or ``:N``); 0 for an empty set (``MySQL56/<uuid>``)."""
+    if ":" not in gtid:
+        return 0
     return int(gtid.rsplit(":", 1)[1].rsplit("-", 1)[-1])
 
 

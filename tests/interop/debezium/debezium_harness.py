@@ -9,6 +9,8 @@ connector's log in the message; cancelling a wait just stops polling.
 from __future__ import annotations
 
 import base64
+import itertools
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -17,7 +19,14 @@ from typing import Any
 
 import trio
 import trio.lowlevel
-from committed_rows import RowChange, debezium_changes, debezium_key, record_key
+from committed_rows import (
+    RowChange,
+    debezium_changes,
+    debezium_key,
+    in_copy_phase,
+    record_key,
+    seqno_of,
+)
 from debezium_runner import ConnectorRecord, DebeziumConnector, start_connector
 from debezium_setup import Installation
 from e2e_harness import Stack, open_stack
@@ -31,6 +40,7 @@ __all__ = [
     "START_TIMEOUT",
     "assert_exactly",
     "assert_no_errors",
+    "assert_offsets_follow",
     "assert_state_matches",
     "changes_at_least",
     "connector",
@@ -141,6 +151,34 @@ def assert_exactly(got: Iterable[RowChange], expected: Iterable[RowChange]) -> N
         f"missing {sum(missing.values())}: {sorted(missing)[:10]}; "
         f"extra {sum(extra.values())}: {sorted(extra)[:10]}"
     )
+
+
+def _positions(vgtid_json: str) -> dict[str, int]:
+    return {sg["shard"]: seqno_of(sg["gtid"]) for sg in json.loads(vgtid_json)}
+
+
+def assert_offsets_follow(records: Records) -> None:
+    """The stored offsets never run ahead of what the records carried.
+
+    Each record's ``source.vgtid`` is its transaction's VGTID and its stored offset the
+    position the connector would resume from: on every shard at least the previous
+    transaction's VGTID (nothing processed is replayed beyond the transaction itself),
+    at most its own, and strictly before its own on its own shard (the transaction is
+    not skipped if the connector stops in the middle of it).
+    """
+    streamed = [r for r in records if r.value is not None and not in_copy_phase(r)]
+    for previous, record in itertools.pairwise(streamed):
+        before = _positions(previous.value["source"]["vgtid"])
+        own = _positions(record.value["source"]["vgtid"])
+        stored = _positions(record.offset["vgtid"])
+        shard = record.value["source"]["shard"]
+        context = f"record {record.key} on {shard}: source {own}, stored {stored}"
+        assert stored[shard] < own[shard], context
+        same = previous.value["source"]["vgtid"] == record.value["source"]["vgtid"]
+        for name, position in stored.items():
+            assert position <= own[name], context
+            if not same:
+                assert position >= before[name], f"{context}, previous {before}"
 
 
 def assert_no_errors(running: DebeziumConnector) -> None:

@@ -30,6 +30,7 @@ from debezium_harness import (
     RECORDS_TIMEOUT,
     assert_exactly,
     assert_no_errors,
+    assert_offsets_follow,
     assert_state_matches,
     changes_at_least,
     connector,
@@ -57,6 +58,7 @@ async def test_stream_from_current(debezium: Installation, tmp_path: Path) -> No
             assert {c.shard for c in expected} == {"-80", "80-"}
             records = await running.wait_records(changes_at_least(expected), RECORDS_TIMEOUT)
             assert_exactly(debezium_changes(records), expected)
+            assert_offsets_follow(records)
             topics = {f"vsmux.{KEYSPACE}.{t}" for t in ("customer", "corder", "product")}
             assert {r.topic for r in records} <= topics
             assert_no_errors(running)
@@ -84,6 +86,7 @@ async def test_snapshot_then_stream(debezium: Installation, tmp_path: Path) -> N
             records = await running.wait_records(changes_at_least(expected), RECORDS_TIMEOUT)
             assert_exactly(debezium_changes(records), expected)
             assert sum(map(in_copy_phase, records)) == rows
+            assert_offsets_follow(records)
             # Replaying copies and changes gives the keyspace's rows now, values included.
             assert_state_matches(stack, records)
             assert_no_errors(running)
@@ -212,6 +215,7 @@ async def test_tablet_failure_mid_stream(debezium: Installation, tmp_path: Path)
             records = await running.wait_records(changes_at_least(expected), RECORDS_TIMEOUT)
             assert stack.directory.opened[tablet.alias] > opened, "the fault never fired"
             assert_exactly(debezium_changes(records), expected)
+            assert_offsets_follow(records)
             assert_no_errors(running)
 
 
