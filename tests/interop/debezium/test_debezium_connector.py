@@ -42,6 +42,8 @@ from debezium_harness import (
 )
 from debezium_setup import Installation
 
+from vsmux.core.settings import GatewaySettings
+
 pytestmark = pytest.mark.clients
 
 
@@ -89,6 +91,40 @@ async def test_snapshot_then_stream(debezium: Installation, tmp_path: Path) -> N
             assert_offsets_follow(records)
             # Replaying copies and changes gives the keyspace's rows now, values included.
             assert_state_matches(stack, records)
+            assert_no_errors(running)
+
+
+async def test_transaction_larger_than_a_response(debezium: Installation, tmp_path: Path) -> None:
+    """A transaction of thousands of rows goes out as several consecutive responses;
+    the connector buffers it from BEGIN to COMMIT and emits every row of it."""
+    limit = 8 * 1024
+    settings = GatewaySettings(
+        retry_backoff_initial=0.01, retry_backoff_max=0.05, max_response_bytes=limit
+    )
+    async with gateway(settings=settings) as stack:
+        before = primaries_sent(stack)
+        async with connector(debezium, stack, tmp_path, NEVER) as running:
+            await streaming(stack, running, before)
+            marks = log_marks(stack.cluster, KEYSPACE)
+            await write(stack, 5)
+            workload = stack.cluster.workload
+            workload.large_probability, workload.large_rows = 1.0, (3000, 3000)
+            try:
+                stack.cluster.apply_random_transactions(1, KEYSPACE)
+            finally:
+                workload.large_probability = 0.0
+            await write(stack, 5)
+            expected = committed_changes(stack.cluster, KEYSPACE, marks)
+            # Its part on each shard is far over the limit, however the rows fell.
+            sizes = [
+                sum(part.size for part in entry.parts)
+                for shard in marks
+                for entry in stack.cluster.shard_log(KEYSPACE, shard).entries_after(marks[shard])
+            ]
+            assert sorted(sizes)[-2] > 3 * limit, sizes
+            records = await running.wait_records(changes_at_least(expected), RECORDS_TIMEOUT)
+            assert_exactly(debezium_changes(records), expected)
+            assert_offsets_follow(records)
             assert_no_errors(running)
 
 
