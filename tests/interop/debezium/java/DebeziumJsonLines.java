@@ -120,7 +120,11 @@ public final class DebeziumJsonLines {
         executor.awaitTermination(30, TimeUnit.SECONDS);
         lines.status("exit");
         writer.close();
-        Runtime.getRuntime().removeShutdownHook(hook);
+        try {
+            Runtime.getRuntime().removeShutdownHook(hook);
+        } catch (IllegalStateException alreadyShuttingDown) {
+            // SIGTERM arrived: the hook closes the engine and the JVM exits after it.
+        }
         System.exit(0);
     }
 
