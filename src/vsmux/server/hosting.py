@@ -19,11 +19,17 @@ import trio
 import trio_asyncio
 from grpclib.server import Server
 
-__all__ = ["SHUTDOWN_GRACE_SECONDS", "open_grpc_server", "stop_accepting"]
+__all__ = ["LISTEN_BACKLOG", "SHUTDOWN_GRACE_SECONDS", "open_grpc_server", "stop_accepting"]
 
 # How long closing a server may wait for in-flight calls to finish before they
 # are abandoned. Sessions are cancelled first, so this is normally instant.
 SHUTDOWN_GRACE_SECONDS = 5.0
+
+# Connections the kernel queues for the listener before refusing more (capped
+# by net.core.somaxconn). asyncio also accepts up to this many per loop
+# iteration. grpclib's 100 refused a burst of 200 clients ("failed to
+# connect") while the gateway was busy; a thousand covers such bursts.
+LISTEN_BACKLOG = 1024
 
 
 @asynccontextmanager
@@ -43,7 +49,7 @@ async def open_grpc_server(
     to ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope.
     """
     server = Server(list(services), codec=codec)
-    await trio_asyncio.aio_as_trio(server.start)(host, port)
+    await trio_asyncio.aio_as_trio(server.start)(host, port, backlog=LISTEN_BACKLOG)
     try:
         # grpclib keeps the asyncio server private; it is the only way to learn
         # the port the OS chose for port=0.
