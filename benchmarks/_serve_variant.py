@@ -37,6 +37,9 @@ def apply(framing: str) -> None:
         return
     import vsmux.server.gateway as gateway
 
+    if not hasattr(gateway, "send_batch"):
+        # The gateway writes some other way now: refuse rather than measure nothing.
+        raise SystemExit("_serve_variant: vsmux.server.gateway no longer uses send_batch")
     gateway.send_batch = _send_each  # type: ignore[attr-defined]
     if framing == "coalesced":
         from vsmux.wire.pack import ResponsePacker

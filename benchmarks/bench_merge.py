@@ -99,6 +99,9 @@ def measured_client(
         result["server_cpu_s_per_m_events"] = (
             cpu / result["events"] * 1e6 if result.get("events") else float("nan")
         )
+        result["server_cpu_us_per_response"] = (
+            cpu / result["responses"] * 1e6 if result.get("responses") else float("nan")
+        )
         result["client_cpu_util"] = result.get("client_cpu_s", 0.0) / (
             args.warmup + result["window_s"]
         )
@@ -171,6 +174,7 @@ def run_block(args: argparse.Namespace, k: int, work: Path) -> dict[str, Any]:
         "mb_per_s",
         "responses_per_s",
         "server_cpu_s_per_m_events",
+        "server_cpu_us_per_response",
         "server_cpu_util",
         "tablets_cpu_util",
         "client_cpu_util",
@@ -179,6 +183,8 @@ def run_block(args: argparse.Namespace, k: int, work: Path) -> dict[str, Any]:
     med["relay_events_per_s"] = median_of(ok_relay, "events_per_s")
     med["relay_mb_per_s"] = median_of(ok_relay, "mb_per_s")
     med["relay_cpu_s_per_m_events"] = median_of(ok_relay, "server_cpu_s_per_m_events")
+    med["relay_responses_per_s"] = median_of(ok_relay, "responses_per_s")
+    med["relay_cpu_us_per_response"] = median_of(ok_relay, "server_cpu_us_per_response")
     med["ratio_to_relay"] = med["events_per_s"] / med["relay_events_per_s"]
     # Contention-proof companion: CPU per event of the relay over the gateway's.
     med["cpu_ratio_to_relay"] = med["relay_cpu_s_per_m_events"] / med["server_cpu_s_per_m_events"]
@@ -250,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 m["mb_per_s"],
                 m["responses_per_s"],
                 m["server_cpu_s_per_m_events"],
+                m["server_cpu_us_per_response"],
                 b["gateway_peak_rss_mb"],
                 m["relay_events_per_s"],
                 m["ratio_to_relay"],
@@ -267,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             "MB/s",
             "responses/s",
             "gw CPU s/M ev",
+            "gw CPU us/resp",
             "gw peak RSS MB",
             "relay events/s",
             "vsmux/relay",
