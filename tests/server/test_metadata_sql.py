@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vsmux.server.metadata_sql import (
+    LikePattern,
     ShowDatabases,
     ShowShards,
     ShowTables,
@@ -83,3 +87,41 @@ def test_targets() -> None:
     assert parse_target("commerce@REPLICA") == Target("commerce", "", "replica")
     assert parse_target("commerce") == Target("commerce", "", "")
     assert parse_target("") is None
+
+
+def _like_by_regex(pattern: str, value: str) -> bool:
+    """The former matcher: one regex per pattern (exponential on many %)."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.fullmatch("".join(out), value, re.I | re.DOTALL) is not None
+
+
+_LIKE_ALPHABET = st.sampled_from(["a", "b", "A", "%", "_", "\\", "/", "-"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_LIKE_ALPHABET, max_size=10).map("".join),
+    st.lists(_LIKE_ALPHABET, max_size=10).map("".join),
+)
+def test_like_agrees_with_the_regex_translation(pattern: str, value: str) -> None:
+    assert like_matches(pattern, value) == _like_by_regex(pattern, value)
+
+
+def test_like_with_many_percent_signs_is_fast() -> None:
+    # 24 % then x took minutes with the regex translation (16 % took 1-12 s).
+    started = time.perf_counter()
+    pattern = LikePattern("%" * 24 + "x")
+    for name in ("commerce/-80", "commerce/80-", "c" * 300):
+        assert not pattern.matches(name)
+    assert LikePattern("%a" * 200 + "%x").matches("a" * 300 + "x")
+    assert not LikePattern("%a" * 200 + "%x").matches("a" * 300)
+    assert time.perf_counter() - started < 2.0

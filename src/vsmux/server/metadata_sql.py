@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "LikePattern",
     "MetadataQuery",
     "ShowDatabases",
     "ShowShards",
@@ -107,19 +108,86 @@ def parse_metadata_query(sql: str) -> MetadataQuery | None:
     return None
 
 
+# One LIKE segment: characters (lower-cased), None standing for ``_``.
+_Segment = tuple[str | None, ...]
+
+
+class LikePattern:
+    """A compiled SQL ``LIKE`` pattern: ``%`` any run, ``_`` one character, ``\\`` escapes.
+
+    Case-insensitive, as vtgate's utf8mb4_general_ci. Matching is greedy over
+    the ``%``-separated segments (the leftmost place for each middle segment
+    is always a safe choice), so it never backtracks over earlier segments:
+    compiling is linear in the pattern, and a match costs at most
+    ``len(value) * longest segment``, whatever the number of ``%``. (A
+    regular expression with one ``.*`` per ``%`` backtracks exponentially on a
+    pattern such as 24 ``%`` then ``x``.)
+    """
+
+    __slots__ = ("_segments",)
+
+    def __init__(self, pattern: str) -> None:
+        segments: list[_Segment] = []
+        current: list[str | None] = []
+        i = 0
+        while i < len(pattern):
+            ch = pattern[i]
+            if ch == "\\" and i + 1 < len(pattern):
+                current.append(pattern[i + 1].lower())
+                i += 2
+                continue
+            if ch == "%":
+                segments.append(tuple(current))
+                current = []
+            else:
+                current.append(None if ch == "_" else ch.lower())
+            i += 1
+        segments.append(tuple(current))
+        # Empty middle segments ("%%") change nothing; keep the first and last
+        # (empty when the pattern starts or ends with "%").
+        if len(segments) > 2:
+            segments = [segments[0], *(s for s in segments[1:-1] if s), segments[-1]]
+        self._segments = segments
+
+    def matches(self, value: str) -> bool:
+        chars = [ch.lower() for ch in value]
+        segments = self._segments
+        if len(segments) == 1:
+            return len(segments[0]) == len(chars) and _fits(segments[0], chars, 0)
+        first, last = segments[0], segments[-1]
+        end = len(chars) - len(last)
+        if len(first) > end or not _fits(first, chars, 0) or not _fits(last, chars, end):
+            return False
+        pos = len(first)
+        for segment in segments[1:-1]:
+            found = _find(segment, chars, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(segment)
+        return True
+
+
+def _fits(segment: _Segment, chars: list[str], at: int) -> bool:
+    for offset, want in enumerate(segment):
+        if want is not None and chars[at + offset] != want:
+            return False
+    return True
+
+
+def _find(segment: _Segment, chars: list[str], start: int, end: int) -> int:
+    """The leftmost place in ``chars[start:end]`` where ``segment`` fits, or -1."""
+    for at in range(start, end - len(segment) + 1):
+        if _fits(segment, chars, at):
+            return at
+    return -1
+
+
 def like_matches(pattern: str, value: str) -> bool:
-    """SQL ``LIKE``: ``%`` any run, ``_`` one character, ``\\`` escapes; case-insensitive."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
-        i += 1
-    return re.fullmatch("".join(out), value, re.I | re.DOTALL) is not None
+    """SQL ``LIKE``: ``%`` any run, ``_`` one character, ``\\`` escapes; case-insensitive.
+
+    Compile with :class:`LikePattern` to match many values against one pattern.
+    """
+    return LikePattern(pattern).matches(value)
 
 
 def parse_target(target_string: str) -> Target | None:
