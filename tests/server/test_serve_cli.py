@@ -46,3 +46,34 @@ def test_tiny_response_limit_is_refused(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert main(["serve", "--topology", str(topology), "--max-response-bytes", "10"]) == 2
     assert "--max-response-bytes" in capsys.readouterr().err
+
+
+def test_request_limits_are_options() -> None:
+    from vsmux.cli.serve import add_arguments
+    from vsmux.core.limits import OPTIONS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--topology", "t.toml"])
+    assert all(getattr(args, field) is None for field in OPTIONS)  # the settings' defaults
+    args = parser.parse_args(
+        ["--topology", "t.toml", "--max-name-bytes", "128", "--max-request-bytes", "1048576"]
+    )
+    assert args.max_name_bytes == 128
+    assert args.max_request_bytes == 1048576
+    help_text = parser.format_help()
+    for option in OPTIONS.values():
+        assert option in help_text
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "lots"])
+def test_request_limits_must_be_positive_whole_numbers(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vsmux.cli.serve import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--topology", "t.toml", "--max-gtid-bytes", value])
+    assert "--max-gtid-bytes" in capsys.readouterr().err

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import re
 
-__all__ = ["SHARD_OPTIONS", "attach_shard_values", "parse_hostport", "positive_float"]
+__all__ = [
+    "SHARD_OPTIONS",
+    "attach_shard_values",
+    "parse_hostport",
+    "positive_float",
+    "positive_int",
+]
 
 #: Options whose value may start with "-": shard names (-80) and lists (-80,80-).
 SHARD_OPTIONS = frozenset(("--shard", "--shards"))
@@ -46,6 +52,16 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 def positive_float(text: str) -> float:
     value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
     return value

@@ -11,7 +11,9 @@ from typing import Any
 
 import trio
 
-from vsmux.cli.args import parse_hostport, positive_float
+from vsmux.cli.args import parse_hostport, positive_float, positive_int
+from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
+from vsmux.core.settings import GatewaySettings
 
 __all__ = ["add_arguments", "run", "table_lists"]
 
@@ -48,6 +50,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--connect-timeout", type=positive_float, default=10.0, metavar="SECONDS", help="to tablets"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    limits = parser.add_argument_group(
+        "request limits", "checked before any work is done; over a limit, the call fails"
+    )
+    defaults = GatewaySettings()
+    for field, option in LIMIT_OPTIONS.items():
+        metavar, text = _LIMIT_HELP[field]
+        limits.add_argument(
+            option,
+            dest=field,
+            type=positive_int,
+            metavar=metavar,
+            help=f"{text} (default {getattr(defaults, field)})",
+        )
+
+
+# Help for each request limit (vsmux.core.limits; defaults in GatewaySettings).
+_LIMIT_HELP = {
+    "max_request_bytes": ("BYTES", "largest request message; more is RESOURCE_EXHAUSTED"),
+    "max_request_fields": ("N", "most fields and list elements in a request"),
+    "max_name_bytes": ("BYTES", "longest keyspace or table name"),
+    "max_shard_name_bytes": ("BYTES", "longest shard name"),
+    "max_pattern_bytes": ("BYTES", "longest /regex selector or LIKE pattern"),
+    "max_gtid_bytes": ("BYTES", "longest position (gtid) string"),
+    "max_shard_gtids": ("N", "most entries in vgtid.shard_gtids"),
+    "max_filter_rules": ("N", "most filter rules"),
+    "max_filter_sql_bytes": ("BYTES", "longest filter SQL of one rule"),
+}
 
 
 def table_lists(raw: dict[str, Any]) -> dict[str, list[str]]:
@@ -72,7 +101,6 @@ def table_lists(raw: dict[str, Any]) -> dict[str, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from vsmux.core.settings import GatewaySettings
     from vsmux.server.standalone import ServeConfig, serve_until_signal
 
     logging.basicConfig(
@@ -94,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, liveness_timeout=args.liveness_timeout)
     if args.max_response_bytes is not None:
         settings = replace(settings, max_response_bytes=args.max_response_bytes)
+    limits = {f: getattr(args, f) for f in LIMIT_OPTIONS if getattr(args, f) is not None}
+    settings = replace(settings, **limits)
     config = ServeConfig(
         topology=topology,
         host=args.listen[0],

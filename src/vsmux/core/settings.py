@@ -51,3 +51,35 @@ class GatewaySettings:
     health_report_timeout: float = 60.0
     tablet_pick_retry_interval: float = 30.0
     tablet_pick_timeout: float = 90.0
+
+    # -- Request limits (vsmux.core.limits) ---------------------------------------
+    # Checked before any work is done for a request, so one request cannot make the
+    # gateway spend unbounded time or memory. Over a limit: INVALID_ARGUMENT naming
+    # the field, the limit and the value's size (RESOURCE_EXHAUSTED for the size).
+
+    # Largest request message accepted; the size is read from the gRPC frame
+    # header, before the body. 4 MiB is gRPC's usual default receive limit.
+    max_request_bytes: int = 4 * 1024 * 1024
+    # Fields and list elements in a request, nested ones included. Decoding into
+    # the message classes costs a few microseconds of Python per element, so the
+    # byte size alone does not bound it (4 MiB of empty strings: 7 s); 50,000 is
+    # at most a few tenths of a second, and a 1024-shard VStream needs ~5,000.
+    max_request_fields: int = 50_000
+    # Keyspace and table names: MySQL's identifier limit is 64 characters, and a
+    # keyspace is a MySQL database on its tablets.
+    max_name_bytes: int = 64
+    # Shard names: key ranges ("80-c0") or names; Vitess sets no limit of its own.
+    # 256 holds key ranges of keyspace ids far longer than the 8 or 16 bytes that
+    # Vitess's vindexes produce.
+    max_shard_name_bytes: int = 256
+    # A "/regex" that selects keyspaces (ShardGtid.keyspace) or tables (Rule.match),
+    # and a SHOW VITESS_SHARDS LIKE pattern.
+    max_pattern_bytes: int = 256
+    # One position string. A MySQL56 gtid set is ~40 bytes per server uuid it
+    # names; 64 KiB holds well over a thousand, more than any real history.
+    max_gtid_bytes: int = 64 * 1024
+    # Entries of vgtid.shard_gtids (each one is a stream to a tablet).
+    max_shard_gtids: int = 1024
+    # Rules of the filter, and the length of each rule's filter SQL.
+    max_filter_rules: int = 4096
+    max_filter_sql_bytes: int = 64 * 1024
