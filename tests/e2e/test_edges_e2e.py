@@ -146,7 +146,7 @@ async def test_execute_metadata_queries(mode: str) -> None:
         other = await _execute(port, "SELECT * FROM customer")
     assert other.error is not None
     assert other.error.code == vtrpc.Code.UNIMPLEMENTED
-    assert other.error.message == "vsmux only answers metadata queries: SELECT * FROM customer"
+    assert other.error.message == "vsmux only answers metadata queries: 'SELECT * FROM customer'"
 
 
 async def test_large_transactions_are_split_across_consecutive_responses(mode: str) -> None:

@@ -116,4 +116,38 @@ async def test_other_queries_are_unimplemented_not_failures() -> None:
     assert response.result is None
     assert response.error is not None
     assert response.error.code == vtrpc.Code.UNIMPLEMENTED
-    assert response.error.message == "vsmux only answers metadata queries: SELECT * FROM customer"
+    assert response.error.message == "vsmux only answers metadata queries: 'SELECT * FROM customer'"
+
+
+async def test_a_huge_query_is_quoted_cut_in_the_error() -> None:
+    response = await _ask("SELECT " + "x" * 3_000_000)
+    assert response.error is not None
+    message = response.error.message
+    assert message.startswith("vsmux only answers metadata queries: 'SELECT xxx")
+    assert message.endswith("'... (3000007 characters)")
+    assert len(message) < 300
+
+
+async def test_unknown_keyspace_is_quoted_and_cut() -> None:
+    response = await _ask("SHOW TABLES FROM `" + "k\n" * 10_000 + "`")
+    assert response.error is not None
+    assert response.error.code == vtrpc.Code.NOT_FOUND
+    assert "\n" not in response.error.message
+    assert len(response.error.message) < 600
+
+
+async def test_a_like_pattern_over_the_limit_is_refused() -> None:
+    pattern = "%" * 300
+    response = await _ask(f"SHOW VITESS_SHARDS LIKE '{pattern}'")
+    assert response.error is not None
+    assert response.error.code == vtrpc.Code.INVALID_ARGUMENT
+    assert response.error.message.startswith(
+        "LIKE pattern is 300 bytes long, over the limit of 256 bytes "
+        "(vsmux serve --max-pattern-bytes): '%%%"
+    )
+    request = vtgate.ExecuteRequest(
+        query=query.BoundQuery(sql=f"SHOW VITESS_SHARDS LIKE '{pattern}'")
+    )
+    roomy = await answer_execute(request, _topology(), CATALOG, max_pattern_bytes=1000)
+    assert roomy.error is None and roomy.result is not None
+    assert len(roomy.result.rows) == 3

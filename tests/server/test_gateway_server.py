@@ -217,7 +217,7 @@ async def test_execute_over_grpc(aio_loop: None, gateway: Gateway) -> None:
     assert shards.result is not None
     assert [r.values for r in shards.result.rows] == [b"commerce/-80", b"commerce/80-"]
     assert other.error is not None
-    assert other.error.message == "vsmux only answers metadata queries: SELECT 1"
+    assert other.error.message == "vsmux only answers metadata queries: 'SELECT 1'"
 
 
 async def _health_and_services(port: int) -> tuple[int, list[str]]:

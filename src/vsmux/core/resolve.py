@@ -23,6 +23,7 @@ import copy
 import re
 from dataclasses import dataclass
 
+from vsmux.core.quoting import mention, quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
 from vsmux.topology.model import Topology
@@ -116,7 +117,7 @@ def _cell_preference(value: str) -> str:
     if preference not in CELL_PREFERENCES:
         raise VStreamError(
             Code.INVALID_ARGUMENT,
-            f"invalid cell preference {value!r}: use {' or '.join(CELL_PREFERENCES)}",
+            f"invalid cell preference {quote(value)}: use {' or '.join(CELL_PREFERENCES)}",
         )
     return preference
 
@@ -136,7 +137,7 @@ def _shard_gtids(vgtid: binlogdata.VGtid | None, topology: Topology) -> list[bin
             if key in seen:
                 raise VStreamError(
                     Code.INVALID_ARGUMENT,
-                    f"shard {key[0]}/{key[1]} appears more than once in ShardGtids; "
+                    f"shard {key[0]}/{mention(key[1])} appears more than once in ShardGtids; "
                     "give each shard exactly one starting position",
                 )
             seen.add(key)
@@ -167,13 +168,14 @@ def _expand_keyspaces(vgtid: binlogdata.VGtid, topology: Topology) -> list[binlo
             regex = re.compile(pattern)
         except re.error as err:
             raise VStreamError(
-                Code.INVALID_ARGUMENT, f"failed to compile regexp using {entry.keyspace}: {err}"
+                Code.INVALID_ARGUMENT,
+                f"failed to compile regexp using {mention(entry.keyspace)}: {err}",
             ) from None
         names = [name for name in topology.keyspace_names() if regex.search(name)]
         if not names:
             raise VStreamError(
                 Code.NOT_FOUND,
-                f"no keyspace matches {entry.keyspace}; known keyspaces: "
+                f"no keyspace matches {mention(entry.keyspace)}; known keyspaces: "
                 + _known(topology.keyspace_names()),
             )
         # The shard (if any) applies to every matching keyspace; table_p_ks name
@@ -186,7 +188,7 @@ def _expand_keyspaces(vgtid: binlogdata.VGtid, topology: Topology) -> list[binlo
         if entry.keyspace == "" or entry.keyspace.startswith("/"):
             raise VStreamError(
                 Code.INVALID_ARGUMENT,
-                f"keyspace {entry.keyspace!r} selects several keyspaces, which is only "
+                f"keyspace {quote(entry.keyspace)} selects several keyspaces, which is only "
                 "allowed as the only entry of ShardGtids; name each keyspace instead",
             )
     return list(entries)
@@ -196,7 +198,7 @@ def _require_no_shard(entry: binlogdata.ShardGtid) -> None:
     if entry.shard:
         raise VStreamError(
             Code.INVALID_ARGUMENT,
-            f"shard {entry.shard!r} is given without a keyspace; name its keyspace, "
+            f"shard {quote(entry.shard)} is given without a keyspace; name its keyspace, "
             "or leave the shard empty to stream every keyspace",
         )
 
@@ -206,7 +208,7 @@ def _expand_shards(entry: binlogdata.ShardGtid, topology: Topology) -> list[binl
     if keyspace is None:
         raise VStreamError(
             Code.NOT_FOUND,
-            f"keyspace {entry.keyspace} not found in the topology; known keyspaces: "
+            f"keyspace {mention(entry.keyspace)} not found in the topology; known keyspaces: "
             + _known(topology.keyspace_names()),
         )
     if entry.shard == "":
@@ -214,7 +216,7 @@ def _expand_shards(entry: binlogdata.ShardGtid, topology: Topology) -> list[binl
             raise VStreamError(
                 Code.INVALID_ARGUMENT,
                 "if shards are unspecified, the Gtid value must be 'current' or empty; "
-                f"got: {entry.gtid} (keyspace {entry.keyspace})",
+                f"got: {mention(entry.gtid)} (keyspace {entry.keyspace})",
             )
         if not keyspace.shards:
             raise VStreamError(
@@ -231,7 +233,7 @@ def _expand_shards(entry: binlogdata.ShardGtid, topology: Topology) -> list[binl
     if entry.shard not in keyspace.shards and not topology.has_shard(entry.keyspace, entry.shard):
         raise VStreamError(
             Code.NOT_FOUND,
-            f"shard {entry.keyspace}/{entry.shard} not found in the topology; serving "
+            f"shard {entry.keyspace}/{mention(entry.shard)} not found in the topology; serving "
             f"shards of {entry.keyspace}: " + _known(keyspace.shards),
         )
     _check_position(entry)
@@ -247,7 +249,7 @@ def _check_position(entry: binlogdata.ShardGtid) -> None:
         return
     raise VStreamError(
         Code.INVALID_ARGUMENT,
-        f"gtid {gtid!r} for {entry.keyspace}/{entry.shard} is not a valid position: use "
+        f"gtid {quote(gtid)} for {entry.keyspace}/{entry.shard} is not a valid position: use "
         "'current', '' (copy the tables first), or a position such as "
         "'MySQL56/<server uuid>:1-N' from a previous VGtid",
     )
@@ -263,8 +265,18 @@ def _type_name(tablet_type: topodata.TabletType) -> str:
 
 
 def _describe(vgtid: binlogdata.VGtid) -> str:
-    """A compact rendering of a VGtid for error messages."""
+    """A compact rendering of a VGtid for error messages (its first entries, cut)."""
+    entries = vgtid.shard_gtids
     parts = [
-        f'{{keyspace:"{s.keyspace}" shard:"{s.shard}" gtid:"{s.gtid}"}}' for s in vgtid.shard_gtids
+        f'{{keyspace:"{_inner(s.keyspace)}" shard:"{_inner(s.shard)}" gtid:"{_inner(s.gtid)}"}}'
+        for s in entries[:2]
     ]
+    if len(entries) > 2:
+        parts.append(f"... ({len(entries)} entries)")
     return "shard_gtids:[" + " ".join(parts) + "]"
+
+
+def _inner(value: str) -> str:
+    """``value`` cut and escaped, without the quotes (the caller writes its own)."""
+    quoted = quote(value, 64)
+    return quoted[1:-1] if quoted.endswith("'") else quoted.rpartition("'... (")[0][1:] + "..."

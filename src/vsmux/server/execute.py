@@ -4,7 +4,8 @@ CDC clients ask a gateway a few questions before they stream (clients.md):
 which keyspaces, which shards, which tables, which tablets. vsmux answers
 those from its topology and a :class:`TableCatalog`; anything else gets an
 ``ExecuteResponse`` whose ``error`` is UNIMPLEMENTED "vsmux only answers
-metadata queries: <query>" (a normal reply, not a gRPC failure). The
+metadata queries: '<query>'" (a normal reply, not a gRPC failure; the query
+quoted and cut, see :func:`vsmux.core.quoting.quote`). The
 request's session is echoed back.
 
 Where table names come from is the catalog's business: the simulated cluster
@@ -17,15 +18,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from vsmux.core.limits import OPTIONS, utf8_length
+from vsmux.core.quoting import quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import query, topodata, vtgate, vtrpc
 from vsmux.server.metadata_sql import (
+    LikePattern,
     MetadataQuery,
     ShowDatabases,
     ShowShards,
     ShowTables,
     ShowTablets,
-    like_matches,
     parse_metadata_query,
     parse_target,
 )
@@ -72,26 +75,39 @@ def _keyspace_or_error(topology: Topology, keyspace: str) -> str:
         known = ", ".join(topology.keyspace_names()) or "none"
         raise VStreamError(
             Code.NOT_FOUND,
-            f"keyspace {keyspace!r} not found in the topology (known keyspaces: {known})",
+            f"keyspace {quote(keyspace)} not found in the topology (known keyspaces: {known})",
         )
     return keyspace
 
 
+def _like(pattern: str, max_pattern_bytes: int) -> LikePattern:
+    size = utf8_length(pattern)
+    if size > max_pattern_bytes:
+        raise VStreamError(
+            Code.INVALID_ARGUMENT,
+            f"LIKE pattern is {size} bytes long, over the limit of {max_pattern_bytes} bytes "
+            f"(vsmux serve {OPTIONS['max_pattern_bytes']}): {quote(pattern, 64)}",
+        )
+    return LikePattern(pattern)
+
+
 async def _answer(
-    parsed: MetadataQuery, session: vtgate.Session, topology: Topology, catalog: TableCatalog
+    parsed: MetadataQuery,
+    session: vtgate.Session,
+    topology: Topology,
+    catalog: TableCatalog,
+    max_pattern_bytes: int,
 ) -> query.QueryResult:
     if isinstance(parsed, ShowDatabases):
         return text_result(["Database"], [[name] for name in topology.keyspace_names()])
     if isinstance(parsed, ShowShards):
-        like = parsed.like
+        like = None if parsed.like is None else _like(parsed.like, max_pattern_bytes)
         names = [
             f"{ks}/{shard}"
             for ks in topology.keyspace_names()
             for shard in topology.serving_shards(ks)
         ]
-        return text_result(
-            ["Shards"], [[n] for n in names if like is None or like_matches(like, n)]
-        )
+        return text_result(["Shards"], [[n] for n in names if like is None or like.matches(n)])
     if isinstance(parsed, ShowTables):
         keyspace = parsed.keyspace
         if keyspace is None:
@@ -126,11 +142,17 @@ async def _answer(
 
 
 async def answer_execute(
-    request: vtgate.ExecuteRequest, topology: Topology, catalog: TableCatalog
+    request: vtgate.ExecuteRequest,
+    topology: Topology,
+    catalog: TableCatalog,
+    *,
+    max_pattern_bytes: int = 256,
 ) -> vtgate.ExecuteResponse:
     """The reply to one Execute call. Never raises VStreamError: it becomes ``error``.
 
-    Cancellation propagates (only a catalog probe can wait).
+    A ``LIKE`` pattern longer than ``max_pattern_bytes`` is refused. Errors
+    quote the SQL cut to a few hundred bytes. Cancellation propagates (only a
+    catalog probe can wait).
     """
     session = request.session if request.session is not None else vtgate.Session()
     sql = request.query.sql if request.query is not None else ""
@@ -138,11 +160,11 @@ async def answer_execute(
     if parsed is None:
         error = vtrpc.RpcError(
             code=vtrpc.Code.UNIMPLEMENTED,
-            message=f"vsmux only answers metadata queries: {sql.strip()}",
+            message=f"vsmux only answers metadata queries: {quote(sql.strip())}",
         )
         return vtgate.ExecuteResponse(error=error, session=session)
     try:
-        result = await _answer(parsed, session, topology, catalog)
+        result = await _answer(parsed, session, topology, catalog, max_pattern_bytes)
     except VStreamError as exc:
         error = vtrpc.RpcError(code=exc.code, message=exc.message)
         return vtgate.ExecuteResponse(error=error, session=session)

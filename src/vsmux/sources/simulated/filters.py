@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import re
 
+from vsmux.core.quoting import quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
 
 __all__ = ["TableFilter"]
 
-_SELECT_STAR = re.compile(r"^\s*select\s+\*\s+from\s+`?([A-Za-z0-9_$]+)`?\s*;?\s*$", re.IGNORECASE)
+# Matched against the rule's filter with surrounding blanks and one trailing
+# ";" removed first: a pattern that also had to skip them ("\s*;?\s*$")
+# would try every split of a long run of blanks, quadratic in its length.
+_SELECT_STAR = re.compile(r"select\s+\*\s+from\s+`?([A-Za-z0-9_$]+)`?", re.IGNORECASE)
+
+
+def _statement(text: str) -> str:
+    """``text`` without surrounding blanks and one trailing ``;`` (and blanks before it)."""
+    text = text.strip()
+    return text[:-1].rstrip() if text.endswith(";") else text
 
 
 class TableFilter:
@@ -40,24 +50,25 @@ class TableFilter:
                 except re.error as exc:
                     raise VStreamError(
                         Code.INVALID_ARGUMENT,
-                        f"filter rule {rule.match!r} is not a valid regular expression: {exc}",
+                        f"filter rule {quote(rule.match)} is not a valid regular expression: {exc}",
                     ) from None
             else:
                 matcher = rule.match
             text = rule.filter.strip()
             if text:
-                selected = _SELECT_STAR.match(text)
+                selected = _SELECT_STAR.fullmatch(_statement(text))
                 if selected is None:
                     raise VStreamError(
                         Code.INVALID_ARGUMENT,
-                        f"filter {rule.filter!r} for rule {rule.match!r} is not supported by "
-                        "the simulated tablet: use 'select * from <table>' or leave it empty",
+                        f"filter {quote(rule.filter)} for rule {quote(rule.match)} is not "
+                        "supported by the simulated tablet: use 'select * from <table>' or "
+                        "leave it empty",
                     )
                 if isinstance(matcher, str) and selected.group(1) != matcher:
                     raise VStreamError(
                         Code.INVALID_ARGUMENT,
-                        f"filter {rule.filter!r} selects from {selected.group(1)!r} but its "
-                        f"rule matches table {rule.match!r}",
+                        f"filter {quote(rule.filter)} selects from {quote(selected.group(1))} "
+                        f"but its rule matches table {quote(rule.match)}",
                     )
             rules.append((matcher, text))
         return cls(rules)

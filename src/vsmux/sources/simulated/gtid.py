@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from vsmux.core.quoting import quote
+
 __all__ = ["FLAVOR", "GtidParseError", "GtidSet"]
 
 FLAVOR = "MySQL56"
@@ -39,21 +41,21 @@ class GtidSet:
         """Parse ``MySQL56/<set>`` (the prefix is required)."""
         flavor, sep, body = text.partition("/")
         if not sep or flavor != FLAVOR:
-            raise GtidParseError(f"position {text!r} is not a {FLAVOR}/<gtid set> position")
+            raise GtidParseError(f"position {quote(text)} is not a {FLAVOR}/<gtid set> position")
         result: dict[str, list[tuple[int, int]]] = {}
         for group in filter(None, (g.strip() for g in body.split(","))):
             uuid, *ranges = group.split(":")
             if not _UUID.match(uuid) or not ranges:
-                raise GtidParseError(f"bad GTID group {group!r} in {text!r}")
+                raise GtidParseError(f"bad GTID group {quote(group)}")
             spans = result.setdefault(uuid.lower(), [])
             for span in ranges:
                 lo, _, hi = span.partition("-")
                 try:
                     start, end = int(lo), int(hi or lo)
                 except ValueError:
-                    raise GtidParseError(f"bad interval {span!r} in {text!r}") from None
+                    raise GtidParseError(f"bad interval {quote(span)} of {quote(uuid)}") from None
                 if start < 1 or end < start:
-                    raise GtidParseError(f"bad interval {span!r} in {text!r}")
+                    raise GtidParseError(f"bad interval {quote(span)} of {quote(uuid)}")
                 spans.append((start, end))
         return cls({u: _merge(s) for u, s in result.items()})
 

@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, Iterable, Iterator
 
 import trio
 
+from vsmux.core.quoting import mention, quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
 from vsmux.sources.simulated.binlog import EntryKind, LogEntry, ShardLog
@@ -78,14 +79,14 @@ def resolve_position(log: ShardLog, position: str) -> int:
         gtids = GtidSet.parse(position)
     except GtidParseError as exc:
         raise VStreamError(
-            Code.INVALID_ARGUMENT, f"cannot parse position {position!r}: {exc}"
+            Code.INVALID_ARGUMENT, f"cannot parse position {quote(position)}: {exc}"
         ) from None
     last = gtids.last_of(log.uuid)
     foreign = sorted(set(gtids.intervals) - {log.uuid})
     if foreign or last < 0 or last > log.last_seqno:
         raise VStreamError(
             Code.INVALID_ARGUMENT,
-            f"GTIDSet Mismatch: requested position {position} is not a position of this "
+            f"GTIDSet Mismatch: requested position {mention(position)} is not a position of this "
             f"server (its executed set is {log.position()}); restart from 'current' or a "
             "position this shard issued",
         )
@@ -93,7 +94,7 @@ def resolve_position(log: ShardLog, position: str) -> int:
         raise VStreamError(
             Code.UNKNOWN,
             f"Cannot replicate because the source purged required binary logs: position "
-            f"{position} is older than the oldest kept transaction "
+            f"{mention(position)} is older than the oldest kept transaction "
             f"{log.position(log.first_streamable)} (errno 1236) (sqlstate HY000)",
         )
     return last
