@@ -6,10 +6,15 @@ session produced (see :mod:`vsmux.sources.rawcodec`), each batch of them in
 one write (:mod:`vsmux.server.batched_send`). Each VStream call enters
 Trio once and runs the session through :func:`vsmux.server.bridge.pump_responses`.
 
+Requests arrive as raw bytes and go through :mod:`vsmux.server.intake`
+(size limit from the frame header, protobuf's own parser, field-naming errors
+for malformed input) and, for VStream, :mod:`vsmux.core.limits`, before any
+other work. A refused request costs one INFO log line with the peer.
+
 Error edge (the only place a session's outcome becomes a gRPC status):
 
 - :class:`VStreamError` -> the status with the same number as its vtrpc code
-  and its message;
+  and its message, cut to a size clients accept in a trailer;
 - the client going away or its deadline -> the session is cancelled, nothing
   more is sent;
 - anything else is a bug: logged with its traceback, the client gets INTERNAL
@@ -22,21 +27,25 @@ UNAVAILABLE "server shutting down" and refuses new ones the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 from grpclib import GRPCError
 from grpclib.const import Cardinality, Handler, Status
 
+from vsmux.core.limits import check_vstream_request
+from vsmux.core.quoting import cap_message, printable, quote
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import vtgate
 from vsmux.server.batched_send import send_batch
 from vsmux.server.bridge import SHUTTING_DOWN, ClientGone, pump_responses, to_trio
 from vsmux.server.execute import TableCatalog, answer_execute
+from vsmux.server.intake import decode_request, read_request
 from vsmux.server.status import grpc_status, summarize_request
 from vsmux.sources.rawcodec import RawMessage
 
@@ -45,6 +54,7 @@ __all__ = ["ACTIVE_SESSIONS", "RunVStream", "VitessService"]
 log = logging.getLogger("vsmux.server")
 
 RunVStream = Callable[[vtgate.VStreamRequest, Gateway, SendResponses], Awaitable[None]]
+R = TypeVar("R", vtgate.VStreamRequest, vtgate.ExecuteRequest)
 
 # Gateway-wide gauge in Metrics.gateway.
 ACTIVE_SESSIONS = "active_sessions"
@@ -86,13 +96,13 @@ class VitessService:
             "/vtgateservice.Vitess/VStream": Handler(
                 self._vstream,
                 Cardinality.UNARY_STREAM,
-                vtgate.VStreamRequest,
+                RawMessage,  # decoded by vsmux.server.intake
                 RawMessage,
             ),
             "/vtgateservice.Vitess/Execute": Handler(
                 self._execute,
                 Cardinality.UNARY_UNARY,
-                vtgate.ExecuteRequest,
+                RawMessage,  # decoded by vsmux.server.intake
                 vtgate.ExecuteResponse,
             ),
         }
@@ -107,11 +117,30 @@ class VitessService:
 
     # -- VStream ---------------------------------------------------------------
 
+    async def _receive(self, stream: Any, message_type: type[R], method: str) -> R:
+        """The request, read and decoded; a refused one is logged and raised as GRPCError."""
+        settings = self.gateway.settings
+        try:
+            data = await read_request(stream, settings.max_request_bytes)
+            if data is None:
+                raise VStreamError(Code.INVALID_ARGUMENT, f"empty {method} request")
+            request = decode_request(data, message_type, settings.max_request_fields)
+            if isinstance(request, vtgate.VStreamRequest):
+                check_vstream_request(request, settings)
+        except VStreamError as exc:
+            log.info(
+                "%s refused peer=%s %s: %s",
+                method.lower(),
+                _peer_of(stream),
+                exc.code.name,
+                printable(exc.message),
+            )
+            raise GRPCError(grpc_status(exc.code), cap_message(exc.message)) from None
+        return request
+
     async def _vstream(self, stream: Any) -> None:
         """grpclib handler (asyncio). Cancelled by grpclib when the client goes away."""
-        request: vtgate.VStreamRequest | None = await stream.recv_message()
-        if request is None:
-            raise GRPCError(Status.INVALID_ARGUMENT, "empty VStream request")
+        request = await self._receive(stream, vtgate.VStreamRequest, "VStream")
         session_id = self._next_session
         self._next_session += 1
         tally = _SessionTally()
@@ -135,7 +164,7 @@ class VitessService:
             await to_trio(self._session)(request, write)
         except VStreamError as exc:
             outcome = f"{exc.code.name}: {exc.message}"
-            raise GRPCError(grpc_status(exc.code), exc.message) from None
+            raise GRPCError(grpc_status(exc.code), cap_message(exc.message)) from None
         except ClientGone as exc:
             outcome = f"client gone ({exc})"
         except asyncio.CancelledError:
@@ -155,7 +184,7 @@ class VitessService:
                 time.monotonic() - started,
                 tally.responses,
                 tally.bytes,
-                outcome,
+                printable(outcome),
             )
 
     async def _session(
@@ -177,19 +206,20 @@ class VitessService:
 
     async def _execute(self, stream: Any) -> None:
         """grpclib handler (asyncio) for the metadata queries."""
-        request: vtgate.ExecuteRequest | None = await stream.recv_message()
-        if request is None:
-            raise GRPCError(Status.INVALID_ARGUMENT, "empty Execute request")
+        request = await self._receive(stream, vtgate.ExecuteRequest, "Execute")
         try:
-            response = await to_trio(answer_execute)(request, self.gateway.topology, self._catalog)
+            answer = functools.partial(
+                answer_execute, max_pattern_bytes=self.gateway.settings.max_pattern_bytes
+            )
+            response = await to_trio(answer)(request, self.gateway.topology, self._catalog)
         except Exception:
             log.exception("execute failed unexpectedly")
             raise GRPCError(Status.INTERNAL, _INTERNAL_MESSAGE) from None
         sql = request.query.sql if request.query is not None else ""
         log.info(
-            "execute peer=%s query=%r outcome=%s",
+            "execute peer=%s query=%s outcome=%s",
             _peer_of(stream),
-            sql[:200],
+            quote(sql),
             "ok" if response.error is None else response.error.code.name,
         )
         await stream.send_message(response)
