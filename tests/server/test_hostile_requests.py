@@ -322,7 +322,8 @@ async def test_execute_echoes_a_big_query_cut(caplog: pytest.LogCaptureFixture) 
 
 async def test_execute_with_session_as_a_varint_gets_a_decodable_answer() -> None:
     # Used to be answered with a response clients could not decode.
-    body = b"\x10\x05" + execute_request("SHOW DATABASES")
+    # After the request's own session: the last occurrence of a field wins.
+    body = execute_request("SHOW DATABASES") + b"\x10\x05"
     async with gateway_on_simulated_cluster() as srv:
         outcome = await call_with_health_polled(srv.port, EXECUTE, body)
     assert outcome.code == "OK"

@@ -90,7 +90,7 @@ def test_unknown_fields_are_dropped() -> None:
 
 def test_an_execute_session_sent_as_a_varint_is_dropped() -> None:
     request = vtgate.ExecuteRequest(query=query.BoundQuery(sql="SHOW DATABASES"))
-    decoded = decode_request(b"\x10\x05" + bytes(request), vtgate.ExecuteRequest, MAX)
+    decoded = decode_request(bytes(request) + b"\x10\x05", vtgate.ExecuteRequest, MAX)
     assert decoded.session is None
     assert decoded.query is not None and decoded.query.sql == "SHOW DATABASES"
 
