@@ -38,6 +38,7 @@ __all__ = [
     "RssSampler",
     "free_port",
     "gateway_cmd",
+    "machine_busy_seconds",
     "machine_info",
     "median_of",
     "print_table",
@@ -249,6 +250,14 @@ class ProcSample:
     cpu_seconds: float
     rss_bytes: int
     hwm_bytes: int  # VmHWM: peak resident set size so far
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (``/proc/stat``; not idle, not iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLK_TCK
 
 
 def proc_sample(pid: int) -> ProcSample:

@@ -20,6 +20,7 @@ Usage: python benchmarks/bench_merge.py [--ks 1,4,16,64] [--runs 3] [--seconds 5
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from _harness import (
     RESULTS_DIR,
     free_port,
     gateway_cmd,
+    machine_busy_seconds,
     machine_info,
     median_of,
     print_table,
@@ -64,12 +66,14 @@ def measured_client(
             marks["t0"] = time.monotonic()
             marks["s0"] = proc_sample(server_pid)
             marks["k0"] = proc_sample(tablets_pid)
+            marks["m0"] = machine_busy_seconds()
             if profile_out is not None:
                 profiler.append(profile_window(server_pid, args.seconds, profile_out))
         elif event == "measure_end":
             marks["t1"] = time.monotonic()
             marks["s1"] = proc_sample(server_pid)
             marks["k1"] = proc_sample(tablets_pid)
+            marks["m1"] = machine_busy_seconds()
 
     cmd = python_cmd(
         "count_client.py",
@@ -105,6 +109,18 @@ def measured_client(
         result["client_cpu_util"] = result.get("client_cpu_s", 0.0) / (
             args.warmup + result["window_s"]
         )
+        # Every core's busy time over the window, and what is left of it after
+        # this run's own processes (the client's share is over its whole run):
+        # CPU other work took from the benchmark.
+        busy = (marks["m1"] - marks["m0"]) / wall if wall > 0 else float("nan")
+        result["machine_busy_cores"] = busy
+        result["other_cpu_cores"] = max(
+            0.0,
+            busy
+            - result["server_cpu_util"]
+            - result["tablets_cpu_util"]
+            - result["client_cpu_util"],
+        )
     return result
 
 
@@ -113,6 +129,8 @@ def run_block(args: argparse.Namespace, k: int, work: Path) -> dict[str, Any]:
     log_dir = work / f"k{k}"
     topo = work / f"topology-k{k}.toml"
     block: dict[str, Any] = {"k": k, "runs": [], "relay_runs": []}
+    # The machine is shared: what else ran shows in the load around each block.
+    block["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
     tablets_cmd = python_cmd(
         "replay_tablet.py",
         "--tablets",
@@ -166,6 +184,7 @@ def run_block(args: argparse.Namespace, k: int, work: Path) -> dict[str, Any]:
                         flush=True,
                     )
                 block["gateway_peak_rss_mb"] = proc_sample(gateway.pid).hwm_bytes / 1e6
+    block["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     ok = [r for r in block["runs"] if r["status"] == "ok"]
     ok_relay = [r for r in block["relay_runs"] if r["status"] == "ok"]
     med: dict[str, float] = {}
@@ -178,6 +197,7 @@ def run_block(args: argparse.Namespace, k: int, work: Path) -> dict[str, Any]:
         "server_cpu_util",
         "tablets_cpu_util",
         "client_cpu_util",
+        "other_cpu_cores",
     ):
         med[key] = median_of(ok, key)
     med["relay_events_per_s"] = median_of(ok_relay, "events_per_s")
@@ -265,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 m["events_per_s"] / k4,
                 f"{m['server_cpu_util']:.0%}/{m['tablets_cpu_util']:.0%}/{m['client_cpu_util']:.0%}",
                 f"{b['ok_runs']}/{args.runs}",
+                f"{m['other_cpu_cores']:.2f}",
             ]
         )
     print_table(
@@ -283,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             "vs K=4",
             "CPU gw/tablets/client",
             "ok",
+            "other CPU",
         ],
         rows,
     )

@@ -423,6 +423,7 @@ def e2e_main(args: argparse.Namespace, info: dict[str, Any]) -> int:
                     else b["derived"][f"extra_us_per_added_response_{mode}"],
                     m["events_per_s"] / b["median"]["coalesced"]["events_per_s"],
                     f"{m['server_cpu_util']:.0%}",
+                    f"{m['other_cpu_cores']:.2f}",
                     f"{b['ok'][mode]}/{args.runs}",
                 ]
             )
@@ -437,6 +438,7 @@ def e2e_main(args: argparse.Namespace, info: dict[str, Any]) -> int:
             "us per added response",
             "vs coalesced",
             "gw CPU",
+            "other CPU",
             "ok",
         ],
         rows,
@@ -473,6 +475,7 @@ def _e2e_block(
                 "server_us_per_response",
                 "responses_per_event",
                 "server_cpu_util",
+                "other_cpu_cores",
             )
         }
     derived: dict[str, float] = {}
