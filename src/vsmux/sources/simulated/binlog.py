@@ -7,13 +7,20 @@ once into a :class:`LogEntry`; streams reuse those bytes. Commits are plain
 synchronous calls; waiting streams are woken through a ``trio.Event`` that is
 replaced on every commit.
 
-The binlog keeps at most ``retention_bytes`` of encoded entries; a position
-older than that is answered like a purged MySQL binlog (errno 1236).
+Like a MySQL server's binlog it is bounded: entries older than
+``retention_seconds`` (``binlog_expire_logs_seconds``) or beyond
+``retention_bytes`` (what the kept entries take in memory, Python objects
+included) are purged from the front, oldest first, on each commit. The
+newest entry is always kept. A position older than the oldest kept entry is
+answered as a vttablet answers a purged binlog (errno 1236, see
+:mod:`.stream`). Nothing else grows per transaction: schema versions no kept
+entry refers to, and their cached FIELD payloads, go with the entries.
 """
 
 from __future__ import annotations
 
 import enum
+import sys
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,11 +38,26 @@ from vsmux.sources.simulated.rows import (
 )
 from vsmux.sources.simulated.schema import TableSchema, demo_schema
 
-__all__ = ["DEFAULT_RETENTION_BYTES", "EntryKind", "LogEntry", "ShardLog", "TablePart"]
+__all__ = [
+    "DEFAULT_RETENTION_BYTES",
+    "DEFAULT_RETENTION_SECONDS",
+    "EntryKind",
+    "LogEntry",
+    "ShardLog",
+    "TablePart",
+]
 
-# Encoded bytes of binlog kept per shard: enough for hours of demo traffic and
-# every test, small enough that a long-running `vsmux cluster` stays bounded.
+# Memory the binlog of one shard may take (entries as Python objects, not just
+# their encoded bytes, so the bound is what RSS sees). The demo's 50 writes/s
+# over 4 shards take about 15 KB/s per shard: the age bound below is reached
+# long before this one, which caps a fast `vsmux cluster` (1000 writes/s).
 DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024
+# How long a committed entry stays streamable (MySQL's
+# binlog_expire_logs_seconds, whose default of 30 days a process holding its
+# binlog in memory cannot afford). Five minutes lets a client that lost its
+# connection resume from its position well after any reconnect backoff, and
+# makes a long-running demo's binlog reach a steady size within minutes.
+DEFAULT_RETENTION_SECONDS = 300.0
 
 # A vttablet emits one ROW event per MySQL rows-event (binlog-row-event-max-size
 # defaults to 8 KiB), so a large transaction is many modest ROW events.
@@ -56,12 +78,24 @@ class EntryKind(enum.Enum):
 
 @dataclass(slots=True)
 class TablePart:
-    """The ROW events of one table inside one transaction."""
+    """The ROW events of one table inside one transaction.
 
-    table: str
-    version: int
+    ``schema`` is the table's schema when the transaction committed: a stream
+    sends its FIELD event from it, so a part stays streamable whatever the
+    log has forgotten since.
+    """
+
+    schema: TableSchema
     row_events: list[bytes]
     size: int
+
+    @property
+    def table(self) -> str:
+        return self.schema.name
+
+    @property
+    def version(self) -> int:
+        return self.schema.version
 
 
 @dataclass(slots=True)
@@ -83,6 +117,23 @@ class LogEntry:
 
 _PURGED = LogEntry(0, "", 0, EntryKind.OTHER)  # placeholder for a purged slot
 
+# What an entry costs beyond its bytes objects: the LogEntry, its parts list
+# and its slot in the log's list (TablePart and row-event lists are added per
+# part). Measured once, so the estimate follows the running interpreter.
+_ENTRY_OVERHEAD = sys.getsizeof(_PURGED) + sys.getsizeof([]) + 8
+_PART_OVERHEAD = sys.getsizeof(TablePart(demo_schema()["customer"], [], 0)) + sys.getsizeof([])
+
+
+def _footprint(entry: LogEntry) -> int:
+    """Bytes ``entry`` holds in memory (shared empty bytes not counted)."""
+    size = _ENTRY_OVERHEAD + sys.getsizeof(entry.position)
+    for raw in (entry.begin, entry.gtid, entry.commit, entry.statement, entry.journal):
+        if raw:
+            size += sys.getsizeof(raw)
+    for part in entry.parts:
+        size += _PART_OVERHEAD + sum(map(sys.getsizeof, part.row_events))
+    return size
+
 
 class ShardLog:
     """Tables, schemas and binlog of one shard's simulated MySQL server."""
@@ -94,6 +145,7 @@ class ShardLog:
         server_uuid: str,
         *,
         retention_bytes: int = DEFAULT_RETENTION_BYTES,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
     ) -> None:
         self.keyspace = keyspace
         self.shard = shard
@@ -108,12 +160,25 @@ class ShardLog:
         self._entries: list[LogEntry] = []
         self._head = 0
         self._bytes = 0
-        self._retention = retention_bytes
-        self._history: dict[tuple[str, int], TableSchema] = {
-            (s.name, s.version): s for s in self.schemas.values()
+        self._retention_bytes = retention_bytes
+        self._retention_seconds = retention_seconds
+        # Per table, its schema versions still in use, oldest first, each with
+        # the seqno of the DDL that made it (0: from the start). Versions are
+        # dropped once no kept entry can refer to them (see _forget_schemas).
+        self._versions: dict[str, list[tuple[int, TableSchema]]] = {
+            name: [(0, schema)] for name, schema in self.schemas.items()
         }
         self._field_payloads: dict[tuple[str, int], bytes] = {}
         self._changed = trio.Event()
+
+    @property
+    def retained_bytes(self) -> int:
+        """Memory the kept entries take (as counted against ``retention_bytes``)."""
+        return self._bytes
+
+    @property
+    def retained_entries(self) -> int:
+        return len(self._entries) - self._head
 
     @staticmethod
     def new_uuid(seed_text: str) -> str:
@@ -145,23 +210,31 @@ class ShardLog:
     # -- schema ------------------------------------------------------------
 
     def schema_version(self, table: str, version: int) -> TableSchema:
-        return self._history[(table, version)]
+        """A version of ``table``'s schema that a kept entry may use (KeyError if gone)."""
+        for _, schema in self._versions[table]:
+            if schema.version == version:
+                return schema
+        raise KeyError((table, version))
 
-    def field_event(self, table: str, version: int, timestamp: int) -> bytes:
-        """An encoded FIELD event for one schema version of ``table``."""
-        key = (table, version)
+    def field_event(self, schema: TableSchema, timestamp: int) -> bytes:
+        """An encoded FIELD event for ``schema`` (one version of one table).
+
+        Payloads are cached while the version is in use by the log; one the
+        log has forgotten (a long copy's, say) is encoded afresh each time.
+        """
+        key = (schema.name, schema.version)
         payload = self._field_payloads.get(key)
         if payload is None:
-            schema = self._history[key]
             payload = bytes(
                 binlogdata.FieldEvent(
-                    table_name=table,
+                    table_name=schema.name,
                     fields=schema.fields(self.keyspace),
                     keyspace=self.keyspace,
                     shard=self.shard,
                 )
             )
-            self._field_payloads[key] = payload
+            if any(v.version == schema.version for _, v in self._versions.get(schema.name, ())):
+                self._field_payloads[key] = payload
         return encode_field_event(timestamp, self.keyspace, self.shard, payload)
 
     # -- commits -----------------------------------------------------------
@@ -169,8 +242,8 @@ class ShardLog:
     def bootstrap(self, tables: dict[str, Rows], schemas: dict[str, TableSchema]) -> None:
         """Start as a copy of other servers' rows: one unstreamable first GTID."""
         self.schemas = dict(schemas)
-        for schema in schemas.values():
-            self._history[(schema.name, schema.version)] = schema
+        self._versions = {name: [(0, schema)] for name, schema in schemas.items()}
+        self._field_payloads.clear()
         self.tables = {name: dict(rows) for name, rows in tables.items()}
         self.last_seqno = 1
         self.first_streamable = 2
@@ -197,8 +270,8 @@ class ShardLog:
         """Replace a table's schema (a new version) and log the DDL."""
         self._check_writable()
         self.schemas[schema.name] = schema
-        self._history[(schema.name, schema.version)] = schema
         entry = self._new_entry(EntryKind.DDL, timestamp)
+        self._versions.setdefault(schema.name, []).append((entry.seqno, schema))
         entry.statement = simple_event(
             binlogdata.VEventType.DDL, timestamp, self.keyspace, self.shard, statement=statement
         )
@@ -269,25 +342,50 @@ class ShardLog:
                 pending, pending_size = [], 0
         if pending:
             events.append(encode_row_event(timestamp, self.keyspace, self.shard, table, pending))
-        version = self.schemas[table].version
-        return TablePart(table, version, events, sum(len(e) for e in events))
+        return TablePart(self.schemas[table], events, sum(len(e) for e in events))
 
     def _append(self, entry: LogEntry) -> LogEntry:
-        entry.size = (
-            sum(p.size for p in entry.parts) + len(entry.statement) + len(entry.journal) + 64
-        )
+        entry.size = _footprint(entry)
         self.last_seqno = entry.seqno
         self._entries.append(entry)
         self._bytes += entry.size
-        while self._bytes > self._retention and len(self._entries) - self._head > 1:
-            dropped = self._entries[self._head]
-            self._entries[self._head] = _PURGED
-            self._head += 1
-            self._bytes -= dropped.size
-            self.first_streamable = dropped.seqno + 1
-        if self._head > 1024 and self._head * 2 > len(self._entries):
-            del self._entries[: self._head]
-            self._head = 0
+        self._purge(entry.timestamp - self._retention_seconds)
         changed, self._changed = self._changed, trio.Event()
         changed.set()
         return entry
+
+    def _purge(self, expired_before: float) -> None:
+        """Drop the oldest entries while over the byte bound or older than the age bound.
+
+        The newest entry always stays, so the log's position is always a
+        position it can stream from.
+        """
+        purged = False
+        entries = self._entries
+        while len(entries) - self._head > 1:
+            oldest = entries[self._head]
+            if self._bytes <= self._retention_bytes and oldest.timestamp >= expired_before:
+                break
+            entries[self._head] = _PURGED
+            self._head += 1
+            self._bytes -= oldest.size
+            self.first_streamable = oldest.seqno + 1
+            purged = True
+        # Purged slots are cut off in bulk, so a purge costs O(1) per entry.
+        if self._head > 1024 and self._head * 2 > len(entries):
+            del entries[: self._head]
+            self._head = 0
+        if purged:
+            self._forget_schemas()
+
+    def _forget_schemas(self) -> None:
+        """Drop schema versions that no kept entry can refer to.
+
+        A version stays in use until the DDL that replaced it is itself at or
+        before the oldest kept entry; every later entry uses a newer one.
+        """
+        oldest = self.first_streamable
+        for versions in self._versions.values():
+            while len(versions) > 1 and versions[1][0] <= oldest:
+                _, old = versions.pop(0)
+                self._field_payloads.pop((old.name, old.version), None)

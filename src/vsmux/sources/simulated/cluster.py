@@ -23,12 +23,18 @@ import trio
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata
-from vsmux.sources.simulated.binlog import DEFAULT_RETENTION_BYTES, Change, ShardLog
+from vsmux.sources.simulated.binlog import (
+    DEFAULT_RETENTION_BYTES,
+    DEFAULT_RETENTION_SECONDS,
+    Change,
+    ShardLog,
+)
 from vsmux.sources.simulated.clock import SimClock
 from vsmux.sources.simulated.routing import check_partition, keyspace_id, shard_for
 from vsmux.sources.simulated.rows import RowImage
 from vsmux.sources.simulated.tablet import SimulatedTablet
 from vsmux.sources.simulated.workload import (
+    DEFAULT_MAX_TABLE_ROWS,
     Alter,
     Delete,
     Key,
@@ -75,6 +81,9 @@ class _KeyIndex:
             self._keys[index] = last
             self._where[last] = index
 
+    def __len__(self) -> int:
+        return len(self._keys)
+
     def pick(self, rng: random.Random) -> Key | None:
         return self._keys[rng.randrange(len(self._keys))] if self._keys else None
 
@@ -99,6 +108,9 @@ class _Keyspace:
         self.next_ids[table] = self.next_ids.get(table, 0) + 1
         return self.next_ids[table]
 
+    def row_count(self, table: str) -> int:
+        return len(self.keys[table])
+
 
 class SimulatedCluster:
     """Simulated keyspaces, shards and tablets; see the module docstring."""
@@ -111,6 +123,7 @@ class SimulatedCluster:
         clock: SimClock,
         tablet_types: Sequence[topodata.TabletType],
         retention_bytes: int,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         workload: WorkloadGenerator,
     ) -> None:
         self.topology = topology
@@ -120,6 +133,7 @@ class SimulatedCluster:
         self._rng = random.Random(seed)
         self._tablet_types = tuple(tablet_types)
         self._retention = retention_bytes
+        self._retention_seconds = retention_seconds
         self._keyspaces: dict[str, _Keyspace] = {}
         self._tablets: dict[tuple[str, str, topodata.TabletType], SimulatedTablet] = {}
         self._by_alias: dict[str, SimulatedTablet] = {}
@@ -135,10 +149,12 @@ class SimulatedCluster:
         seed: int = 0,
         tablet_types: Sequence[str | topodata.TabletType] = ("primary",),
         retention_bytes: int = DEFAULT_RETENTION_BYTES,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         clock: SimClock | None = None,
         ddl_probability: float = 0.005,
         large_probability: float = 0.002,
         large_rows: tuple[int, int] = (2000, 5000),
+        max_table_rows: int | None = DEFAULT_MAX_TABLE_ROWS,
         first_uid: int = 100,
         partial: bool = False,
     ) -> SimulatedCluster:
@@ -149,6 +165,11 @@ class SimulatedCluster:
         ``first_uid`` in keyspace, shard, type order. Same seed, same calls:
         same data. ``partial`` allows shards that do not cover the whole key
         space (one tablet of a bigger keyspace); rows outside them are dropped.
+
+        Memory stays bounded however long the workload runs: each shard's
+        binlog keeps ``retention_seconds`` and at most ``retention_bytes``
+        (see :mod:`.binlog`), and the workload archives rows of a table that
+        holds more than ``max_table_rows`` in a keyspace (None: tables grow).
         """
         spec = dict(keyspaces or {"commerce": ["-80", "80-"]})
         types = [_TYPE_NAMES[t] if isinstance(t, str) else t for t in tablet_types]
@@ -160,11 +181,13 @@ class SimulatedCluster:
             clock=clock or SimClock(),
             tablet_types=types,
             retention_bytes=retention_bytes,
+            retention_seconds=retention_seconds,
             workload=WorkloadGenerator(
                 random.Random(f"{seed}:workload"),
                 ddl_probability=ddl_probability,
                 large_probability=large_probability,
                 large_rows=large_rows,
+                max_rows=max_table_rows,
             ),
         )
         cluster._next_uid = first_uid
@@ -383,7 +406,13 @@ class SimulatedCluster:
 
     def _add_shard(self, state: _Keyspace, shard: str) -> ShardLog:
         server_uuid = ShardLog.new_uuid(f"{self.seed}/{state.name}/{shard}/{state.generation}")
-        log = ShardLog(state.name, shard, server_uuid, retention_bytes=self._retention)
+        log = ShardLog(
+            state.name,
+            shard,
+            server_uuid,
+            retention_bytes=self._retention,
+            retention_seconds=self._retention_seconds,
+        )
         state.logs[shard] = log
         for tablet_type in self._tablet_types:
             info = TabletInfo(

@@ -80,7 +80,7 @@ class CopyPlan:
                 yield int(_T.BEGIN), simple_event(_T.BEGIN, timestamp, ks, shard)
                 if seen.get(schema.name) != schema.version:
                     seen[schema.name] = schema.version
-                    field = log.field_event(schema.name, schema.version, timestamp)
+                    field = log.field_event(schema, timestamp)
                     yield int(_T.FIELD), field
                 for chunk in _chunks(block):
                     raw = encode_row_event(

@@ -38,7 +38,13 @@ from vsmux.sources.simulated.gtid import GtidParseError, GtidSet
 from vsmux.sources.simulated.rows import simple_event, stamp
 from vsmux.wire.frames import Frame
 
-__all__ = ["HEARTBEAT_INTERVAL", "RESPONSE_TARGET_BYTES", "resolve_position", "stream_batches"]
+__all__ = [
+    "HEARTBEAT_INTERVAL",
+    "RESPONSE_TARGET_BYTES",
+    "purged_error",
+    "resolve_position",
+    "stream_batches",
+]
 
 # vttablet's default vstream_packet_size.
 RESPONSE_TARGET_BYTES = 250_000
@@ -91,13 +97,34 @@ def resolve_position(log: ShardLog, position: str) -> int:
             "position this shard issued",
         )
     if last + 1 < log.first_streamable:
-        raise VStreamError(
-            Code.UNKNOWN,
-            f"Cannot replicate because the source purged required binary logs: position "
-            f"{mention(position)} is older than the oldest kept transaction "
-            f"{log.position(log.first_streamable)} (errno 1236) (sqlstate HY000)",
-        )
+        raise purged_error(log, last)
     return last
+
+
+def purged_error(log: ShardLog, last: int) -> VStreamError:
+    """What a vttablet answers for a position whose binlog its MySQL has purged.
+
+    Worded as vttablet relays MySQL 8's error 1236 (code UNKNOWN): the errno
+    is what a gateway keys on to try another tablet, and the GTID sets tell
+    an operator how far behind the client was. ``last`` is the last seqno the
+    client has; the sets are built from it, never from the request's text.
+    """
+    sent = _bare(log.position(last)) if last > 0 else f"{log.uuid}:"
+    first, upto = last + 1, log.first_streamable - 1
+    missing = f"{log.uuid}:{first}" if first == upto else f"{log.uuid}:{first}-{upto}"
+    return VStreamError(
+        Code.UNKNOWN,
+        f"stream (at source tablet) error @ {sent}: Cannot replicate because the source "
+        "purged required binary logs. Replicate the missing transactions from elsewhere, "
+        "or provision a new replica from backup. Consider increasing the source's binary "
+        f"log expiration period. The GTID set sent by the replica is '{sent}', and the "
+        f"missing transactions are '{missing}' (errno 1236) (sqlstate HY000)",
+    )
+
+
+def _bare(position: str) -> str:
+    """A position without its ``MySQL56/`` flavor, as MySQL prints GTID sets."""
+    return position.split("/", 1)[1] if "/" in position else position
 
 
 def _entry_events(
@@ -131,7 +158,7 @@ def _entry_events(
                 continue
         if seen.get(part.table) != part.version:
             seen[part.table] = part.version
-            yield int(_T.FIELD), log.field_event(part.table, part.version, ts)
+            yield int(_T.FIELD), log.field_event(part.schema, ts)
         for raw in row_events:
             yield int(_T.ROW), raw
     yield gtid
@@ -179,11 +206,11 @@ async def stream_batches(
 
     while True:
         if cursor + 1 < log.first_streamable and cursor < log.last_seqno:
-            raise VStreamError(
-                Code.UNKNOWN,
-                f"Cannot replicate because the source purged required binary logs while "
-                f"this stream was behind at {log.position(cursor)} (errno 1236)",
-            )
+            # The stream fell so far behind (a slow client) that what it has
+            # yet to send was purged under it. A MySQL server keeps a file its
+            # readers still use; keeping entries for a reader that may never
+            # catch up is the unbounded growth the retention bounds prevent.
+            raise purged_error(log, cursor)
         journal_sent = False
         for entry in log.entries_after(cursor):
             cursor = entry.seqno

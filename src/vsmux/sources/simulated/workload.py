@@ -6,6 +6,13 @@ rare large transactions of thousands of rows); the cluster applies it. Given
 the same seed and the same sequence of calls it produces the same
 statements, so tests and benchmarks are reproducible.
 
+The mix inserts more rows than it deletes, so tables grow; with
+``max_rows`` set, a table that holds more rows than that gets an archiving
+transaction (deletes of random rows, back to 90% of the bound) instead of
+the drawn one, as a purge job on a real database would. That keeps a
+long-running workload's memory flat; the deletes are ordinary logged
+transactions, so streams and ground truth stay exact.
+
 Values exercise the row encoding: NULLs, empty strings, non-ASCII text,
 binary keys containing zero bytes, decimals and datetimes in MySQL text form.
 """
@@ -16,7 +23,28 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Alter", "Delete", "KeyspaceView", "Statement", "Upsert", "WorkloadGenerator"]
+__all__ = [
+    "ARCHIVE_MAX_ROWS",
+    "DEFAULT_MAX_TABLE_ROWS",
+    "Alter",
+    "Delete",
+    "KeyspaceView",
+    "Statement",
+    "Upsert",
+    "WorkloadGenerator",
+]
+
+# Rows per table per keyspace the workload keeps by default. Rows cost about
+# 450 bytes each in memory (values, key, key index), so the three demo tables
+# stay under ~30 MB per keyspace, and a copy of a whole keyspace stays a
+# matter of seconds; at the demo's 50 writes/s the busiest table reaches the
+# bound in about a minute, the others within the hour.
+DEFAULT_MAX_TABLE_ROWS = 20_000
+# The most rows one archiving transaction deletes: as large as the largest
+# drawn transaction, so it is no worse for a stream than those.
+ARCHIVE_MAX_ROWS = 5000
+# Tables in the order the bound is checked (fixed, for determinism).
+_TABLES = ("corder", "customer", "product")
 
 Key = tuple[bytes, ...]
 Values = dict[str, bytes | None]
@@ -55,6 +83,8 @@ class KeyspaceView(Protocol):
 
     def next_id(self, table: str) -> int: ...
 
+    def row_count(self, table: str) -> int: ...
+
 
 _EMAIL_WIDTHS = (128, 160, 192, 255)
 
@@ -69,14 +99,23 @@ class WorkloadGenerator:
         ddl_probability: float = 0.005,
         large_probability: float = 0.002,
         large_rows: tuple[int, int] = (2000, 5000),
+        max_rows: int | None = None,
     ) -> None:
+        if max_rows is not None and max_rows < 10:
+            raise ValueError("max_rows must be at least 10 (or None: no bound)")
         self.rng = rng
         self.ddl_probability = ddl_probability
         self.large_probability = large_probability
         self.large_rows = large_rows
+        self.max_rows = max_rows
 
     def next_transaction(self, view: KeyspaceView) -> list[Statement]:
         rng = self.rng
+        if self.max_rows is not None:
+            for table in _TABLES:
+                over = view.row_count(table) - self.max_rows
+                if over > 0:
+                    return self._archive(view, table, over + self.max_rows // 10)
         roll = rng.random()
         if roll < self.ddl_probability:
             return [Alter("customer", "email", rng.choice(_EMAIL_WIDTHS))]
@@ -123,6 +162,16 @@ class WorkloadGenerator:
             return [self._product() for _ in range(rng.randint(1, 2))]
         key = view.random_key("customer", rng)
         return [Delete("customer", key)] if key else [self._customer(view)]
+
+    def _archive(self, view: KeyspaceView, table: str, count: int) -> list[Statement]:
+        """Deletes of up to ``count`` random rows of ``table`` (a repeat deletes nothing)."""
+        statements: list[Statement] = []
+        for _ in range(min(count, ARCHIVE_MAX_ROWS)):
+            key = view.random_key(table, self.rng)
+            if key is None:
+                break
+            statements.append(Delete(table, key))
+        return statements
 
     # -- values ------------------------------------------------------------
 
