@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vsmux.server.metadata_sql import (
+    MAX_METADATA_SQL,
     LikePattern,
     ShowDatabases,
     ShowShards,
@@ -107,7 +108,7 @@ def _like_by_regex(pattern: str, value: str) -> bool:
 _LIKE_ALPHABET = st.sampled_from(["a", "b", "A", "%", "_", "\\", "/", "-"])
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(_LIKE_ALPHABET, max_size=10).map("".join),
     st.lists(_LIKE_ALPHABET, max_size=10).map("".join),
@@ -125,3 +126,24 @@ def test_like_with_many_percent_signs_is_fast() -> None:
     assert LikePattern("%a" * 200 + "%x").matches("a" * 300 + "x")
     assert not LikePattern("%a" * 200 + "%x").matches("a" * 300)
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SHOW DATABASES" + " ;" * 2_000_000,  # was quadratic: one ";" stripped per copy
+        "SHOW " + " " * 4_000_000 + "x",
+        "SHOW VITESS_SHARDS LIKE '" + "''" * 2_000_000,
+        "/**/ " * 800_000 + "SHOW DATABASES",
+    ],
+    ids=["trailing-semicolons", "blanks", "quotes", "comments"],
+)
+def test_hostile_queries_are_answered_at_once(sql: str) -> None:
+    started = time.perf_counter()
+    assert parse_metadata_query(sql) is None  # over MAX_METADATA_SQL: not a metadata query
+    parse_metadata_query(sql[:MAX_METADATA_SQL])  # the longest that is parsed
+    assert time.perf_counter() - started < 2.0
+
+
+def test_trailing_semicolons_and_blanks_go() -> None:
+    assert parse_metadata_query("SHOW DATABASES ; ;\u3000;\n") == ShowDatabases()
