@@ -7,6 +7,8 @@ Execute, health and reflection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -14,16 +16,19 @@ import trio
 import trio.testing
 from grpclib import GRPCError
 from grpclib.client import Channel
-from grpclib.const import Status
+from grpclib.const import Cardinality, Status
+from grpclib.exceptions import StreamTerminatedError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
 from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
 from gw_helpers import execute, in_asyncio, small_topology, vstream
 
+from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import binlogdata, vtgate
+from vsmux.server import gateway as gateway_module
 from vsmux.server.app import open_gateway_server
 from vsmux.server.gateway import ACTIVE_SESSIONS
 from vsmux.server.tables import StaticTableCatalog
@@ -246,3 +251,114 @@ async def test_health_and_reflection(aio_loop: None, gateway: Gateway) -> None:
     assert status == HealthCheckResponse.SERVING
     assert "vtgateservice.Vitess" in names
     assert "grpc.health.v1.Health" in names
+
+
+async def test_calls_over_the_admission_limits_get_resource_exhausted(aio_loop: None) -> None:
+    gateway = Gateway(
+        small_topology(),
+        Directory(),  # type: ignore[arg-type]
+        settings=GatewaySettings(max_streams_per_connection=2, max_streaming_connections=1),
+    )
+    release = trio.Event()
+
+    async def run(request: vtgate.VStreamRequest, gw: Gateway, send: SendResponses) -> None:
+        await send([body(15, 11)])
+        await release.wait()
+
+    request = vtgate.VStreamRequest(
+        vgtid=binlogdata.VGtid(
+            shard_gtids=[binlogdata.ShardGtid(keyspace="commerce", gtid="current")]
+        )
+    )
+
+    async def calls() -> list[Status | None]:
+        """Open calls one at a time; each one's status if refused, None if it streams."""
+        outcomes: list[Status | None] = []
+        first = Channel("127.0.0.1", srv.port)
+        second = Channel("127.0.0.1", srv.port)
+        async with contextlib.AsyncExitStack() as open_calls:
+
+            async def call(channel: Channel) -> contextlib.AsyncExitStack:
+                held = contextlib.AsyncExitStack()
+                stream = await held.enter_async_context(
+                    channel.request(
+                        "/vtgateservice.Vitess/VStream",
+                        Cardinality.UNARY_STREAM,
+                        vtgate.VStreamRequest,
+                        vtgate.VStreamResponse,
+                    )
+                )
+                await stream.send_message(request, end=True)
+                try:
+                    await stream.recv_message()
+                    outcomes.append(None)
+                    held.push_async_callback(stream.cancel)  # closing it ends the call
+                except GRPCError as exc:
+                    outcomes.append(exc.status)
+                    messages.append(str(exc.message))
+                return held
+
+            a = await open_calls.enter_async_context(await call(first))
+            b = await open_calls.enter_async_context(await call(first))
+            await call(first)  # a third on the same connection
+            await call(second)  # a second connection
+            await a.aclose()
+            await call(second)  # the first connection still streams
+            await b.aclose()
+            # Now it may, once the server has seen the first connection's calls end.
+            for _ in range(100):
+                held = await open_calls.enter_async_context(await call(second))
+                if outcomes[-1] is None:
+                    break
+                await held.aclose()
+                outcomes.pop()
+                messages.pop()
+                await asyncio.sleep(0.02)
+        first.close()
+        second.close()
+        return outcomes
+
+    messages: list[str] = []
+    async with serve(gateway, run) as srv:  # type: ignore[attr-defined]
+        with trio.fail_after(10):
+            outcomes = await in_asyncio(calls)
+        release.set()
+    exhausted = Status.RESOURCE_EXHAUSTED
+    assert outcomes == [None, None, exhausted, exhausted, exhausted, None]
+    assert "--max-streams-per-connection" in messages[0]
+    assert all("--max-streaming-connections" in m for m in messages[1:])
+
+
+async def test_a_call_that_never_sends_its_request_is_ended(
+    aio_loop: None, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway_module, "REQUEST_READ_TIMEOUT_SECONDS", 0.2)
+
+    async def run(request: vtgate.VStreamRequest, gw: Gateway, send: SendResponses) -> None:
+        raise AssertionError("no session starts without a request")
+
+    async def call(port: int) -> GRPCError | None:
+        channel = Channel("127.0.0.1", port)
+        try:
+            async with channel.request(
+                "/vtgateservice.Vitess/VStream",
+                Cardinality.UNARY_STREAM,
+                vtgate.VStreamRequest,
+                vtgate.VStreamResponse,
+            ) as stream:
+                await stream.send_request()  # headers only, never the message
+                # The server answers with its status and resets the half-sent
+                # stream; grpclib raises the status when the call is left.
+                with contextlib.suppress(StreamTerminatedError):
+                    await stream.recv_message()
+        except GRPCError as exc:
+            return exc
+        finally:
+            channel.close()
+        return None
+
+    async with serve(gateway, run) as srv:  # type: ignore[attr-defined]
+        with trio.fail_after(5):
+            error = await in_asyncio(lambda: call(srv.port))
+    assert error is not None and error.status == Status.INVALID_ARGUMENT
+    assert "no complete VStream request within 0.2s" in str(error.message)

@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 from vsmux.cli.args import parse_hostport, positive_float, positive_int
+from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
 from vsmux.core.settings import GatewaySettings
 
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "request limits", "checked before any work is done; over a limit, the call fails"
     )
     defaults = GatewaySettings()
-    for field, option in LIMIT_OPTIONS.items():
+    for field, option in (LIMIT_OPTIONS | ADMISSION_OPTIONS).items():
         metavar, text = _LIMIT_HELP[field]
         limits.add_argument(
             option,
@@ -76,6 +77,8 @@ _LIMIT_HELP = {
     "max_shard_gtids": ("N", "most entries in vgtid.shard_gtids"),
     "max_filter_rules": ("N", "most filter rules"),
     "max_filter_sql_bytes": ("BYTES", "longest filter SQL of one rule"),
+    "max_streams_per_connection": ("N", "VStream calls one client connection may run at once"),
+    "max_streaming_connections": ("N", "client connections that may stream at once"),
 }
 
 
@@ -122,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, liveness_timeout=args.liveness_timeout)
     if args.max_response_bytes is not None:
         settings = replace(settings, max_response_bytes=args.max_response_bytes)
-    limits = {f: getattr(args, f) for f in LIMIT_OPTIONS if getattr(args, f) is not None}
+    limits = {
+        f: getattr(args, f)
+        for f in LIMIT_OPTIONS | ADMISSION_OPTIONS
+        if getattr(args, f) is not None
+    }
     settings = replace(settings, **limits)
     config = ServeConfig(
         topology=topology,

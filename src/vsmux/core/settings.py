@@ -83,3 +83,13 @@ class GatewaySettings:
     # Rules of the filter, and the length of each rule's filter SQL.
     max_filter_rules: int = 4096
     max_filter_sql_bytes: int = 64 * 1024
+
+    # -- Admission (vsmux.core.admission) -------------------------------------------
+    # Over either limit a new VStream call gets RESOURCE_EXHAUSTED at once.
+    # VStream calls one client connection may run at once: 100, the stream limit
+    # HTTP/2 servers commonly advertise. A CDC client runs one or a few.
+    max_streams_per_connection: int = 100
+    # Client connections with a running VStream call. Each call costs a task per
+    # shard and its buffers; a few thousand sessions are past what one gateway
+    # process serves at any useful rate.
+    max_streaming_connections: int = 2000

@@ -37,6 +37,7 @@ import trio
 from grpclib import GRPCError
 from grpclib.const import Cardinality, Handler, Status
 
+from vsmux.core.admission import Admission
 from vsmux.core.limits import check_vstream_request
 from vsmux.core.quoting import cap_message, printable, quote
 from vsmux.errors import Code, VStreamError
@@ -58,6 +59,11 @@ R = TypeVar("R", vtgate.VStreamRequest, vtgate.ExecuteRequest)
 
 # Gateway-wide gauge in Metrics.gateway.
 ACTIVE_SESSIONS = "active_sessions"
+
+# How long a call may take to deliver its request message. Clients send it
+# with the call; one that opens calls and never sends would otherwise hold a
+# task and its buffers for as long as the connection lives.
+REQUEST_READ_TIMEOUT_SECONDS = 10.0
 
 _INTERNAL_MESSAGE = "internal error in vsmux; the gateway log has the details"
 
@@ -90,6 +96,10 @@ class VitessService:
         self._catalog = catalog
         self._stopping = trio.Event()
         self._next_session = 1
+        settings = gateway.settings
+        self._admission = Admission(
+            settings.max_streams_per_connection, settings.max_streaming_connections
+        )
 
     def __mapping__(self) -> dict[str, Handler]:
         return {
@@ -121,7 +131,15 @@ class VitessService:
         """The request, read and decoded; a refused one is logged and raised as GRPCError."""
         settings = self.gateway.settings
         try:
-            data = await read_request(stream, settings.max_request_bytes)
+            try:
+                async with asyncio.timeout(REQUEST_READ_TIMEOUT_SECONDS):
+                    data = await read_request(stream, settings.max_request_bytes)
+            except TimeoutError:
+                raise VStreamError(
+                    Code.INVALID_ARGUMENT,
+                    f"no complete {method} request within {REQUEST_READ_TIMEOUT_SECONDS:g}s "
+                    "of the call's start; send the request message with the call",
+                ) from None
             if data is None:
                 raise VStreamError(Code.INVALID_ARGUMENT, f"empty {method} request")
             request = decode_request(data, message_type, settings.max_request_fields)
@@ -141,6 +159,20 @@ class VitessService:
     async def _vstream(self, stream: Any) -> None:
         """grpclib handler (asyncio). Cancelled by grpclib when the client goes away."""
         request = await self._receive(stream, vtgate.VStreamRequest, "VStream")
+        # The HTTP/2 connection the call came on: admission counts calls per connection.
+        connection = stream._stream.connection
+        try:
+            self._admission.admit(connection)
+        except VStreamError as exc:
+            log.info("vstream refused peer=%s %s", _peer_of(stream), exc.message)
+            raise GRPCError(grpc_status(exc.code), exc.message) from None
+        try:
+            await self._stream_session(stream, request)
+        finally:
+            self._admission.release(connection)
+
+    async def _stream_session(self, stream: Any, request: vtgate.VStreamRequest) -> None:
+        """One admitted VStream call: the session, its log lines and its status."""
         session_id = self._next_session
         self._next_session += 1
         tally = _SessionTally()
