@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import sys
 import uuid as uuidlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -248,10 +248,29 @@ class ShardLog:
         self.last_seqno = 1
         self.first_streamable = 2
 
-    def commit(self, changes: Iterable[Change], timestamp: int) -> LogEntry:
-        """Apply row changes as one transaction and log it."""
-        self._check_writable()
+    def encode(self, changes: Iterable[Change], timestamp: int) -> list[TablePart]:
+        """The ROW events of a transaction of ``changes``, per table; changes nothing.
+
+        Encoding is most of a big commit's cost: a caller may do it ahead of
+        :meth:`commit`, outside the step that must not be interrupted.
+        """
         by_table: dict[str, list[tuple[RowImage | None, RowImage | None]]] = {}
+        for table, before, after in changes:
+            by_table.setdefault(table, []).append((before, after))
+        return [self._encode_part(table, rows, timestamp) for table, rows in by_table.items()]
+
+    def commit(
+        self, changes: Sequence[Change], timestamp: int, parts: list[TablePart] | None = None
+    ) -> LogEntry:
+        """Apply row changes as one transaction and log it.
+
+        ``parts`` are the changes as :meth:`encode` gave them; they are used
+        if every table's schema is still the one they were encoded with (a
+        DDL in between: encoded again).
+        """
+        self._check_writable()
+        if parts is None or any(p.schema is not self.schemas[p.table] for p in parts):
+            parts = self.encode(changes, timestamp)
         for table, before, after in changes:
             rows = self.tables[table]
             schema = self.schemas[table]
@@ -260,10 +279,8 @@ class ShardLog:
                     rows.pop(schema.pk_of(before), None)
             else:
                 rows[schema.pk_of(after)] = after
-            by_table.setdefault(table, []).append((before, after))
         entry = self._new_entry(EntryKind.TRANSACTION, timestamp)
-        for table, table_changes in by_table.items():
-            entry.parts.append(self._encode_part(table, table_changes, timestamp))
+        entry.parts = parts
         return self._append(entry)
 
     def commit_ddl(self, schema: TableSchema, statement: str, timestamp: int) -> LogEntry:

@@ -11,12 +11,23 @@ each shard separately, as in Vitess), and wakes waiting streams.
 :meth:`~SimulatedCluster.apply_random_transactions` draws them from a seeded
 :class:`WorkloadGenerator`; :meth:`~SimulatedCluster.run_workload` does so
 at a rate with ``trio.sleep`` (so it runs under a mock clock).
+
+The cluster usually shares its Trio loop with the gateway, so
+``run_workload`` never holds it for long. It checkpoints after every
+transaction, and a large one (thousands of rows) is prepared in slices
+before one short, uninterrupted commit: the rows' keyspace ids (DES in
+Python, the costly part) ``ROUTING_SLICE_KEYS`` at a time, the change list
+``PLAN_SLICE_STATEMENTS`` at a time, the ROW events one shard at a time. The
+commit then checks that nothing it read changed meanwhile (a reshard, a
+write to the same rows by :meth:`SimulatedCluster.execute`); if something
+did, the transaction is planned again and committed at once, so the result
+is always what a synchronous commit at that moment would give.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -28,10 +39,12 @@ from vsmux.sources.simulated.binlog import (
     DEFAULT_RETENTION_SECONDS,
     Change,
     ShardLog,
+    TablePart,
 )
 from vsmux.sources.simulated.clock import SimClock
 from vsmux.sources.simulated.routing import check_partition, keyspace_id, shard_for
 from vsmux.sources.simulated.rows import RowImage
+from vsmux.sources.simulated.schema import TableSchema
 from vsmux.sources.simulated.tablet import SimulatedTablet
 from vsmux.sources.simulated.workload import (
     DEFAULT_MAX_TABLE_ROWS,
@@ -44,7 +57,7 @@ from vsmux.sources.simulated.workload import (
 )
 from vsmux.topology.model import KeyRange, KeyspaceInfo, TabletInfo, Topology
 
-__all__ = ["SimulatedCluster", "TableContents"]
+__all__ = ["PLAN_SLICE_STATEMENTS", "ROUTING_SLICE_KEYS", "SimulatedCluster", "TableContents"]
 
 # table -> primary-key tuple (raw text values) -> column -> raw value or None
 TableContents = dict[str, dict[Key, dict[str, bytes | None]]]
@@ -58,6 +71,13 @@ _TYPE_NAMES = {
 # How often run_workload wakes up at most; each wake applies every
 # transaction that fell due, so high rates do not mean tiny sleeps.
 _WORKLOAD_TICK = 0.01
+# Keyspace ids a transaction computes per slice before it commits: the hash
+# vindex costs ~50 us a key in Python, so a slice is ~3 ms. A 5000-row
+# transaction routed at once held the loop for 300 ms.
+ROUTING_SLICE_KEYS = 64
+# Statements turned into row changes per slice (~5 us each: a few ms). A
+# transaction with no more statements than this is planned in one go.
+PLAN_SLICE_STATEMENTS = 512
 
 
 class _KeyIndex:
@@ -86,6 +106,28 @@ class _KeyIndex:
 
     def pick(self, rng: random.Random) -> Key | None:
         return self._keys[rng.randrange(len(self._keys))] if self._keys else None
+
+
+def _key_of(schema: TableSchema, statement: Upsert | Delete) -> Key:
+    if isinstance(statement, Delete):
+        return statement.key
+    return schema.pk_of(tuple(statement.values.get(c) for c in schema.column_names))
+
+
+@dataclass(slots=True)
+class _Plan:
+    """A transaction turned into per-shard row changes, not applied yet.
+
+    ``reads`` holds the row each change was computed from (the first read of
+    every touched row; None: absent) and ``generation`` the keyspace's shard
+    layout, so a commit can tell whether they still hold. Key-index updates
+    wait in ``key_ops`` (table, key, present afterwards) for the commit.
+    """
+
+    generation: int
+    per_shard: dict[str, list[Change]] = field(default_factory=dict)
+    reads: dict[tuple[str, str, Key], RowImage | None] = field(default_factory=dict)
+    key_ops: list[tuple[str, Key, bool]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -265,20 +307,74 @@ class SimulatedCluster:
         keyspace: str | None = None,
         max_transactions: int | None = None,
     ) -> None:
-        """Apply transactions at ``rate_per_second`` until cancelled (or the max)."""
+        """Apply transactions at ``rate_per_second`` until cancelled (or the max).
+
+        The same transactions as :meth:`apply_random_transactions` with the
+        same seed, each committed whole. Cancellation between or inside the
+        slices of a transaction leaves it uncommitted: nothing half-applied.
+        """
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be positive")
         interval = max(1.0 / rate_per_second, _WORKLOAD_TICK)
+        names = sorted(self._keyspaces)
         start = trio.current_time()
         done = 0
         while max_transactions is None or done < max_transactions:
             due = int((trio.current_time() - start) * rate_per_second) + 1 - done
             if max_transactions is not None:
                 due = min(due, max_transactions - done)
-            if due > 0:
-                self.apply_random_transactions(due, keyspace)
-                done += due
+            for _ in range(max(due, 0)):
+                name = keyspace or self._rng.choice(names)
+                statements = self.workload.next_transaction(self._keyspaces[name])
+                await self._route_in_slices(name, statements)
+                await self._execute_in_slices(name, statements)
+                done += 1
+                await trio.lowlevel.checkpoint()
             await trio.sleep(interval)
+
+    async def _execute_in_slices(self, keyspace: str, statements: Sequence[Statement]) -> None:
+        """:meth:`execute`, with the work before the commit done in slices.
+
+        See the module docstring. Cancelled before the commit, nothing of
+        the transaction is applied.
+        """
+        state = self._keyspaces[keyspace]
+        if len(statements) <= PLAN_SLICE_STATEMENTS or any(
+            isinstance(s, Alter) for s in statements
+        ):
+            self.execute(keyspace, *statements)
+            return
+        timestamp = self.clock.seconds()
+        steps = self._plan(state, statements)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as planned:
+                plan: _Plan = planned.value
+                break
+            await trio.lowlevel.checkpoint()
+        parts: dict[str, list[TablePart]] = {}
+        for shard, changes in sorted(plan.per_shard.items()):
+            parts[shard] = state.logs[shard].encode(changes, timestamp)
+            await trio.lowlevel.checkpoint()
+        if self._still_holds(state, plan):
+            self._apply(state, plan, timestamp, parts)
+        else:
+            self.execute(keyspace, *statements)
+
+    async def _route_in_slices(self, keyspace: str, statements: Sequence[Statement]) -> None:
+        """Compute the keyspace ids ``statements`` need, a slice at a time.
+
+        They land in routing's cache, so the commit that follows finds them
+        there; a small transaction fits one slice and does not pause at all.
+        """
+        state = self._keyspaces[keyspace]
+        schemas = state.logs[state.serving[0]].schemas
+        for count, statement in enumerate(statements, start=1):
+            if not isinstance(statement, Alter):
+                keyspace_id(_key_of(schemas[statement.table], statement))
+            if count % ROUTING_SLICE_KEYS == 0:
+                await trio.lowlevel.checkpoint()
 
     def execute(self, keyspace: str, *statements: Statement) -> list[str]:
         """Apply ``statements`` as one transaction; the positions committed.
@@ -293,42 +389,81 @@ class SimulatedCluster:
             if len(statements) != 1 or not isinstance(statements[0], Alter):
                 raise ValueError("an Alter must be the only statement of its transaction")
             return self._alter(state, statements[0], timestamp)
+        steps = self._plan(state, statements)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as planned:
+                return self._apply(state, planned.value, timestamp)
+
+    def _plan(
+        self, state: _Keyspace, statements: Sequence[Statement]
+    ) -> Generator[None, None, _Plan]:
+        """Turn ``statements`` into row changes per shard; reads tables, writes nothing.
+
+        Yields after every ``PLAN_SLICE_STATEMENTS`` statements; returns the plan.
+        """
         ranges = state.ranges()
-        per_shard: dict[str, list[Change]] = {}
+        plan = _Plan(state.generation)
         pending: dict[tuple[str, str, Key], RowImage | None] = {}
-        for statement in statements:
+        for count, statement in enumerate(statements, start=1):
+            if count % PLAN_SLICE_STATEMENTS == 0:
+                yield
             assert not isinstance(statement, Alter)
             schema = state.logs[state.serving[0]].schemas[statement.table]
             names = schema.column_names
-            if isinstance(statement, Upsert):
-                values = tuple(statement.values.get(c) for c in names)
-                key = schema.pk_of(values)
-            else:
-                key = statement.key
+            key = _key_of(schema, statement)
             try:
                 shard = shard_for(key, ranges)
             except LookupError:
                 if self._partial:
                     continue  # the row lives on a shard this process does not simulate
                 raise
-            log = state.logs[shard]
             slot = (shard, statement.table, key)
-            before = pending[slot] if slot in pending else log.tables[statement.table].get(key)
+            if slot in pending:
+                before = pending[slot]
+            else:
+                before = state.logs[shard].tables[statement.table].get(key)
+                plan.reads[slot] = before
             if isinstance(statement, Delete):
                 if before is None:
                     continue
                 after: RowImage | None = None
-                state.keys[statement.table].remove(key)
             else:
                 merged = dict(zip(names, before or (), strict=False))
                 merged.update(statement.values)
                 after = tuple(merged.get(c) for c in names)
-                state.keys[statement.table].add(key)
             pending[slot] = after
-            per_shard.setdefault(shard, []).append((statement.table, before, after))
+            plan.key_ops.append((statement.table, key, after is not None))
+            plan.per_shard.setdefault(shard, []).append((statement.table, before, after))
+        return plan
+
+    def _still_holds(self, state: _Keyspace, plan: _Plan) -> bool:
+        """Whether ``plan`` would still be planned the same (identity of every row read)."""
+        if state.generation != plan.generation:
+            return False
+        logs = state.logs
+        return all(
+            logs[shard].tables[table].get(key) is before
+            for (shard, table, key), before in plan.reads.items()
+        ) and not any(logs[shard].frozen for shard in plan.per_shard)
+
+    def _apply(
+        self,
+        state: _Keyspace,
+        plan: _Plan,
+        timestamp: int,
+        parts: dict[str, list[TablePart]] | None = None,
+    ) -> list[str]:
+        """Commit ``plan`` on each shard it touches, in shard order; the positions."""
+        for table, key, present in plan.key_ops:
+            if present:
+                state.keys[table].add(key)
+            else:
+                state.keys[table].remove(key)
         return [
-            state.logs[shard].commit(changes, timestamp).position
-            for shard, changes in sorted(per_shard.items())
+            state.logs[shard].commit(changes, timestamp, (parts or {}).get(shard)).position
+            for shard, changes in sorted(plan.per_shard.items())
         ]
 
     def commit_other(self, keyspace: str, shard: str) -> str:

@@ -19,6 +19,14 @@ split over several responses.
 Errors are raised as :class:`VStreamError` without the tablet alias (the
 caller adds it, or sends it as a gRPC status). Cancellation simply stops the
 generator; it holds no resources.
+
+The simulated tablet shares its event loop with whatever hosts it (the
+gateway, in ``vsmux serve`` and ``vsmux demo``), so no step of a stream runs
+long: a copy orders and encodes its snapshot in slices (:data:`.copy.PAUSE`),
+and a catch-up checkpoints every ``STREAM_SLICE_EVENTS`` events and between
+row events it has to decode. It does so whether or not the consumer of its
+responses checkpoints in between (the gateway's streamer may take several
+responses in one step).
 """
 
 from __future__ import annotations
@@ -32,7 +40,13 @@ from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
 from vsmux.sources.simulated.binlog import EntryKind, LogEntry, ShardLog
 from vsmux.sources.simulated.clock import SimClock
-from vsmux.sources.simulated.copy import RowBound, plan_copy, restrict_row_event
+from vsmux.sources.simulated.copy import (
+    PAUSE,
+    RowBound,
+    copy_bounds,
+    plan_copy,
+    restrict_row_event,
+)
 from vsmux.sources.simulated.filters import TableFilter
 from vsmux.sources.simulated.gtid import GtidParseError, GtidSet
 from vsmux.sources.simulated.rows import simple_event, stamp
@@ -41,6 +55,7 @@ from vsmux.wire.frames import Frame
 __all__ = [
     "HEARTBEAT_INTERVAL",
     "RESPONSE_TARGET_BYTES",
+    "STREAM_SLICE_EVENTS",
     "purged_error",
     "resolve_position",
     "stream_batches",
@@ -50,6 +65,10 @@ __all__ = [
 RESPONSE_TARGET_BYTES = 250_000
 # vttablet sends a heartbeat after this much idle time.
 HEARTBEAT_INTERVAL = 0.9
+# Events (or entries a filter skips) a stream handles between checkpoints:
+# each costs a microsecond or two to filter, queue and stamp, so a stream far
+# behind gives the loop back every few milliseconds.
+STREAM_SLICE_EVENTS = 2048
 
 _T = binlogdata.VEventType
 Event = tuple[int, bytes]
@@ -151,9 +170,13 @@ def _entry_events(
         if bounds is not None and part.table in bounds:
             schema = log.schemas[part.table]
             bound = bounds[part.table]
-            row_events = [
-                r for r in (restrict_row_event(e, schema, bound) for e in row_events) if r
-            ]
+            kept: list[bytes] = []
+            for raw in row_events:
+                restricted = restrict_row_event(raw, schema, bound)
+                if restricted:
+                    kept.append(restricted)
+                yield PAUSE  # decoding a row event costs up to a millisecond
+            row_events = kept
             if not row_events:
                 continue
         if seen.get(part.table) != part.version:
@@ -165,10 +188,15 @@ def _entry_events(
     yield int(_T.COMMIT), entry.commit
 
 
-def _packed(out: _Responses, events: Iterable[Event]) -> Iterator[list[Frame]]:
-    """``events`` as responses: each full one as it fills, then the rest."""
+def _packed(out: _Responses, events: Iterable[Event]) -> Iterator[list[Frame] | None]:
+    """``events`` as responses: each full one as it fills, then the rest.
+
+    None where ``events`` paused (:data:`PAUSE`): the caller checkpoints there.
+    """
     for event in events:
-        if out.add(event):
+        if event is PAUSE:
+            yield None
+        elif out.add(event):
             yield out.flush()
     if out:
         yield out.flush()
@@ -194,15 +222,18 @@ async def stream_batches(
         out.add((int(_T.OTHER), simple_event(_T.OTHER, now, ks, shard)))
         yield out.flush()
     elif position == "":
-        plan, _ = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=False)
+        plan = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=False)
         cursor = plan.seqno
         for batch in _packed(out, plan.events(seen, clock.seconds())):
-            yield batch
+            if batch is None:
+                await trio.lowlevel.checkpoint()
+            else:
+                yield batch
     else:
         cursor = resolve_position(log, position)
         if last_pks:
             # Resume a copy: replay only changes to rows already copied first.
-            _, bounds = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=True)
+            bounds = copy_bounds(log, table_filter, last_pks, tables_to_copy)
 
     while True:
         if cursor + 1 < log.first_streamable and cursor < log.last_seqno:
@@ -212,11 +243,21 @@ async def stream_batches(
             # catch up is the unbounded growth the retention bounds prevent.
             raise purged_error(log, cursor)
         journal_sent = False
+        work = 0
+        # A snapshot of the entries: ones purged meanwhile are still sent.
         for entry in log.entries_after(cursor):
             cursor = entry.seqno
+            work += 1
             for event in _entry_events(log, entry, table_filter, seen, bounds):
-                if out.add(event):
-                    yield out.flush()
+                if event is PAUSE:
+                    work = STREAM_SLICE_EVENTS
+                else:
+                    work += 1
+                    if out.add(event):
+                        yield out.flush()
+                if work >= STREAM_SLICE_EVENTS:
+                    work = 0
+                    await trio.lowlevel.checkpoint()
             if entry.kind is EntryKind.JOURNAL:
                 journal_sent = True
                 break
@@ -229,11 +270,14 @@ async def stream_batches(
                 continue  # commits arrived while the last response was taken
             # Caught up (checked and planned with no await between): copy what
             # is left from a snapshot taken right now.
-            plan, _ = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=True)
+            plan = plan_copy(log, table_filter, last_pks, tables_to_copy, resuming=True)
             bounds = None
             cursor = plan.seqno
             for batch in _packed(out, plan.events(seen, clock.seconds())):
-                yield batch
+                if batch is None:
+                    await trio.lowlevel.checkpoint()
+                else:
+                    yield batch
             continue
         with trio.move_on_after(HEARTBEAT_INTERVAL):
             await log.wait_beyond(cursor)
