@@ -12,6 +12,7 @@ on a mock one.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -31,8 +32,9 @@ from vsmux.wire import split_response
 
 from .replay import Replay, T, request
 
-# The longest the loop may be away. A slice of work is a few milliseconds;
-# the rest is headroom for a loaded two-core machine.
+# The longest the loop may be away doing work. A slice of work is a few
+# milliseconds; the rest is headroom for a loaded machine and the garbage
+# collector's full passes (50-150 ms with a few million objects).
 MAX_GAP = 0.2
 BIG_TABLE_ROWS = 300_000
 
@@ -56,28 +58,46 @@ def big_cluster(rows: int = BIG_TABLE_ROWS) -> SimulatedCluster:
 
 
 class GapMeter:
-    """Wakes every few milliseconds and keeps the longest time it was kept waiting."""
+    """Wakes every few milliseconds and keeps the longest time it was kept waiting.
+
+    ``longest`` is on Trio's clock. ``longest_busy`` counts, for each wait,
+    only the CPU time this process used meanwhile: on a machine so loaded
+    that the process itself waits for a core, that is the part of a gap the
+    code under test is answerable for. The tests assert on it.
+    """
 
     TICK = 0.005
 
     def __init__(self) -> None:
         self.longest = 0.0
+        self.longest_busy = 0.0
         self.ticks = 0
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        last = trio.current_time()
+        last, last_cpu = trio.current_time(), time.process_time()
         try:
             while True:
                 await trio.sleep(self.TICK)
-                now = trio.current_time()
-                self.longest = max(self.longest, now - last - self.TICK)
+                self._gap(last, last_cpu)
                 self.ticks += 1
-                last = now
+                last, last_cpu = trio.current_time(), time.process_time()
         finally:
             # Cancelled at the end: the wait in progress counts too (a loop
             # that never came back would otherwise show no gap at all).
-            self.longest = max(self.longest, trio.current_time() - last - self.TICK)
+            self._gap(last, last_cpu)
+
+    def _gap(self, since: float, since_cpu: float) -> None:
+        waited = trio.current_time() - since - self.TICK
+        busy = min(waited, time.process_time() - since_cpu)
+        self.longest = max(self.longest, waited)
+        self.longest_busy = max(self.longest_busy, busy)
+
+    def check(self) -> None:
+        assert self.longest_busy < MAX_GAP, (
+            f"the loop was away for {self.longest:.3f} s, "
+            f"{self.longest_busy:.3f} s of it busy in this process"
+        )
 
 
 @asynccontextmanager
@@ -100,7 +120,7 @@ async def test_a_big_copy_leaves_the_loop_every_few_milliseconds() -> None:
                 break
     assert rows > 1000  # ROW events of up to 8 KiB of rows each
     assert meter.ticks > 10
-    assert meter.longest < MAX_GAP, f"the loop was away for {meter.longest:.3f} s"
+    meter.check()
 
 
 async def test_a_resumed_copy_catching_up_leaves_the_loop() -> None:
@@ -126,7 +146,7 @@ async def test_a_resumed_copy_catching_up_leaves_the_loop() -> None:
         async for batch in stream:
             if any(f.type == T.COPY_COMPLETED for f in batch):
                 break
-    assert meter.longest < MAX_GAP, f"the loop was away for {meter.longest:.3f} s"
+    meter.check()
 
 
 async def test_large_transactions_commit_without_holding_the_loop() -> None:
@@ -140,7 +160,7 @@ async def test_large_transactions_commit_without_holding_the_loop() -> None:
     async with metered() as meter:
         await cluster.run_workload(4, max_transactions=6)
     assert len(cluster.table_contents("commerce")["corder"]) == 6 * 5000
-    assert meter.longest < MAX_GAP, f"the loop was away for {meter.longest:.3f} s"
+    meter.check()
 
 
 async def test_gateway_health_checks_answer_during_a_big_copy() -> None:
@@ -273,3 +293,19 @@ def _rows_by_column(
         table: {key: dict(zip(names[table], row, strict=True)) for key, row in rows.items()}
         for table, rows in log.tables.items()
     }
+
+
+async def test_reshard_in_slices_leaves_the_loop_and_matches_reshard() -> None:
+    sliced = big_cluster(50_000)
+    direct = big_cluster(50_000)
+    for cluster in (sliced, direct):
+        cluster.apply_random_transactions(50)
+    async with metered() as meter:
+        journal = await sliced.reshard_in_slices("commerce", ["-80", "80-"])
+    assert journal == direct.reshard("commerce", ["-80", "80-"])
+    for shard in ("-80", "80-"):
+        assert sliced.shard_log("commerce", shard).tables == (
+            direct.shard_log("commerce", shard).tables
+        )
+    assert sliced.table_contents("commerce") == direct.table_contents("commerce")
+    meter.check()

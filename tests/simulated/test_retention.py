@@ -13,14 +13,23 @@ import tracemalloc
 import pytest
 import trio
 
+from vsmux.cli import simulated as simulated_options
+from vsmux.cli.main import build_parser
 from vsmux.core.retry import RetryAction, classify, mysql_errno
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, topodata, vtgate
+from vsmux.server.standalone import merge_simulated
 from vsmux.sources.simulated import SimulatedCluster
-from vsmux.sources.simulated.binlog import ShardLog
+from vsmux.sources.simulated.binlog import (
+    DEFAULT_RETENTION_BYTES,
+    DEFAULT_RETENTION_SECONDS,
+    ShardLog,
+)
 from vsmux.sources.simulated.clock import SimClock
 from vsmux.sources.simulated.routing import keyspace_id
+from vsmux.sources.simulated.workload import DEFAULT_MAX_TABLE_ROWS
+from vsmux.topology import load_topology
 
 from .replay import Replay, request
 
@@ -270,3 +279,32 @@ def test_memory_is_flat_once_the_bounds_are_reached() -> None:
     # noise: the kept entries and rows vary by a few dozen, and CPython's
     # tuple free lists hold on to up to 2000 freed tuples of each size.
     assert abs(grown) < 400_000, grown
+
+
+def test_memory_bounds_are_options_of_serve_demo_and_cluster() -> None:
+    parser = build_parser()
+    bounds = ["--binlog-retention", "30", "--binlog-retention-bytes", "1000000"]
+    commands = (["demo"], ["cluster", "--topology-out", "t.toml"], ["serve", "--topology", "t"])
+    for command in commands:
+        defaults = simulated_options.build_options(parser.parse_args(command))
+        assert defaults == {
+            "retention_seconds": DEFAULT_RETENTION_SECONDS,
+            "retention_bytes": DEFAULT_RETENTION_BYTES,
+            "max_table_rows": DEFAULT_MAX_TABLE_ROWS,
+        }
+        args = parser.parse_args([*command, *bounds, "--max-table-rows", "0"])
+        assert simulated_options.build_options(args) == {
+            "retention_seconds": 30.0,
+            "retention_bytes": 1_000_000,
+            "max_table_rows": None,
+        }
+    topology = load_topology(
+        'cell = "zone1"\n[keyspaces.ks]\nshards = ["0"]\n'
+        '[[tablets]]\nkeyspace = "ks"\nshard = "0"\nuid = 1\n'
+        "simulated = true\n"
+    )
+    _, cluster = merge_simulated(topology, 1, **simulated_options.build_options(args))
+    assert cluster is not None
+    log = cluster.shard_log("ks", "0")
+    assert (log._retention_seconds, log._retention_bytes) == (30.0, 1_000_000)
+    assert cluster.workload.max_rows is None

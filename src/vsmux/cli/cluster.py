@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 import trio_asyncio
 
+from vsmux.cli import simulated
 from vsmux.server.hosting import open_grpc_server
 from vsmux.server.simulated_tablet import SimulatedQueryService
 from vsmux.sources.rawcodec import RawCodec
@@ -63,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=50.0, help="transactions per second (0: none)"
     )
     parser.add_argument("--seed", type=int, default=0, help="workload seed")
+    simulated.add_arguments(parser)
 
 
 def _keyspaces(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -155,7 +157,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         keyspaces = _keyspaces(args)
         cluster = SimulatedCluster.build(
-            keyspaces, cell=args.cell, seed=args.seed, tablet_types=args.tablet_types.split(",")
+            keyspaces,
+            cell=args.cell,
+            seed=args.seed,
+            tablet_types=args.tablet_types.split(","),
+            **simulated.build_options(args),
         )
     except (KeyError, ValueError) as exc:
         print(f"vsmux cluster: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 
 import trio
 
+from vsmux.cli import simulated
 from vsmux.cli.args import parse_hostport, positive_float
 
 __all__ = ["add_arguments", "run"]
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=positive_float, metavar="SECONDS", help="stop by itself after this long"
     )
     parser.add_argument("--seed", type=int, default=1, help="workload seed")
+    simulated.add_arguments(parser)
     view = parser.add_mutually_exclusive_group()
     view.add_argument(
         "--live", dest="live", action="store_true", default=None, help="a live screen"
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         port=port,
         seed=args.seed,
         live=args.live,
+        simulated=simulated.build_options(args),
     )
     result: int = trio.run(run_demo, options)
     return result

@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from vsmux.cli import simulated
 from vsmux.cli.args import parse_hostport, positive_float, positive_int
 from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--connect-timeout", type=positive_float, default=10.0, metavar="SECONDS", help="to tablets"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    simulated.add_arguments(parser)
     limits = parser.add_argument_group(
         "request limits", "checked before any work is done; over a limit, the call fails"
     )
@@ -140,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         tables=table_lists(raw),
         workload_rate=args.workload_rate,
         connect_timeout=args.connect_timeout,
+        simulated=simulated.build_options(args),
     )
     banner = [
         "vsmux gateway listening on {address}",

@@ -14,7 +14,8 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 import trio_asyncio
@@ -62,6 +63,8 @@ class DemoOptions:
     port: int = 15991
     seed: int = 1
     live: bool | None = None  # None: live screen when stdout is a terminal
+    # Keyword arguments for SimulatedCluster.build: its memory bounds.
+    simulated: dict[str, Any] = field(default_factory=dict)
 
 
 def even_shards(count: int) -> list[str]:
@@ -169,7 +172,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     console = console or Console()
     live = console.is_terminal if options.live is None else options.live
     shards = even_shards(options.shards)
-    cluster = SimulatedCluster.build({KEYSPACE: shards}, seed=options.seed)
+    cluster = SimulatedCluster.build({KEYSPACE: shards}, seed=options.seed, **options.simulated)
     gateway = Gateway(cluster.topology, cluster)
     watch = StreamWatch(started_at=time.time())
     logging.getLogger("vsmux").setLevel(logging.WARNING)
@@ -192,11 +195,13 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
             if options.reshard_after is not None:
                 target = doubled_shards(len(shards))
 
-                def reshard() -> None:
+                async def reshard(delay: float) -> None:
+                    await trio.sleep(delay)
                     watch.note(time.time(), f"resharding {KEYSPACE}: {shards} -> {target}")
-                    cluster.reshard(KEYSPACE, target)
+                    # In slices: routing every row at once froze the gateway for seconds.
+                    await cluster.reshard_in_slices(KEYSPACE, target)
 
-                nursery.start_soon(_after, options.reshard_after, reshard)
+                nursery.start_soon(reshard, options.reshard_after)
             if options.fail_tablet_after is not None:
 
                 def fail() -> None:

@@ -16,6 +16,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import trio
 import trio_asyncio
@@ -49,9 +50,13 @@ class ServeConfig:
     workload_rate: float = 0.0  # transactions/s on simulated keyspaces (0: none)
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS
     seed: int = 1
+    # Keyword arguments for SimulatedCluster.build: its memory bounds.
+    simulated: dict[str, Any] = field(default_factory=dict)
 
 
-def merge_simulated(topology: Topology, seed: int) -> tuple[Topology, SimulatedCluster | None]:
+def merge_simulated(
+    topology: Topology, seed: int, **build: Any
+) -> tuple[Topology, SimulatedCluster | None]:
     """The gateway's topology, and the in-process cluster if any tablet needs one.
 
     Keyspaces with any address-less tablet are simulated (with the file's
@@ -67,6 +72,7 @@ def merge_simulated(topology: Topology, seed: int) -> tuple[Topology, SimulatedC
         cell=topology.cell,
         seed=seed,
         tablet_types=types,
+        **build,
     )
     live = cluster.topology
     for name, info in topology.keyspaces.items():
@@ -96,7 +102,7 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
 
     ``ready`` lines are printed once the gateway listens (the CLI's banner).
     """
-    topology, cluster = merge_simulated(config.topology, config.seed)
+    topology, cluster = merge_simulated(config.topology, config.seed, **config.simulated)
     static = StaticTableCatalog(config.tables or {})
     catalog: TableCatalog = ClusterTableCatalog(cluster, static) if cluster else static
     async with (

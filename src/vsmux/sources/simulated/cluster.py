@@ -108,6 +108,11 @@ class _KeyIndex:
         return self._keys[rng.randrange(len(self._keys))] if self._keys else None
 
 
+def _owner(ksid: bytes, ranges: list[tuple[str, KeyRange]]) -> str:
+    """The shard among ``ranges`` whose key range holds ``ksid``."""
+    return next(shard for shard, key_range in ranges if key_range.contains(ksid))
+
+
 def _key_of(schema: TableSchema, statement: Upsert | Delete) -> Key:
     if isinstance(statement, Delete):
         return statement.key
@@ -493,7 +498,35 @@ class SimulatedCluster:
         shard_gtids: the new shards' starting positions) and ends its
         streams there. Later writes go to the new shards. Returns the journal.
         """
+        return self._reshard(keyspace, new_shards, {})
+
+    async def reshard_in_slices(
+        self, keyspace: str, new_shards: Sequence[str]
+    ) -> binlogdata.Journal:
+        """:meth:`reshard`, with the rows' keyspace ids computed first, in slices.
+
+        Routing every row of the replaced shards (DES in Python) is what took
+        seconds (4 s for 35k rows); each row's new shard is found
+        ``ROUTING_SLICE_KEYS`` rows at a time, and the switch itself (rows to
+        the new shards, journals) runs at once, routing then only the rows
+        written in between. Invalid shards are refused before any work;
+        cancelled before the switch, nothing has changed.
+        """
         state = self._keyspaces[keyspace]
+        _, removed, added = self._check_reshard(state, keyspace, new_shards)
+        ranges = [(shard, KeyRange.parse(shard)) for shard in added]
+        keys = [key for old in removed for rows in state.logs[old].tables.values() for key in rows]
+        targets: dict[Key, str] = {}
+        for count, key in enumerate(keys, start=1):
+            targets[key] = _owner(keyspace_id(key), ranges)
+            if count % ROUTING_SLICE_KEYS == 0:
+                await trio.lowlevel.checkpoint()
+        return self._reshard(keyspace, new_shards, targets)
+
+    def _check_reshard(
+        self, state: _Keyspace, keyspace: str, new_shards: Sequence[str]
+    ) -> tuple[list[str], list[str], list[str]]:
+        """The new serving list, the shards it replaces and the ones it adds; or why not."""
         new_list = list(new_shards)
         problem = check_partition(new_list)
         if problem is not None:
@@ -510,18 +543,30 @@ class SimulatedCluster:
                     Code.INVALID_ARGUMENT,
                     f"cannot reshard {keyspace}: shard {shard} existed before",
                 )
+        return new_list, removed, added
+
+    def _reshard(
+        self, keyspace: str, new_shards: Sequence[str], targets: dict[Key, str]
+    ) -> binlogdata.Journal:
+        """The reshard itself; ``targets`` holds rows' new shards already found."""
+        state = self._keyspaces[keyspace]
+        new_list, removed, added = self._check_reshard(state, keyspace, new_shards)
         state.generation += 1
         schemas = dict(state.logs[removed[0]].schemas)
+        # Every row of a replaced shard belongs to exactly one added shard: the
+        # kept shards cover the same key ranges as before.
+        ranges = [(shard, KeyRange.parse(shard)) for shard in added]
+        moved: dict[str, dict[str, dict[Key, RowImage]]] = {
+            shard: {t: {} for t in schemas} for shard in added
+        }
+        for old in removed:
+            for table, rows in state.logs[old].tables.items():
+                for key, values in rows.items():
+                    shard = targets.get(key) or _owner(keyspace_id(key), ranges)
+                    moved[shard][table][key] = values
         for shard in added:
-            key_range = KeyRange.parse(shard)
-            tables: dict[str, dict[Key, RowImage]] = {t: {} for t in schemas}
-            for old in removed:
-                for table, rows in state.logs[old].tables.items():
-                    for key, values in rows.items():
-                        if key_range.contains(keyspace_id(key)):
-                            tables[table][key] = values
             log = self._add_shard(state, shard)
-            log.bootstrap(tables, schemas)
+            log.bootstrap(moved[shard], schemas)
         journal = binlogdata.Journal(
             id=self._rng.getrandbits(63),
             migration_type=binlogdata.MigrationType.SHARDS,
