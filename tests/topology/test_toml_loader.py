@@ -127,14 +127,14 @@ def _many_tablets(shard_count: int, per_shard: int) -> str:
 def test_eight_thousand_tablets_load_in_linear_time() -> None:
     # Locating each tablet's line by rescanning the text, and checking each
     # serving shard against every tablet, made this take 31 s (2k: 2.7 s).
-    # Now it is one tomllib pass plus one pass of checks: about 0.3-0.7 s on
-    # a slow shared machine; the bound leaves room for a loaded CI runner.
+    # Now it is one tomllib pass plus one pass of checks: 0.3-0.9 s. CPU time,
+    # so a machine busy with other work does not fail it; the bound is loose.
     text = _many_tablets(2000, 4)
-    started = time.perf_counter()
+    started = time.process_time()
     topology = load_topology(text)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert len(topology.tablets) == 8000
-    assert elapsed < 2.0, f"8000 tablets took {elapsed:.2f} s"
+    assert elapsed < 2.0, f"8000 tablets took {elapsed:.2f} s of CPU"
     shard = topology.serving_shards("big")[1234]
     assert [t.uid for t in topology.tablets_for("big", shard)] == [4937, 4938, 4939, 4940]
 
