@@ -20,6 +20,7 @@ from vsmux.wire.varint import encode_varint as _varint
 
 __all__ = [
     "RowImage",
+    "current_time_field",
     "decode_row",
     "encode_event",
     "encode_field_event",
@@ -120,7 +121,17 @@ def encode_event(event: binlogdata.VEvent) -> bytes:
 
 def stamp(etype: int, raw: bytes, now_ns: int) -> Frame:
     """The frame for ``raw`` with ``current_time`` set to ``now_ns``."""
-    return Frame(etype, raw + _CURRENT_TIME_KEY + _varint(now_ns))
+    return Frame(etype, raw + current_time_field(now_ns))
+
+
+def current_time_field(now_ns: int) -> bytes:
+    """The encoded ``current_time`` field: append it to an event to stamp it.
+
+    A response stamps all its events with one time, so the field is encoded
+    once per response rather than once per event (every stream of every
+    client stamps every event it sends).
+    """
+    return _CURRENT_TIME_KEY + _varint(now_ns)
 
 
 def encode_field_event(timestamp: int, keyspace: str, shard: str, payload: bytes) -> bytes:

@@ -49,7 +49,7 @@ from vsmux.sources.simulated.copy import (
 )
 from vsmux.sources.simulated.filters import TableFilter
 from vsmux.sources.simulated.gtid import GtidParseError, GtidSet
-from vsmux.sources.simulated.rows import simple_event, stamp
+from vsmux.sources.simulated.rows import current_time_field, simple_event
 from vsmux.wire.frames import Frame
 
 __all__ = [
@@ -93,7 +93,8 @@ class _Responses:
 
     def flush(self) -> list[Frame]:
         now = self._clock.now_ns()
-        frames = [stamp(etype, raw, now) for etype, raw in self._events]
+        stamped = current_time_field(now)
+        frames = [Frame(etype, raw + stamped) for etype, raw in self._events]
         self._events, self._size = [], 0
         return frames
 
