@@ -23,6 +23,7 @@ import trio_asyncio
 
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
+from vsmux.server.aio_batching import batch_ready_callbacks
 from vsmux.server.app import open_gateway_server
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
@@ -103,6 +104,11 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
     ``ready`` lines are printed once the gateway listens (the CLI's banner).
     """
     topology, cluster = merge_simulated(config.topology, config.seed, **config.simulated)
+    if not batch_ready_callbacks():
+        log.warning(
+            "trio-asyncio's loop driver is not the one expected: asyncio callbacks run "
+            "one per Trio step, so clients see long pauses when many sessions run"
+        )
     static = StaticTableCatalog(config.tables or {})
     catalog: TableCatalog = ClusterTableCatalog(cluster, static) if cluster else static
     async with (
