@@ -38,6 +38,7 @@ from vsmux.sources.handoff import Handoff
 
 __all__ = [
     "BRIDGE_QUEUE_BATCHES",
+    "SESSIONS_ENDED",
     "SHUTTING_DOWN",
     "ClientGone",
     "pump_responses",
@@ -61,6 +62,8 @@ SHUTTING_DOWN = "server shutting down"
 QUEUE_DEPTH = "bridge_queued_batches"
 BYTES_SENT = "bytes_sent"
 RESPONSES_SENT = "responses_sent"
+# Sessions whose pump has ended (the memory release watches it: server/memory.py).
+SESSIONS_ENDED = "sessions_ended"
 
 Write = Callable[[list[bytes]], Awaitable[None]]
 
@@ -178,6 +181,7 @@ async def pump_responses(
         if gauges is not None:
             # Batches dropped by cancellation or a failed write leave the gauge too.
             gauges[QUEUE_DEPTH] -= queued
+            gauges[SESSIONS_ENDED] += 1
     if write_failure is not None:
         raise ClientGone(f"writing to the client failed: {write_failure!r}") from write_failure
     if stopped:

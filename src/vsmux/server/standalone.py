@@ -27,6 +27,7 @@ from vsmux.server.aio_batching import batch_ready_callbacks
 from vsmux.server.app import open_gateway_server
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
+from vsmux.server.memory import return_memory
 from vsmux.server.metrics_http import serve_metrics
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources.directory import RoutingDirectory
@@ -136,6 +137,8 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
             async with server_cm as server:
                 frozen = settle_gc()
                 log.debug("garbage collector: %d start-up objects frozen", frozen)
+                # What ended sessions leave behind goes back to the system.
+                nursery.start_soon(return_memory, [server.server], gateway.metrics)
                 if not ACCELERATED:
                     log.warning(
                         "the C wire loops are off (%s set, or vsmux.wire._accel not built): "

@@ -1,0 +1,197 @@
+"""Giving a finished session's memory back to the operating system.
+
+Three things kept a gateway at ~5x its idle RSS after its clients left
+(``benchmarks/bench_load.py``; BENCHMARKS.md has the numbers):
+
+1. **grpclib keeps finished calls.** Its server holds each connection's
+   handler, and each handler its call tasks, until ten more connections
+   (or calls on that connection) arrive; only then does it drop the finished
+   ones. A finished VStream task holds the exception it ended with, whose
+   traceback holds the session's frames and, through them, the last batches
+   of events it was working on. After 50 clients left, all 50 sessions were
+   still reachable this way: 140k objects.
+2. **Cycles wait for a full collection.** Exceptions and their tracebacks
+   form reference cycles; once dropped they are freed only by a full pass of
+   the cyclic collector, which an idle process may not run for a long time.
+3. **Freed memory stays in the heap.** glibc keeps freed chunks for reuse
+   and returns only the top of the heap; ``malloc_trim(0)`` returns every
+   free page.
+
+:class:`ReleasePolicy` decides when (pure, tested with a fake clock):
+after sessions have ended and the number ended has been still for
+``settle`` seconds (the leaving burst is over), at most once per
+``min_interval``, and within ``max_wait`` of the first unreleased end even
+while sessions keep ending. :func:`release_memory` does the three steps,
+and :func:`return_memory` runs the policy in the gateway's nursery.
+
+A release costs a full collection (tens of milliseconds with hundreds of
+sessions alive) during which the loop does nothing else; the policy's
+minimum interval bounds how often that pause can happen.
+
+What is not returned: CPython's small-object allocator keeps a 1 MiB arena
+while any object in it lives, so long-lived objects created during a burst
+(tablet connections, metrics series, caches) keep their arenas resident.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from vsmux.core.metrics import Metrics
+from vsmux.server.bridge import SESSIONS_ENDED
+
+__all__ = [
+    "MEMORY_RELEASES",
+    "Release",
+    "ReleasePolicy",
+    "drop_finished_calls",
+    "release_memory",
+    "return_memory",
+    "trim_heap",
+]
+
+log = logging.getLogger("vsmux.server")
+
+#: Metrics.gateway counter of releases done.
+MEMORY_RELEASES = "memory_releases"
+
+#: How often the session count is looked at.
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class ReleasePolicy:
+    """When to release memory, from the count of sessions ended so far.
+
+    ``observe(now, ended)`` once per poll; ``due(now)`` says whether to
+    release now; ``released(now)`` after doing it.
+    """
+
+    #: The count must have been unchanged this long (clients leave in bursts).
+    settle: float = 2.0
+    #: At least this long between two releases (each costs a full GC pass).
+    min_interval: float = 30.0
+    #: Release at most this long after the first unreleased end, even if
+    #: sessions keep ending (busy gateways get a release now and then).
+    max_wait: float = 30.0
+
+    _ended: int = field(default=0, init=False)
+    _ended_at_release: int = field(default=0, init=False)
+    _changed_at: float = field(default=-math.inf, init=False)
+    _pending_since: float | None = field(default=None, init=False)
+    _released_at: float = field(default=-math.inf, init=False)
+
+    def observe(self, now: float, ended: int) -> None:
+        if ended != self._ended:
+            self._ended = ended
+            self._changed_at = now
+        if ended > self._ended_at_release and self._pending_since is None:
+            self._pending_since = now
+
+    def due(self, now: float) -> bool:
+        if self._pending_since is None or now - self._released_at < self.min_interval:
+            return False
+        return now - self._changed_at >= self.settle or now - self._pending_since >= self.max_wait
+
+    def released(self, now: float) -> None:
+        self._released_at = now
+        self._ended_at_release = self._ended
+        self._pending_since = None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """What one release did, for the log."""
+
+    handlers_dropped: int
+    objects_collected: int
+    trimmed: bool
+    seconds: float
+
+
+def _malloc_trim() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc: nothing to trim
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def trim_heap() -> bool:
+    """Return every free page of the C heap to the system (glibc); False if unsupported."""
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
+
+
+def drop_finished_calls(server: Any) -> int:
+    """Make grpclib forget finished calls and closed connections now; handlers dropped.
+
+    grpclib does this itself every tenth connection (``__gc_collect__``); an
+    idle gateway gets no tenth connection.
+    """
+    handlers = getattr(server, "_handlers", None)
+    collect = getattr(server, "__gc_collect__", None)
+    if handlers is None or collect is None:
+        return 0  # another grpclib: it keeps what it keeps
+    before = len(handlers)
+    for handler in list(handlers):
+        handler_collect = getattr(handler, "__gc_collect__", None)
+        if handler_collect is not None:
+            handler_collect()
+    collect()
+    return before - len(server._handlers)
+
+
+def release_memory(servers: list[Any]) -> Release:
+    """Drop grpclib's finished calls, collect cycles, trim the heap (blocks the loop)."""
+    started = time.perf_counter()
+    dropped = sum(drop_finished_calls(server) for server in servers)
+    collected = gc.collect()
+    trimmed = trim_heap()
+    return Release(dropped, collected, trimmed, time.perf_counter() - started)
+
+
+async def return_memory(
+    servers: list[Any],
+    metrics: Metrics,
+    policy: ReleasePolicy | None = None,
+    *,
+    poll: float = POLL_SECONDS,
+) -> None:
+    """Release memory as ``policy`` decides after sessions end; runs until cancelled."""
+    policy = policy if policy is not None else ReleasePolicy()
+    gauges = metrics.gateway
+    while True:
+        await trio.sleep(poll)
+        now = trio.current_time()
+        policy.observe(now, int(gauges[SESSIONS_ENDED]))
+        if not policy.due(now):
+            continue
+        done = release_memory(servers)
+        policy.released(trio.current_time())
+        gauges[MEMORY_RELEASES] += 1
+        log.debug(
+            "memory released: %d finished connections dropped, %d objects collected, "
+            "heap %s, %.1f ms",
+            done.handlers_dropped,
+            done.objects_collected,
+            "trimmed" if done.trimmed else "not trimmable",
+            done.seconds * 1000,
+        )

@@ -1,0 +1,174 @@
+"""Memory goes back after sessions end: the policy's timing and what a release frees."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+import pytest
+import trio
+import trio.testing
+import trio_asyncio
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Handler
+from grpclib.exceptions import StreamTerminatedError
+
+from vsmux.core.metrics import Metrics
+from vsmux.server.bridge import SESSIONS_ENDED, pump_responses
+from vsmux.server.hosting import open_grpc_server
+from vsmux.server.memory import (
+    MEMORY_RELEASES,
+    ReleasePolicy,
+    drop_finished_calls,
+    release_memory,
+    return_memory,
+)
+from vsmux.sources.rawcodec import RawCodec, RawMessage
+
+# -- the policy (pure) ---------------------------------------------------------
+
+
+def test_nothing_is_due_before_any_session_ended() -> None:
+    policy = ReleasePolicy(settle=2, min_interval=30, max_wait=30)
+    for now in range(100):
+        policy.observe(float(now), 0)
+        assert not policy.due(float(now))
+
+
+def test_due_once_the_count_has_settled() -> None:
+    policy = ReleasePolicy(settle=2, min_interval=30, max_wait=30)
+    policy.observe(10.0, 3)  # three sessions ended
+    assert not policy.due(10.0)
+    policy.observe(11.0, 50)  # the rest of the burst
+    assert not policy.due(12.9)
+    policy.observe(13.0, 50)
+    assert policy.due(13.0)  # unchanged for 2 s
+    policy.released(13.0)
+    policy.observe(14.0, 50)
+    assert not policy.due(60.0)  # nothing new ended
+
+
+def test_releases_are_at_least_min_interval_apart() -> None:
+    policy = ReleasePolicy(settle=2, min_interval=30, max_wait=30)
+    policy.observe(0.0, 1)
+    assert policy.due(2.0)
+    policy.released(2.0)
+    policy.observe(5.0, 2)
+    assert not policy.due(10.0)
+    assert not policy.due(31.9)
+    assert policy.due(32.0)
+
+
+def test_busy_gateway_still_releases_within_max_wait() -> None:
+    # Sessions end every second: the count never settles.
+    policy = ReleasePolicy(settle=2, min_interval=10, max_wait=20)
+    due_at = None
+    for second in range(100, 200):
+        policy.observe(float(second), second)
+        if policy.due(float(second)):
+            due_at = second
+            break
+    assert due_at == 120  # the first end was seen at 100
+
+
+async def test_return_memory_releases_after_sessions_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    metrics = Metrics()
+    releases: list[float] = []
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: return_memory([], metrics, ReleasePolicy(2, 30, 30), poll=1.0))
+        await trio.sleep(10)
+        assert metrics.gateway[MEMORY_RELEASES] == 0
+        start = trio.current_time()
+        metrics.gateway[SESSIONS_ENDED] += 50
+        while metrics.gateway[MEMORY_RELEASES] == 0:  # noqa: ASYNC110 - a counter, polled
+            await trio.sleep(0.5)
+        releases.append(trio.current_time() - start)
+        nursery.cancel_scope.cancel()
+    # Seen at the next poll (<= 1 s), released once unchanged for 2 s.
+    assert 2.0 <= releases[0] <= 3.5
+
+
+# -- what a release frees ----------------------------------------------------------
+
+
+class _Held:
+    """Something a finished call's frames keep alive."""
+
+
+_refs: list[weakref.ref[_Held]] = []
+
+
+class _Streams:
+    """A grpclib service whose calls stream until the client goes away, as VStream does."""
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {"/t.T/Call": Handler(self._call, Cardinality.UNARY_STREAM, RawMessage, RawMessage)}
+
+    async def _call(self, stream: object) -> None:
+        held = _Held()  # a session's state, in one of its frames
+        _refs.append(weakref.ref(held))
+        await stream.recv_message()  # type: ignore[attr-defined]
+        await stream.send_message(b"")  # type: ignore[attr-defined]
+        await asyncio.sleep(3600)  # cancelled when the client leaves
+
+
+async def _one_call(port: int) -> None:
+    channel = Channel("127.0.0.1", port, codec=RawCodec())
+    try:
+        async with channel.request(
+            "/t.T/Call", Cardinality.UNARY_STREAM, RawMessage, RawMessage
+        ) as stream:
+            await stream.send_message(b"", end=True)
+            await stream.recv_message()
+            # The client goes away mid-stream (its process ends): the
+            # connection closes under the call, and grpclib cancels its task.
+            channel.close()
+    except StreamTerminatedError:
+        pass
+
+
+async def test_finished_calls_stay_reachable_until_released() -> None:
+    _refs.clear()
+    async with (
+        trio_asyncio.open_loop(),
+        open_grpc_server([_Streams()], codec=RawCodec()) as (server, port),
+    ):
+        for _ in range(3):  # fewer than grpclib's own clean-up interval (10)
+            await trio_asyncio.aio_as_trio(_one_call)(port)
+        await trio_asyncio.aio_as_trio(asyncio.sleep)(0.1)  # the server sees them go
+        gc.collect()
+        assert len(_refs) == 3
+        # grpclib still holds the finished calls, their CancelledError and frames.
+        assert all(ref() is not None for ref in _refs)
+        done = release_memory([server])
+        assert done.handlers_dropped == 3
+        assert all(ref() is None for ref in _refs)
+        assert drop_finished_calls(server) == 0  # nothing left to drop
+
+
+def test_drop_finished_calls_ignores_other_servers() -> None:
+    assert drop_finished_calls(object()) == 0
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_the_bridge_counts_ended_sessions(fails: bool) -> None:
+    metrics = Metrics()
+
+    async def run(send: object) -> None:
+        if fails:
+            raise ValueError("session failed")
+
+    async def write(bodies: list[bytes]) -> None:
+        return None
+
+    async with trio_asyncio.open_loop():
+        if fails:
+            with pytest.raises(ValueError):
+                await pump_responses(run, write, metrics=metrics)
+        else:
+            await pump_responses(run, write, metrics=metrics)
+    assert metrics.gateway[SESSIONS_ENDED] == 1
