@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 from grpclib.client import Channel
+from grpclib.config import Configuration
 from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import ProtocolError
 from grpclib.server import Server
 from grpclib.stream import send_message
 from gw_helpers import in_asyncio
 
-from vsmux.server.batched_send import frame_messages, send_batch
+from vsmux.server.batched_send import frame_messages, send_batch, send_batch_nowait
 from vsmux.sources.rawcodec import RawCodec, RawMessage
 
 BODIES = [b"", b"a", b"\x0a\x02hi" * 40, bytes(range(256)) * 300]
@@ -97,3 +98,60 @@ def test_frames_carry_flag_and_big_endian_length() -> None:
     assert frame_messages([b"xyz", b""]) == b"\x00\x00\x00\x00\x03xyz" + b"\x00" * 5
     with pytest.raises(TypeError):
         frame_messages(["not bytes"])  # type: ignore[list-item]
+
+
+class _NowaitService:
+    """Sends with send_batch_nowait where it can, send_batch where it must."""
+
+    BIG = b"x" * 200_000  # more than the client's 64 KiB stream window
+
+    def __init__(self) -> None:
+        self.answers: list[bool] = []
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            "/test.Batches/Send": Handler(
+                self._send, Cardinality.UNARY_STREAM, RawMessage, RawMessage
+            )
+        }
+
+    async def _send(self, stream: Any) -> None:
+        await stream.recv_message()
+        # No headers sent yet: that needs the awaited path.
+        self.answers.append(send_batch_nowait(stream, BODIES[:2]))
+        await send_batch(stream, BODIES[:2])
+        self.answers.append(send_batch_nowait(stream, BODIES[2:3]))
+        self.answers.append(send_batch_nowait(stream, []))
+        # Larger than the window: it would wait, so nothing is written.
+        self.answers.append(send_batch_nowait(stream, BODIES[3:]))
+        await send_batch(stream, BODIES[3:])
+        self.answers.append(send_batch_nowait(stream, [self.BIG]))
+        await send_batch(stream, [self.BIG])
+        self.counts = (stream._messages_sent, stream._stream.connection.messages_sent)
+
+
+async def test_nowait_writes_what_fits_and_declines_what_would_wait(aio_loop: None) -> None:
+    service = _NowaitService()
+
+    async def call() -> list[bytes]:
+        server = Server([service], codec=RawCodec())
+        await server.start("127.0.0.1", 0)
+        port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        small = Configuration(http2_stream_window_size=65_535, http2_connection_window_size=65_535)
+        channel = Channel("127.0.0.1", port, codec=RawCodec(), config=small)
+        try:
+            async with channel.request(
+                "/test.Batches/Send", Cardinality.UNARY_STREAM, RawMessage, RawMessage
+            ) as stream:
+                await stream.send_message(b"go", end=True)
+                received = [message async for message in stream]
+            return received
+        finally:
+            channel.close()
+            server.close()
+            await asyncio.wait_for(server.wait_closed(), 5)
+
+    received = await in_asyncio(call)
+    assert service.answers == [False, True, True, False, False]
+    assert received == [*BODIES, _NowaitService.BIG]  # in order, nothing twice
+    assert service.counts == (len(BODIES) + 1, len(BODIES) + 1)

@@ -173,3 +173,74 @@ async def test_outer_cancel_stops_everything_at_once(aio_loop: None) -> None:
     assert metrics.gateway[QUEUE_DEPTH] == 0
     # Only this test's own task remains besides the fixture's loop tasks.
     await trio.testing.wait_all_tasks_blocked()
+
+
+class DirectWriter:
+    """A ``write_now`` that writes (records) unless told it would have to wait."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[bytes]] = []
+        self.ready = True
+        self.fail: Exception | None = None
+
+    def __call__(self, bodies: list[bytes]) -> bool:
+        if self.fail is not None:
+            raise self.fail
+        if not self.ready:
+            return False
+        self.calls.append(bodies)
+        return True
+
+
+async def test_an_idle_writer_lets_send_write_from_trio(aio_loop: None) -> None:
+    rec = Recorder()
+    direct = DirectWriter()
+    metrics = Metrics()
+
+    async def run(send: Send) -> None:
+        await send([b"a"])
+        await send([b"b", b"c"])
+
+    await pump_responses(run, rec.write, write_now=direct, metrics=metrics)
+    assert direct.calls == [[b"a"], [b"b", b"c"]]
+    assert rec.calls == []  # the asyncio writer was never needed
+    assert metrics.gateway["responses_sent"] == 3
+    assert metrics.gateway["bytes_sent"] == 3
+
+
+async def test_direct_writes_wait_for_what_is_queued_ahead(aio_loop: None) -> None:
+    # Order on the wire: once a batch went to the asyncio writer, later ones
+    # follow it there until it has written everything it took.
+    rec = Recorder()
+    rec.gate = trio.Event()
+    direct = DirectWriter()
+    direct.ready = False  # the first batch would have to wait: it is queued
+
+    async def run(send: Send) -> None:
+        await send([b"a"])
+        await rec.entered.wait()  # the writer holds [a]
+        direct.ready = True
+        await send([b"b"])  # [a] is being written: this one queues behind it
+        rec.gate.set()
+        await trio.testing.wait_all_tasks_blocked()  # the writer wrote both, and waits
+        assert rec.calls == [[b"a"], [b"b"]]
+        await send([b"c"])  # nothing ahead any more: written directly
+
+    await pump_responses(run, rec.write, write_now=direct)
+    assert rec.calls == [[b"a"], [b"b"]]
+    assert direct.calls == [[b"c"]]
+
+
+async def test_a_failing_direct_write_ends_the_session_as_client_gone(aio_loop: None) -> None:
+    rec = Recorder()
+    direct = DirectWriter()
+    direct.fail = ConnectionResetError("peer reset")
+    reached: list[str] = []
+
+    async def run(send: Send) -> None:
+        await send([b"a"])
+        reached.append("after")
+
+    with pytest.raises(ClientGone, match="peer reset"):
+        await pump_responses(run, rec.write, write_now=direct)
+    assert reached == []

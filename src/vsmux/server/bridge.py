@@ -16,6 +16,12 @@ Rules this module keeps:
   when it must: the writer when nothing is queued, the session when
   ``BRIDGE_QUEUE_BATCHES`` batches are (a slow client pushes back on the
   shard streamers and, through them, on the tablets).
+- A client that keeps up needs no writer at all: when nothing is queued or
+  being written and the connection can take the batch without waiting
+  (``write_now``), the session writes it itself, synchronously. Waking the
+  asyncio writer means a callback in the asyncio loop's queue, behind every
+  other callback; with 200 busy sessions that wait made clients' heartbeats
+  2-3 s late.
 - The session ending (normally or with an error) lets the writer flush what
   is queued first; the error is raised after that.
 - Cancellation (client gone, deadline, server closing) cancels the session
@@ -66,6 +72,7 @@ RESPONSES_SENT = "responses_sent"
 SESSIONS_ENDED = "sessions_ended"
 
 Write = Callable[[list[bytes]], Awaitable[None]]
+WriteNow = Callable[[list[bytes]], bool]
 
 
 class ClientGone(Exception):
@@ -86,6 +93,7 @@ async def pump_responses(
     run: Callable[[Callable[[list[bytes]], Awaitable[None]]], Awaitable[None]],
     write: Write,
     *,
+    write_now: WriteNow | None = None,
     stop: trio.Event | None = None,
     metrics: Metrics | None = None,
     queue_batches: int = BRIDGE_QUEUE_BATCHES,
@@ -95,6 +103,12 @@ async def pump_responses(
     ``write`` is an asyncio coroutine function taking a list of encoded
     response bodies; it returns once they are handed to the transport (so it
     waits on HTTP/2 flow control, which is where a slow client is felt).
+
+    ``write_now``, if given, is tried first for a batch sent while nothing is
+    queued or being written: a synchronous function that writes the batch
+    and returns True, or returns False when it would have to wait (then the
+    batch is queued for ``write`` as usual). It runs in the session's Trio
+    task; an exception from it counts as a failed ``write``.
 
     Returns when ``run`` returned and everything it sent is written. Raises
     what ``run`` raised (after flushing), :class:`ClientGone` if ``write``
@@ -108,11 +122,35 @@ async def pump_responses(
     write_failure: BaseException | None = None
     stopped = False
     queued = 0  # batches in the handoff; mirrored into the gateway-wide gauge
+    writing = False  # the asyncio writer is writing batches it took
+    everything: trio.CancelScope | None = None  # the scope of the session and the writer
+
+    def sent(bodies: list[bytes]) -> None:
+        if gauges is not None:
+            gauges[RESPONSES_SENT] += len(bodies)
+            gauges[BYTES_SENT] += sum(len(body) for body in bodies)
 
     async def send(bodies: list[bytes]) -> None:
-        nonlocal queued
+        nonlocal queued, write_failure
         if not bodies:
             return
+        if write_now is not None and not queued and not writing and write_failure is None:
+            # Nothing ahead of this batch: write it from here if that needs no
+            # wait, rather than wake the asyncio writer through the asyncio
+            # loop's queue, where it waits behind every other callback.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                written = write_now(bodies)
+            except Exception as exc:  # the transport's errors, whatever they are
+                write_failure = exc
+                assert everything is not None
+                everything.cancel()
+                await trio.lowlevel.checkpoint()  # raises Cancelled
+                raise  # pragma: no cover - the checkpoint above raises
+            if written:
+                sent(bodies)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
         # Counted before the put: the writer may take the batch before
         # `send` returns.
         queued += 1
@@ -128,13 +166,16 @@ async def pump_responses(
 
     async def write_queued() -> None:
         # asyncio, for the whole session: never awaits Trio.
-        nonlocal write_failure, queued
+        nonlocal write_failure, queued, writing
         while True:
             try:
                 batches = await handoff.get_all_in_asyncio()
             except trio.EndOfChannel:
                 return
+            # No await from here to `write`: `send` sees the batches either
+            # queued or being written, never neither.
             queued -= len(batches)
+            writing = True
             if gauges is not None:
                 gauges[QUEUE_DEPTH] -= len(batches)
             bodies = batches[0] if len(batches) == 1 else [b for batch in batches for b in batch]
@@ -145,9 +186,9 @@ async def pump_responses(
                 # waiting for room stays blocked until then.
                 write_failure = exc
                 return
-            if gauges is not None:
-                gauges[RESPONSES_SENT] += len(bodies)
-                gauges[BYTES_SENT] += sum(len(body) for body in bodies)
+            finally:
+                writing = False
+            sent(bodies)
 
     async def writer(cancel_all: trio.CancelScope) -> None:
         await trio_asyncio.aio_as_trio(write_queued)()
@@ -162,6 +203,7 @@ async def pump_responses(
 
     try:
         async with trio.open_nursery() as nursery:
+            everything = nursery.cancel_scope
             nursery.start_soon(writer, nursery.cancel_scope)
             # The session runs in the nursery body with its outcome kept aside,
             # so no exception group forms here: the writer and the stop watcher

@@ -43,7 +43,7 @@ from vsmux.core.quoting import cap_message, printable, quote
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import vtgate
-from vsmux.server.batched_send import send_batch
+from vsmux.server.batched_send import send_batch, send_batch_nowait
 from vsmux.server.bridge import SHUTTING_DOWN, ClientGone, pump_responses, to_trio
 from vsmux.server.execute import TableCatalog, answer_execute
 from vsmux.server.intake import decode_request, read_request
@@ -190,10 +190,18 @@ class VitessService:
             tally.responses += len(bodies)
             tally.bytes += sum(map(len, bodies))
 
+        def write_now(bodies: list[bytes]) -> bool:
+            # The same from the session's Trio task, when it needs no wait.
+            if not send_batch_nowait(stream, bodies):
+                return False
+            tally.responses += len(bodies)
+            tally.bytes += sum(map(len, bodies))
+            return True
+
         try:
             if self._stopping.is_set():
                 raise VStreamError(Code.UNAVAILABLE, SHUTTING_DOWN)
-            await to_trio(self._session)(request, write)
+            await to_trio(self._session)(request, write, write_now)
         except VStreamError as exc:
             outcome = f"{exc.code.name}: {exc.message}"
             raise GRPCError(grpc_status(exc.code), cap_message(exc.message)) from None
@@ -220,7 +228,10 @@ class VitessService:
             )
 
     async def _session(
-        self, request: vtgate.VStreamRequest, write: Callable[[list[bytes]], Awaitable[None]]
+        self,
+        request: vtgate.VStreamRequest,
+        write: Callable[[list[bytes]], Awaitable[None]],
+        write_now: Callable[[list[bytes]], bool] | None = None,
     ) -> None:
         """The Trio side of one VStream call; cancellation ends it at once."""
         gauges = self.gateway.metrics.gateway
@@ -230,7 +241,9 @@ class VitessService:
             async def run(send: SendResponses) -> None:
                 await self._run_vstream(request, self.gateway, send)
 
-            await pump_responses(run, write, stop=self._stopping, metrics=self.gateway.metrics)
+            await pump_responses(
+                run, write, write_now=write_now, stop=self._stopping, metrics=self.gateway.metrics
+            )
         finally:
             gauges[ACTIVE_SESSIONS] -= 1
 
