@@ -175,9 +175,13 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     cluster = SimulatedCluster.build({KEYSPACE: shards}, seed=options.seed, **options.simulated)
     gateway = Gateway(cluster.topology, cluster)
     watch = StreamWatch(started_at=time.time())
-    logging.getLogger("vsmux").setLevel(logging.WARNING)
+    logger = logging.getLogger("vsmux")
 
     async with trio_asyncio.open_loop(), AsyncExitStack() as stack:
+        # The view, not log lines; restored on the way out (a demo run in a
+        # test process left every later test without INFO records).
+        stack.callback(logger.setLevel, logger.level)
+        logger.setLevel(logging.WARNING)
         server, moved = await _open_server(stack, gateway, cluster, options)
         address = server.address
         if moved:
