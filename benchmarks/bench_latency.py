@@ -27,6 +27,7 @@ from _harness import (
     GATEWAY_KINDS,
     free_port,
     gateway_cmd,
+    machine_busy_seconds,
     machine_info,
     median_of,
     print_table,
@@ -47,6 +48,7 @@ def latency_client(
     def on_event(event: str) -> None:
         if event in ("measure_start", "measure_end"):
             marks[event] = (time.monotonic(), proc_sample(pid).cpu_seconds)
+            marks[event + "_busy"] = machine_busy_seconds()
 
     cmd = python_cmd(
         "count_client.py",
@@ -65,6 +67,9 @@ def latency_client(
     if "measure_end" in marks and "measure_start" in marks:
         (t0, c0), (t1, c1) = marks["measure_start"], marks["measure_end"]
         result["server_cpu_util"] = (c1 - c0) / (t1 - t0)
+        # Every core's busy time over the window (this run's processes included).
+        busy = marks["measure_end_busy"] - marks["measure_start_busy"]
+        result["machine_busy_cores"] = busy / (t1 - t0)
     result["tx_per_s"] = result.get("commits", 0) / max(1e-9, result.get("window_s", 0.0))
     return result
 
@@ -139,11 +144,11 @@ def main(argv: list[str] | None = None) -> int:
                     peak = proc_sample(gateway.pid).hwm_bytes / 1e6
     ok = [r for r in runs if r["status"] == "ok"]
     ok_relay = [r for r in relay_runs if r["status"] == "ok"]
-    keys = ("tx_per_s", "p50_ms", "p99_ms", "max_ms", "server_cpu_util")
+    keys = ("tx_per_s", "p50_ms", "p99_ms", "max_ms", "server_cpu_util", "machine_busy_cores")
     med = {k: median_of(ok, k) for k in keys}
     med_relay = {k: median_of(ok_relay, k) for k in keys}
     print_table(
-        ["path", "tx/s", "p50 ms", "p99 ms", "max ms", "server CPU", "ok"],
+        ["path", "tx/s", "p50 ms", "p99 ms", "max ms", "server CPU", "machine busy cores", "ok"],
         [
             [
                 f"vsmux ({args.shards} shards)",
@@ -152,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 med["p99_ms"],
                 med["max_ms"],
                 f"{med['server_cpu_util']:.0%}",
+                med["machine_busy_cores"],
                 f"{len(ok)}/{args.runs}",
             ],
             [
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 med_relay["p99_ms"],
                 med_relay["max_ms"],
                 f"{med_relay['server_cpu_util']:.0%}",
+                med_relay["machine_busy_cores"],
                 f"{len(ok_relay)}/{args.runs}",
             ],
         ],
