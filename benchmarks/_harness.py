@@ -83,16 +83,21 @@ def vsmux_serve_cmd(topology: Path, port: int, *extra: str) -> list[str]:
 
 
 #: ``--gateway`` choices of the end-to-end benchmarks (see :func:`gateway_cmd`).
-GATEWAY_KINDS = ("serve", "shim", "serve-messages", "serve-coalesced")
+GATEWAY_KINDS = (
+    "serve",
+    "shim",
+    "serve-coalesced",
+    "serve-messages",
+    "serve-coalesced-messages",
+)
 
 
 def gateway_cmd(kind: str, topology: Path, port: int, extra: Sequence[str] = ()) -> list[str]:
     """The gateway process for ``kind`` (one of :data:`GATEWAY_KINDS`).
 
     ``serve``: the real CLI; ``shim``: ``_gateway_shim.py`` (same library
-    objects); ``serve-messages`` / ``serve-coalesced``: the real CLI with the
-    client responses framed as before batched sends / before one unit per
-    response (``_serve_variant.py``).
+    objects); ``serve-<framing>``: the real CLI with the client responses
+    framed or written another way (``_serve_variant.py``).
     """
     if kind == "shim":
         return python_cmd(

@@ -245,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=GATEWAY_KINDS,
         default="serve",
         help="serve: `python -m vsmux serve`; shim: benchmarks/_gateway_shim.py; "
-        "serve-messages / serve-coalesced: `vsmux serve` writing one send_message per "
-        "response / with units sharing responses (benchmarks/_serve_variant.py)",
+        "serve-<framing>: `vsmux serve` with units sharing responses and/or one "
+        "send_message per response (benchmarks/_serve_variant.py)",
     )
     p.add_argument("--profile", action="store_true", help="py-spy the last gateway run per K")
     p.add_argument("--name", default="bench_merge", help="results file name (no .json)")

@@ -23,13 +23,16 @@ of them and writes it with one HTTP/2 ``send_data``. Two measurements:
    ``--runs`` rounds.
 
 2. **End to end** (``--e2e``). K replay tablets (``--ks``, 4 by default) and
-   three gateways on them: ``vsmux serve`` as shipped (``batch``), and
-   ``vsmux serve`` with its client writes replaced by ``send_message`` per
-   response (``serve-messages``) or with units sharing responses
-   (``serve-coalesced``; see ``_serve_variant.py``). Each round reads each
-   gateway for ``--seconds`` with the counting client (as ``bench_merge.py``);
-   gateway CPU per event and per response, and the CPU each extra response
-   costs over ``coalesced`` (per round, then the median).
+   four gateways on them (see ``_serve_variant.py``): ``vsmux serve`` as
+   shipped (``batch``); with units sharing responses (``coalesced``, the
+   framing before one unit per response, written the shipped way); with one
+   ``send_message`` per response (``message``); and both
+   (``coalesced-message``: the gateway before one unit per response). Each
+   round reads each gateway for ``--seconds`` with the counting client (as
+   ``bench_merge.py``): gateway CPU per event and per response, and what
+   each added response costs: ``batch`` over ``coalesced``, ``message``
+   over ``coalesced-message`` (CPU per event difference over responses per
+   event difference, per round, then the median).
 
 Writes ``benchmarks/results/bench_send.json`` (``--name``).
 
@@ -80,7 +83,15 @@ UNITS = ("tx", "heartbeat")
 STREAM_PATH = "/vsmux.bench.Send/Stream"
 CPU_PATH = "/vsmux.bench.Send/Cpu"
 # The gateway variants of the end-to-end part, as bench_merge's --gateway names them.
-E2E_GATEWAYS = {"batch": "serve", "message": "serve-messages", "coalesced": "serve-coalesced"}
+E2E_GATEWAYS = {
+    "batch": "serve",
+    "coalesced": "serve-coalesced",
+    "message": "serve-messages",
+    "coalesced-message": "serve-coalesced-messages",
+}
+# Each one-unit-per-response write path against the same path with units
+# sharing responses: the difference is the cost of the added responses.
+E2E_BASELINE = {"batch": "coalesced", "message": "coalesced-message"}
 
 
 def unit_bodies() -> dict[str, bytes]:
@@ -395,7 +406,7 @@ def e2e_main(args: argparse.Namespace, info: dict[str, Any]) -> int:
                     wait_for_port(port, child, timeout=60)
                 modes = list(E2E_GATEWAYS)
                 for r in range(args.runs):
-                    order = modes[r % 3 :] + modes[: r % 3]
+                    order = modes[r % len(modes) :] + modes[: r % len(modes)]
                     line = []
                     for mode in order:
                         port, child = gateways[mode]
@@ -418,10 +429,8 @@ def e2e_main(args: argparse.Namespace, info: dict[str, Any]) -> int:
                     m["responses_per_s"],
                     m["server_cpu_s_per_m_events"],
                     m["server_us_per_response"],
-                    "-"
-                    if mode == "coalesced"
-                    else b["derived"][f"extra_us_per_added_response_{mode}"],
-                    m["events_per_s"] / b["median"]["coalesced"]["events_per_s"],
+                    b["derived"].get(f"extra_us_per_added_response_{mode}", "-"),
+                    m["events_per_s"] / b["median"]["coalesced-message"]["events_per_s"],
                     f"{m['server_cpu_util']:.0%}",
                     f"{m['other_cpu_cores']:.2f}",
                     f"{b['ok'][mode]}/{args.runs}",
@@ -436,7 +445,7 @@ def e2e_main(args: argparse.Namespace, info: dict[str, Any]) -> int:
             "gw CPU s/M ev",
             "gw CPU us/response",
             "us per added response",
-            "vs coalesced",
+            "vs coalesced-message",
             "gw CPU",
             "other CPU",
             "ok",
@@ -479,11 +488,11 @@ def _e2e_block(
             )
         }
     derived: dict[str, float] = {}
-    for mode in ("message", "batch"):
+    for mode, baseline in E2E_BASELINE.items():
         values = []
         for rnd in range(rounds):
             mine = [x for x in ok[mode] if x["round"] == rnd]
-            base = [x for x in ok["coalesced"] if x["round"] == rnd]
+            base = [x for x in ok[baseline] if x["round"] == rnd]
             if not mine or not base:
                 continue
             a, b = mine[0], base[0]
