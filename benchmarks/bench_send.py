@@ -18,7 +18,7 @@ of them and writes it with one HTTP/2 ``send_data``. Two measurements:
    before and after each stream, so it includes writes still buffered when
    the handler returned) is divided by the units sent. Units: ``tx``, one
    transaction of the merge benchmark (BEGIN, 10 ROWs of ~300 bytes, GTID,
-   COMMIT; ~3.7 KB), and ``heartbeat``, one HEARTBEAT event (~50 bytes).
+   COMMIT; ~3.2 KB), and ``heartbeat``, one HEARTBEAT event (~35 bytes).
    Modes run interleaved, rotating the order each round; medians over
    ``--runs`` rounds.
 
