@@ -68,7 +68,11 @@ async def send_batch(stream: Any, bodies: list[bytes]) -> None:
     if not stream._send_initial_metadata_done:
         await stream.send_initial_metadata()
     await stream._stream.send_data(frame_messages(bodies))
-    count = len(bodies)
+    _count_sent(stream, len(bodies))
+
+
+def _count_sent(stream: Any, count: int) -> None:
+    """Advance the counters ``send_message`` would, for ``count`` messages."""
     stream._send_message_done = True
     stream._messages_sent += count
     connection = stream._stream.connection
@@ -105,14 +109,16 @@ def send_batch_nowait(stream: Any, bodies: list[bytes]) -> bool:
         h2 = h2_stream._h2_connection
         if not connection.write_ready.is_set():
             return False
-        data = frame_messages(bodies)
-        size = len(data)
+        # The framed size, without framing: a batch that must wait is framed
+        # by send_batch instead.
+        size = sum(map(len, bodies)) + _PREFIX.size * len(bodies)
         if h2.local_flow_control_window(h2_stream.id) < size:
             return False
     except Exception:  # a closed stream, say: the awaited path reports it properly
         return False
     # Past the checks nothing should fail; if h2 does, it raises (the batch
     # may be partly queued in h2, so it must not be sent again).
+    data = frame_messages(bodies)
     frame = h2.max_outbound_frame_size
     for start in range(0, size, frame):
         h2.send_data(h2_stream.id, data[start : start + frame])
@@ -120,9 +126,5 @@ def send_batch_nowait(stream: Any, bodies: list[bytes]) -> bool:
     h2_stream.data_sent += size
     connection.data_sent += size
     connection.data_send_process()
-    count = len(bodies)
-    stream._send_message_done = True
-    stream._messages_sent += count
-    connection.messages_sent += count
-    connection.last_message_sent = time.monotonic()
+    _count_sent(stream, len(bodies))
     return True

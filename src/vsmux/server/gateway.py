@@ -82,6 +82,11 @@ class _SessionTally:
         self.responses = 0
         self.bytes = 0
 
+    def add(self, bodies: list[bytes]) -> None:
+        """Count a batch of response bodies written to the client."""
+        self.responses += len(bodies)
+        self.bytes += sum(map(len, bodies))
+
 
 class VitessService:
     """Serves ``/vtgateservice.Vitess/VStream`` and ``/Execute`` for one gateway.
@@ -187,15 +192,13 @@ class VitessService:
             # asyncio side of the bridge: every batch queued since the last
             # call, written to the connection in one go.
             await send_batch(stream, bodies)
-            tally.responses += len(bodies)
-            tally.bytes += sum(map(len, bodies))
+            tally.add(bodies)
 
         def write_now(bodies: list[bytes]) -> bool:
             # The same from the session's Trio task, when it needs no wait.
             if not send_batch_nowait(stream, bodies):
                 return False
-            tally.responses += len(bodies)
-            tally.bytes += sum(map(len, bodies))
+            tally.add(bodies)
             return True
 
         try:
