@@ -5,6 +5,8 @@ from __future__ import annotations
 import trio
 
 from vsmux.core.metrics import Metrics
+from vsmux.server.bridge import SESSIONS_ENDED
+from vsmux.server.memory import MEMORY_RELEASES
 from vsmux.server.metrics_http import render_metrics, serve_metrics
 
 
@@ -15,6 +17,8 @@ def _metrics() -> Metrics:
     metrics.gateway["active_sessions"] = 3
     metrics.gateway["bytes_sent"] = 1234
     metrics.gateway["bridge_queued_batches"] = 1
+    metrics.gateway[SESSIONS_ENDED] = 7
+    metrics.gateway[MEMORY_RELEASES] = 2
     return metrics
 
 
@@ -29,6 +33,22 @@ def test_exposition_has_labels_and_gateway_values() -> None:
     assert "vsmux_bytes_sent_total 1234.0" in text
     assert "vsmux_bridge_queue_depth 1.0" in text
     assert "# TYPE vsmux_vstreams_events_streamed_total counter" in text
+
+
+def test_exposition_has_session_ends_and_memory_releases() -> None:
+    text = render_metrics(_metrics()).decode()
+    assert "# TYPE vsmux_sessions_ended_total counter" in text
+    assert "# HELP vsmux_sessions_ended_total VStream sessions that have ended" in text
+    assert "vsmux_sessions_ended_total 7.0" in text
+    assert "# TYPE vsmux_memory_releases_total counter" in text
+    assert "# HELP vsmux_memory_releases_total Times finished sessions' memory" in text
+    assert "vsmux_memory_releases_total 2.0" in text
+
+
+def test_counters_not_yet_counted_are_exported_as_zero() -> None:
+    text = render_metrics(Metrics()).decode()
+    assert "vsmux_sessions_ended_total 0.0" in text
+    assert "vsmux_memory_releases_total 0.0" in text
 
 
 async def test_scrape_over_http() -> None:
@@ -46,3 +66,5 @@ async def test_scrape_over_http() -> None:
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200 OK")
     assert b"vsmux_active_sessions 3.0" in body
+    assert b"vsmux_sessions_ended_total 7.0" in body
+    assert b"vsmux_memory_releases_total 2.0" in body

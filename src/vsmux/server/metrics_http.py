@@ -3,8 +3,9 @@
 A custom collector reads :meth:`vsmux.core.metrics.Metrics.snapshot` at
 scrape time (vtgate's VStream metrics labelled keyspace, shard, tablet_type)
 plus the gateway-wide values: active sessions, bridge queue depth, responses
-and bytes sent. The HTTP endpoint runs in the Trio thread, so a scrape never
-reads the registry while a session changes it.
+and bytes sent, sessions ended and memory releases. The HTTP endpoint runs in
+the Trio thread, so a scrape never reads the registry while a session
+changes it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vsmux.core.metrics import METRICS, Metrics
+from vsmux.server.bridge import SESSIONS_ENDED
+from vsmux.server.memory import MEMORY_RELEASES
 
 __all__ = ["MetricsCollector", "render_metrics", "serve_metrics"]
 
@@ -33,6 +36,16 @@ _GATEWAY_VALUES: dict[str, tuple[str, str, str]] = {
     ),
     "bytes_sent": ("vsmux_bytes_sent", "counter", "VStream response bytes sent to clients"),
     "responses_sent": ("vsmux_responses_sent", "counter", "VStream responses sent to clients"),
+    SESSIONS_ENDED: (
+        "vsmux_sessions_ended",
+        "counter",
+        "VStream sessions that have ended, for any reason",
+    ),
+    MEMORY_RELEASES: (
+        "vsmux_memory_releases",
+        "counter",
+        "Times finished sessions' memory was collected and returned to the operating system",
+    ),
 }
 
 # Longest request head accepted, and how long a scraper may take to send it.
