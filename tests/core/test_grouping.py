@@ -7,7 +7,7 @@ import pytest
 from vsmux.core.grouping import TransactionGrouper, UnitKind
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
-from vsmux.wire import Frame, decode_event, frame_of
+from vsmux.wire import Frame, frame_of
 
 T = binlogdata.VEventType
 
@@ -38,7 +38,7 @@ def types(frames: list[Frame]) -> list[int]:
 
 @pytest.mark.parametrize("terminator", [T.COMMIT, T.DDL, T.OTHER, T.ROLLBACK])
 def test_terminators_end_a_unit(terminator: binlogdata.VEventType) -> None:
-    g = TransactionGrouper("ks")
+    g = TransactionGrouper()
     assert g.feed([ev(T.BEGIN), row()]) == []
     units = g.feed([row(), ev(terminator), ev(T.BEGIN)])
     assert len(units) == 1
@@ -48,7 +48,7 @@ def test_terminators_end_a_unit(terminator: binlogdata.VEventType) -> None:
 
 
 def test_several_transactions_in_one_batch_come_out_separately() -> None:
-    g = TransactionGrouper("ks")
+    g = TransactionGrouper()
     batch = [ev(T.GTID, gtid="a"), ev(T.COMMIT), ev(T.GTID, gtid="b"), ev(T.DDL)]
     units = g.feed(batch)
     assert [types(u.frames) for u in units] == [[T.GTID, T.COMMIT], [T.GTID, T.DDL]]
@@ -59,27 +59,15 @@ def test_several_transactions_in_one_batch_come_out_separately() -> None:
     ]
 
 
-def test_field_and_row_get_the_keyspace_prefix() -> None:
-    g = TransactionGrouper("commerce")
-    field = ev(T.FIELD, field_event=binlogdata.FieldEvent(table_name="orders"))
-    (unit,) = g.feed([ev(T.BEGIN), field, row("orders"), ev(T.COMMIT)])
-    decoded = [decode_event(f) for f in unit.frames]
-    assert decoded[1].field_event is not None
-    assert decoded[1].field_event.table_name == "commerce.orders"
-    assert decoded[2].row_event is not None
-    assert decoded[2].row_event.table_name == "commerce.orders"
-    assert decoded[2].row_event.row_changes[0].after.values == b"x"  # type: ignore[union-attr]
-
-
-def test_exclude_keyspace_keeps_bare_names() -> None:
-    g = TransactionGrouper("commerce", rename=False)
+def test_events_pass_through_unchanged() -> None:
+    g = TransactionGrouper()
     original = row("orders")
     (unit,) = g.feed([ev(T.BEGIN), original, ev(T.COMMIT)])
     assert unit.frames[1] is original
 
 
 def test_heartbeats_are_dropped_but_remembered() -> None:
-    g = TransactionGrouper("ks")
+    g = TransactionGrouper()
     hb = ev(T.HEARTBEAT, timestamp=5, current_time=6_000_000_000)
     assert g.feed([hb, hb]) == []
     assert g.heartbeat is not None and g.heartbeat.header().timestamp == 5
@@ -90,7 +78,7 @@ def test_heartbeats_are_dropped_but_remembered() -> None:
 
 
 def test_copy_completed_flushes_a_unit_of_its_own_kind() -> None:
-    g = TransactionGrouper("ks")
+    g = TransactionGrouper()
     lastpk = ev(T.LASTPK, last_p_k_event=binlogdata.LastPkEvent(completed=True))
     units = g.feed([ev(T.BEGIN), row(), lastpk, ev(T.COMMIT), ev(T.COPY_COMPLETED)])
     assert [u.kind for u in units] == [UnitKind.TRANSACTION, UnitKind.COPY_COMPLETED]
@@ -110,20 +98,20 @@ def _journal(mtype: binlogdata.MigrationType = binlogdata.MigrationType.SHARDS) 
 
 
 def test_tables_journal_is_ignored() -> None:
-    g = TransactionGrouper("ks")
+    g = TransactionGrouper()
     units = g.feed([ev(T.BEGIN), _journal(binlogdata.MigrationType.TABLES), ev(T.COMMIT)])
     assert types(units[0].frames) == [T.BEGIN, T.COMMIT]
     assert not g.finished
 
 
 def test_journal_of_another_stream_is_ignored() -> None:
-    g = TransactionGrouper("ks", concerns_stream=lambda j: False)
+    g = TransactionGrouper(concerns_stream=lambda j: False)
     units = g.feed([ev(T.BEGIN), _journal(), ev(T.COMMIT)])
     assert types(units[0].frames) == [T.BEGIN, T.COMMIT]
 
 
 def test_journal_ends_the_stream_and_drops_what_follows() -> None:
-    g = TransactionGrouper("ks")
+    g = TransactionGrouper()
     units = g.feed([ev(T.BEGIN), _journal(), ev(T.COMMIT), ev(T.BEGIN)])
     (unit,) = units
     assert unit.kind == UnitKind.JOURNAL and unit.frames == []
@@ -134,13 +122,13 @@ def test_journal_ends_the_stream_and_drops_what_follows() -> None:
 
 
 def test_forwarded_journal_carries_the_buffered_events() -> None:
-    g = TransactionGrouper("ks", forward_journals=True)
+    g = TransactionGrouper(forward_journals=True)
     (unit,) = g.feed([ev(T.BEGIN), _journal()])
     assert types(unit.frames) == [T.BEGIN, T.JOURNAL]
 
 
 def test_forwarded_journal_is_its_whole_transaction() -> None:
-    g = TransactionGrouper("ks", forward_journals=True)
+    g = TransactionGrouper(forward_journals=True)
     first = [ev(T.BEGIN), ev(T.ROW), ev(T.GTID), ev(T.COMMIT)]
     units = g.feed([*first, ev(T.BEGIN), _journal(), ev(T.GTID), ev(T.COMMIT), ev(T.BEGIN)])
     assert [u.kind for u in units] == [UnitKind.TRANSACTION, UnitKind.JOURNAL]
@@ -155,13 +143,13 @@ def test_partial_journal_error_propagates() -> None:
     def partial(journal: binlogdata.Journal) -> bool:
         raise VStreamError(Code.INTERNAL, "partial")
 
-    g = TransactionGrouper("ks", concerns_stream=partial)
+    g = TransactionGrouper(concerns_stream=partial)
     with pytest.raises(VStreamError):
         g.feed([_journal()])
 
 
 def test_chunking_emits_pieces_until_the_terminator() -> None:
-    g = TransactionGrouper("ks", chunk_size=100)
+    g = TransactionGrouper(chunk_size=100)
     big = row(payload=b"y" * 60)
     assert g.feed([ev(T.BEGIN), big]) == []  # under the threshold: buffered
     (piece,) = g.feed([big])
@@ -177,7 +165,7 @@ def test_chunking_emits_pieces_until_the_terminator() -> None:
 
 
 def test_chunking_bounds_the_buffer_for_a_huge_transaction() -> None:
-    g = TransactionGrouper("ks", chunk_size=10_000)
+    g = TransactionGrouper(chunk_size=10_000)
     r = row(payload=b"z" * 300)
     peak = 0
     pieces = 0

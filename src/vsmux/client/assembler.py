@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from vsmux.client.rows import RawChange, RowChangeRecord, SchemaCache
 from vsmux.proto import binlogdata
+from vsmux.wire.kinds import UNIT_ENDS
 
 __all__ = ["Assembler", "RowChange", "Unit", "UnitKind", "copying_shards"]
 
@@ -41,7 +42,8 @@ class UnitKind(enum.Enum):
     HEARTBEAT = "heartbeat"
 
 
-_TERMINATORS = {
+# What kind of unit each of UNIT_ENDS closes.
+_KIND_OF_END = {
     E.COMMIT: UnitKind.TRANSACTION,
     E.ROLLBACK: UnitKind.ROLLBACK,
     E.DDL: UnitKind.DDL,
@@ -172,14 +174,14 @@ class Assembler:
             )
         elif kind == E.HEARTBEAT and not self._in_transaction:
             return self._finish(UnitKind.HEARTBEAT, event)
-        elif kind in _TERMINATORS:
+        elif kind in UNIT_ENDS:
             # A DDL only marks the shard's columns stale: servers resend FIELD
             # just for the table it changed (see SchemaCache).
             if kind == E.DDL:
                 self.schema.ddl_applied(event.keyspace, event.shard)
             elif kind == E.COPY_COMPLETED:
                 self._copy_completed(event.keyspace, event.shard)
-            return self._finish(_TERMINATORS[kind], event)
+            return self._finish(_KIND_OF_END[kind], event)
         return None
 
     def _is_copying(self, keyspace: str, shard: str) -> bool:

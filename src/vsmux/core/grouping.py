@@ -15,10 +15,11 @@ handed on as one :class:`Unit`:
   rest of its batch up to the next terminator), as current vtgate sends it;
   otherwise it holds nothing;
 - HEARTBEAT events are dropped; the last one of a batch is kept in
-  :attr:`TransactionGrouper.heartbeat` for skew and lag;
-- with ``rename=True``, FIELD and ROW events get ``<keyspace>.`` in front of
-  their table name. The session passes ``rename=False``: its sender renames
-  while packing client responses (:mod:`vsmux.wire.pack`), one copy per event.
+  :attr:`TransactionGrouper.heartbeat` for skew and lag.
+
+Events pass through unchanged: the sender renames FIELD and ROW tables to
+``keyspace.table`` while packing client responses (:mod:`vsmux.wire.pack`),
+one copy per event.
 
 GTID, LASTPK and COPY_COMPLETED frames are left in place and their indexes are
 listed in :attr:`Unit.controls`: the sender, which owns the positions, turns
@@ -38,21 +39,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vsmux.proto import binlogdata
-from vsmux.wire import Frame, decode_event, rename_table
+from vsmux.wire import Frame, decode_event
 from vsmux.wire.frames import type_indexes, type_mask
+from vsmux.wire.kinds import TRANSACTION_ENDS
 
 __all__ = ["TransactionGrouper", "Unit", "UnitKind"]
 
 _T = binlogdata.VEventType
 GTID = int(_T.GTID)
-ROW = int(_T.ROW)
-FIELD = int(_T.FIELD)
 HEARTBEAT = int(_T.HEARTBEAT)
 LASTPK = int(_T.LASTPK)
 COPY_COMPLETED = int(_T.COPY_COMPLETED)
 JOURNAL = int(_T.JOURNAL)
-TABLE_EVENTS = frozenset((ROW, FIELD))
-TERMINATORS = frozenset(int(t) for t in (_T.COMMIT, _T.DDL, _T.OTHER, _T.ROLLBACK))
+TERMINATORS = frozenset(int(t) for t in TRANSACTION_ENDS)
 # Events the sender turns into VGTIDs.
 POSITION_EVENTS = frozenset((GTID, LASTPK))
 # Events the grouper acts on; all others are buffered as they are.
@@ -104,14 +103,11 @@ class TransactionGrouper:
 
     def __init__(
         self,
-        keyspace: str,
         *,
-        rename: bool = True,
         chunk_size: int = 0,
         forward_journals: bool = False,
         concerns_stream: Callable[[binlogdata.Journal], bool] = lambda _journal: True,
     ) -> None:
-        self._keyspace = keyspace if rename else ""
         self._chunk_size = chunk_size
         self._forward_journals = forward_journals
         self._concerns_stream = concerns_stream
@@ -144,10 +140,6 @@ class TransactionGrouper:
         if self.finished:
             raise RuntimeError("grouper fed after the stream's journal")
         self.heartbeat = None
-        keyspace = self._keyspace
-        if keyspace:
-            table_events = TABLE_EVENTS
-            batch = [rename_table(f, keyspace) if f.type in table_events else f for f in batch]
         units: list[Unit] = []
         pending = self._pending
         controls = self._controls

@@ -19,12 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from vsmux.core.positions import ShardKey
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
 
-__all__ = ["JournalTracker", "ShardKey"]
-
-ShardKey = tuple[str, str]  # keyspace, shard
+__all__ = ["JournalTracker"]
 
 
 def _names(keys: Iterable[ShardKey]) -> str:

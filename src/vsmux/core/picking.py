@@ -1,7 +1,7 @@
 """Which tablets may serve a shard stream, in which order, and whether one is healthy.
 
 Pure functions over the topology and health reports; the Trio picker in
-:mod:`vsmux.mux.picker` probes tablets and waits.
+:mod:`vsmux.mux.picking_wait` probes tablets and waits.
 
 Cell rules (vstream-semantics.md section 6):
 

@@ -31,6 +31,7 @@ from vsmux.proto import binlogdata, vtgate
 from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.wire.kinds import UNIT_ENDS
 
 __all__ = ["DemoOptions", "doubled_shards", "even_shards", "grpcurl_command", "run_demo"]
 
@@ -42,15 +43,6 @@ PLAIN_LINE_SECONDS = 1.0
 RECONNECT_SECONDS = 1.0
 # The client asks for a heartbeat when nothing happened for this long.
 CLIENT_HEARTBEAT_SECONDS = 1
-
-_TERMINATORS = {
-    binlogdata.VEventType.COMMIT,
-    binlogdata.VEventType.DDL,
-    binlogdata.VEventType.OTHER,
-    binlogdata.VEventType.JOURNAL,
-    binlogdata.VEventType.COPY_COMPLETED,
-}
-
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
@@ -123,7 +115,7 @@ async def _client(address: str, watch: StreamWatch) -> None:
                     for event in response.events:
                         if event.type == binlogdata.VEventType.VGTID and event.vgtid is not None:
                             pending = event.vgtid
-                        elif event.type in _TERMINATORS and pending is not None:
+                        elif event.type in UNIT_ENDS and pending is not None:
                             position, pending = pending, None
             watch.note(time.time(), "the gateway ended the stream; starting again")
         except VStreamError as exc:

@@ -19,10 +19,10 @@ from vsmux.core.resolve import ResolvedRequest
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux.gate import SendGate
 from vsmux.mux.items import Item
-from vsmux.mux.journals import Convergence
-from vsmux.mux.liveness import Liveness
-from vsmux.mux.picker import TabletPicker
-from vsmux.mux.skewgate import SkewGate
+from vsmux.mux.journal_wait import Convergence
+from vsmux.mux.liveness_wait import Liveness
+from vsmux.mux.picking_wait import TabletPicker
+from vsmux.mux.skew_wait import SkewGate
 from vsmux.proto import binlogdata
 from vsmux.sources.base import SourceDirectory
 

@@ -32,11 +32,11 @@ from vsmux.mux.api import Gateway, SendResponses
 from vsmux.mux.context import RequestContext
 from vsmux.mux.gate import SendGate
 from vsmux.mux.items import Item
-from vsmux.mux.journals import Convergence
-from vsmux.mux.liveness import Liveness
-from vsmux.mux.picker import TabletPicker
+from vsmux.mux.journal_wait import Convergence
+from vsmux.mux.liveness_wait import Liveness
+from vsmux.mux.picking_wait import TabletPicker
 from vsmux.mux.sender import Sender
-from vsmux.mux.skewgate import SkewGate
+from vsmux.mux.skew_wait import SkewGate
 from vsmux.mux.streamer import ShardStreamer
 from vsmux.proto import binlogdata, vtgate
 

@@ -35,7 +35,7 @@ from vsmux.core.retry import RetryAction, ShardRetryPolicy, ended_unexpectedly
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.context import RequestContext
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
-from vsmux.mux.picker import position_lost, watch_health
+from vsmux.mux.picking_wait import position_lost, watch_health
 from vsmux.proto import binlogdata, query
 from vsmux.sources.base import ShardSource
 from vsmux.wire import FrameError
@@ -166,9 +166,6 @@ class ShardStreamer:
         ctx = self._ctx
         flags = ctx.resolved.flags
         grouper = TransactionGrouper(
-            self.key[0],
-            # The sender renames FIELD/ROW tables while packing (one copy per event).
-            rename=False,
             chunk_size=max(flags.transaction_chunk_size, 0),
             forward_journals=flags.stop_on_reshard or flags.include_reshard_journal_events,
             concerns_stream=lambda journal: ctx.convergence.concerns(journal, self.key),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import trio
 
-from vsmux.core.journal import JournalTracker, ShardKey
+from vsmux.core.journal import JournalTracker
+from vsmux.core.positions import ShardKey
 from vsmux.proto import binlogdata
 
 __all__ = ["Convergence"]

@@ -15,7 +15,7 @@ import trio.testing
 
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
-from vsmux.mux.picker import TabletPicker, watch_health
+from vsmux.mux.picking_wait import TabletPicker, watch_health
 from vsmux.proto import query, topodata
 from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
 
