@@ -13,7 +13,7 @@ import trio_asyncio
 from e2e_harness import Reader, request_for
 from grpclib.const import Status
 
-from vsmux.cli.serve import table_lists
+from vsmux.topology import parse_topology
 
 TOPOLOGY = """
 cell = "zone1"
@@ -44,9 +44,7 @@ address = "127.0.0.1:1"
 
 
 def test_table_lists_from_the_topology_file() -> None:
-    import tomllib
-
-    assert table_lists(tomllib.loads(TOPOLOGY)) == {"customer": ["customer", "corder"]}
+    assert parse_topology(TOPOLOGY).table_lists() == {"customer": ["customer", "corder"]}
 
 
 async def _banner_address(process: trio.Process) -> str:

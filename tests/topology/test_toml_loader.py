@@ -168,3 +168,14 @@ def test_tablet_index_follows_every_change_to_the_list() -> None:
     topology.tablets = [b]  # a plain list assigned later is wrapped on next use
     assert topology.tablets_for("ks", "0") == [b]
     assert topology.tablets_for("ks", "0") is not topology.tablets_for("ks", "0")
+
+
+def test_table_lists_come_with_the_topology_and_survive_a_dump() -> None:
+    from vsmux.topology.toml_loader import dump_topology
+
+    topology = load_topology(GOOD)
+    # A keyspace without ``tables`` has no list (SHOW TABLES asks elsewhere).
+    assert topology.table_lists() == {"commerce": ["customer", "corder"]}
+    again = load_topology(dump_topology(topology))
+    assert again.table_lists() == topology.table_lists()
+    assert again.keyspaces["lookup"].tables is None

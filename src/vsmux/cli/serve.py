@@ -7,7 +7,6 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -17,7 +16,7 @@ from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
 from vsmux.core.settings import GatewaySettings
 
-__all__ = ["add_arguments", "run", "table_lists"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,25 +83,6 @@ _LIMIT_HELP = {
 }
 
 
-def table_lists(raw: dict[str, Any]) -> dict[str, list[str]]:
-    """``tables = [...]`` per keyspace from a parsed topology file, for SHOW TABLES.
-
-    Accepts ``[keyspaces.<name>]`` tables and ``[[keyspaces]]`` arrays with a
-    ``name``; keyspaces without a list are left out.
-    """
-    keyspaces = raw.get("keyspaces", {})
-    items: list[tuple[str, Any]] = []
-    if isinstance(keyspaces, dict):
-        items = list(keyspaces.items())
-    elif isinstance(keyspaces, list):
-        items = [(str(k.get("name", "")), k) for k in keyspaces if isinstance(k, dict)]
-    out: dict[str, list[str]] = {}
-    for name, spec in items:
-        if isinstance(spec, dict) and isinstance(spec.get("tables"), list):
-            out[name] = [str(t) for t in spec["tables"]]
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -115,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         topology_module = importlib.import_module("vsmux.topology")
-        topology, raw = topology_module.read_topology(args.topology)  # parsed once
+        topology = topology_module.read_topology(args.topology)
     except Exception as exc:  # the loader's own errors too: report, do not crash
         print(f"vsmux serve: cannot load {args.topology}: {exc}", file=sys.stderr)
         return 2
@@ -139,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.listen[1],
         metrics=args.metrics,
         settings=settings,
-        tables=table_lists(raw),
+        tables=topology.table_lists(),
         workload_rate=args.workload_rate,
         connect_timeout=args.connect_timeout,
         simulated=simulated.build_options(args),

@@ -64,8 +64,15 @@ class TabletInfo:
 
 @dataclass(slots=True)
 class KeyspaceInfo:
+    """One keyspace: its serving shards, and the table names SHOW TABLES lists.
+
+    ``tables`` is None when the topology names no tables for the keyspace
+    (SHOW TABLES then asks the tablets, or answers with none).
+    """
+
     name: str
     shards: list[str]  # serving shards, in order
+    tables: list[str] | None = None
 
 
 _Shard = tuple[str, str]
@@ -172,6 +179,14 @@ class Topology:
 
     def keyspace_names(self) -> list[str]:
         return sorted(self.keyspaces)
+
+    def table_lists(self) -> dict[str, list[str]]:
+        """The table names given per keyspace, for keyspaces that have a list."""
+        return {
+            name: list(info.tables)
+            for name, info in self.keyspaces.items()
+            if info.tables is not None
+        }
 
     def serving_shards(self, keyspace: str) -> list[str]:
         """Serving shards of ``keyspace`` in order; KeyError if it is unknown."""

@@ -58,15 +58,11 @@ def load_topology(source: str | PathLike[str]) -> Topology:
     """
     if isinstance(source, str) and ("\n" in source or ("=" in source and not _is_file(source))):
         return parse_topology(source, origin="<text>")
-    return read_topology(source)[0]
+    return read_topology(source)
 
 
-def read_topology(path: str | PathLike[str]) -> tuple[Topology, dict[str, Any]]:
-    """The topology in the file at ``path``, and the file's parsed TOML tables.
-
-    For callers that read more than the topology from the file: parsing is
-    most of the cost of a big file, so it is done once.
-    """
+def read_topology(path: str | PathLike[str]) -> Topology:
+    """The topology in the file at ``path`` (table lists included)."""
     file = Path(path)
     try:
         text = file.read_text()
@@ -84,15 +80,15 @@ def _is_file(name: str) -> bool:
 
 def parse_topology(text: str, origin: str = "<text>") -> Topology:
     """Parse and check topology TOML ``text``; ``origin`` names it in errors."""
-    return _parse(text, origin)[0]
+    return _parse(text, origin)
 
 
-def _parse(text: str, origin: str) -> tuple[Topology, dict[str, Any]]:
+def _parse(text: str, origin: str) -> Topology:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError(f"{origin}: not valid TOML: {exc}") from None
-    return _Checker(text, origin).build(raw), raw
+    return _Checker(text, origin).build(raw)
 
 
 class _Lines:
@@ -276,10 +272,12 @@ class _Checker:
         problem = partition_problem(shards)
         if problem is not None:
             raise fail("shards", problem)
-        tables = spec.get("tables", [])
-        if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+        tables = spec.get("tables")
+        if tables is not None and (
+            not isinstance(tables, list) or not all(isinstance(t, str) for t in tables)
+        ):
             raise fail("tables", "must be a list of table names")
-        return KeyspaceInfo(name, list(shards))
+        return KeyspaceInfo(name, list(shards), None if tables is None else list(tables))
 
     def _tablet(self, index: int, spec: Any, topology: Topology, cell: str) -> TabletInfo:
         where = f"tablets[{index}]"
@@ -361,7 +359,10 @@ def dump_topology(topology: Topology) -> str:
     lines = [f"cell = {_quote(topology.cell)}", ""]
     for name, info in topology.keyspaces.items():
         shards = ", ".join(_quote(s) for s in info.shards)
-        lines += [f"[keyspaces.{_quote(name)}]", f"shards = [{shards}]", ""]
+        lines += [f"[keyspaces.{_quote(name)}]", f"shards = [{shards}]"]
+        if info.tables is not None:
+            lines.append(f"tables = [{', '.join(_quote(t) for t in info.tables)}]")
+        lines.append("")
     for tablet in topology.tablets:
         lines += [
             "[[tablets]]",
