@@ -277,6 +277,44 @@ def test_empty_topology() -> None:
     assert info.value.message == PREFIX + "the topology has no keyspaces to stream from"
 
 
+# -- /regex keyspaces: RE2, as Vitess's Go regexp -------------------------------------
+
+
+def test_regex_with_nested_quantifiers_runs_in_linear_time() -> None:
+    # Python's backtracking re needs ~2**60 steps per near-miss name; RE2 one pass.
+    near_misses = [f"{'a' * 60}{i:03d}-" for i in range(200)]
+    keyspaces = {name: KeyspaceInfo(name, ["0"]) for name in [*near_misses, "a" * 64]}
+    topo = Topology(cell="zone1", keyspaces=keyspaces)
+    for uid, name in enumerate(keyspaces):
+        topo.tablets.append(TabletInfo(name, "0", "zone1", uid, PRIMARY))
+    resolved = resolve_request(req(sg("/^(a+)+$", "", "current")), topo, "zone1")
+    assert shards_of(resolved) == [("a" * 64, "0", "current")]
+
+
+def test_regex_takes_go_syntax() -> None:
+    # \z (end of text) is Go and RE2 syntax that Python's re (before 3.14) lacks.
+    resolved = resolve(req(sg(r"/merce\z", "", "current")))
+    assert shards_of(resolved) == [("commerce", "0", "current")]
+
+
+@pytest.mark.parametrize(
+    ("selector", "detail"),
+    [
+        pytest.param(r"/(c)\1", r"invalid escape sequence: \1", id="backreference"),
+        pytest.param("/c(?=o)", "invalid perl operator: (?=", id="lookahead"),
+        pytest.param("/(?<!x)c", "invalid perl operator: (?<!", id="lookbehind"),
+    ],
+)
+def test_regex_backtracking_constructs_are_refused(selector: str, detail: str) -> None:
+    with pytest.raises(VStreamError) as info:
+        resolve(req(sg(selector, "", "current")))
+    assert info.value.code == Code.INVALID_ARGUMENT
+    message = info.value.message
+    assert message.startswith(PREFIX + "failed to compile regexp using "), message
+    assert detail in message
+    assert message.endswith("(keyspace patterns are RE2, like the Go regexp Vitess uses)")
+
+
 # -- defaults ---------------------------------------------------------------------------
 
 

@@ -7,7 +7,10 @@ section 1 and checks everything that can be checked before a tablet is asked:
   (``/.*``); absent flags mean all defaults.
 - One ShardGtid with keyspace ``""`` and gtid ``current``: every keyspace.
 - One ShardGtid whose keyspace starts with ``/``: every keyspace matching the
-  regular expression after the slash (unanchored search), in name order.
+  regular expression after the slash (unanchored search), in name order. The
+  expression is RE2, as Go's regexp that Vitess uses: matching takes time
+  linear in the name, whatever the pattern, and backreferences and
+  lookarounds are refused as Vitess refuses them.
 - Shard ``""`` with gtid ``current`` or ``""``: the keyspace's serving shards.
 - Unknown keyspaces and shards, duplicate shards, malformed positions and bad
   cell preferences are rejected with an error naming the culprit.
@@ -21,7 +24,11 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from dataclasses import dataclass
+from typing import Any
+
+import re2  # type: ignore[import-untyped]
 
 from vsmux.core.quoting import mention, quote
 from vsmux.errors import Code, VStreamError
@@ -50,6 +57,11 @@ _STREAMABLE_TYPES = (
 
 _CURRENT = "current"
 _PREFIX = "failed to resolve vstream parameters"
+
+# RE2 writes every pattern it refuses to stderr by default: a client's
+# pattern must not reach the process's output unescaped.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +175,7 @@ def _expand_keyspaces(vgtid: binlogdata.VGtid, topology: Topology) -> list[binlo
         ]
     if len(entries) == 1 and entries[0].keyspace.startswith("/"):
         entry = entries[0]
-        pattern = entry.keyspace[1:]
-        try:
-            regex = re.compile(pattern)
-        except re.error as err:
-            raise VStreamError(
-                Code.INVALID_ARGUMENT,
-                f"failed to compile regexp using {mention(entry.keyspace)}: {err}",
-            ) from None
+        regex = _compile_selector(entry.keyspace)
         names = [name for name in topology.keyspace_names() if regex.search(name)]
         if not names:
             raise VStreamError(
@@ -192,6 +197,40 @@ def _expand_keyspaces(vgtid: binlogdata.VGtid, topology: Topology) -> list[binlo
                 "allowed as the only entry of ShardGtids; name each keyspace instead",
             )
     return list(entries)
+
+
+def _compile_selector(selector: str) -> Any:
+    """The RE2 expression of a ``/regex`` selector; INVALID_ARGUMENT if it has none."""
+    pattern = selector[1:]
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as err:
+        reason = _python_syntax_error(pattern)
+        if reason is None:
+            # Valid for Python's re but not for RE2: a backreference, a
+            # lookaround or the like, which Vitess refuses as well.
+            first = err.args[0] if err.args else str(err)
+            detail = first.decode("utf-8", "replace") if isinstance(first, bytes) else str(first)
+            reason = f"{detail} (keyspace patterns are RE2, like the Go regexp Vitess uses)"
+        raise VStreamError(
+            Code.INVALID_ARGUMENT,
+            f"failed to compile regexp using {mention(selector)}: {reason}",
+        ) from None
+
+
+def _python_syntax_error(pattern: str) -> str | None:
+    """Python's explanation of a pattern it cannot parse, or None if it can.
+
+    Only asked once RE2 has refused the pattern: a plain syntax error keeps
+    the wording it always had. Compiling is linear in the pattern (no text is
+    matched), and the pattern's length is bounded by --max-pattern-bytes.
+    """
+    try:
+        with warnings.catch_warnings(action="ignore"):  # e.g. "possible nested set"
+            re.compile(pattern)
+    except (re.error, OverflowError, RecursionError) as err:
+        return str(err)
+    return None
 
 
 def _require_no_shard(entry: binlogdata.ShardGtid) -> None:
