@@ -63,7 +63,14 @@ async def open_gateway_server(
     service = VitessService(gateway, run_vstream, catalog)
     status = ServiceStatus()
     services = with_health_and_reflection([service], status)
-    async with open_grpc_server(services, host, port, codec=RawCodec()) as (server, bound):
+    async with open_grpc_server(
+        services,
+        host,
+        port,
+        codec=RawCodec(),
+        # Health and reflection requests get the bound VStream and Execute have.
+        max_request_bytes=gateway.settings.max_request_bytes,
+    ) as (server, bound):
         status.set(True)
         log.info("gateway listening on %s:%d", host, bound)
         try:

@@ -7,19 +7,38 @@ coroutines; they enter Trio once per call with ``trio_asyncio.trio_as_aio``
 and pass data between the loops through a
 :class:`~vsmux.sources.handoff.Handoff`, never with a crossing per message
 (see ``vsmux.server.bridge``).
+
+With ``max_request_bytes``, every request message of every method is bounded
+in one place: a handler's ``stream.recv_message`` reads the message through
+:func:`vsmux.server.intake.read_request`, which refuses one over the limit
+from its gRPC frame header, before the body is read. Handlers that read
+their requests with ``read_request`` themselves (the gateway's) are not
+affected; the others (health, reflection) would otherwise buffer any size.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 import trio_asyncio
+from google.protobuf.message import DecodeError
+from grpclib import GRPCError
+from grpclib.const import Handler, Status
 from grpclib.server import Server
 
+from vsmux.errors import VStreamError
+from vsmux.server.intake import read_request
+from vsmux.server.status import grpc_status
+
 __all__ = ["LISTEN_BACKLOG", "SHUTDOWN_GRACE_SECONDS", "open_grpc_server", "stop_accepting"]
+
+log = logging.getLogger("vsmux.server")
 
 # How long closing a server may wait for in-flight calls to finish before they
 # are abandoned. Sessions are cancelled first, so this is normally instant.
@@ -39,15 +58,20 @@ async def open_grpc_server(
     port: int = 0,
     *,
     codec: Any = None,
+    max_request_bytes: int | None = None,
 ) -> AsyncIterator[tuple[Server, int]]:
     """Serve ``services`` on ``host:port`` while the block runs.
 
     Yields the server and the bound port (useful with ``port=0``). ``codec``
     is a grpclib codec for every handler (e.g. ``vsmux.sources.rawcodec.RawCodec``
-    for handlers that send pre-encoded bytes); None means protobuf. On exit,
-    normal or by cancellation, the listener is closed and open calls get up
-    to ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope.
+    for handlers that send pre-encoded bytes); None means protobuf.
+    ``max_request_bytes`` bounds every request message (see the module doc);
+    None leaves them as grpclib reads them. On exit, normal or by
+    cancellation, the listener is closed and open calls get up to
+    ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope.
     """
+    if max_request_bytes is not None:
+        services = [_BoundedRequests(service, max_request_bytes) for service in services]
     server = Server(list(services), codec=codec)
     await trio_asyncio.aio_as_trio(server.start)(host, port, backlog=LISTEN_BACKLOG)
     try:
@@ -73,3 +97,63 @@ def stop_accepting(server: Server) -> None:
     listener: Any = server._server
     if listener is not None:
         listener.close()
+
+
+class _BoundedRequests:
+    """``service`` with every request message read through ``read_request``."""
+
+    def __init__(self, service: Any, limit: int) -> None:
+        self._service = service
+        self._limit = limit
+
+    def __mapping__(self) -> dict[str, Handler]:
+        mapping: dict[str, Handler] = self._service.__mapping__()
+        return {
+            name: handler._replace(func=_bounded_handler(name, handler.func, self._limit))
+            for name, handler in mapping.items()
+        }
+
+
+def _bounded_handler(
+    method: str, func: Callable[[Any], Awaitable[None]], limit: int
+) -> Callable[[Any], Awaitable[None]]:
+    async def handle(stream: Any) -> None:
+        # grpclib builds the stream just before calling the handler, and
+        # ``async for`` over it calls ``recv_message`` too, so replacing it on
+        # this one stream bounds every read the handler makes.
+        stream.recv_message = functools.partial(_recv_bounded, stream, method, limit)
+        await func(stream)
+
+    return handle
+
+
+async def _recv_bounded(stream: Any, method: str, limit: int) -> Any:
+    """grpclib's ``Stream.recv_message``, refusing a message over ``limit`` bytes unread.
+
+    Raises GRPCError: RESOURCE_EXHAUSTED naming the limit for a message over
+    it, INVALID_ARGUMENT for one that is cut short or is not the method's
+    message type, UNIMPLEMENTED for a compressed one. Cancelled (the client
+    went away, the server is closing), it stops reading and nothing is kept.
+    """
+    try:
+        data = await read_request(stream, limit)
+    except VStreamError as exc:
+        log.info("request refused method=%s %s: %s", method, exc.code.name, exc.message)
+        raise GRPCError(grpc_status(exc.code), exc.message) from None
+    if data is None:
+        return None
+    try:
+        message = stream._codec.decode(data, stream._recv_type)
+    except DecodeError:
+        log.info("request refused method=%s INVALID_ARGUMENT: malformed message", method)
+        raise GRPCError(
+            Status.INVALID_ARGUMENT, f"malformed {method} request: not a valid protobuf message"
+        ) from None
+    # The rest of grpclib's own recv_message (0.4.9): request event listeners,
+    # and the counters its keepalive and channelz read.
+    (message,) = await stream._dispatch.recv_message(message)
+    stream._messages_received += 1
+    connection = stream._stream.connection
+    connection.messages_received += 1
+    connection.last_message_received = time.monotonic()
+    return message
