@@ -27,7 +27,7 @@ from vsmux.proto.topodata import TabletType
 from vsmux.server.app import open_gateway_server
 from vsmux.server.tables import StaticTableCatalog
 from vsmux.sources.grpc_tablet import GrpcTabletSource, TabletChannels, open_tablet_channels
-from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 
 
 def load(path: Path) -> Topology:

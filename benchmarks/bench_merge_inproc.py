@@ -35,7 +35,7 @@ import trio
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, query, topodata, vtgate
-from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 from vsmux.wire import Frame, encode_response, frame_of, split_response
 from vsmux.wire.accel import ACCELERATED
 

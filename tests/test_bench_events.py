@@ -22,7 +22,7 @@ from _events import (
 from replay_tablet import shard_names, topology_toml
 
 from vsmux.proto import binlogdata
-from vsmux.topology.model import KeyRange
+from vsmux.topology import KeyRange
 from vsmux.wire.frames import split_response
 
 TS = 1_763_700_000

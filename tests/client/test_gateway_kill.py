@@ -42,7 +42,7 @@ from vsmux.cli.cluster import serve_cluster_tablets
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.proto import binlogdata
 from vsmux.sources.simulated.cluster import SimulatedCluster
-from vsmux.topology.toml_loader import dump_topology
+from vsmux.topology import dump_topology
 
 from .e2e_kit import CLIENT, KS, SHARDS, caught_up, explain, replay, truth, units
 

@@ -23,7 +23,7 @@ from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import topodata, vtgate
 from vsmux.server.app import open_gateway_server
 from vsmux.server.tables import StaticTableCatalog
-from vsmux.topology.model import KeyspaceInfo, Topology
+from vsmux.topology import KeyspaceInfo, Topology
 
 from .events import KS, E, response, simple, transaction, vgtid, vgtid_event
 from .fakes import WatchedIO

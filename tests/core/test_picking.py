@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from vsmux.core.picking import candidates, health_problem, type_name
 from vsmux.proto import query, topodata
-from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 
 PRIMARY = topodata.TabletType.PRIMARY
 REPLICA = topodata.TabletType.REPLICA

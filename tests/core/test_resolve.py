@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from vsmux.core.resolve import ResolvedRequest, resolve_request
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
-from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 
 PRIMARY = topodata.TabletType.PRIMARY
 REPLICA = topodata.TabletType.REPLICA

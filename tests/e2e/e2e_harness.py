@@ -36,7 +36,7 @@ from vsmux.sources.grpc_tablet import open_tablet_channels
 from vsmux.sources.rawcodec import RawCodec
 from vsmux.sources.simulated.cluster import SimulatedCluster
 from vsmux.sources.simulated.tablet import SimulatedTablet
-from vsmux.topology.model import KeyspaceInfo, Topology
+from vsmux.topology import KeyspaceInfo, Topology
 
 MODES = ["inprocess", "grpc"]
 SPARE_TABLETS = 6

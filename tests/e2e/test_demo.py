@@ -12,7 +12,7 @@ from vsmux.demo.runner import DemoOptions, doubled_shards, even_shards, grpcurl_
 from vsmux.demo.state import StreamWatch
 from vsmux.demo.view import plain_line, render
 from vsmux.proto import binlogdata, query, vtgate
-from vsmux.topology.model import KeyRange
+from vsmux.topology import KeyRange
 
 
 def test_even_shards_cover_the_keyspace() -> None:

@@ -30,7 +30,7 @@ from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway
 from vsmux.proto import binlogdata, query, topodata, vtgate
-from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 from vsmux.wire import Frame, decode_event, frame_of, split_response
 
 T = binlogdata.VEventType

@@ -17,7 +17,7 @@ from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.picking_wait import TabletPicker, watch_health
 from vsmux.proto import query, topodata
-from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 
 PRIMARY = topodata.TabletType.PRIMARY
 REPLICA = topodata.TabletType.REPLICA

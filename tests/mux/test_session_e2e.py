@@ -25,7 +25,7 @@ from vsmux.proto import binlogdata, query, topodata, vtgate
 from vsmux.sources.base import ShardSource
 from vsmux.sources.simulated import SimulatedCluster
 from vsmux.sources.simulated.rows import decode_row
-from vsmux.topology.model import TabletInfo
+from vsmux.topology import TabletInfo
 from vsmux.wire import Frame, decode_event, split_response
 
 T = binlogdata.VEventType

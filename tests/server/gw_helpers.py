@@ -9,7 +9,7 @@ import trio_asyncio
 from grpclib.client import Channel
 
 from vsmux.proto import query, topodata, vtgate, vtgateservice
-from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 
 T = TypeVar("T")
 

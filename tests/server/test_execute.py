@@ -5,7 +5,7 @@ from __future__ import annotations
 from vsmux.proto import query, topodata, vtgate, vtrpc
 from vsmux.server.execute import answer_execute
 from vsmux.server.tables import StaticTableCatalog
-from vsmux.topology.model import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 
 
 def _topology() -> Topology:

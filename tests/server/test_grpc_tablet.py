@@ -24,7 +24,7 @@ from vsmux.sources.grpc_tablet import (
     open_tablet_channels,
 )
 from vsmux.sources.handoff import Handoff
-from vsmux.topology.model import TabletInfo
+from vsmux.topology import TabletInfo
 from vsmux.wire import Frame
 
 

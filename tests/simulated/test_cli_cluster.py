@@ -13,8 +13,7 @@ from grpclib.client import Channel
 from vsmux.cli.cluster import serve_cluster_tablets
 from vsmux.proto import binlogdata, query, queryservice
 from vsmux.sources.simulated import SimulatedCluster
-from vsmux.topology import load_topology
-from vsmux.topology.toml_loader import dump_topology
+from vsmux.topology import dump_topology, load_topology
 
 
 def test_dump_topology_round_trips() -> None:

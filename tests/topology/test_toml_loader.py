@@ -171,7 +171,7 @@ def test_tablet_index_follows_every_change_to_the_list() -> None:
 
 
 def test_table_lists_come_with_the_topology_and_survive_a_dump() -> None:
-    from vsmux.topology.toml_loader import dump_topology
+    from vsmux.topology import dump_topology
 
     topology = load_topology(GOOD)
     # A keyspace without ``tables`` has no list (SHOW TABLES asks elsewhere).

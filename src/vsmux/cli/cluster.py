@@ -25,8 +25,7 @@ from vsmux.server.hosting import open_grpc_server
 from vsmux.server.simulated_tablet import SimulatedQueryService
 from vsmux.sources.rawcodec import RawCodec
 from vsmux.sources.simulated import SimulatedCluster
-from vsmux.topology import Topology
-from vsmux.topology.toml_loader import dump_topology
+from vsmux.topology import Topology, dump_topology
 
 __all__ = ["add_arguments", "run", "serve_cluster_tablets"]
 

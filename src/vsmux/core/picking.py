@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 
 from vsmux.proto import query, topodata
-from vsmux.topology.model import TabletInfo, Topology
+from vsmux.topology import TabletInfo, Topology
 
 __all__ = ["candidates", "health_problem", "type_name"]
 

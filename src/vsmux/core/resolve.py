@@ -33,7 +33,7 @@ import re2  # type: ignore[import-untyped]
 from vsmux.core.quoting import mention, quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
-from vsmux.topology.model import Topology
+from vsmux.topology import Topology
 
 __all__ = [
     "CELL_PREFERENCES",

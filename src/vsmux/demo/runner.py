@@ -44,6 +44,7 @@ RECONNECT_SECONDS = 1.0
 # The client asks for a heartbeat when nothing happened for this long.
 CLIENT_HEARTBEAT_SECONDS = 1
 
+
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     shards: int = 4

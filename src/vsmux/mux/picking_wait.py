@@ -25,7 +25,7 @@ from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import topodata
 from vsmux.sources.base import ShardSource, SourceDirectory
-from vsmux.topology.model import TabletInfo, Topology
+from vsmux.topology import TabletInfo, Topology
 
 __all__ = ["TabletPicker", "position_lost", "watch_health"]
 

@@ -32,7 +32,7 @@ from vsmux.server.metadata_sql import (
     parse_metadata_query,
     parse_target,
 )
-from vsmux.topology.model import Topology
+from vsmux.topology import Topology
 
 __all__ = ["TableCatalog", "answer_execute", "text_result"]
 

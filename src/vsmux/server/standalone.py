@@ -33,7 +33,7 @@ from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources.directory import RoutingDirectory
 from vsmux.sources.grpc_tablet import CONNECT_TIMEOUT_SECONDS, open_tablet_channels
 from vsmux.sources.simulated.cluster import SimulatedCluster
-from vsmux.topology.model import Topology
+from vsmux.topology import Topology
 from vsmux.wire.accel import ACCELERATED, DISABLE_ENV
 
 __all__ = ["ServeConfig", "merge_simulated", "serve_until_signal"]

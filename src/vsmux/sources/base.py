@@ -24,7 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from vsmux.proto import binlogdata, query
-from vsmux.topology.model import TabletInfo
+from vsmux.topology import TabletInfo
 from vsmux.wire.frames import Frame
 
 __all__ = ["ShardSource", "SourceDirectory"]

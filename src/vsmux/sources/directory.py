@@ -10,7 +10,7 @@ from __future__ import annotations
 from vsmux.errors import Code, VStreamError
 from vsmux.sources.base import ShardSource, SourceDirectory
 from vsmux.sources.grpc_tablet import GrpcTabletSource, TabletChannels
-from vsmux.topology.model import TabletInfo
+from vsmux.topology import TabletInfo
 
 __all__ = ["RoutingDirectory"]
 

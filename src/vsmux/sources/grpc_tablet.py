@@ -45,7 +45,7 @@ from vsmux.proto import binlogdata, query
 from vsmux.sources import frame_repr
 from vsmux.sources.handoff import Handoff
 from vsmux.sources.rawcodec import RawCodec, RawMessage
-from vsmux.topology.model import TabletInfo
+from vsmux.topology import TabletInfo
 from vsmux.wire import Frame, FrameError, split_response
 
 __all__ = [

@@ -55,7 +55,7 @@ from vsmux.sources.simulated.workload import (
     Upsert,
     WorkloadGenerator,
 )
-from vsmux.topology.model import KeyRange, KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyRange, KeyspaceInfo, TabletInfo, Topology
 
 __all__ = ["PLAN_SLICE_STATEMENTS", "ROUTING_SLICE_KEYS", "SimulatedCluster", "TableContents"]
 

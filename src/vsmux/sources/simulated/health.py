@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 import trio
 
 from vsmux.proto import query, topodata
-from vsmux.topology.model import TabletInfo
+from vsmux.topology import TabletInfo
 
 __all__ = ["HEALTH_REPORT_INTERVAL", "TabletHealth"]
 

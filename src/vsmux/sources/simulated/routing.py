@@ -19,8 +19,7 @@ import hashlib
 from functools import lru_cache
 
 from vsmux.sources.simulated.des import des_encrypt_block
-from vsmux.topology.model import KeyRange
-from vsmux.topology.toml_loader import partition_problem
+from vsmux.topology import KeyRange, partition_problem
 
 __all__ = ["check_partition", "hash_vindex", "keyspace_id", "shard_for"]
 

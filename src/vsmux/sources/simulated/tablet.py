@@ -17,7 +17,7 @@ from vsmux.sources.simulated.clock import SimClock
 from vsmux.sources.simulated.faults import FaultAction, TabletFaults
 from vsmux.sources.simulated.health import TabletHealth
 from vsmux.sources.simulated.stream import stream_batches
-from vsmux.topology.model import TabletInfo
+from vsmux.topology import TabletInfo
 from vsmux.wire.frames import Frame
 
 __all__ = ["SimulatedTablet"]

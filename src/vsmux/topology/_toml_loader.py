@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vsmux.proto.topodata import TabletType
-from vsmux.topology.model import KeyRange, KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology._model import KeyRange, KeyspaceInfo, TabletInfo, Topology
 
 __all__ = [
     "TopologyError",
