@@ -21,8 +21,8 @@ import trio.testing
 
 from vsmux.errors import Code
 from vsmux.mux import Gateway, run_vstream
+from vsmux.mux.shard_source import ShardSource
 from vsmux.proto import binlogdata, query, topodata, vtgate
-from vsmux.sources.base import ShardSource
 from vsmux.sources.simulated import SimulatedCluster
 from vsmux.sources.simulated.rows import decode_row
 from vsmux.topology import TabletInfo

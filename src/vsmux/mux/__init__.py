@@ -2,5 +2,6 @@
 
 from vsmux.mux.api import Gateway, SendResponses
 from vsmux.mux.session import run_vstream
+from vsmux.mux.shard_source import ShardSource, SourceDirectory
 
-__all__ = ["Gateway", "SendResponses", "run_vstream"]
+__all__ = ["Gateway", "SendResponses", "ShardSource", "SourceDirectory", "run_vstream"]

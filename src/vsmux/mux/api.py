@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.settings import GatewaySettings
-from vsmux.sources.base import SourceDirectory
+from vsmux.mux.shard_source import SourceDirectory
 from vsmux.topology import Topology
 
 __all__ = ["Gateway", "SendResponses"]

@@ -22,9 +22,9 @@ from vsmux.mux.items import Item
 from vsmux.mux.journal_wait import Convergence
 from vsmux.mux.liveness_wait import Liveness
 from vsmux.mux.picking_wait import TabletPicker
+from vsmux.mux.shard_source import SourceDirectory
 from vsmux.mux.skew_wait import SkewGate
 from vsmux.proto import binlogdata
-from vsmux.sources.base import SourceDirectory
 
 __all__ = ["RequestContext", "StartStreamer"]
 

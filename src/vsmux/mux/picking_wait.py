@@ -23,8 +23,8 @@ import trio
 from vsmux.core.picking import candidates, health_problem, type_name
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
+from vsmux.mux.shard_source import ShardSource, SourceDirectory
 from vsmux.proto import topodata
-from vsmux.sources.base import ShardSource, SourceDirectory
 from vsmux.topology import TabletInfo, Topology
 
 __all__ = ["TabletPicker", "position_lost", "watch_health"]

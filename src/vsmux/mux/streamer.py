@@ -36,8 +36,8 @@ from vsmux.errors import Code, VStreamError
 from vsmux.mux.context import RequestContext
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
 from vsmux.mux.picking_wait import position_lost, watch_health
+from vsmux.mux.shard_source import ShardSource
 from vsmux.proto import binlogdata, query
-from vsmux.sources.base import ShardSource
 from vsmux.wire import FrameError
 
 __all__ = ["IMMEDIATE_CALLER", "ShardStreamer"]

@@ -8,7 +8,7 @@ one :class:`~vsmux.sources.base.SourceDirectory` either way.
 from __future__ import annotations
 
 from vsmux.errors import Code, VStreamError
-from vsmux.sources.base import ShardSource, SourceDirectory
+from vsmux.mux.shard_source import ShardSource, SourceDirectory
 from vsmux.sources.grpc_tablet import GrpcTabletSource, TabletChannels
 from vsmux.topology import TabletInfo
 

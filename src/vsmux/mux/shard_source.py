@@ -25,7 +25,7 @@ from typing import Protocol
 
 from vsmux.proto import binlogdata, query
 from vsmux.topology import TabletInfo
-from vsmux.wire.frames import Frame
+from vsmux.wire import Frame
 
 __all__ = ["ShardSource", "SourceDirectory"]
 
