@@ -4,7 +4,7 @@ Runs the real CLI (``vsmux.cli.main``) after changing this process, so that
 ``bench_load.py`` can measure what each fix does, one run against another:
 
 - ``--no-batching``: trio-asyncio's own loop driver (one asyncio callback per
-  Trio step) instead of ``vsmux.server.aio_batching``; ``--aio-slice S``:
+  Trio step) instead of ``vsmux.transport._aio_batching``; ``--aio-slice S``:
   the batched driver with another time slice (a large one: every ready
   callback at once);
 - ``--no-direct-writes``: every batch goes through the session's asyncio
@@ -47,7 +47,7 @@ def apply(args: argparse.Namespace) -> None:
 
         gateway.send_batch_nowait = lambda stream, bodies: False  # type: ignore[attr-defined]
     if args.aio_slice:
-        import vsmux.server.aio_batching as aio_batching
+        import vsmux.transport._aio_batching as aio_batching
 
         aio_batching.SLICE_SECONDS = args.aio_slice  # type: ignore[misc]
     if args.release == "none":

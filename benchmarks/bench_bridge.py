@@ -10,7 +10,7 @@ hand-over between them is a crossing. This measures, per item:
 - ``send_nowait from asyncio``: the same hand-over with a same-thread
   ``send_nowait`` (trio-asyncio runs both loops on one thread), waiting on an
   asyncio Event only when the channel is full;
-- ``Handoff asyncio->Trio``: :class:`vsmux.sources.handoff.Handoff` as the
+- ``Handoff asyncio->Trio``: :class:`vsmux.transport._handoff.Handoff` as the
   tablet client uses it (capacity ``RESPONSES_AHEAD``, asyncio ``put``, Trio
   ``get`` per item);
 - ``Handoff Trio->asyncio``: the same class as the client bridge uses it
@@ -39,7 +39,7 @@ from _harness import machine_info, print_table, write_results
 
 from vsmux.server.bridge import BRIDGE_QUEUE_BATCHES
 from vsmux.sources.grpc_tablet import RESPONSES_AHEAD
-from vsmux.sources.handoff import Handoff
+from vsmux.transport._handoff import Handoff
 
 Timing = tuple[float, float]  # (wall us, cpu us) per item
 

@@ -76,7 +76,7 @@ from _harness import (
 from bench_merge import measured_client
 
 from vsmux.server.batched_send import send_batch
-from vsmux.sources.rawcodec import RawCodec, RawMessage
+from vsmux.transport._codec import RawCodec, RawMessage
 
 MODES = ("coalesced", "message", "batch")
 UNITS = ("tx", "heartbeat")

@@ -33,10 +33,10 @@ from vsmux.server.simulated_tablet import SimulatedQueryService
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources.directory import RoutingDirectory
 from vsmux.sources.grpc_tablet import open_tablet_channels
-from vsmux.sources.rawcodec import RawCodec
 from vsmux.sources.simulated.cluster import SimulatedCluster
 from vsmux.sources.simulated.tablet import SimulatedTablet
 from vsmux.topology import KeyspaceInfo, Topology
+from vsmux.transport._codec import RawCodec
 
 MODES = ["inprocess", "grpc"]
 SPARE_TABLETS = 6

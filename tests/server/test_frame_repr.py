@@ -4,7 +4,7 @@ from hyperframe.frame import DataFrame, Frame
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vsmux.sources import frame_repr
+from vsmux.transport import _frame_repr as frame_repr
 
 
 @given(data=st.binary(max_size=64), pad_length=st.integers(0, 20), padded=st.booleans())

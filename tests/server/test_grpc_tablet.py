@@ -23,8 +23,8 @@ from vsmux.sources.grpc_tablet import (
     _FrameBatches,
     open_tablet_channels,
 )
-from vsmux.sources.handoff import Handoff
 from vsmux.topology import TabletInfo
+from vsmux.transport._handoff import Handoff
 from vsmux.wire import Frame
 
 

@@ -12,7 +12,7 @@ import trio.testing
 import trio_asyncio
 from trio.testing import MockClock
 
-from vsmux.sources.handoff import Handoff
+from vsmux.transport._handoff import Handoff
 
 
 def start_in_asyncio(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

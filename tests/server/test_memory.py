@@ -24,7 +24,7 @@ from vsmux.server.memory import (
     release_memory,
     return_memory,
 )
-from vsmux.sources.rawcodec import RawCodec, RawMessage
+from vsmux.transport._codec import RawCodec, RawMessage
 
 # -- the policy (pure) ---------------------------------------------------------
 

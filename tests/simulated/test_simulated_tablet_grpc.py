@@ -15,9 +15,9 @@ from grpclib.exceptions import GRPCError
 from vsmux.proto import binlogdata, query, queryservice
 from vsmux.server.hosting import open_grpc_server
 from vsmux.server.simulated_tablet import SimulatedQueryService
-from vsmux.sources.rawcodec import RawCodec
 from vsmux.sources.simulated import SimulatedCluster, SimulatedTablet
 from vsmux.sources.simulated.gtid import GtidSet
+from vsmux.transport._codec import RawCodec
 
 from .replay import T, request
 

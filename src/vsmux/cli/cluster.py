@@ -23,9 +23,9 @@ import trio_asyncio
 from vsmux.cli import simulated
 from vsmux.server.hosting import open_grpc_server
 from vsmux.server.simulated_tablet import SimulatedQueryService
-from vsmux.sources.rawcodec import RawCodec
 from vsmux.sources.simulated import SimulatedCluster
 from vsmux.topology import Topology, dump_topology
+from vsmux.transport._codec import RawCodec
 
 __all__ = ["add_arguments", "run", "serve_cluster_tablets"]
 

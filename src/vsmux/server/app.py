@@ -25,7 +25,7 @@ from vsmux.server.execute import TableCatalog
 from vsmux.server.gateway import RunVStream, VitessService
 from vsmux.server.hosting import SHUTDOWN_GRACE_SECONDS, open_grpc_server, stop_accepting
 from vsmux.server.reflection import with_health_and_reflection
-from vsmux.sources.rawcodec import RawCodec
+from vsmux.transport._codec import RawCodec
 
 __all__ = ["GatewayServer", "open_gateway_server"]
 

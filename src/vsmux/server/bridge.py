@@ -4,7 +4,7 @@ A grpclib handler is an asyncio coroutine. It enters Trio once per call with
 :func:`to_trio` and stays there for the whole session; responses travel back
 to asyncio through :func:`pump_responses`, whose asyncio writer is started
 once per session (one more crossing) and takes batches off a
-:class:`~vsmux.sources.handoff.Handoff`:
+:class:`~vsmux.transport._handoff.Handoff`:
 
     session ──send(batch)──▶ [Handoff, bounded] ──asyncio writer──▶ write(bodies)
 
@@ -40,7 +40,7 @@ import trio_asyncio
 
 from vsmux.core.metrics import Metrics
 from vsmux.errors import Code, VStreamError
-from vsmux.sources.handoff import Handoff
+from vsmux.transport._handoff import Handoff
 
 __all__ = [
     "BRIDGE_QUEUE_BATCHES",

@@ -2,7 +2,7 @@
 
 Handlers are grpclib (asyncio) coroutines registered with raw grpclib
 ``Handler``s, so VStream responses leave as the pre-encoded bytes the
-session produced (see :mod:`vsmux.sources.rawcodec`), each batch of them in
+session produced (see :mod:`vsmux.transport._codec`), each batch of them in
 one write (:mod:`vsmux.server.batched_send`). Each VStream call enters
 Trio once and runs the session through :func:`vsmux.server.bridge.pump_responses`.
 
@@ -48,7 +48,7 @@ from vsmux.server.bridge import SHUTTING_DOWN, ClientGone, pump_responses, to_tr
 from vsmux.server.execute import TableCatalog, answer_execute
 from vsmux.server.intake import decode_request, read_request
 from vsmux.server.status import grpc_status, summarize_request
-from vsmux.sources.rawcodec import RawMessage
+from vsmux.transport._codec import RawMessage
 
 __all__ = ["ACTIVE_SESSIONS", "RunVStream", "VitessService"]
 

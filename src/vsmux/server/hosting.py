@@ -5,7 +5,7 @@ trio-asyncio, so the whole program is a Trio program: ``open_grpc_server``
 must be entered inside ``trio_asyncio.open_loop()``. Handlers run as asyncio
 coroutines; they enter Trio once per call with ``trio_asyncio.trio_as_aio``
 and pass data between the loops through a
-:class:`~vsmux.sources.handoff.Handoff`, never with a crossing per message
+:class:`~vsmux.transport._handoff.Handoff`, never with a crossing per message
 (see ``vsmux.server.bridge``).
 
 With ``max_request_bytes``, every request message of every method is bounded
@@ -63,7 +63,7 @@ async def open_grpc_server(
     """Serve ``services`` on ``host:port`` while the block runs.
 
     Yields the server and the bound port (useful with ``port=0``). ``codec``
-    is a grpclib codec for every handler (e.g. ``vsmux.sources.rawcodec.RawCodec``
+    is a grpclib codec for every handler (e.g. ``vsmux.transport._codec.RawCodec``
     for handlers that send pre-encoded bytes); None means protobuf.
     ``max_request_bytes`` bounds every request message (see the module doc);
     None leaves them as grpclib reads them. On exit, normal or by

@@ -1,6 +1,6 @@
 """Reading and decoding one request message, before anything else looks at it.
 
-The gateway's handlers receive raw bytes (:class:`~vsmux.sources.rawcodec.RawMessage`)
+The gateway's handlers receive raw bytes (:class:`~vsmux.transport._codec.RawMessage`)
 and come here first:
 
 1. :func:`read_request` reads the gRPC frame header and refuses a message over

@@ -5,7 +5,7 @@ one :class:`SimulatedTablet`, so a gateway (vsmux or vtgate) talks to it as to
 a vttablet. It is given the tablet, or a function that finds the tablet at
 each call (for an address that serves whichever tablet holds an alias now,
 e.g. one a reshard has just created). It must be hosted with the
-:class:`~vsmux.sources.rawcodec.RawCodec`
+:class:`~vsmux.transport._codec.RawCodec`
 (``open_grpc_server([service], host, port, codec=RawCodec())``): each tablet
 response is encoded once from its frames and written as raw bytes.
 
@@ -30,8 +30,8 @@ from vsmux.errors import VStreamError
 from vsmux.proto import binlogdata, query, queryservice
 from vsmux.server.bridge import pump_responses, to_trio
 from vsmux.server.status import grpc_status
-from vsmux.sources.rawcodec import RawMessage
 from vsmux.sources.simulated.tablet import SimulatedTablet
+from vsmux.transport._codec import RawMessage
 from vsmux.wire.frames import Frame, encode_response
 
 __all__ = ["SimulatedQueryService"]

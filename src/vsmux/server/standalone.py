@@ -23,7 +23,6 @@ import trio_asyncio
 
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
-from vsmux.server.aio_batching import batch_ready_callbacks
 from vsmux.server.app import open_gateway_server
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
@@ -34,6 +33,7 @@ from vsmux.sources.directory import RoutingDirectory
 from vsmux.sources.grpc_tablet import CONNECT_TIMEOUT_SECONDS, open_tablet_channels
 from vsmux.sources.simulated.cluster import SimulatedCluster
 from vsmux.topology import Topology
+from vsmux.transport._aio_batching import batch_ready_callbacks
 from vsmux.wire.accel import ACCELERATED, DISABLE_ENV
 
 __all__ = ["ServeConfig", "merge_simulated", "serve_until_signal"]

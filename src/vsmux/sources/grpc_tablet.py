@@ -7,7 +7,7 @@ received as raw bytes and split into frames with
 
 How a stream runs: one asyncio coroutine owns the grpclib call, splits each
 tablet response into frames and hands them over a
-:class:`~vsmux.sources.handoff.Handoff` holding at most ``RESPONSES_AHEAD``
+:class:`~vsmux.transport._handoff.Handoff` holding at most ``RESPONSES_AHEAD``
 (HTTP/2 flow control holds the rest at the tablet, within the channel's
 bounded windows); the Trio side takes everything queued at once, with no
 crossing between the loops. The only crossing is the one that starts the
@@ -42,9 +42,9 @@ from grpclib.exceptions import ProtocolError, StreamTerminatedError
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
-from vsmux.sources import frame_repr
-from vsmux.sources.handoff import Handoff
-from vsmux.sources.rawcodec import RawCodec, RawMessage
+from vsmux.transport import _frame_repr as frame_repr
+from vsmux.transport._handoff import Handoff
+from vsmux.transport._codec import RawCodec, RawMessage
 from vsmux.topology import TabletInfo
 from vsmux.wire import Frame, FrameError, split_response
 

@@ -2,8 +2,10 @@
 
 This package is the only code in vsmux that imports grpclib, h2, asyncio or
 trio_asyncio. Everything above it speaks Trio and :class:`~vsmux.errors.VStreamError`.
+Import from here; the modules behind it are private.
 """
 
+from vsmux.transport._loop import asyncio_loop
 from vsmux.transport._status import error_of, grpc_error, status_of
 
-__all__ = ["error_of", "grpc_error", "status_of"]
+__all__ = ["asyncio_loop", "error_of", "grpc_error", "status_of"]
