@@ -11,6 +11,13 @@ from vsmux.cli.args import parse_hostport, positive_float
 
 __all__ = ["add_arguments", "run"]
 
+# The demo shows the stream, not data volume: smaller tables and a shorter
+# binlog than `vsmux serve`'s simulator keeps, so a demo left running reaches
+# its steady memory within minutes instead of after the tables have filled
+# (20,000 rows each took ~20 minutes at the demo's rate).
+DEMO_MAX_TABLE_ROWS = 2_000
+DEMO_BINLOG_RETENTION_SECONDS = 120.0
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, default=4, help="shards of keyspace commerce")
@@ -32,7 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=positive_float, metavar="SECONDS", help="stop by itself after this long"
     )
     parser.add_argument("--seed", type=int, default=1, help="workload seed")
-    simulated.add_arguments(parser)
+    simulated.add_arguments(
+        parser,
+        retention_seconds=DEMO_BINLOG_RETENTION_SECONDS,
+        max_table_rows=DEMO_MAX_TABLE_ROWS,
+    )
     view = parser.add_mutually_exclusive_group()
     view.add_argument(
         "--live", dest="live", action="store_true", default=None, help="a live screen"

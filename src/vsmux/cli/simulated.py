@@ -19,17 +19,23 @@ from vsmux.sources.simulated.workload import DEFAULT_MAX_TABLE_ROWS
 __all__ = ["add_arguments", "build_options"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+    max_table_rows: int = DEFAULT_MAX_TABLE_ROWS,
+) -> None:
+    """Add the options; a command may give its own defaults (the demo keeps less)."""
     group = parser.add_argument_group(
         "simulated cluster memory", "what simulated tablets keep (bounded, so memory stays flat)"
     )
     group.add_argument(
         "--binlog-retention",
         type=positive_float,
-        default=DEFAULT_RETENTION_SECONDS,
+        default=retention_seconds,
         metavar="SECONDS",
         help="how long a commit stays streamable on each simulated shard "
-        f"(default {DEFAULT_RETENTION_SECONDS:g})",
+        f"(default {retention_seconds:g})",
     )
     group.add_argument(
         "--binlog-retention-bytes",
@@ -42,10 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-table-rows",
         type=_rows,
-        default=DEFAULT_MAX_TABLE_ROWS,
+        default=max_table_rows,
         metavar="ROWS",
         help="rows per table and keyspace the workload keeps, archiving the rest "
-        f"(default {DEFAULT_MAX_TABLE_ROWS}; 0: tables grow without bound)",
+        f"(default {max_table_rows}; 0: tables grow without bound)",
     )
 
 
