@@ -1,6 +1,6 @@
 """Gateway counters and gauges, kept in one registry.
 
-Names follow vtgate's VStream metrics (vstream-semantics.md section 8), each
+Names follow vtgate's VStream metrics (``docs/vitess.md`` §8), each
 labelled by keyspace, shard and tablet type. The registry is plain Python so
 ``core`` and ``mux`` can update it without an exporter; the server exposes it
 to Prometheus through a collector that reads :meth:`Metrics.snapshot`.

@@ -3,7 +3,7 @@
 Pure functions over the topology and health reports; the Trio picker in
 :mod:`vsmux.mux.picking_wait` probes tablets and waits.
 
-Cell rules (vstream-semantics.md section 6):
+Cell rules (``docs/vitess.md`` §6.1):
 
 - PRIMARY streams go to the shard's primary wherever it lives: there is only
   one, and the requested cells do not apply.

@@ -1,7 +1,7 @@
 """Request resolution: a client's VStreamRequest -> concrete shard positions.
 
-``resolve_request`` applies the defaults and expansions of vstream-semantics.md
-section 1 and checks everything that can be checked before a tablet is asked:
+``resolve_request`` applies the defaults and expansions of ``docs/vitess.md``
+§1 and checks everything that can be checked before a tablet is asked:
 
 - ``tablet_type`` UNKNOWN means PRIMARY; an absent filter means every table
   (``/.*``); absent flags mean all defaults.

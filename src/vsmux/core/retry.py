@@ -5,7 +5,7 @@ Pure and synchronous: the streamer reports each failure to its
 how long to wait first, and the error to report if it gives up). The policy
 sleeps nowhere and reads no clock.
 
-Classification (vstream-semantics.md section 6), first match wins:
+Classification (``docs/vitess.md`` §6.3), first match wins:
 
 1. The tablet lacks the position: INVALID_ARGUMENT mentioning "GTIDSet
    Mismatch", or MySQL errno 1236 / 1789 (binlogs purged) under any code.
@@ -19,10 +19,11 @@ Classification (vstream-semantics.md section 6), first match wins:
 4. Everything else (other INVALID_ARGUMENT, INTERNAL, PERMISSION_DENIED,
    UNAUTHENTICATED, permanent SQL errors such as 1062 ...): fail the request.
 
-Retries are bounded: ``max_consecutive_failures`` failures in a row without a
-single event in between give up. Between attempts the streamer waits an
-exponentially growing, jittered delay (vtgate retries immediately, which
-hammers a struggling tablet in lockstep with every other stream).
+Retries are bounded (``docs/vitess.md`` §6.4): ``max_consecutive_failures``
+failures in a row without a single event in between give up. Between
+attempts the streamer waits an exponentially growing, jittered delay (vtgate
+retries immediately, which hammers a struggling tablet in lockstep with every
+other stream).
 """
 
 from __future__ import annotations
