@@ -29,6 +29,13 @@ METRICS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """One series of one metric, as :meth:`Metrics.snapshot` read it.
+
+    The server's Prometheus collector turns each sample into an exposition
+    line at scrape time. ``kind`` and ``help`` come from :data:`METRICS`;
+    ``labels`` is (keyspace, shard, tablet type).
+    """
+
     name: str
     kind: str
     help: str

@@ -66,6 +66,15 @@ _RE2_OPTIONS.log_errors = False
 
 @dataclass(frozen=True, slots=True)
 class ResolvedRequest:
+    """A client's request with every default applied and every wildcard expanded.
+
+    :func:`resolve_request` returns it and the session reads it from then on,
+    never the client's message: streamers take the tablet type, filter, flags
+    and caller id into their tablet requests, the tablet picker the cells and
+    cell preference, and the position book starts from ``shard_gtids``.
+    Every field is a copy, so the client's message is never modified.
+    """
+
     tablet_type: topodata.TabletType  # never UNKNOWN: UNKNOWN resolves to PRIMARY
     shard_gtids: list[binlogdata.ShardGtid]  # each with a concrete keyspace and shard
     filter: binlogdata.Filter

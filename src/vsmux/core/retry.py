@@ -49,6 +49,8 @@ __all__ = [
 
 
 class RetryAction(enum.Enum):
+    """How a shard stream reacts to a failed tablet stream (see :func:`classify`)."""
+
     RETRY = "retry"  # pick a tablet again (the same one is allowed)
     RETRY_OTHER_TABLET = "retry_other_tablet"  # pick again, never this tablet
     FAIL = "fail"  # end the request with RetryDecision.error
@@ -130,6 +132,14 @@ def ended_unexpectedly(tablet_alias: str) -> VStreamError:
 
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
+    """The answer of :meth:`ShardRetryPolicy.failure` to one failed attempt.
+
+    On a retry the streamer waits until what it already queued is delivered,
+    sleeps ``delay`` and picks a tablet again; on FAIL it raises ``error``,
+    which ends the request. After too many failures in a row the action is
+    FAIL even for a retryable error, and ``error`` says the shard gave up.
+    """
+
     action: RetryAction
     delay: float  # seconds to wait before the next attempt; 0 when action is FAIL
     error: VStreamError  # what to report if action is FAIL; the cause otherwise

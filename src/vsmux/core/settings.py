@@ -12,6 +12,17 @@ __all__ = ["GatewaySettings"]
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
+    """Every tunable of the gateway: waits, buffer bounds, retries and request limits.
+
+    One frozen instance is built at start-up (``vsmux serve`` fills it from its
+    options) and shared by every request through
+    :class:`vsmux.mux.api.Gateway`: the Trio layer reads its waits and
+    buffer sizes, :mod:`vsmux.core.limits` and :mod:`vsmux.core.admission`
+    its request limits. Tests build their own with short timeouts. The comment
+    above each field says why its default is what it is; where vtgate has the
+    same knob, the default is vtgate's.
+    """
+
     # The gateway's own cell: where tablets are looked for when a request names no cells.
     cell: str = "zone1"
 
