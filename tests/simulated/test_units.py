@@ -7,7 +7,8 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vsmux.errors import VStreamError
+from vsmux.core.quoting import quote
+from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
 from vsmux.sources.simulated import GtidSet, SimulatedCluster
 from vsmux.sources.simulated.filters import TableFilter
@@ -96,6 +97,35 @@ def test_filters() -> None:
     ):
         with pytest.raises(VStreamError):
             TableFilter.from_request(binlogdata.Filter(rules=bad))
+
+
+def test_filter_rules_are_re2() -> None:
+    # Go's regexp syntax as a vttablet reads it: \z is RE2's end of text.
+    ends = TableFilter.from_request(binlogdata.Filter(rules=[binlogdata.Rule(match=r"/der\z")]))
+    assert ends.matches("corder") and not ends.matches("orders")
+    # A nested quantifier is matched in one pass: Python's re would take
+    # ~2**40 steps to refuse this name.
+    nested = TableFilter.from_request(binlogdata.Filter(rules=[binlogdata.Rule(match="/^(a+)+$")]))
+    assert not nested.matches("a" * 40 + "!")
+    assert nested.matches("a" * 40)
+
+
+@pytest.mark.parametrize(
+    ("match", "detail"),
+    [
+        (r"/(c)\1", r"invalid escape sequence: \1"),
+        ("/c(?=o)", "invalid perl operator: (?="),
+        ("/([", "missing ]: ["),
+    ],
+)
+def test_filter_rules_re2_refuses(match: str, detail: str) -> None:
+    with pytest.raises(VStreamError) as info:
+        TableFilter.from_request(binlogdata.Filter(rules=[binlogdata.Rule(match=match)]))
+    assert info.value.code == Code.INVALID_ARGUMENT
+    assert info.value.message.startswith(
+        f"filter rule {quote(match)} is not a valid regular expression: "
+    )
+    assert info.value.message.endswith(detail)
 
 
 def test_routing_and_partitions() -> None:
