@@ -42,3 +42,24 @@ def test_shard_lists_parse_for_every_subcommand_that_takes_them() -> None:
     assert tablet.shard == "-c0"
     tail = parser.parse_args(attach_shard_values(["tail", "--keyspace", "ks", "--shard", "-c0"]))
     assert tail.shard == "-c0"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["-", "-80", "-80,80-", "-40,40-80,80-c0,c0-", "-,80-", "-aF,0"],
+)
+def test_shard_lists_of_every_form_are_attached(value: str) -> None:
+    assert attach_shard_values(["tail", "--shard", value]) == ["tail", f"--shard={value}"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "-8-0",  # the first name has its one "-" already
+        "-80,8-0-",  # two in a later name
+        "-80,,x",
+        "-,aaaaaaaaaa," + ",".join(["aaaaaaaaaa"] * 200) + "x",  # a long near miss
+    ],
+)
+def test_values_that_are_not_shard_lists_are_left_alone(value: str) -> None:
+    assert attach_shard_values(["tail", "--shard", value]) == ["tail", "--shard", value]

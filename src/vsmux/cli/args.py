@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from vsmux.topology import AddressError, split_address
+
 __all__ = [
     "SHARD_OPTIONS",
     "attach_shard_values",
@@ -15,8 +17,23 @@ __all__ = [
 
 #: Options whose value may start with "-": shard names (-80) and lists (-80,80-).
 SHARD_OPTIONS = frozenset(("--shard", "--shards"))
-# A shard name or a comma-separated list of them, starting with "-".
-_SHARD_LIKE = re.compile(r"^-[0-9a-fA-F]*(,[0-9a-fA-F]*-?[0-9a-fA-F]*)*$")
+# Hex digits: the first shard name after its leading "-".
+_HEX = re.compile(r"[0-9a-fA-F]*")
+# One shard name: hex digits with at most one "-" (80-c0, 80-, -80, 0). A "-"
+# or the end is the only way out of each run of digits, so a near miss fails
+# after one pass (a pattern of whole lists, a quantified group of runs of
+# digits, took time exponential in the number of names to refuse one).
+_SHARD_NAME = re.compile(r"[0-9a-fA-F]*(?:-[0-9a-fA-F]*)?")
+
+
+def _shard_like(value: str) -> bool:
+    """Whether ``value`` is a shard name or a comma-separated list of them, starting with "-"."""
+    first, *rest = value.split(",")
+    return (
+        first.startswith("-")
+        and _HEX.fullmatch(first, 1) is not None
+        and all(_SHARD_NAME.fullmatch(name) is not None for name in rest)
+    )
 
 
 def attach_shard_values(argv: list[str]) -> list[str]:
@@ -33,7 +50,7 @@ def attach_shard_values(argv: list[str]) -> list[str]:
         if arg == "--":
             out += argv[i:]
             break
-        if arg in SHARD_OPTIONS and i + 1 < len(argv) and _SHARD_LIKE.match(argv[i + 1]):
+        if arg in SHARD_OPTIONS and i + 1 < len(argv) and _shard_like(argv[i + 1]):
             out.append(f"{arg}={argv[i + 1]}")
             i += 2
             continue
@@ -44,10 +61,10 @@ def attach_shard_values(argv: list[str]) -> list[str]:
 
 def parse_hostport(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:N`` too); an empty host means 127.0.0.1."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    try:
+        return split_address(text, default_host="127.0.0.1")
+    except AddressError:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}") from None
 
 
 def positive_float(text: str) -> float:

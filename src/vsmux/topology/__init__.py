@@ -5,6 +5,7 @@ read from a TOML file (:func:`read_topology`, :func:`load_topology`) or built
 in code (the simulated cluster builds and changes its own).
 """
 
+from vsmux.topology._address import AddressError, split_address
 from vsmux.topology._model import KeyRange, KeyspaceInfo, TabletInfo, TabletList, Topology
 from vsmux.topology._toml_loader import (
     TopologyError,
@@ -16,6 +17,7 @@ from vsmux.topology._toml_loader import (
 )
 
 __all__ = [
+    "AddressError",
     "KeyRange",
     "KeyspaceInfo",
     "TabletInfo",
@@ -27,4 +29,5 @@ __all__ = [
     "parse_topology",
     "partition_problem",
     "read_topology",
+    "split_address",
 ]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vsmux.proto.topodata import TabletType
+from vsmux.topology._address import AddressError, split_address
 from vsmux.topology._model import KeyRange, KeyspaceInfo, TabletInfo, Topology
 
 __all__ = [
@@ -43,7 +44,6 @@ _TOP_KEYS = {"cell", "keyspaces", "tablets"}
 _KEYSPACE_KEYS = {"shards", "tables"}
 _TABLET_KEYS = {"keyspace", "shard", "cell", "type", "uid", "address", "simulated"}
 _TYPES = {"primary": TabletType.PRIMARY, "replica": TabletType.REPLICA, "rdonly": TabletType.RDONLY}
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
 class TopologyError(ValueError):
@@ -323,9 +323,13 @@ class _Checker:
         if simulated == (address is not None):
             raise fail(None, 'needs exactly one of address = "host:port" or simulated = true')
         if address is not None:
-            if not isinstance(address, str) or not _ADDRESS.match(address):
+            if not isinstance(address, str):
                 raise fail("address", f"{address!r} is not host:port")
-            if not 0 < int(address.rsplit(":", 1)[1]) < 65536:
+            try:
+                _, port = split_address(address)
+            except AddressError as exc:
+                raise fail("address", str(exc)) from None
+            if port == 0:
                 raise fail("address", f"port out of range in {address!r}")
         return TabletInfo(keyspace, shard, tablet_cell, uid, _TYPES[type_name.lower()], address)
 
