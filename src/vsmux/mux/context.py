@@ -33,6 +33,19 @@ StartStreamer = Callable[[binlogdata.ShardGtid, trio.MemorySendChannel[Item]], N
 
 @dataclass(slots=True, eq=False)
 class RequestContext:
+    """The resolved request and the state its tasks share, one per request.
+
+    The session builds it and hands it to every shard streamer, including
+    the ones a journal starts later. Streamers read the position ``book``
+    (the sender is its only writer), reach tablets through ``picker`` and
+    ``sources``, wait at ``gate``, ``skew`` and ``convergence``, and touch
+    ``liveness``. ``start_streamer`` starts a new shard's streamer in the
+    request's nursery, so it is cancelled with the request.
+
+    It owns no task and no resource: cancelling the request's nursery ends
+    everything that uses it.
+    """
+
     resolved: ResolvedRequest
     settings: GatewaySettings
     metrics: Metrics

@@ -22,6 +22,19 @@ __all__ = ["SendGate"]
 
 
 class SendGate:
+    """Lets one shard at a time own the sender while it sends a chunked transaction.
+
+    One per request (``RequestContext.gate``). A shard streamer whose open
+    transaction passed ``transaction_chunk_size`` calls :meth:`acquire` before
+    its first piece and :meth:`release` after the terminating one; every
+    streamer calls :meth:`wait_turn` right before it puts anything into the
+    channel, so no other unit lands between two pieces. A streamer releases
+    the gate on every exit too, so a failed shard never leaves it held.
+
+    :meth:`wait_turn` and :meth:`acquire` just raise when cancelled; a
+    cancelled :meth:`acquire` has not taken the gate.
+    """
+
     def __init__(self) -> None:
         self.owner: ShardKey | None = None
         self._freed = trio.Event()

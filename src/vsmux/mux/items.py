@@ -31,6 +31,14 @@ __all__ = ["Barrier", "Item", "JournalSwap", "Parcel", "Stop"]
 
 @dataclass(slots=True, eq=False)
 class Parcel:
+    """Whole units of one shard, in order: the common item in the channel.
+
+    A shard streamer sends one per tablet batch (with ``minimize_skew`` or a
+    chunked transaction, one per unit or piece). The sender applies the
+    units' position events to the book and packs each unit into its own
+    responses. ``labels`` are the shard's metric labels.
+    """
+
     key: ShardKey
     labels: Labels
     units: list[Unit]
@@ -40,18 +48,41 @@ class Parcel:
 
 @dataclass(slots=True, eq=False)
 class Barrier:
+    """Asks the sender to set ``delivered`` once everything queued before it is sent.
+
+    A shard streamer sends one before it retries and waits on the Event, so
+    it reads its restart position from the book only once its queued units
+    have reached the client (``docs/vitess.md`` §6.5). A streamer cancelled
+    while waiting just stops waiting; the sender setting the Event later is
+    harmless.
+    """
+
     delivered: trio.Event
 
 
 @dataclass(slots=True, eq=False)
 class JournalSwap:
+    """A converged reshard journal: put the new shards in place of its participants.
+
+    The last participant's streamer sends it (unless ``stop_on_reshard``)
+    right before it starts the new shards' streamers. The sender applies it
+    to the position book in channel order: units queued before it carry the
+    old shards' positions, units after it the new ones'.
+    """
+
     participants: list[ShardKey]
     shard_gtids: list[binlogdata.ShardGtid]
 
 
 @dataclass(slots=True, eq=False)
 class Stop:
-    pass
+    """End the request cleanly (OK status): ``stop_on_reshard`` reached its journal.
+
+    The last participant of a converged journal sends it instead of a
+    :class:`JournalSwap`. The sender returns once everything queued before it
+    is sent, the journal's transaction included, and the session then
+    cancels the remaining tasks.
+    """
 
 
 Item = Parcel | Barrier | JournalSwap | Stop

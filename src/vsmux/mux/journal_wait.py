@@ -19,6 +19,21 @@ __all__ = ["Convergence"]
 
 
 class Convergence:
+    """Where the shard streams of one request meet at a reshard journal.
+
+    One per request (``RequestContext.convergence``). The grouper asks
+    :meth:`concerns` whether a journal ends this stream; a streamer whose
+    stream ended at one calls :meth:`arrive`. Every participant but the last
+    then calls :meth:`wait`; the last one swaps the shards (or stops the
+    request) and calls :meth:`release`, which wakes the others so they end.
+    The decisions are :class:`vsmux.core.journal.JournalTracker`'s; this class
+    adds one trio Event per journal.
+
+    A cancelled :meth:`wait` raises and leaves nothing to undo. There is no
+    timeout: a participant that never arrives either fails, which ends the
+    request, or goes silent, which the liveness watch catches.
+    """
+
     def __init__(self, tracker: JournalTracker) -> None:
         self.tracker = tracker
         self._done: dict[int, trio.Event] = {}

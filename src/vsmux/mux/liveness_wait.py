@@ -18,6 +18,19 @@ __all__ = ["Liveness"]
 
 
 class Liveness:
+    """The request-wide watch that ends a request whose tablets all fell silent.
+
+    The session makes one per request and runs :meth:`watch` in the request's
+    nursery; every shard streamer calls :meth:`touch` for each batch it
+    receives. A batch holding only tablet heartbeats counts too, so a quiet
+    but healthy stream stays alive. Once no batch has come from any tablet for
+    ``timeout`` seconds, :meth:`watch` raises UNAVAILABLE with vtgate's text
+    (``docs/vitess.md`` §4.2) and the first-error rule ends the request.
+
+    It holds only a timestamp: cancelling :meth:`watch` when the request ends
+    leaves nothing behind.
+    """
+
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.last_activity = trio.current_time()

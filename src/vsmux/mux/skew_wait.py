@@ -24,6 +24,20 @@ __all__ = ["SkewGate"]
 
 
 class SkewGate:
+    """Holds back shard streams that run too far ahead of the slowest one.
+
+    The session makes one per request, and only when the client set
+    ``minimize_skew`` (otherwise ``RequestContext.skew`` is None). Shard
+    streamers report event times with :meth:`observe`, call :meth:`wait_turn`
+    before queueing a unit, and :meth:`remove` themselves when they end so
+    they hold nobody back. The rule is :class:`vsmux.core.skew.SkewTracker`'s;
+    this class adds the waiting, on a trio Event replaced at each report.
+
+    A wait longer than ``skew_timeout`` raises CANCELED naming the slowest
+    shard, which fails the request. A cancelled :meth:`wait_turn` raises at
+    once and leaves the gate as it found it.
+    """
+
     def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
         self._tracker = SkewTracker(settings.max_skew_seconds)
         self._timeout = settings.skew_timeout
