@@ -50,9 +50,9 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import PositionBook
-from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import SendResponses
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
+from vsmux.mux.malformed import malformed_event
 from vsmux.proto import binlogdata
 from vsmux.wire import Frame, FrameError, ResponsePacker, frame_of
 
@@ -160,11 +160,7 @@ class Sender:
                 if unit.controls:
                     book.apply_controls(unit.frames, unit.controls, key)
         except FrameError as err:
-            raise VStreamError(
-                Code.INTERNAL,
-                f"a position event from {key[0]}/{key[1]} is malformed: {err}; "
-                "check the tablet's version",
-            ) from None
+            raise malformed_event(err, parcel.tablet, key, "position event") from None
         keyspace = key[0] if self._rename else None
         events = 0
         last: Frame | None = None
@@ -176,11 +172,7 @@ class Sender:
                     events += len(frames)
                     last = frames[-1]
         except FrameError as err:
-            raise VStreamError(
-                Code.INTERNAL,
-                f"tablet {parcel.tablet} sent a malformed event for {key[0]}/{key[1]}: "
-                f"{err}; check the tablet's version",
-            ) from None
+            raise malformed_event(err, parcel.tablet, key) from None
         if last is None:
             return
         metrics = self._metrics

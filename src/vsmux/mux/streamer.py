@@ -32,9 +32,10 @@ import trio
 
 from vsmux.core.grouping import TransactionGrouper, Unit, UnitKind
 from vsmux.core.retry import RetryAction, ShardRetryPolicy, ended_unexpectedly
-from vsmux.errors import Code, VStreamError
+from vsmux.errors import VStreamError
 from vsmux.mux.context import RequestContext
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
+from vsmux.mux.malformed import malformed_event
 from vsmux.mux.picking_wait import position_lost, watch_health
 from vsmux.mux.shard_source import ShardSource
 from vsmux.proto import binlogdata, query
@@ -211,11 +212,7 @@ class ShardStreamer:
                 try:
                     units = grouper.feed(batch)
                 except FrameError as err:
-                    raise VStreamError(
-                        Code.INTERNAL,
-                        f"tablet {source.tablet.alias} sent a malformed event for "
-                        f"{self.key[0]}/{self.key[1]}: {err}; check the tablet's version",
-                    ) from None
+                    raise malformed_event(err, source.tablet.alias, self.key) from None
                 if skew is not None and grouper.heartbeat is not None:
                     skew.observe(self.key, grouper.heartbeat)
                 if units:
