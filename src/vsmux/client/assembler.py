@@ -33,6 +33,14 @@ E = binlogdata.VEventType
 
 
 class UnitKind(enum.Enum):
+    """What kind of :class:`Unit` the assembler completed, named after the event that ended it.
+
+    TRANSACTION ends at COMMIT; ROLLBACK, DDL, OTHER, COPY_COMPLETED and
+    JOURNAL at that event; HEARTBEAT is a gateway heartbeat outside any
+    transaction. ``vsmux tail``'s progress counts only TRANSACTION units as
+    transactions.
+    """
+
     TRANSACTION = "transaction"
     ROLLBACK = "rollback"
     DDL = "ddl"

@@ -30,6 +30,15 @@ _T = binlogdata.VEventType
 
 @dataclass(slots=True)
 class ShardView:
+    """One row of the demo's shard table: what the client has seen of one shard.
+
+    :class:`StreamWatch` keeps one per shard of the stream, updating it from
+    each response: ``position`` is the shard's gtid from the latest VGTID,
+    ``lag_seconds`` the wall clock minus the commit time of its last event
+    that had one (None until then), ``last_event_at`` when its last event
+    arrived.
+    """
+
     keyspace: str
     shard: str
     position: str = ""
@@ -41,6 +50,13 @@ class ShardView:
 
 @dataclass(frozen=True, slots=True)
 class RowLine:
+    """One decoded row change, ready for the demo's "recent changes" panel.
+
+    ``op`` is INSERT, UPDATE or DELETE; ``table`` is ``keyspace.table``;
+    ``values`` the first few columns as short text. ``at`` is the wall-clock
+    time the response holding it arrived.
+    """
+
     at: float
     op: str
     table: str

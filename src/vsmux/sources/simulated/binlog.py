@@ -70,6 +70,14 @@ Rows = dict[tuple[bytes, ...], RowImage]
 
 
 class EntryKind(enum.Enum):
+    """What one committed :class:`LogEntry` holds, which decides the events a stream sends for it.
+
+    TRANSACTION: row changes (BEGIN, a FIELD where the stream needs one, ROWs,
+    GTID, COMMIT); DDL and OTHER: a GTID and that one statement event;
+    JOURNAL: the resharding journal in a transaction of its own (BEGIN,
+    JOURNAL, GTID, COMMIT), after which the shard takes no writes.
+    """
+
     TRANSACTION = "transaction"
     DDL = "ddl"
     OTHER = "other"

@@ -31,6 +31,12 @@ __all__ = ["FaultAction", "TabletFaults", "Trigger"]
 
 
 class FaultAction(enum.Enum):
+    """What a :class:`Trigger` does to the stream that reaches it.
+
+    FAIL raises the trigger's code and message, as a tablet that errors out;
+    END ends the stream without an error, as a tablet that went away.
+    """
+
     FAIL = "fail"
     END = "end"
 

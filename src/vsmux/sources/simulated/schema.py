@@ -32,6 +32,15 @@ CHARSET_UTF8MB4 = 255
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """One column of a simulated table, with the metadata a vttablet reports for it.
+
+    :meth:`TableSchema.fields` turns each column into a ``query.Field`` of the
+    FIELD event, so clients decode the simulated rows exactly as they would a
+    real tablet's: ``type`` says how the value is written, ``column_type`` is
+    MySQL's declared type (``varchar(128)``), and ``charset`` and ``flags``
+    are MySQL's numbers (63 is binary; ``flags`` as in ``mysql_com.h``).
+    """
+
     name: str
     type: query.Type
     column_type: str

@@ -60,6 +60,13 @@ class Upsert:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
+    """Delete the row of ``table`` whose primary key is ``key`` (a no-op if there is none).
+
+    ``key`` holds the primary-key values in the table's key-column order, as
+    MySQL text bytes. The workload draws keys from rows that exist; a test may
+    name any key.
+    """
+
     table: str
     key: Key
 
