@@ -22,9 +22,9 @@ import trio_asyncio
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.client.request import StreamOptions
 from vsmux.client.retry import Backoff
-from vsmux.client.stream import grpc_connector
 from vsmux.client.tail import TailConfig, run_tail
 from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.transport import grpc_connector
 
 from .e2e_kit import CLIENT, KS, SHARDS, caught_up, check_delivery, gateway, replay, truth
 from .fakes import Crash, CrashingOutput, CrashingStore, WatchedIO

@@ -16,14 +16,14 @@ import trio_asyncio
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.client.request import StreamOptions
 from vsmux.client.retry import Backoff
-from vsmux.client.stream import grpc_connector, open_vstream, parse_address
 from vsmux.client.tail import EXIT_ERROR, EXIT_OK, EXIT_USAGE, TailConfig, run_tail
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import topodata, vtgate
 from vsmux.server.app import open_gateway_server
 from vsmux.server.tables import StaticTableCatalog
-from vsmux.topology import KeyspaceInfo, Topology
+from vsmux.topology import KeyspaceInfo, Topology, split_address
+from vsmux.transport import grpc_connector, open_vstream
 
 from .events import KS, E, response, simple, transaction, vgtid, vgtid_event
 from .fakes import WatchedIO
@@ -174,7 +174,7 @@ async def test_gateway_restart_mid_stream(aio_loop: None) -> None:
                 await out.wait_for("\n")
             # The gateway is gone: tail retries (connection refused) until it is back.
             await err.wait_for("failed or dropped")
-            port = parse_address(address)[1]
+            port = split_address(address)[1]
             async with gateway_server(second, port=port):
                 await done.wait()
     assert status == [EXIT_OK]
@@ -185,7 +185,7 @@ async def test_gateway_restart_mid_stream(aio_loop: None) -> None:
 
 async def test_refused_connection_is_unavailable(aio_loop: None) -> None:
     async with gateway_server(ScriptedSessions()) as address:
-        port = parse_address(address)[1]
+        port = split_address(address)[1]
     with pytest.raises(VStreamError) as info:
         async with open_vstream(f"127.0.0.1:{port}", vtgate.VStreamRequest()):
             pass
@@ -194,10 +194,12 @@ async def test_refused_connection_is_unavailable(aio_loop: None) -> None:
 
 
 @pytest.mark.parametrize("address", ["nohost", "host:", ":15991", "host:port"])
-def test_bad_addresses(address: str) -> None:
-    with pytest.raises(VStreamError, match="must look like host:port"):
-        parse_address(address)
+async def test_bad_addresses(address: str) -> None:
+    with pytest.raises(VStreamError, match="must look like host:port") as info:
+        async with open_vstream(address, vtgate.VStreamRequest()):
+            pass
+    assert info.value.code == Code.INVALID_ARGUMENT
 
 
 def test_ipv6_address() -> None:
-    assert parse_address("[::1]:15991") == ("::1", 15991)
+    assert split_address("[::1]:15991") == ("::1", 15991)

@@ -13,13 +13,12 @@ import os
 import sys
 
 import trio
-import trio_asyncio
 
 from vsmux.client.checkpoint import CheckpointError, CheckpointStore
 from vsmux.client.formats import FORMATS
 from vsmux.client.request import StreamOptions
-from vsmux.client.stream import grpc_connector
 from vsmux.client.tail import EXIT_USAGE, TailConfig, run_tail
+from vsmux.transport import asyncio_loop, grpc_connector
 
 __all__ = ["add_arguments", "run"]
 
@@ -133,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     async def main() -> int:
-        async with trio_asyncio.open_loop():
+        async with asyncio_loop():
             return await run_tail(
                 config, grpc_connector(args.server), sys.stdout, sys.stderr, store=store
             )

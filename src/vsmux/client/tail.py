@@ -37,9 +37,9 @@ from vsmux.client.progress import Progress, summarize_position
 from vsmux.client.request import StreamOptions, build_request, start_position
 from vsmux.client.retry import Backoff, is_retryable
 from vsmux.client.rows import RowDecodeError
-from vsmux.client.stream import Connector, ResponseStream
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
+from vsmux.transport import Connector, ResponseStream
 
 __all__ = [
     "EXIT_ERROR",

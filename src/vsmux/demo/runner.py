@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-import trio_asyncio
 from rich.console import Console
 from rich.live import Live
 
-from vsmux.client.stream import open_vstream
 from vsmux.demo.state import StreamWatch
 from vsmux.demo.view import plain_line, render
 from vsmux.errors import Code, VStreamError
@@ -31,6 +29,7 @@ from vsmux.proto import binlogdata, vtgate
 from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.transport import asyncio_loop, open_vstream
 from vsmux.wire.kinds import UNIT_ENDS
 
 __all__ = ["DemoOptions", "doubled_shards", "even_shards", "grpcurl_command", "run_demo"]
@@ -170,7 +169,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     watch = StreamWatch(started_at=time.time())
     logger = logging.getLogger("vsmux")
 
-    async with trio_asyncio.open_loop(), AsyncExitStack() as stack:
+    async with asyncio_loop(), AsyncExitStack() as stack:
         # The view, not log lines; restored on the way out (a demo run in a
         # test process left every later test without INFO records).
         stack.callback(logger.setLevel, logger.level)
