@@ -13,6 +13,7 @@ import tracemalloc
 import pytest
 import trio
 
+from vsmux.cli.demo import DEMO_BINLOG_RETENTION_SECONDS, DEMO_MAX_TABLE_ROWS
 from vsmux.cli import simulated as simulated_options
 from vsmux.cli.main import build_parser
 from vsmux.core.retry import RetryAction, classify, mysql_errno
@@ -287,10 +288,14 @@ def test_memory_bounds_are_options_of_serve_demo_and_cluster() -> None:
     commands = (["demo"], ["cluster", "--topology-out", "t.toml"], ["serve", "--topology", "t"])
     for command in commands:
         defaults = simulated_options.build_options(parser.parse_args(command))
+        # The demo keeps less by default (it shows the stream, not volume).
+        demo = command == ["demo"]
         assert defaults == {
-            "retention_seconds": DEFAULT_RETENTION_SECONDS,
+            "retention_seconds": DEMO_BINLOG_RETENTION_SECONDS
+            if demo
+            else DEFAULT_RETENTION_SECONDS,
             "retention_bytes": DEFAULT_RETENTION_BYTES,
-            "max_table_rows": DEFAULT_MAX_TABLE_ROWS,
+            "max_table_rows": DEMO_MAX_TABLE_ROWS if demo else DEFAULT_MAX_TABLE_ROWS,
         }
         args = parser.parse_args([*command, *bounds, "--max-table-rows", "0"])
         assert simulated_options.build_options(args) == {
