@@ -13,8 +13,8 @@ import tracemalloc
 import pytest
 import trio
 
-from vsmux.cli.demo import DEMO_BINLOG_RETENTION_SECONDS, DEMO_MAX_TABLE_ROWS
 from vsmux.cli import simulated as simulated_options
+from vsmux.cli.demo import DEMO_BINLOG_RETENTION_SECONDS, DEMO_MAX_TABLE_ROWS
 from vsmux.cli.main import build_parser
 from vsmux.core.retry import RetryAction, classify, mysql_errno
 from vsmux.errors import Code, VStreamError
