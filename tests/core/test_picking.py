@@ -1,4 +1,4 @@
-"""Tablet candidates and health verdicts (vstream-semantics.md section 6)."""
+"""Tablet candidates and health verdicts (docs/vitess.md sections 6.1-6.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request resolution (vstream-semantics.md section 1)."""
+"""Request resolution (docs/vitess.md section 1)."""
 
 from __future__ import annotations
 

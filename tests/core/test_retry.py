@@ -1,4 +1,4 @@
-"""Retry classification, give-up rule and backoff (vstream-semantics.md section 6)."""
+"""Retry classification, give-up rule and backoff (docs/vitess.md sections 6.3-6.4)."""
 
 from __future__ import annotations
 

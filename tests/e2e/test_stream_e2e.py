@@ -170,7 +170,7 @@ async def test_tablet_failure_is_retried_without_loss_or_duplicates(mode: str) -
 
 
 async def test_tablets_receive_the_request_as_the_mux_built_it() -> None:
-    """Over gRPC, the tablet request arrives field for field (vstream-semantics 2)."""
+    """Over gRPC, the tablet request arrives field for field (docs/vitess.md section 2)."""
     flags = vtgate.VStreamFlags(stream_keyspace_heartbeats=True, tables_to_copy=["customer"])
     request = request_for(("commerce", "-80", "current"), flags=flags)
     request.filter = binlogdata.Filter(rules=[binlogdata.Rule(match="customer")])

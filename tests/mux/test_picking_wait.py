@@ -1,4 +1,4 @@
-"""Tablet picking and health watching under a mock clock (vstream-semantics.md section 6)."""
+"""Tablet picking and health watching under a mock clock (docs/vitess.md sections 6.1-6.2)."""
 
 from __future__ import annotations
 

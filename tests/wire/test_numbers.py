@@ -1,7 +1,7 @@
 """Field numbers, types and enum values are pinned to Vitess's wire contract.
 
-The expected tables below are written from the Vitess protos (see
-reference vitess-wire.md), not read from our files: a renumbered or retyped
+The expected tables below are written from the Vitess protos themselves
+(docs/vitess.md section 9 has the background), not read from our files: a renumbered or retyped
 field, a changed enum value, or a new field nobody pinned fails here.
 """
 
@@ -500,7 +500,7 @@ def test_nested_enums_are_nested(enum_name: str, parent: str) -> None:
 
 def test_filter_field_event_mode_as_reflection_serves_it() -> None:
     """The descriptors the gateway's reflection service answers from agree."""
-    from vsmux.server.reflection import reflection_pool
+    from vsmux.transport._health import reflection_pool
 
     pool = reflection_pool()
     field = pool.FindMessageTypeByName("binlogdata.Filter").fields_by_name["field_event_mode"]
