@@ -5,7 +5,7 @@ defaults) after replacing one piece in this process, to measure what the
 framing of client responses costs end to end:
 
 - ``batch``: nothing replaced; one unit per response, a batch written with
-  one ``send_data`` (``vsmux.server.batched_send``), as shipped;
+  one ``send_data`` (``vsmux.transport._batched_send``), as shipped;
 - ``coalesced``: the framing before one unit per response: the units of a
   send share responses (``ResponsePacker.add_unit`` appends like ``add``, up
   to ``max_response_bytes``), written as shipped (so one response per send);
@@ -43,12 +43,13 @@ def _never_now(stream: Any, bodies: list[bytes]) -> bool:
 
 def apply(framing: str) -> None:
     """Replace the pieces ``framing`` needs (see the module doc) in this process."""
-    import vsmux.server.gateway as gateway
+    # The module whose calls write a session's batches.
+    import vsmux.transport._service as gateway
     from vsmux.wire.pack import ResponsePacker
 
     if not hasattr(gateway, "send_batch"):
         # The gateway writes some other way now: refuse rather than measure nothing.
-        raise SystemExit("_serve_variant: vsmux.server.gateway no longer uses send_batch")
+        raise SystemExit("_serve_variant: vsmux.transport._service no longer uses send_batch")
     if framing in ("coalesced", "coalesced-messages"):
         ResponsePacker.add_unit = ResponsePacker.add  # type: ignore[method-assign]
     if framing in ("messages", "coalesced-messages"):

@@ -1,11 +1,11 @@
 """Gateway-side CPU per response: grpclib's ``send_message`` per response vs one batched write.
 
 The gateway sends one unit per ``VStreamResponse``, so a busy stream writes
-many small responses; ``vsmux.server.batched_send.send_batch`` frames a batch
+many small responses; ``vsmux.transport._batched_send.send_batch`` frames a batch
 of them and writes it with one HTTP/2 ``send_data``. Two measurements:
 
 1. **Loopback** (default). A server process hosted like the gateway (grpclib
-   on trio-asyncio through ``vsmux.server.hosting.open_grpc_server``, the raw
+   on trio-asyncio through ``vsmux.transport.open_grpc_server``, the raw
    codec) writes ``--n`` pre-encoded units in batches of ``--batch`` to a
    grpclib client in this process that reads every message, three ways:
 
@@ -75,7 +75,7 @@ from _harness import (
 )
 from bench_merge import measured_client
 
-from vsmux.server.batched_send import send_batch
+from vsmux.transport._batched_send import send_batch
 from vsmux.transport._codec import RawCodec, RawMessage
 
 MODES = ("coalesced", "message", "batch")
@@ -162,7 +162,7 @@ def serve_main(args: argparse.Namespace) -> int:
             import trio
             import trio_asyncio
 
-            from vsmux.server.hosting import open_grpc_server
+            from vsmux.transport import open_grpc_server
 
             @contextlib.asynccontextmanager
             async def hosted(service: SendService) -> AsyncIterator[int]:

@@ -1,13 +1,13 @@
 """The relay ceiling: a trivial ``/vtgateservice.Vitess/VStream`` that forwards one tablet.
 
 Same stack as the gateway (grpclib hosted by Trio through trio-asyncio, via
-``vsmux.server.hosting.open_grpc_server``) and, by default, the same messages
+``vsmux.transport.open_grpc_server``) and, by default, the same messages
 and writes: each tablet response is cut into one client response per unit,
 as the gateway sends them (a unit ends after COMMIT, DDL, OTHER, ROLLBACK,
 COPY_COMPLETED, JOURNAL or HEARTBEAT; trailing events of a transaction that
 continues in the next tablet response go out as a response of their own, as
 a piece), and the responses of one tablet response leave in one
-``vsmux.server.batched_send.send_batch`` call. The cut is the cheapest
+``vsmux.transport._batched_send.send_batch`` call. The cut is the cheapest
 correct one: ``vsmux.wire.split_response`` and ``type_indexes`` (C loops when
 built) find the unit ends, and a ``ResponsePacker`` (C) joins each unit's
 events into a body. No merge, no grouping, no GTID -> VGTID, no renames and
@@ -45,7 +45,7 @@ from _events import RawMessage
 
 from vsmux.core.settings import GatewaySettings
 from vsmux.proto import binlogdata, query, topodata, vtgate
-from vsmux.server.batched_send import send_batch
+from vsmux.transport._batched_send import send_batch
 from vsmux.wire import ResponsePacker, split_response
 from vsmux.wire.frames import type_indexes, type_mask
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             import trio
             import trio_asyncio
 
-            from vsmux.server.hosting import open_grpc_server
+            from vsmux.transport import open_grpc_server
 
             @contextlib.asynccontextmanager
             async def hosted(servable: Relay) -> AsyncIterator[int]:

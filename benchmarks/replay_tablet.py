@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             import trio
             import trio_asyncio
 
-            from vsmux.server.hosting import open_grpc_server
+            from vsmux.transport import open_grpc_server
 
             @contextlib.asynccontextmanager
             async def hosted(tablet: ReplayTablet) -> AsyncIterator[int]:

@@ -15,15 +15,14 @@ from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import StreamTerminatedError
 
 from vsmux.core.metrics import Metrics
-from vsmux.server.bridge import SESSIONS_ENDED, pump_responses
-from vsmux.server.hosting import open_grpc_server
 from vsmux.server.memory import (
     MEMORY_RELEASES,
     ReleasePolicy,
-    drop_finished_calls,
     release_memory,
     return_memory,
 )
+from vsmux.transport import SESSIONS_ENDED, drop_finished_calls, open_grpc_server
+from vsmux.transport._bridge import pump_responses
 from vsmux.transport._codec import RawCodec, RawMessage
 
 # -- the policy (pure) ---------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 import trio
 
 from vsmux.core.metrics import Metrics
-from vsmux.server.bridge import SESSIONS_ENDED
 from vsmux.server.memory import MEMORY_RELEASES
 from vsmux.server.metrics_http import render_metrics, serve_metrics
+from vsmux.transport import SESSIONS_ENDED
 
 
 def _metrics() -> Metrics:

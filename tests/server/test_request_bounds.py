@@ -2,7 +2,7 @@
 
 grpclib's own services read a whole request message, whatever its size,
 before looking at it. The gateway serves them with every request message
-read through the frame-header check (``vsmux.server.hosting``): over
+read through the frame-header check (``vsmux.transport._hosting``): over
 ``--max-request-bytes`` is RESOURCE_EXHAUSTED naming the limit, and the
 server keeps answering health checks, during the refused call and after.
 """

@@ -10,10 +10,10 @@ from pathlib import Path
 import trio_asyncio
 from grpclib.client import Channel
 
-from vsmux.cli.cluster import serve_cluster_tablets
 from vsmux.proto import binlogdata, query, queryservice
 from vsmux.sources.simulated import SimulatedCluster
 from vsmux.topology import dump_topology, load_topology
+from vsmux.transport import serve_cluster_tablets
 
 
 def test_dump_topology_round_trips() -> None:

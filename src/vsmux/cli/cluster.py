@@ -13,21 +13,17 @@ import argparse
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import trio
 import trio_asyncio
 
 from vsmux.cli import simulated
-from vsmux.server.hosting import open_grpc_server
-from vsmux.server.simulated_tablet import SimulatedQueryService
 from vsmux.sources.simulated import SimulatedCluster
-from vsmux.topology import Topology, dump_topology
-from vsmux.transport._codec import RawCodec
+from vsmux.topology import dump_topology
+from vsmux.transport import serve_cluster_tablets
 
-__all__ = ["add_arguments", "run", "serve_cluster_tablets"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,31 +71,6 @@ def _keyspaces(args: argparse.Namespace) -> dict[str, list[str]]:
         name: [s.strip() for s in shards.split(",") if s.strip()]
         for name, shards in zip(names, shard_lists, strict=True)
     }
-
-
-@asynccontextmanager
-async def serve_cluster_tablets(
-    cluster: SimulatedCluster, host: str, base_port: int = 0
-) -> AsyncIterator[Topology]:
-    """Serve every tablet of ``cluster``; yield the topology with their addresses.
-
-    Must run inside ``trio_asyncio.open_loop()``. Leaving the block closes
-    every server.
-    """
-    async with AsyncExitStack() as stack:
-        addressed = []
-        for index, tablet in enumerate(cluster.tablets()):
-            port = base_port + index if base_port else 0
-            _, bound = await stack.enter_async_context(
-                open_grpc_server([SimulatedQueryService(tablet)], host, port, codec=RawCodec())
-            )
-            addressed.append(replace(tablet.info, address=f"{host}:{bound}"))
-        live = cluster.topology
-        yield Topology(
-            cell=live.cell,
-            keyspaces={k: replace(v, shards=list(v.shards)) for k, v in live.keyspaces.items()},
-            tablets=addressed,
-        )
 
 
 async def serve_until_signal(

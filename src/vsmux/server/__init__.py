@@ -1,1 +1,1 @@
-"""The grpclib edge: the gateway endpoint, the asyncio<->Trio bridge, hosting."""
+"""The gateway's edge, in Trio terms: the Vitess endpoint's logic, serving, shutdown, memory."""

@@ -1,17 +1,20 @@
 """The ``vtgateservice.Vitess`` endpoint: VStream and metadata Execute.
 
-Handlers are grpclib (asyncio) coroutines registered with raw grpclib
-``Handler``s, so VStream responses leave as the pre-encoded bytes the
-session produced (see :mod:`vsmux.transport._codec`), each batch of them in
-one write (:mod:`vsmux.server.batched_send`). Each VStream call enters
-Trio once and runs the session through :func:`vsmux.server.bridge.pump_responses`.
+The handlers are Trio functions behind the transport's adapter
+(:class:`vsmux.transport.TrioService`): it reads each request as raw bytes
+(size limit from the gRPC frame header, :data:`REQUEST_READ_TIMEOUT_SECONDS`
+to arrive), enters Trio once per call and turns the handler's outcome into
+the call's status. Here the request goes through :mod:`vsmux.server.intake`
+(protobuf's own parser, field-naming errors for malformed input) and, for
+VStream, :mod:`vsmux.core.limits`, before any other work. A refused request
+costs one INFO log line with the peer.
 
-Requests arrive as raw bytes and go through :mod:`vsmux.server.intake`
-(size limit from the frame header, protobuf's own parser, field-naming errors
-for malformed input) and, for VStream, :mod:`vsmux.core.limits`, before any
-other work. A refused request costs one INFO log line with the peer.
+A VStream call is admitted per connection (:class:`vsmux.core.admission.Admission`),
+then runs its session, whose responses leave as the pre-encoded bytes it
+produced, each batch of them in one write (``Call.stream_responses``). Each
+session logs a start line and an end line with what it sent and its outcome.
 
-Error edge (the only place a session's outcome becomes a gRPC status):
+Outcomes, as the client sees them:
 
 - :class:`VStreamError` -> the status with the same number as its vtrpc code
   and its message, cut to a size clients accept in a trailer;
@@ -26,31 +29,32 @@ UNAVAILABLE "server shutting down" and refuses new ones the same way.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
-from grpclib import GRPCError
-from grpclib.const import Cardinality, Handler, Status
 
 from vsmux.core.admission import Admission
 from vsmux.core.limits import check_vstream_request
-from vsmux.core.quoting import cap_message, printable, quote
+from vsmux.core.quoting import printable, quote
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import vtgate
-from vsmux.server.batched_send import send_batch, send_batch_nowait
-from vsmux.server.bridge import SHUTTING_DOWN, ClientGone, pump_responses, to_trio
 from vsmux.server.execute import TableCatalog, answer_execute
-from vsmux.server.intake import decode_request, read_request
-from vsmux.server.status import grpc_status, summarize_request
-from vsmux.transport._codec import RawMessage
+from vsmux.server.intake import decode_request
+from vsmux.server.summary import summarize_request
+from vsmux.transport import (
+    INTERNAL_MESSAGE,
+    SHUTTING_DOWN,
+    Call,
+    ClientGone,
+    Method,
+    TrioService,
+)
 
-__all__ = ["ACTIVE_SESSIONS", "RunVStream", "VitessService"]
+__all__ = ["ACTIVE_SESSIONS", "REQUEST_READ_TIMEOUT_SECONDS", "RunVStream", "VitessService"]
 
 log = logging.getLogger("vsmux.server")
 
@@ -64,28 +68,6 @@ ACTIVE_SESSIONS = "active_sessions"
 # with the call; one that opens calls and never sends would otherwise hold a
 # task and its buffers for as long as the connection lives.
 REQUEST_READ_TIMEOUT_SECONDS = 10.0
-
-_INTERNAL_MESSAGE = "internal error in vsmux; the gateway log has the details"
-
-
-class _SessionTally:
-    """What one session sent, for its end-of-session log line.
-
-    Responses and bytes only: counting events would mean walking every
-    response body again after the sender packed it. Events sent per shard
-    are in the metrics (``VStreamsEventsStreamed``).
-    """
-
-    __slots__ = ("bytes", "responses")
-
-    def __init__(self) -> None:
-        self.responses = 0
-        self.bytes = 0
-
-    def add(self, bodies: list[bytes]) -> None:
-        """Count a batch of response bodies written to the client."""
-        self.responses += len(bodies)
-        self.bytes += sum(map(len, bodies))
 
 
 class VitessService:
@@ -106,21 +88,20 @@ class VitessService:
             settings.max_streams_per_connection, settings.max_streaming_connections
         )
 
-    def __mapping__(self) -> dict[str, Handler]:
-        return {
-            "/vtgateservice.Vitess/VStream": Handler(
-                self._vstream,
-                Cardinality.UNARY_STREAM,
-                RawMessage,  # decoded by vsmux.server.intake
-                RawMessage,
-            ),
-            "/vtgateservice.Vitess/Execute": Handler(
-                self._execute,
-                Cardinality.UNARY_UNARY,
-                RawMessage,  # decoded by vsmux.server.intake
-                vtgate.ExecuteResponse,
-            ),
-        }
+    def grpc_service(self) -> TrioService:
+        """``vtgateservice.Vitess`` for the transport: VStream and Execute.
+
+        Reads the request read timeout now, so it is fixed for the server's life.
+        """
+        return TrioService(
+            "vtgateservice.Vitess",
+            [
+                Method("VStream", self._vstream),
+                Method("Execute", self._execute, vtgate.ExecuteResponse),
+            ],
+            max_request_bytes=self.gateway.settings.max_request_bytes,
+            read_timeout=REQUEST_READ_TIMEOUT_SECONDS,
+        )
 
     def begin_shutdown(self) -> None:
         """End running sessions with UNAVAILABLE and refuse new ones. Call from Trio."""
@@ -132,111 +113,79 @@ class VitessService:
 
     # -- VStream ---------------------------------------------------------------
 
-    async def _receive(self, stream: Any, message_type: type[R], method: str) -> R:
-        """The request, read and decoded; a refused one is logged and raised as GRPCError."""
+    def _receive(self, call: Call, message_type: type[R], method: str) -> R:
+        """The request, decoded and checked; a refused one is logged and raised."""
         settings = self.gateway.settings
         try:
-            try:
-                async with asyncio.timeout(REQUEST_READ_TIMEOUT_SECONDS):
-                    data = await read_request(stream, settings.max_request_bytes)
-            except TimeoutError:
-                raise VStreamError(
-                    Code.INVALID_ARGUMENT,
-                    f"no complete {method} request within {REQUEST_READ_TIMEOUT_SECONDS:g}s "
-                    "of the call's start; send the request message with the call",
-                ) from None
-            if data is None:
-                raise VStreamError(Code.INVALID_ARGUMENT, f"empty {method} request")
-            request = decode_request(data, message_type, settings.max_request_fields)
+            request = decode_request(call.request(), message_type, settings.max_request_fields)
             if isinstance(request, vtgate.VStreamRequest):
                 check_vstream_request(request, settings)
         except VStreamError as exc:
             log.info(
                 "%s refused peer=%s %s: %s",
                 method.lower(),
-                _peer_of(stream),
+                call.peer,
                 exc.code.name,
                 printable(exc.message),
             )
-            raise GRPCError(grpc_status(exc.code), cap_message(exc.message)) from None
+            raise
         return request
 
-    async def _vstream(self, stream: Any) -> None:
-        """grpclib handler (asyncio). Cancelled by grpclib when the client goes away."""
-        request = await self._receive(stream, vtgate.VStreamRequest, "VStream")
+    async def _vstream(self, call: Call) -> None:
+        """One VStream call, in Trio. Cancelled when the client goes away."""
+        request = self._receive(call, vtgate.VStreamRequest, "VStream")
         # The HTTP/2 connection the call came on: admission counts calls per connection.
-        connection = stream._stream.connection
         try:
-            self._admission.admit(connection)
+            self._admission.admit(call.connection)
         except VStreamError as exc:
-            log.info("vstream refused peer=%s %s", _peer_of(stream), exc.message)
-            raise GRPCError(grpc_status(exc.code), exc.message) from None
+            log.info("vstream refused peer=%s %s", call.peer, exc.message)
+            raise
         try:
-            await self._stream_session(stream, request)
+            await self._stream_session(call, request)
         finally:
-            self._admission.release(connection)
+            self._admission.release(call.connection)
 
-    async def _stream_session(self, stream: Any, request: vtgate.VStreamRequest) -> None:
-        """One admitted VStream call: the session, its log lines and its status."""
+    async def _stream_session(self, call: Call, request: vtgate.VStreamRequest) -> None:
+        """One admitted VStream call: the session, its log lines and its outcome."""
         session_id = self._next_session
         self._next_session += 1
-        tally = _SessionTally()
-        peer = _peer_of(stream)
+        peer = call.peer
         log.info(
             "vstream start session=%d peer=%s %s", session_id, peer, summarize_request(request)
         )
         started = time.monotonic()
         outcome = "ok"
-
-        async def write(bodies: list[bytes]) -> None:
-            # asyncio side of the bridge: every batch queued since the last
-            # call, written to the connection in one go.
-            await send_batch(stream, bodies)
-            tally.add(bodies)
-
-        def write_now(bodies: list[bytes]) -> bool:
-            # The same from the session's Trio task, when it needs no wait.
-            if not send_batch_nowait(stream, bodies):
-                return False
-            tally.add(bodies)
-            return True
-
         try:
             if self._stopping.is_set():
                 raise VStreamError(Code.UNAVAILABLE, SHUTTING_DOWN)
-            await to_trio(self._session)(request, write, write_now)
+            await self._session(request, call)
         except VStreamError as exc:
             outcome = f"{exc.code.name}: {exc.message}"
-            raise GRPCError(grpc_status(exc.code), cap_message(exc.message)) from None
+            raise
         except ClientGone as exc:
             outcome = f"client gone ({exc})"
-        except asyncio.CancelledError:
-            outcome = "cancelled (client went away or its deadline passed)"
-            raise
-        except GRPCError:
             raise
         except Exception:
             outcome = "INTERNAL (see traceback)"
             log.exception("vstream session=%d failed unexpectedly", session_id)
-            raise GRPCError(Status.INTERNAL, _INTERNAL_MESSAGE) from None
+            raise VStreamError(Code.INTERNAL, INTERNAL_MESSAGE) from None
+        except BaseException:
+            # trio.Cancelled, grouped when it came out of the session's nurseries.
+            outcome = "cancelled (client went away or its deadline passed)"
+            raise
         finally:
             log.info(
                 "vstream end session=%d peer=%s duration=%.3fs responses=%d bytes=%d outcome=%s",
                 session_id,
                 peer,
                 time.monotonic() - started,
-                tally.responses,
-                tally.bytes,
+                call.responses,
+                call.bytes,
                 printable(outcome),
             )
 
-    async def _session(
-        self,
-        request: vtgate.VStreamRequest,
-        write: Callable[[list[bytes]], Awaitable[None]],
-        write_now: Callable[[list[bytes]], bool] | None = None,
-    ) -> None:
-        """The Trio side of one VStream call; cancellation ends it at once."""
+    async def _session(self, request: vtgate.VStreamRequest, call: Call) -> None:
+        """The session of one VStream call; cancellation ends it at once."""
         gauges = self.gateway.metrics.gateway
         gauges[ACTIVE_SESSIONS] += 1
         try:
@@ -244,40 +193,30 @@ class VitessService:
             async def run(send: SendResponses) -> None:
                 await self._run_vstream(request, self.gateway, send)
 
-            await pump_responses(
-                run, write, write_now=write_now, stop=self._stopping, metrics=self.gateway.metrics
-            )
+            await call.stream_responses(run, stop=self._stopping, metrics=self.gateway.metrics)
         finally:
             gauges[ACTIVE_SESSIONS] -= 1
 
     # -- Execute ---------------------------------------------------------------
 
-    async def _execute(self, stream: Any) -> None:
-        """grpclib handler (asyncio) for the metadata queries."""
-        request = await self._receive(stream, vtgate.ExecuteRequest, "Execute")
+    async def _execute(self, call: Call) -> vtgate.ExecuteResponse:
+        """One Execute call (the metadata queries), in Trio; returns the response."""
+        request = self._receive(call, vtgate.ExecuteRequest, "Execute")
         try:
-            answer = functools.partial(
-                answer_execute, max_pattern_bytes=self.gateway.settings.max_pattern_bytes
+            response = await answer_execute(
+                request,
+                self.gateway.topology,
+                self._catalog,
+                max_pattern_bytes=self.gateway.settings.max_pattern_bytes,
             )
-            response = await to_trio(answer)(request, self.gateway.topology, self._catalog)
         except Exception:
             log.exception("execute failed unexpectedly")
-            raise GRPCError(Status.INTERNAL, _INTERNAL_MESSAGE) from None
+            raise VStreamError(Code.INTERNAL, INTERNAL_MESSAGE) from None
         sql = request.query.sql if request.query is not None else ""
         log.info(
             "execute peer=%s query=%s outcome=%s",
-            _peer_of(stream),
+            call.peer,
             quote(sql),
             "ok" if response.error is None else response.error.code.name,
         )
-        await stream.send_message(response)
-
-
-def _peer_of(stream: Any) -> str:
-    try:
-        addr = stream.peer.addr()
-    except Exception:  # peer info is best effort; a log line must not fail a call
-        return "?"
-    if not addr:
-        return "?"
-    return f"{addr[0]}:{addr[1]}"
+        return response

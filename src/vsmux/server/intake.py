@@ -1,20 +1,16 @@
-"""Reading and decoding one request message, before anything else looks at it.
+"""Decoding one request message, before anything else looks at it.
 
-The gateway's handlers receive raw bytes (:class:`~vsmux.transport._codec.RawMessage`)
-and come here first:
-
-1. :func:`read_request` reads the gRPC frame header and refuses a message over
-   the size limit with RESOURCE_EXHAUSTED *before* reading its body. HTTP/2
-   flow control does the rest: grpclib acknowledges data only as it is read,
-   so a refused body never grows past one stream window in memory.
-2. :func:`decode_request` parses with protobuf's own runtime (upb), so
-   malformed input is judged exactly as the official clients and servers
-   judge it: a corrupt varint, a truncated field or invalid UTF-8 in a string
-   is an error (INVALID_ARGUMENT, naming the field: see
-   :mod:`vsmux.wire.diagnose`); unknown fields and known fields sent with
-   another wire type are kept as unknown fields, then discarded. The clean
-   re-encoding is what the betterproto classes parse, so the gateway never
-   acts on, or answers from, a half-parsed request.
+The gateway's handlers receive a request as raw bytes, read by the transport
+(which refuses one over the size limit from its gRPC frame header, before
+the body is read: :mod:`vsmux.transport._request`), and come here first.
+:func:`decode_request` parses with protobuf's own runtime (upb), so
+malformed input is judged exactly as the official clients and servers judge
+it: a corrupt varint, a truncated field or invalid UTF-8 in a string is an
+error (INVALID_ARGUMENT, naming the field: see :mod:`vsmux.wire.diagnose`);
+unknown fields and known fields sent with another wire type are kept as
+unknown fields, then discarded. The clean re-encoding is what the betterproto
+classes parse, so the gateway never acts on, or answers from, a half-parsed
+request.
 
 Every failure is a :class:`VStreamError` with a short message; nothing here
 logs (the caller logs one line with the peer).
@@ -22,7 +18,6 @@ logs (the caller logs one line with the peer).
 
 from __future__ import annotations
 
-import struct
 from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError
@@ -33,7 +28,7 @@ from vsmux.proto import vtgate
 from vsmux.wire.diagnose import find_defect
 from vsmux.wire.upb import message_class
 
-__all__ = ["count_fields", "decode_request", "read_request"]
+__all__ = ["count_fields", "decode_request"]
 
 M = TypeVar("M")
 
@@ -42,48 +37,6 @@ _FULL_NAMES: dict[type[Any], str] = {
     vtgate.VStreamRequest: "vtgate.VStreamRequest",
     vtgate.ExecuteRequest: "vtgate.ExecuteRequest",
 }
-
-
-async def read_request(stream: Any, limit: int) -> bytes | None:
-    """The request message's bytes, or None if the client sent no message.
-
-    ``stream`` is grpclib's server stream. Raises RESOURCE_EXHAUSTED for a
-    message over ``limit`` bytes, UNIMPLEMENTED for a compressed one, and
-    INVALID_ARGUMENT for one cut short.
-    """
-    # grpclib's public recv_message reads the whole body before anyone can look
-    # at its size; its h2 stream is the only way to read the header alone.
-    h2_stream = stream._stream
-    header = await h2_stream.recv_data(5)
-    if not header:
-        return None
-    if len(header) < 5:
-        raise VStreamError(Code.INVALID_ARGUMENT, "the request ended inside its gRPC frame header")
-    compressed, size = struct.unpack(">?I", header)
-    if compressed:
-        raise VStreamError(
-            Code.UNIMPLEMENTED,
-            "compressed requests are not supported by vsmux; send the request uncompressed",
-        )
-    if size > limit:
-        raise VStreamError(
-            Code.RESOURCE_EXHAUSTED,
-            f"request message is {size} bytes, over the limit of {limit} bytes "
-            f"(vsmux serve {OPTIONS['max_request_bytes']})",
-        )
-    try:
-        data: bytes = await h2_stream.recv_data(size)
-    except AssertionError:  # grpclib's way of saying the stream ended early
-        raise VStreamError(
-            Code.INVALID_ARGUMENT,
-            f"the request ended before its {size}-byte message was complete",
-        ) from None
-    if len(data) != size:
-        raise VStreamError(
-            Code.INVALID_ARGUMENT,
-            f"the request ended after {len(data)} of its {size}-byte message",
-        )
-    return data
 
 
 def decode_request(data: bytes, message_type: type[M], max_fields: int) -> M:

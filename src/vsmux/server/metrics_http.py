@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vsmux.core.metrics import METRICS, Metrics
-from vsmux.server.bridge import SESSIONS_ENDED
 from vsmux.server.memory import MEMORY_RELEASES
+from vsmux.transport import SESSIONS_ENDED
 
 __all__ = ["MetricsCollector", "render_metrics", "serve_metrics"]
 

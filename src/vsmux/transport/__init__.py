@@ -5,17 +5,36 @@ trio_asyncio. Everything above it speaks Trio and :class:`~vsmux.errors.VStreamE
 Import from here; the modules behind it are private.
 """
 
+from vsmux.transport._bridge import SESSIONS_ENDED, SHUTTING_DOWN, ClientGone
 from vsmux.transport._client_call import Connector, ResponseStream, grpc_connector, open_vstream
+from vsmux.transport._endpoint import GrpcEndpoint, drop_finished_calls, open_grpc_endpoint
+from vsmux.transport._hosting import SHUTDOWN_GRACE_SECONDS, open_grpc_server
 from vsmux.transport._loop import asyncio_loop
+from vsmux.transport._service import INTERNAL_MESSAGE, Call, Method, TrioService
+from vsmux.transport._simulated_tablet import SimulatedQueryService, serve_cluster_tablets
 from vsmux.transport._status import error_of, grpc_error, status_of
 
 __all__ = [
+    "INTERNAL_MESSAGE",
+    "SESSIONS_ENDED",
+    "SHUTDOWN_GRACE_SECONDS",
+    "SHUTTING_DOWN",
+    "Call",
+    "ClientGone",
     "Connector",
+    "GrpcEndpoint",
+    "Method",
     "ResponseStream",
+    "SimulatedQueryService",
+    "TrioService",
     "asyncio_loop",
+    "drop_finished_calls",
     "error_of",
     "grpc_connector",
     "grpc_error",
+    "open_grpc_endpoint",
+    "open_grpc_server",
     "open_vstream",
+    "serve_cluster_tablets",
     "status_of",
 ]

@@ -2,8 +2,8 @@
 
 ``SimulatedCluster.build({"commerce": ["-80", "80-"]}, seed=1)`` gives a
 cluster whose ``topology`` the gateway reads and whose ``source_for`` serves
-its tablets in process; :mod:`vsmux.server.simulated_tablet` serves the same tablets over
-gRPC. In short:
+its tablets in process; :class:`vsmux.transport.SimulatedQueryService` serves
+the same tablets over gRPC. In short:
 
 - writes: ``apply_random_transactions(n)``, ``await run_workload(rate)``,
   ``execute(keyspace, Upsert(...), Delete(...))``, ``execute(keyspace, Alter(...))``;

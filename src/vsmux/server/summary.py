@@ -1,33 +1,13 @@
-"""vtrpc codes as gRPC statuses, and one-line summaries for the session log."""
+"""One-line summaries of VStream requests for the session log."""
 
 from __future__ import annotations
 
 import re
 
-from grpclib.const import Status
-
 from vsmux.core.quoting import quote
-from vsmux.proto import topodata, vtgate, vtrpc
+from vsmux.proto import topodata, vtgate
 
-__all__ = ["grpc_status", "summarize_request"]
-
-
-def grpc_status(code: vtrpc.Code) -> Status:
-    """The gRPC status for a vtrpc code: the same number where gRPC has one.
-
-    vtrpc's two extra codes have no gRPC number: CLUSTER_EVENT (a failover or
-    reshard in progress) becomes UNAVAILABLE so clients retry, READ_ONLY
-    becomes FAILED_PRECONDITION.
-    """
-    value = int(code)
-    if value == vtrpc.Code.CLUSTER_EVENT:
-        return Status.UNAVAILABLE
-    if value == vtrpc.Code.READ_ONLY:
-        return Status.FAILED_PRECONDITION
-    try:
-        return Status(value)
-    except ValueError:
-        return Status.UNKNOWN
+__all__ = ["summarize_request"]
 
 
 def _tablet_type_name(request: vtgate.VStreamRequest) -> str:

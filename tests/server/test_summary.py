@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vsmux.proto import binlogdata, vtgate, vtrpc
-from vsmux.server.status import summarize_request
+from vsmux.server.summary import summarize_request
 
 
 def sg(keyspace: str, shard: str = "", gtid: str = "current") -> binlogdata.ShardGtid:

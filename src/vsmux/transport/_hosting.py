@@ -2,15 +2,15 @@
 
 grpclib is asyncio-only. vsmux runs one asyncio loop inside Trio with
 trio-asyncio, so the whole program is a Trio program: ``open_grpc_server``
-must be entered inside ``trio_asyncio.open_loop()``. Handlers run as asyncio
-coroutines; they enter Trio once per call with ``trio_asyncio.trio_as_aio``
-and pass data between the loops through a
+must be entered inside :func:`~vsmux.transport.asyncio_loop`. Handlers run as
+asyncio coroutines; they enter Trio once per call with
+``trio_asyncio.trio_as_aio`` and pass data between the loops through a
 :class:`~vsmux.transport._handoff.Handoff`, never with a crossing per message
-(see ``vsmux.server.bridge``).
+(see :mod:`vsmux.transport._bridge`).
 
 With ``max_request_bytes``, every request message of every method is bounded
 in one place: a handler's ``stream.recv_message`` reads the message through
-:func:`vsmux.server.intake.read_request`, which refuses one over the limit
+:func:`vsmux.transport._request.read_request`, which refuses one over the limit
 from its gRPC frame header, before the body is read. Handlers that read
 their requests with ``read_request`` themselves (the gateway's) are not
 affected; the others (health, reflection) would otherwise buffer any size.
@@ -33,10 +33,15 @@ from grpclib.const import Handler, Status
 from grpclib.server import Server
 
 from vsmux.errors import VStreamError
-from vsmux.server.intake import read_request
-from vsmux.server.status import grpc_status
+from vsmux.transport._request import read_request
+from vsmux.transport._status import grpc_error
 
-__all__ = ["LISTEN_BACKLOG", "SHUTDOWN_GRACE_SECONDS", "open_grpc_server", "stop_accepting"]
+__all__ = [
+    "LISTEN_BACKLOG",
+    "SHUTDOWN_GRACE_SECONDS",
+    "open_grpc_server",
+    "stop_accepting",
+]
 
 log = logging.getLogger("vsmux.server")
 
@@ -139,7 +144,7 @@ async def _recv_bounded(stream: Any, method: str, limit: int) -> Any:
         data = await read_request(stream, limit)
     except VStreamError as exc:
         log.info("request refused method=%s %s: %s", method, exc.code.name, exc.message)
-        raise GRPCError(grpc_status(exc.code), exc.message) from None
+        raise grpc_error(exc) from None
     if data is None:
         return None
     try:

@@ -11,15 +11,13 @@ import trio_asyncio
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from simulated.replay import T, request
 
 from vsmux.proto import binlogdata, query, queryservice
-from vsmux.server.hosting import open_grpc_server
-from vsmux.server.simulated_tablet import SimulatedQueryService
 from vsmux.sources.simulated import SimulatedCluster, SimulatedTablet
 from vsmux.sources.simulated.gtid import GtidSet
+from vsmux.transport import SimulatedQueryService, open_grpc_server
 from vsmux.transport._codec import RawCodec
-
-from .replay import T, request
 
 
 @asynccontextmanager

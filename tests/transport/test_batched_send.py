@@ -14,7 +14,7 @@ from grpclib.server import Server
 from grpclib.stream import send_message
 from gw_helpers import in_asyncio
 
-from vsmux.server.batched_send import frame_messages, send_batch, send_batch_nowait
+from vsmux.transport._batched_send import frame_messages, send_batch, send_batch_nowait
 from vsmux.transport._codec import RawCodec, RawMessage
 
 BODIES = [b"", b"a", b"\x0a\x02hi" * 40, bytes(range(256)) * 300]

@@ -93,7 +93,7 @@ def send_batch_nowait(stream: Any, bodies: list[bytes]) -> bool:
     (the awaited path raises it properly); one while writing is raised.
 
     Lets a Trio task write to a client that keeps up without a hop through
-    the asyncio loop's queue (see ``vsmux.server.bridge``).
+    the asyncio loop's queue (see :mod:`vsmux.transport._bridge`).
     """
     if not bodies:
         return True

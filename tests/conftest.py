@@ -1,3 +1,5 @@
+"""Fixtures shared by every test directory."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

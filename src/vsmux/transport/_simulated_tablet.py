@@ -1,4 +1,4 @@
-"""Serve a simulated tablet over gRPC, as ``/queryservice.Query``.
+"""Serve simulated tablets over gRPC, as ``/queryservice.Query``.
 
 :class:`SimulatedQueryService` answers ``VStream`` and ``StreamHealth`` for
 one :class:`SimulatedTablet`, so a gateway (vsmux or vtgate) talks to it as to
@@ -11,16 +11,20 @@ response is encoded once from its frames and written as raw bytes.
 
 Each call crosses from grpclib's asyncio handler into Trio once and runs the
 tablet stream there; responses come back through
-:func:`vsmux.server.bridge.pump_responses` (whole responses, a small bounded
+:func:`vsmux.transport._bridge.pump_responses` (whole responses, a small bounded
 queue), so a slow client holds the simulated tablet back. Tablet errors
 become gRPC statuses with the same code (vtrpc codes are gRPC codes) and the
 tablet's message. A client that goes away cancels the Trio side at once.
+
+:func:`serve_cluster_tablets` gives every tablet of a simulated cluster its
+own server (``vsmux cluster``, ``vsmux fake-tablet`` and the tests use it).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import grpclib.const
@@ -28,13 +32,16 @@ from grpclib.exceptions import GRPCError
 
 from vsmux.errors import VStreamError
 from vsmux.proto import binlogdata, query, queryservice
-from vsmux.server.bridge import pump_responses, to_trio
-from vsmux.server.status import grpc_status
+from vsmux.sources.simulated import SimulatedCluster
 from vsmux.sources.simulated.tablet import SimulatedTablet
-from vsmux.transport._codec import RawMessage
+from vsmux.topology import Topology
+from vsmux.transport._bridge import pump_responses, to_trio
+from vsmux.transport._codec import RawCodec, RawMessage
+from vsmux.transport._hosting import open_grpc_server
+from vsmux.transport._status import grpc_error
 from vsmux.wire.frames import Frame, encode_response
 
-__all__ = ["SimulatedQueryService"]
+__all__ = ["SimulatedQueryService", "serve_cluster_tablets"]
 
 VSTREAM = "/queryservice.Query/VStream"
 STREAM_HEALTH = "/queryservice.Query/StreamHealth"
@@ -105,4 +112,30 @@ class SimulatedQueryService(queryservice.QueryBase):  # type: ignore[misc]
         try:
             await to_trio(pump_responses)(run, write)
         except VStreamError as exc:
-            raise GRPCError(grpc_status(exc.code), exc.message) from None
+            raise grpc_error(exc) from None
+
+
+@asynccontextmanager
+async def serve_cluster_tablets(
+    cluster: SimulatedCluster, host: str, base_port: int = 0
+) -> AsyncIterator[Topology]:
+    """Serve every tablet of ``cluster``; yield the topology with their addresses.
+
+    Tablet ``i`` listens on ``base_port + i``, or on a port the OS picks when
+    ``base_port`` is 0. Must run inside :func:`~vsmux.transport.asyncio_loop`.
+    Leaving the block, normally or by cancellation, closes every server.
+    """
+    async with AsyncExitStack() as stack:
+        addressed = []
+        for index, tablet in enumerate(cluster.tablets()):
+            port = base_port + index if base_port else 0
+            _, bound = await stack.enter_async_context(
+                open_grpc_server([SimulatedQueryService(tablet)], host, port, codec=RawCodec())
+            )
+            addressed.append(replace(tablet.info, address=f"{host}:{bound}"))
+        live = cluster.topology
+        yield Topology(
+            cell=live.cell,
+            keyspaces={k: replace(v, shards=list(v.shards)) for k, v in live.keyspaces.items()},
+            tablets=addressed,
+        )

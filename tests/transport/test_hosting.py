@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from vsmux.server.hosting import open_grpc_server
+from vsmux.transport import open_grpc_server
 
 BURST = 400  # well past grpclib's default backlog of 100
 

@@ -9,9 +9,9 @@ import pytest
 import trio
 import trio_asyncio
 
-from vsmux.server.bridge import pump_responses
 from vsmux.transport import _aio_batching as aio_batching
 from vsmux.transport._aio_batching import batch_ready_callbacks, batching_installed
+from vsmux.transport._bridge import pump_responses
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import trio_asyncio
 
 from vsmux.core.metrics import Metrics
 from vsmux.errors import Code, VStreamError
-from vsmux.server.bridge import QUEUE_DEPTH, ClientGone, pump_responses
+from vsmux.transport._bridge import QUEUE_DEPTH, ClientGone, pump_responses
 
 Send = Callable[[list[bytes]], Awaitable[None]]
 
