@@ -4,24 +4,20 @@ Every simulated tablet gets its own gRPC server (``/queryservice.Query``) on
 ``--listen-host``; a workload commits transactions at ``--rate`` per second;
 the topology TOML written to ``--topology-out`` lists every tablet with its
 address, ready for ``vsmux serve --topology FILE``. Runs until SIGINT or
-SIGTERM, then closes every server and exits 0.
+SIGTERM, then closes every server and exits 0 (:mod:`vsmux.cli.tablets`).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import trio
-import trio_asyncio
 
 from vsmux.cli import simulated
+from vsmux.cli.tablets import serve_tablets_until_signal
 from vsmux.sources.simulated import SimulatedCluster
-from vsmux.topology import dump_topology
-from vsmux.transport import serve_cluster_tablets
 
 __all__ = ["add_arguments", "run"]
 
@@ -73,56 +69,6 @@ def _keyspaces(args: argparse.Namespace) -> dict[str, list[str]]:
     }
 
 
-async def serve_until_signal(
-    cluster: SimulatedCluster,
-    host: str,
-    base_port: int,
-    rate: float,
-    topology_out: Path | None,
-    banner: Sequence[str] = (),
-) -> int:
-    """Serve ``cluster`` and run its workload until SIGINT/SIGTERM."""
-    # The signal receiver exists before anything is announced, so a Ctrl-C
-    # right after the banner still ends the run cleanly.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        return await _serve(cluster, host, base_port, rate, topology_out, banner, signals)
-
-
-async def _serve(
-    cluster: SimulatedCluster,
-    host: str,
-    base_port: int,
-    rate: float,
-    topology_out: Path | None,
-    banner: Sequence[str],
-    signals: AsyncIterator[int],
-) -> int:
-    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
-        try:
-            serving = serve_cluster_tablets(cluster, host, base_port)
-            async with serving as topology:
-                if topology_out is not None:
-                    await trio.Path(topology_out).write_text(dump_topology(topology))
-                for tablet in topology.tablets:
-                    print(
-                        f"tablet {tablet.alias} {tablet.keyspace}/{tablet.shard} {tablet.address}"
-                    )
-                for line in banner:
-                    print(line, flush=True)
-                sys.stdout.flush()
-                if rate > 0:
-                    nursery.start_soon(cluster.run_workload, rate)
-                async for signum in signals:
-                    print(f"{signal.Signals(signum).name} received: stopping", file=sys.stderr)
-                    break
-                nursery.cancel_scope.cancel()
-        except OSError as exc:
-            print(f"vsmux: cannot listen on {host}: {exc}", file=sys.stderr)
-            nursery.cancel_scope.cancel()
-            return 1
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         keyspaces = _keyspaces(args)
@@ -142,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         banner.append(f"next: vsmux serve --topology {args.topology_out}")
     try:
         return trio.run(
-            serve_until_signal,
+            serve_tablets_until_signal,
             cluster,
             args.listen_host,
             args.base_port,

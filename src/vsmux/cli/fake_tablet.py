@@ -11,7 +11,7 @@ import sys
 
 import trio
 
-from vsmux.cli.cluster import serve_until_signal
+from vsmux.cli.tablets import serve_tablets_until_signal
 from vsmux.sources.simulated import SimulatedCluster
 
 __all__ = ["add_arguments", "run"]
@@ -45,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"vsmux fake-tablet: {exc}", file=sys.stderr)
         return 2
     try:
-        return trio.run(serve_until_signal, cluster, args.host, args.port, args.rate, None)
+        return trio.run(serve_tablets_until_signal, cluster, args.host, args.port, args.rate, None)
     except KeyboardInterrupt:
         return 0

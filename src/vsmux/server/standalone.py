@@ -13,13 +13,11 @@ UNAVAILABLE "server shutting down", and the program returns 0.
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
-import trio_asyncio
 
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
@@ -28,12 +26,13 @@ from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
 from vsmux.server.memory import return_memory
 from vsmux.server.metrics_http import serve_metrics
+from vsmux.server.signals import stop_signals
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources.directory import RoutingDirectory
 from vsmux.sources.grpc_tablet import CONNECT_TIMEOUT_SECONDS, open_tablet_channels
 from vsmux.sources.simulated.cluster import SimulatedCluster
 from vsmux.topology import Topology
-from vsmux.transport._aio_batching import batch_ready_callbacks
+from vsmux.transport import asyncio_loop
 from vsmux.wire.accel import ACCELERATED, DISABLE_ENV
 
 __all__ = ["ServeConfig", "merge_simulated", "serve_until_signal"]
@@ -84,75 +83,56 @@ def merge_simulated(
     return live, cluster
 
 
-async def _watch_signals(
-    stop: trio.Event,
-    reason: list[str],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    # Installed before the server listens, so an early Ctrl-C is not lost.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for signum in signals:
-            reason.append(signal.Signals(signum).name)
-            stop.set()
-            return
-
-
 async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) -> int:
     """Run the gateway until SIGINT/SIGTERM; 0 on a clean stop, 1 if it cannot start.
 
     ``ready`` lines are printed once the gateway listens (the CLI's banner).
     """
     topology, cluster = merge_simulated(config.topology, config.seed, **config.simulated)
-    if not batch_ready_callbacks():
-        log.warning(
-            "trio-asyncio's loop driver is not the one expected: asyncio callbacks run "
-            "one per Trio step, so clients see long pauses when many sessions run"
-        )
     static = StaticTableCatalog(config.tables or {})
     catalog: TableCatalog = ClusterTableCatalog(cluster, static) if cluster else static
-    async with (
-        trio_asyncio.open_loop(),
-        open_tablet_channels(config.connect_timeout) as channels,
-        trio.open_nursery() as nursery,
-    ):
-        gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
-        stop = trio.Event()
-        reason: list[str] = []
-        await nursery.start(_watch_signals, stop, reason)
-        if config.metrics is not None:
-            host, port = config.metrics
+    # Installed before the server listens, so an early Ctrl-C is not lost.
+    with stop_signals() as signals:
+        async with (
+            asyncio_loop(batch_callbacks=True),
+            open_tablet_channels(config.connect_timeout) as channels,
+            trio.open_nursery() as nursery,
+        ):
+            gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
+            if config.metrics is not None:
+                host, port = config.metrics
+                try:
+                    bound = await nursery.start(serve_metrics, gateway.metrics, host, port)
+                except OSError as exc:
+                    log.error("cannot serve metrics on %s:%d: %s", host, port, exc)
+                    nursery.cancel_scope.cancel()
+                    return 1
+                log.info("metrics on http://%s:%d/metrics", host, bound)
+            if cluster is not None and config.workload_rate > 0:
+                nursery.start_soon(cluster.run_workload, config.workload_rate)
             try:
-                bound = await nursery.start(serve_metrics, gateway.metrics, host, port)
+                server_cm = open_gateway_server(
+                    gateway, run_vstream, catalog, config.host, config.port
+                )
+                async with server_cm as server:
+                    frozen = settle_gc()
+                    log.debug("garbage collector: %d start-up objects frozen", frozen)
+                    # What ended sessions leave behind goes back to the system.
+                    nursery.start_soon(return_memory, [server.server], gateway.metrics)
+                    if not ACCELERATED:
+                        log.warning(
+                            "the C wire loops are off (%s set, or vsmux.wire._accel not "
+                            "built): the gateway spends ~1.7x the CPU per event; reinstall "
+                            "with a C compiler and the Python headers to build them",
+                            DISABLE_ENV,
+                        )
+                    for line in ready:
+                        print(line.format(address=server.address), flush=True)
+                    name = await signals.wait()
+                    log.info("%s received: shutting down", name)
             except OSError as exc:
-                log.error("cannot serve metrics on %s:%d: %s", host, port, exc)
+                log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
                 nursery.cancel_scope.cancel()
                 return 1
-            log.info("metrics on http://%s:%d/metrics", host, bound)
-        if cluster is not None and config.workload_rate > 0:
-            nursery.start_soon(cluster.run_workload, config.workload_rate)
-        try:
-            server_cm = open_gateway_server(gateway, run_vstream, catalog, config.host, config.port)
-            async with server_cm as server:
-                frozen = settle_gc()
-                log.debug("garbage collector: %d start-up objects frozen", frozen)
-                # What ended sessions leave behind goes back to the system.
-                nursery.start_soon(return_memory, [server.server], gateway.metrics)
-                if not ACCELERATED:
-                    log.warning(
-                        "the C wire loops are off (%s set, or vsmux.wire._accel not built): "
-                        "the gateway spends ~1.7x the CPU per event; reinstall with a C "
-                        "compiler and the Python headers to build them",
-                        DISABLE_ENV,
-                    )
-                for line in ready:
-                    print(line.format(address=server.address), flush=True)
-                await stop.wait()
-                log.info("%s received: shutting down", reason[0] if reason else "signal")
-        except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
             nursery.cancel_scope.cancel()
-            return 1
-        nursery.cancel_scope.cancel()
     return 0

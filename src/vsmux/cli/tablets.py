@@ -1,0 +1,72 @@
+"""Serving a simulated cluster's tablets until a signal: ``vsmux cluster`` and ``fake-tablet``.
+
+:func:`serve_tablets_until_signal` serves every tablet of the cluster on its own gRPC
+server (:func:`vsmux.transport.serve_cluster_tablets`), writes the topology
+file if asked, prints one line per tablet and the banner, runs the workload,
+and returns 0 on SIGINT or SIGTERM (1 if a tablet cannot listen), after
+closing every server.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from vsmux.server.signals import StopSignals, stop_signals
+from vsmux.sources.simulated import SimulatedCluster
+from vsmux.topology import dump_topology
+from vsmux.transport import asyncio_loop, serve_cluster_tablets
+
+__all__ = ["serve_tablets_until_signal"]
+
+
+async def serve_tablets_until_signal(
+    cluster: SimulatedCluster,
+    host: str,
+    base_port: int,
+    rate: float,
+    topology_out: Path | None,
+    banner: Sequence[str] = (),
+) -> int:
+    """Serve ``cluster`` and run its workload until SIGINT/SIGTERM."""
+    # The signal receiver exists before anything is announced, so a Ctrl-C
+    # right after the banner still ends the run cleanly.
+    with stop_signals() as signals:
+        return await _serve(cluster, host, base_port, rate, topology_out, banner, signals)
+
+
+async def _serve(
+    cluster: SimulatedCluster,
+    host: str,
+    base_port: int,
+    rate: float,
+    topology_out: Path | None,
+    banner: Sequence[str],
+    signals: StopSignals,
+) -> int:
+    async with asyncio_loop(), trio.open_nursery() as nursery:
+        try:
+            serving = serve_cluster_tablets(cluster, host, base_port)
+            async with serving as topology:
+                if topology_out is not None:
+                    await trio.Path(topology_out).write_text(dump_topology(topology))
+                for tablet in topology.tablets:
+                    print(
+                        f"tablet {tablet.alias} {tablet.keyspace}/{tablet.shard} {tablet.address}"
+                    )
+                for line in banner:
+                    print(line, flush=True)
+                sys.stdout.flush()
+                if rate > 0:
+                    nursery.start_soon(cluster.run_workload, rate)
+                name = await signals.wait()
+                print(f"{name} received: stopping", file=sys.stderr)
+                nursery.cancel_scope.cancel()
+        except OSError as exc:
+            print(f"vsmux: cannot listen on {host}: {exc}", file=sys.stderr)
+            nursery.cancel_scope.cancel()
+            return 1
+    return 0
