@@ -74,7 +74,8 @@ class VitessService:
     """Serves ``/vtgateservice.Vitess/VStream`` and ``/Execute`` for one gateway.
 
     ``run_vstream`` is the multiplexer entry point (``vsmux.mux.run_vstream``);
-    ``catalog`` answers ``SHOW TABLES``.
+    ``catalog`` answers ``SHOW TABLES``. The handlers run in Trio, one call
+    each; a call whose client goes away is cancelled at once.
     """
 
     def __init__(self, gateway: Gateway, run_vstream: RunVStream, catalog: TableCatalog) -> None:
@@ -89,9 +90,10 @@ class VitessService:
         )
 
     def grpc_service(self) -> TrioService:
-        """``vtgateservice.Vitess`` for the transport: VStream and Execute.
+        """``vtgateservice.Vitess`` for the transport to serve: VStream and Execute.
 
-        Reads the request read timeout now, so it is fixed for the server's life.
+        The request size limit and :data:`REQUEST_READ_TIMEOUT_SECONDS` are
+        taken now and hold for the life of the server built from it.
         """
         return TrioService(
             "vtgateservice.Vitess",
