@@ -13,7 +13,7 @@ from vsmux.mux.api import Gateway
 from vsmux.proto import binlogdata
 from vsmux.server.app import open_gateway_server
 from vsmux.server.tables import StaticTableCatalog
-from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.sources._simulated.cluster import SimulatedCluster
 
 KS = "commerce"
 SHARDS = ["-80", "80-"]

@@ -23,7 +23,7 @@ from vsmux.client.checkpoint import CheckpointStore
 from vsmux.client.request import StreamOptions
 from vsmux.client.retry import Backoff
 from vsmux.client.tail import TailConfig, run_tail
-from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.sources._simulated.cluster import SimulatedCluster
 from vsmux.transport import grpc_connector
 
 from .e2e_kit import CLIENT, KS, SHARDS, caught_up, check_delivery, gateway, replay, truth

@@ -21,7 +21,7 @@ import trio
 import trio_asyncio
 
 from vsmux.client.checkpoint import CheckpointStore
-from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.sources._simulated.cluster import SimulatedCluster
 
 from .e2e_kit import CLIENT, KS, SHARDS, caught_up, check_delivery, explain, gateway, replay, truth
 

@@ -23,8 +23,8 @@ from vsmux.errors import Code
 from vsmux.mux import Gateway, run_vstream
 from vsmux.mux.shard_source import ShardSource
 from vsmux.proto import binlogdata, query, topodata, vtgate
-from vsmux.sources.simulated import SimulatedCluster
-from vsmux.sources.simulated.rows import decode_row
+from vsmux.sources._simulated import SimulatedCluster
+from vsmux.sources._simulated.rows import decode_row
 from vsmux.topology import TabletInfo
 from vsmux.wire import Frame, decode_event, split_response
 

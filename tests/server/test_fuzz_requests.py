@@ -29,7 +29,7 @@ from vsmux.mux.api import Gateway, SendResponses
 from vsmux.proto import binlogdata, query, vtgate, vtrpc
 from vsmux.server.app import open_gateway_server
 from vsmux.server.tables import StaticTableCatalog
-from vsmux.sources.simulated.filters import TableFilter
+from vsmux.sources._simulated.filters import TableFilter
 from vsmux.wire.upb import message_class
 
 # Statuses a request may get: anything but a bug (UNKNOWN, INTERNAL) or a hang.

@@ -31,7 +31,7 @@ from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, query, vtgate, vtrpc
 from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
-from vsmux.sources.simulated import SimulatedCluster
+from vsmux.sources._simulated import SimulatedCluster
 from vsmux.wire.upb import message_class
 
 # Far above what these take now (milliseconds), far below what they took.

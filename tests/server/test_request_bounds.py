@@ -25,7 +25,7 @@ from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
 from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
-from vsmux.sources.simulated import SimulatedCluster
+from vsmux.sources._simulated import SimulatedCluster
 
 REFLECTION = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 REFLECTION_V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"

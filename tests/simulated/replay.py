@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vsmux.proto import binlogdata
-from vsmux.sources.simulated.rows import decode_row
+from vsmux.sources._simulated.rows import decode_row
 from vsmux.wire.frames import Frame
 
 T = binlogdata.VEventType

@@ -11,7 +11,7 @@ import trio_asyncio
 from grpclib.client import Channel
 
 from vsmux.proto import binlogdata, query, queryservice
-from vsmux.sources.simulated import SimulatedCluster
+from vsmux.sources._simulated import SimulatedCluster
 from vsmux.topology import dump_topology, load_topology
 from vsmux.transport import serve_cluster_tablets
 

@@ -7,8 +7,8 @@ import trio
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata
-from vsmux.sources.simulated import SimulatedCluster, SimulatedTablet
-from vsmux.sources.simulated.gtid import GtidSet
+from vsmux.sources._simulated import SimulatedCluster, SimulatedTablet
+from vsmux.sources._simulated.gtid import GtidSet
 
 from .replay import T, request
 

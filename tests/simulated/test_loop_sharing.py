@@ -26,8 +26,8 @@ from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, query, vtgate
 from vsmux.server.app import open_gateway_server
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
-from vsmux.sources.simulated import SimulatedCluster, Upsert
-from vsmux.sources.simulated.rows import encode_row
+from vsmux.sources._simulated import SimulatedCluster, Upsert
+from vsmux.sources._simulated.rows import encode_row
 from vsmux.wire import split_response
 
 from .replay import Replay, T, request

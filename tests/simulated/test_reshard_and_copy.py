@@ -7,7 +7,7 @@ from collections.abc import Callable
 import trio
 
 from vsmux.proto import binlogdata
-from vsmux.sources.simulated import SimulatedCluster, SimulatedTablet, Upsert
+from vsmux.sources._simulated import SimulatedCluster, SimulatedTablet, Upsert
 
 from .replay import Replay, request
 

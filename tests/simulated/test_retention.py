@@ -21,15 +21,15 @@ from vsmux.errors import Code, VStreamError
 from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, topodata, vtgate
 from vsmux.server.standalone import merge_simulated
-from vsmux.sources.simulated import SimulatedCluster
-from vsmux.sources.simulated.binlog import (
+from vsmux.sources._simulated import SimulatedCluster
+from vsmux.sources._simulated.binlog import (
     DEFAULT_RETENTION_BYTES,
     DEFAULT_RETENTION_SECONDS,
     ShardLog,
 )
-from vsmux.sources.simulated.clock import SimClock
-from vsmux.sources.simulated.routing import keyspace_id
-from vsmux.sources.simulated.workload import DEFAULT_MAX_TABLE_ROWS
+from vsmux.sources._simulated.clock import SimClock
+from vsmux.sources._simulated.routing import keyspace_id
+from vsmux.sources._simulated.workload import DEFAULT_MAX_TABLE_ROWS
 from vsmux.topology import load_topology
 
 from .replay import Replay, request
@@ -264,7 +264,7 @@ def test_memory_is_flat_once_the_bounds_are_reached() -> None:
         gc.collect()
         # Only what the simulator allocates: not the earlier snapshot, not
         # whatever else the test process still holds from other tests.
-        ours = tracemalloc.Filter(True, "*/vsmux/sources/simulated/*")
+        ours = tracemalloc.Filter(True, "*/vsmux/sources/_simulated/*")
         return tracemalloc.take_snapshot().filter_traces([ours])
 
     tracemalloc.start()

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vsmux.sources.simulated.des import des_encrypt_block
-from vsmux.sources.simulated.routing import hash_vindex, keyspace_id
+from vsmux.sources._simulated.des import des_encrypt_block
+from vsmux.sources._simulated.routing import hash_vindex, keyspace_id
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import trio
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
-from vsmux.sources.simulated import SimulatedCluster, Upsert
-from vsmux.sources.simulated.gtid import GtidSet
-from vsmux.sources.simulated.stream import RESPONSE_TARGET_BYTES
+from vsmux.sources._simulated import SimulatedCluster, Upsert
+from vsmux.sources._simulated.gtid import GtidSet
+from vsmux.sources._simulated.stream import RESPONSE_TARGET_BYTES
 
 from .replay import Replay, T, events, merge, request
 
@@ -214,7 +214,7 @@ async def test_large_transaction_is_split_over_responses(autojump_clock: object)
 
 
 async def test_ddl_resends_field_with_new_column_type(autojump_clock: object) -> None:
-    from vsmux.sources.simulated import Alter
+    from vsmux.sources._simulated import Alter
 
     cluster = SimulatedCluster.build({"commerce": ["0"]}, seed=1)
     tablet = cluster.tablet("commerce", "0")

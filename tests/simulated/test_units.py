@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from vsmux.core.quoting import quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
-from vsmux.sources.simulated import GtidSet, SimulatedCluster
-from vsmux.sources.simulated.filters import TableFilter
-from vsmux.sources.simulated.gtid import GtidParseError
-from vsmux.sources.simulated.routing import check_partition, keyspace_id, shard_for
-from vsmux.sources.simulated.rows import decode_row, encode_row, encode_row_event
+from vsmux.sources._simulated import GtidSet, SimulatedCluster
+from vsmux.sources._simulated.filters import TableFilter
+from vsmux.sources._simulated.gtid import GtidParseError
+from vsmux.sources._simulated.routing import check_partition, keyspace_id, shard_for
+from vsmux.sources._simulated.rows import decode_row, encode_row, encode_row_event
 from vsmux.topology import KeyRange
 
 UUID_A = "3e11fa47-71ca-11e1-9e33-c80aa9429562"

@@ -14,8 +14,8 @@ from grpclib.exceptions import GRPCError
 from simulated.replay import T, request
 
 from vsmux.proto import binlogdata, query, queryservice
-from vsmux.sources.simulated import SimulatedCluster, SimulatedTablet
-from vsmux.sources.simulated.gtid import GtidSet
+from vsmux.sources._simulated import SimulatedCluster, SimulatedTablet
+from vsmux.sources._simulated.gtid import GtidSet
 from vsmux.transport import SimulatedQueryService, open_grpc_server
 from vsmux.transport._codec import RawCodec
 

@@ -17,7 +17,7 @@ import trio
 
 from vsmux.cli import simulated
 from vsmux.cli.tablets import serve_tablets_until_signal
-from vsmux.sources.simulated import SimulatedCluster
+from vsmux.sources import SimulatedCluster
 
 __all__ = ["add_arguments", "run"]
 

@@ -12,7 +12,7 @@ import sys
 import trio
 
 from vsmux.cli.tablets import serve_tablets_until_signal
-from vsmux.sources.simulated import SimulatedCluster
+from vsmux.sources import SimulatedCluster
 
 __all__ = ["add_arguments", "run"]
 

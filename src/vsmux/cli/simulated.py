@@ -4,7 +4,7 @@ Each simulated shard keeps its binlog for ``--binlog-retention`` seconds and
 at most ``--binlog-retention-bytes`` (a position older than that gets the
 error a vttablet gives for a purged binlog), and the workload keeps each
 table near ``--max-table-rows`` by archiving rows. The defaults keep a
-long-running demo's memory flat; see :mod:`vsmux.sources.simulated.binlog`.
+long-running demo's memory flat; see :mod:`vsmux.sources._simulated.binlog`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import argparse
 from typing import Any
 
 from vsmux.cli.args import positive_float, positive_int
-from vsmux.sources.simulated.binlog import DEFAULT_RETENTION_BYTES, DEFAULT_RETENTION_SECONDS
-from vsmux.sources.simulated.workload import DEFAULT_MAX_TABLE_ROWS
+from vsmux.sources import DEFAULT_MAX_TABLE_ROWS, DEFAULT_RETENTION_BYTES, DEFAULT_RETENTION_SECONDS
 
 __all__ = ["add_arguments", "build_options"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 
 from vsmux.server.signals import StopSignals, stop_signals
-from vsmux.sources.simulated import SimulatedCluster
+from vsmux.sources import SimulatedCluster
 from vsmux.topology import dump_topology
 from vsmux.transport import asyncio_loop, serve_cluster_tablets
 

@@ -28,7 +28,7 @@ from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, vtgate
 from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
-from vsmux.sources.simulated.cluster import SimulatedCluster
+from vsmux.sources import SimulatedCluster
 from vsmux.transport import asyncio_loop, open_vstream
 from vsmux.wire.kinds import UNIT_ENDS
 

@@ -28,9 +28,9 @@ from vsmux.server.memory import return_memory
 from vsmux.server.metrics_http import serve_metrics
 from vsmux.server.signals import stop_signals
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
+from vsmux.sources import SimulatedCluster
 from vsmux.sources.directory import RoutingDirectory
 from vsmux.sources.grpc_tablet import CONNECT_TIMEOUT_SECONDS, open_tablet_channels
-from vsmux.sources.simulated.cluster import SimulatedCluster
 from vsmux.topology import Topology
 from vsmux.transport import asyncio_loop
 from vsmux.wire.accel import ACCELERATED, DISABLE_ENV

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from vsmux.errors import Code, VStreamError
 
 if TYPE_CHECKING:
-    from vsmux.sources.simulated.cluster import SimulatedCluster
+    from vsmux.sources import SimulatedCluster
 
 __all__ = ["ClusterTableCatalog", "StaticTableCatalog"]
 

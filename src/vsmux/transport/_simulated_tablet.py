@@ -32,8 +32,7 @@ from grpclib.exceptions import GRPCError
 
 from vsmux.errors import VStreamError
 from vsmux.proto import binlogdata, query, queryservice
-from vsmux.sources.simulated import SimulatedCluster
-from vsmux.sources.simulated.tablet import SimulatedTablet
+from vsmux.sources import SimulatedCluster, SimulatedTablet
 from vsmux.topology import Topology
 from vsmux.transport._bridge import pump_responses, to_trio
 from vsmux.transport._codec import RawCodec, RawMessage

@@ -22,10 +22,10 @@ from typing import Any
 from debezium_runner import ConnectorRecord
 
 from vsmux.proto import binlogdata
-from vsmux.sources.simulated.binlog import EntryKind, ShardLog
-from vsmux.sources.simulated.cluster import SimulatedCluster
-from vsmux.sources.simulated.rows import decode_row
-from vsmux.sources.simulated.schema import TableSchema
+from vsmux.sources._simulated.binlog import EntryKind, ShardLog
+from vsmux.sources._simulated.cluster import SimulatedCluster
+from vsmux.sources._simulated.rows import decode_row
+from vsmux.sources._simulated.schema import TableSchema
 
 __all__ = [
     "RowChange",

@@ -19,7 +19,7 @@ from official_checks import COPY_COMPLETED, assert_clean
 from official_client import reading, vstream_request
 from official_replay import Replica, Unit, caught_up, flat_events, positions, seq_of, units
 
-from vsmux.sources.simulated.workload import Upsert
+from vsmux.sources._simulated.workload import Upsert
 
 pytestmark = pytest.mark.clients
 

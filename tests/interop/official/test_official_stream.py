@@ -28,7 +28,7 @@ from official_client import reading, vstream_request
 from official_replay import Replica, caught_up, decode_row, flat_events, positions, seq_of, units
 
 from vsmux.core.settings import GatewaySettings
-from vsmux.sources.simulated.workload import Alter, Upsert
+from vsmux.sources._simulated.workload import Alter, Upsert
 
 pytestmark = pytest.mark.clients
 

@@ -35,9 +35,9 @@ from typing import Any, Final
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
-from vsmux.sources.simulated.binlog import ROW_EVENT_TARGET_BYTES, ShardLog
-from vsmux.sources.simulated.filters import TableFilter
-from vsmux.sources.simulated.rows import (
+from vsmux.sources._simulated.binlog import ROW_EVENT_TARGET_BYTES, ShardLog
+from vsmux.sources._simulated.filters import TableFilter
+from vsmux.sources._simulated.rows import (
     RowImage,
     decode_row,
     encode_event,
@@ -45,7 +45,7 @@ from vsmux.sources.simulated.rows import (
     encode_row_event,
     simple_event,
 )
-from vsmux.sources.simulated.schema import TableSchema
+from vsmux.sources._simulated.schema import TableSchema
 
 __all__ = [
     "COPY_BLOCK_ROWS",

@@ -34,19 +34,19 @@ import trio
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata
-from vsmux.sources.simulated.binlog import (
+from vsmux.sources._simulated.binlog import (
     DEFAULT_RETENTION_BYTES,
     DEFAULT_RETENTION_SECONDS,
     Change,
     ShardLog,
     TablePart,
 )
-from vsmux.sources.simulated.clock import SimClock
-from vsmux.sources.simulated.routing import check_partition, keyspace_id, shard_for
-from vsmux.sources.simulated.rows import RowImage
-from vsmux.sources.simulated.schema import TableSchema
-from vsmux.sources.simulated.tablet import SimulatedTablet
-from vsmux.sources.simulated.workload import (
+from vsmux.sources._simulated.clock import SimClock
+from vsmux.sources._simulated.routing import check_partition, keyspace_id, shard_for
+from vsmux.sources._simulated.rows import RowImage
+from vsmux.sources._simulated.schema import TableSchema
+from vsmux.sources._simulated.tablet import SimulatedTablet
+from vsmux.sources._simulated.workload import (
     DEFAULT_MAX_TABLE_ROWS,
     Alter,
     Delete,

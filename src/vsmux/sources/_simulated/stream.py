@@ -38,18 +38,18 @@ import trio
 from vsmux.core.quoting import mention, quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
-from vsmux.sources.simulated.binlog import EntryKind, LogEntry, ShardLog
-from vsmux.sources.simulated.clock import SimClock
-from vsmux.sources.simulated.copy import (
+from vsmux.sources._simulated.binlog import EntryKind, LogEntry, ShardLog
+from vsmux.sources._simulated.clock import SimClock
+from vsmux.sources._simulated.copy import (
     PAUSE,
     RowBound,
     copy_bounds,
     plan_copy,
     restrict_row_event,
 )
-from vsmux.sources.simulated.filters import TableFilter
-from vsmux.sources.simulated.gtid import GtidParseError, GtidSet
-from vsmux.sources.simulated.rows import current_time_field, simple_event
+from vsmux.sources._simulated.filters import TableFilter
+from vsmux.sources._simulated.gtid import GtidParseError, GtidSet
+from vsmux.sources._simulated.rows import current_time_field, simple_event
 from vsmux.wire.frames import Frame
 
 __all__ = [

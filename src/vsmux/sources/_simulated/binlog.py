@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 import trio
 
 from vsmux.proto import binlogdata
-from vsmux.sources.simulated.gtid import GtidSet
-from vsmux.sources.simulated.rows import (
+from vsmux.sources._simulated.gtid import GtidSet
+from vsmux.sources._simulated.rows import (
     RowImage,
     encode_event,
     encode_field_event,
     encode_row_event,
     simple_event,
 )
-from vsmux.sources.simulated.schema import TableSchema, demo_schema
+from vsmux.sources._simulated.schema import TableSchema, demo_schema
 
 __all__ = [
     "DEFAULT_RETENTION_BYTES",

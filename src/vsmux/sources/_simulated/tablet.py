@@ -12,11 +12,11 @@ from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanage
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query, topodata
-from vsmux.sources.simulated.binlog import Rows, ShardLog
-from vsmux.sources.simulated.clock import SimClock
-from vsmux.sources.simulated.faults import FaultAction, TabletFaults
-from vsmux.sources.simulated.health import TabletHealth
-from vsmux.sources.simulated.stream import stream_batches
+from vsmux.sources._simulated.binlog import Rows, ShardLog
+from vsmux.sources._simulated.clock import SimClock
+from vsmux.sources._simulated.faults import FaultAction, TabletFaults
+from vsmux.sources._simulated.health import TabletHealth
+from vsmux.sources._simulated.stream import stream_batches
 from vsmux.topology import TabletInfo
 from vsmux.wire.frames import Frame
 

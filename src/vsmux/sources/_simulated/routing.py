@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from vsmux.sources.simulated.des import des_encrypt_block
+from vsmux.sources._simulated.des import des_encrypt_block
 from vsmux.topology import KeyRange, partition_problem
 
 __all__ = ["check_partition", "hash_vindex", "keyspace_id", "shard_for"]

@@ -19,12 +19,12 @@ encoding), :mod:`.gtid`, :mod:`.binlog` (one shard's server), :mod:`.copy`,
 :mod:`.workload`, :mod:`.routing`, :mod:`.cluster`.
 """
 
-from vsmux.sources.simulated.cluster import SimulatedCluster, TableContents
-from vsmux.sources.simulated.faults import TabletFaults
-from vsmux.sources.simulated.gtid import GtidSet
-from vsmux.sources.simulated.health import TabletHealth
-from vsmux.sources.simulated.tablet import SimulatedTablet
-from vsmux.sources.simulated.workload import Alter, Delete, Upsert
+from vsmux.sources._simulated.cluster import SimulatedCluster, TableContents
+from vsmux.sources._simulated.faults import TabletFaults
+from vsmux.sources._simulated.gtid import GtidSet
+from vsmux.sources._simulated.health import TabletHealth
+from vsmux.sources._simulated.tablet import SimulatedTablet
+from vsmux.sources._simulated.workload import Alter, Delete, Upsert
 
 __all__ = [
     "Alter",
