@@ -11,13 +11,10 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
-import pytest
 import trio
-import trio_asyncio
 
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.client.request import StreamOptions
@@ -28,12 +25,6 @@ from vsmux.transport import grpc_connector
 
 from .e2e_kit import CLIENT, KS, SHARDS, caught_up, check_delivery, gateway, replay, truth
 from .fakes import Crash, CrashingOutput, CrashingStore, WatchedIO
-
-
-@pytest.fixture
-async def aio_loop() -> AsyncIterator[None]:
-    async with trio_asyncio.open_loop():
-        yield
 
 
 async def tail_until_caught_up(

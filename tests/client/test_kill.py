@@ -13,12 +13,10 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
-import trio_asyncio
 
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.sources._simulated.cluster import SimulatedCluster
@@ -26,12 +24,6 @@ from vsmux.sources._simulated.cluster import SimulatedCluster
 from .e2e_kit import CLIENT, KS, SHARDS, caught_up, check_delivery, explain, gateway, replay, truth
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def aio_loop() -> AsyncIterator[None]:
-    async with trio_asyncio.open_loop():
-        yield
 
 
 async def tail_process(

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import trio
-import trio_asyncio
 
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.client.request import StreamOptions
@@ -61,12 +60,6 @@ async def gateway_server(sessions: ScriptedSessions, port: int = 0) -> AsyncIter
     gateway = Gateway(topology=topology, sources=None)  # type: ignore[arg-type]
     async with open_gateway_server(gateway, sessions, StaticTableCatalog(), port=port) as server:
         yield server.address
-
-
-@pytest.fixture
-async def aio_loop() -> AsyncIterator[None]:
-    async with trio_asyncio.open_loop():
-        yield
 
 
 async def tail(

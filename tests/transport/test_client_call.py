@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpclib
@@ -13,7 +12,7 @@ from grpclib.const import Cardinality, Handler, Status
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, vtgate
-from vsmux.transport import asyncio_loop, open_grpc_server, open_vstream
+from vsmux.transport import open_grpc_server, open_vstream
 from vsmux.transport._client_call import _End, _Item, _Responses, _Started
 from vsmux.transport._handoff import Handoff
 
@@ -51,12 +50,6 @@ class ScriptedGateway:
             await stream.send_message(item)
         if self.error is not None:
             raise self.error
-
-
-@pytest.fixture
-async def aio_loop() -> AsyncIterator[None]:
-    async with asyncio_loop():
-        yield
 
 
 async def received(stream: Any) -> list[list[int]]:
