@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpclib
 import pytest
@@ -15,15 +16,16 @@ from grpclib.const import Status
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query, queryservice, topodata
-from vsmux.server.hosting import open_grpc_server
 from vsmux.sources.grpc_tablet import (
     RESPONSES_AHEAD,
     STREAMS_PER_CONNECTION,
+    TabletChannels,
     _End,
     _FrameBatches,
     open_tablet_channels,
 )
 from vsmux.topology import TabletInfo
+from vsmux.transport import open_grpc_server
 from vsmux.transport._handoff import Handoff
 from vsmux.wire import Frame
 
@@ -300,3 +302,99 @@ async def test_an_empty_response_is_an_empty_batch_and_the_end_ends() -> None:
         await batches.__anext__()
     with pytest.raises(StopAsyncIteration):
         await batches.__anext__()
+
+
+class CountedConnects:
+    """Counts the asyncio loop's TCP connects; the first one may be held until ``release``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, hold_first: bool = False) -> None:
+        loop = trio_asyncio.current_loop.get()
+        connect = loop.create_connection
+        self.count = 0
+        self.release = asyncio.Event()
+        if not hold_first:
+            self.release.set()
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            if self.count == 1:
+                await self.release.wait()
+            return await connect(*args, **kwargs)
+
+        monkeypatch.setattr(loop, "create_connection", counted)
+
+
+async def test_streams_opened_at_once_wait_for_one_connect(
+    aio_loop: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tablet = ScriptedTablet()
+    connects = CountedConnects(monkeypatch)
+    channels = TabletChannels(streams_per_connection=4)
+    reported = 0
+
+    async def one_report() -> None:
+        nonlocal reported
+        async with channels.source(tablet_at(port)).stream_health() as reports:
+            assert (await reports.__anext__()).serving
+            reported += 1
+
+    try:
+        async with open_grpc_server([tablet]) as (_, port), trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(one_report)
+    finally:
+        channels.close()
+    assert reported == 4
+    assert connects.count == 1
+
+
+async def test_a_refused_connect_fails_every_stream_waiting_for_it(
+    aio_loop: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    connects = CountedConnects(monkeypatch)
+    errors: list[VStreamError] = []
+
+    async def one_stream(channels: TabletChannels) -> None:
+        with pytest.raises(VStreamError) as info:
+            async with channels.source(tablet_at(port)).vstream(REQUEST) as batches:
+                async for _ in batches:
+                    pass
+        errors.append(info.value)
+
+    async with open_tablet_channels() as channels, trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(one_stream, channels)
+    assert connects.count == 1
+    assert [e.code for e in errors] == [Code.UNAVAILABLE] * 3
+    assert all("refused" in e.message for e in errors)
+
+
+async def test_a_connect_left_by_its_stream_is_made_by_a_waiting_one_race(
+    aio_loop: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tablet = ScriptedTablet()
+    connects = CountedConnects(monkeypatch, hold_first=True)
+    async with (
+        open_grpc_server([tablet]) as (_, port),
+        open_tablet_channels() as channels,
+        trio.open_nursery() as nursery,
+    ):
+        source = channels.source(tablet_at(port))
+        first = trio.CancelScope()
+
+        async def connecting() -> None:
+            with first:
+                async with source.stream_health() as reports:
+                    await reports.__anext__()
+
+        nursery.start_soon(connecting)
+        await poll_until(lambda: connects.count == 1)  # held in its connect
+        with trio.fail_after(5):
+            async with source.stream_health() as reports:
+                first.cancel()  # the stream making the connect leaves; this one makes it
+                assert (await reports.__anext__()).serving
+        assert connects.count == 2
+        connects.release.set()

@@ -20,8 +20,10 @@ Connection failures and stream resets are UNAVAILABLE; so is a connect that
 takes longer than ``connect_timeout``.
 
 Channels are pooled per address by :class:`TabletChannels`: streams to a
-tablet share HTTP/2 connections, a few streams per connection, each
-connection with room in its window for all of its streams.
+tablet share HTTP/2 connections, up to ``STREAMS_PER_CONNECTION`` streams per
+connection, each connection with room in its window for all of its streams.
+The first stream to need a connection makes it; the others wait for that one
+connect and all go on at once when it is up.
 """
 
 from __future__ import annotations
@@ -42,19 +44,21 @@ from grpclib.exceptions import ProtocolError, StreamTerminatedError
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
-from vsmux.transport import _frame_repr as frame_repr
-from vsmux.transport._handoff import Handoff
-from vsmux.transport._codec import RawCodec, RawMessage
 from vsmux.topology import TabletInfo
+from vsmux.transport import _frame_repr as frame_repr
+from vsmux.transport._codec import RawCodec, RawMessage
+from vsmux.transport._handoff import Handoff
 from vsmux.wire import Frame, FrameError, split_response
 
 __all__ = [
+    "CONNECTION_WINDOW_PER_STREAM",
     "CONNECT_TIMEOUT_SECONDS",
     "RESPONSES_AHEAD",
     "STREAMS_PER_CONNECTION",
     "TABLET_STREAM_WINDOW_BYTES",
     "GrpcTabletSource",
     "TabletChannels",
+    "TabletConnection",
     "open_tablet_channels",
 ]
 
@@ -93,14 +97,31 @@ TABLET_STREAM_WINDOW_BYTES = 512 * 1024
 
 # Streams (VStreams and health streams) that share one tablet connection at
 # most; more streams to the same tablet open more connections. A connection's
-# HTTP/2 receive window is this many stream windows, so the streams on it can
-# each fill their own window at once and none waits for the connection's: when
-# one connection carried every stream to a tablet, the first streams' unread
-# data took the whole connection window and later ones got nothing for many
-# seconds (16 clients of one keyspace: half of them stalled for 14 s). Four
-# keeps the connection count low (one per four clients per tablet) and a
-# connection's window at 2 MiB.
-STREAMS_PER_CONNECTION = 4
+# HTTP/2 receive window is sized from its stream windows
+# (CONNECTION_WINDOW_PER_STREAM), so the streams on it can each fill their own
+# window at once and none waits for the connection's: when one connection
+# carried every stream to a tablet with a smaller connection window, the first
+# streams' unread data took all of it and later ones got nothing for many
+# seconds (16 clients of one keyspace: half of them stalled for 14 s). Few
+# connections matter with many sessions: every connection is a TCP connect,
+# an HTTP/2 handshake and a socket the loop polls. With 1,000 clients (8,000
+# tablet streams) four streams per connection meant 2,000 connections, set up
+# so slowly under load that 1,772 of the 4,000 health streams ran out their
+# connect timeout and their sessions restarted those shards; with 64, 128
+# connections were up 2.6 s after the burst. 64 stays below the 100
+# concurrent streams an h2-based tablet (grpclib's server) accepts on a
+# connection; what the gateway holds is bounded per stream either way.
+STREAMS_PER_CONNECTION = 64
+
+# A connection's receive window, in stream windows per stream it may carry.
+# The gateway (h2) returns connection window only once half of it has been
+# read, so with a window of just the sum of the stream windows, data read but
+# not yet returned plus data not yet read could fill it, and a stream with
+# room in its own window would still wait (the tablet then gives what is
+# returned to the streams it wakes first). Twice the sum leaves every stream
+# its own window whatever the others do; what the gateway holds is still
+# bounded by the stream windows.
+CONNECTION_WINDOW_PER_STREAM = 2
 
 VSTREAM = "/queryservice.Query/VStream"
 STREAM_HEALTH = "/queryservice.Query/StreamHealth"
@@ -112,12 +133,13 @@ class TabletChannels:
     Each stream takes a place on a connection to its tablet's address with
     :meth:`acquire` and gives it back with :meth:`release`; a connection
     carries at most ``streams_per_connection`` streams, and its receive window
-    holds all of their stream windows (``stream_window_bytes`` each), so a
-    stream the gateway has stopped reading never holds up another. The first
+    holds all of their stream windows (``stream_window_bytes`` each) twice
+    over, so neither a stream the gateway has stopped reading nor the window
+    the gateway has yet to return ever holds up another stream. The first
     connection to an address stays open for the pool's life; further ones
     close when their last stream ends. Connections are made on first use
-    (inside asyncio) and closed by :func:`open_tablet_channels` when its block
-    ends.
+    (inside asyncio, :meth:`TabletConnection.ready`) and closed by
+    :func:`open_tablet_channels` when its block ends.
     """
 
     def __init__(
@@ -129,35 +151,38 @@ class TabletChannels:
         if streams_per_connection < 1:
             raise ValueError(f"streams_per_connection must be >= 1, not {streams_per_connection}")
         self.connect_timeout = connect_timeout
-        self._pools: dict[str, list[_Connection]] = {}
+        self._pools: dict[str, list[TabletConnection]] = {}
         self._codec = RawCodec()
         self._streams_per_connection = streams_per_connection
         self._config = Configuration(
             http2_stream_window_size=stream_window_bytes,
-            http2_connection_window_size=streams_per_connection * stream_window_bytes,
+            http2_connection_window_size=(
+                CONNECTION_WINDOW_PER_STREAM * streams_per_connection * stream_window_bytes
+            ),
         )
 
-    def acquire(self, address: str) -> Channel:
-        """A channel to ``host:port`` with room for one more stream. Call from asyncio."""
+    def acquire(self, address: str) -> TabletConnection:
+        """A connection to ``host:port`` with room for one more stream. Call from asyncio."""
         pool = self._pools.setdefault(address, [])
         for connection in pool:
             if connection.streams < self._streams_per_connection:
                 connection.streams += 1
-                return connection.channel
+                return connection
         host, _, port = address.rpartition(":")
         channel = Channel(host.strip("[]"), int(port), codec=self._codec, config=self._config)
-        pool.append(_Connection(channel, streams=1))
-        return channel
+        connection = TabletConnection(channel, streams=1)
+        pool.append(connection)
+        return connection
 
-    def release(self, address: str, channel: Channel) -> None:
-        """Give back a stream's place on ``channel`` (from :meth:`acquire`)."""
+    def release(self, address: str, connection: TabletConnection) -> None:
+        """Give back a stream's place on ``connection`` (from :meth:`acquire`)."""
         pool = self._pools.get(address, [])
-        for index, connection in enumerate(pool):
-            if connection.channel is channel:
+        for index, pooled in enumerate(pool):
+            if pooled is connection:
                 connection.streams -= 1
                 if connection.streams == 0 and index > 0:
                     del pool[index]
-                    channel.close()
+                    connection.channel.close()
                 return
 
     def connections(self, address: str) -> list[int]:
@@ -174,10 +199,54 @@ class TabletChannels:
         return GrpcTabletSource(tablet, self)
 
 
-@dataclass(slots=True, eq=False)
-class _Connection:
-    channel: Channel
-    streams: int
+class TabletConnection:
+    """One pooled HTTP/2 connection (a grpclib channel) and the streams placed on it.
+
+    :meth:`ready` connects it once for every stream that needs it. grpclib
+    serializes connecting behind a lock that its waiters pass on one at a
+    time, each handover a turn of the asyncio loop; with thousands of tablet
+    streams opening at once a turn took 1-2 s, so the last of four streams on
+    a connection waited 4 s more after the connection was up, and many such
+    streams ran out their connect timeout. Here one future wakes every waiter.
+    """
+
+    __slots__ = ("_connecting", "_up", "channel", "streams")
+
+    def __init__(self, channel: Channel, streams: int) -> None:
+        self.channel = channel
+        self.streams = streams
+        self._up = False
+        self._connecting: asyncio.Future[BaseException | None] | None = None
+
+    async def ready(self) -> None:
+        """Return once the connection is up; the first caller makes it. Call from asyncio.
+
+        Every caller waiting for a connect that fails gets its failure. A
+        caller cancelled while it waits leaves the connect to the others; if
+        the caller making the connect is cancelled, the waiters ask again and
+        the first of them makes it.
+        """
+        while not self._up:
+            pending = self._connecting
+            if pending is not None:
+                failure = await asyncio.shield(pending)
+                if failure is not None:
+                    raise failure
+                continue
+            pending = self._connecting = asyncio.get_running_loop().create_future()
+            outcome: BaseException | None = None
+            try:
+                await self.channel.__connect__()
+            except Exception as exc:
+                outcome = exc
+                raise
+            else:
+                # A connection lost later is made again by grpclib when a call
+                # needs it (behind its own lock: rare, so the slow path will do).
+                self._up = True
+            finally:
+                self._connecting = None
+                pending.set_result(outcome)
 
 
 @asynccontextmanager
@@ -306,9 +375,11 @@ class GrpcTabletSource:
         failure: BaseException | None = None
         convert, weigh = call.convert, call.weigh
         channels = self._channels
-        channel = channels.acquire(self._address)
+        connection = channels.acquire(self._address)
         try:
-            request: Any = channel.request(
+            async with asyncio.timeout(channels.connect_timeout):
+                await connection.ready()
+            request: Any = connection.channel.request(
                 call.path, Cardinality.UNARY_STREAM, call.request_type, call.reply_type
             )
             async with request as stream:
@@ -321,7 +392,7 @@ class GrpcTabletSource:
         except Exception as exc:  # every transport and tablet failure ends the replies
             failure = exc
         finally:
-            channels.release(self._address, channel)
+            channels.release(self._address, connection)
         try:
             await handoff.put_in_asyncio(_End(failure))
         except trio.BrokenResourceError:
