@@ -31,12 +31,14 @@ For each client count N (``--clients 50,200,1000``):
    leave.
 
 Reported per N: clients whose call succeeded; time from the burst to each
-client's first response (p50/p99/max); per-client event rate in the window
-(min, median and min/median); each client's largest gap between responses
-in the window (p50/p99/max over clients) and how many clients had a gap over
-2 heartbeat intervals; the gateway's RSS idle, peak during, and ``--after``
-seconds after the clients left; CPU of the gateway, the tablets and the
-client processes in the window (the machine's cores are shared by all three).
+client's first response and to its first transaction (p50/p99/max);
+per-client event rate in the window (min, median and min/median), and how
+many clients got no events in it and no transaction at all; each client's
+largest gap between responses in the window (p50/p99/max over clients) and
+how many clients had a gap over 2 heartbeat intervals; the gateway's RSS
+idle, peak during, and ``--after`` seconds after the clients left; CPU of
+the gateway, the tablets and the client processes in the window (the
+machine's cores are shared by all three).
 
 Targets (issue 12): every client connects; first response p99 < 2 s at 200
 clients; no client's rate below 0.5 of the median; no gap over 2 heartbeat
@@ -255,6 +257,9 @@ def summarize(
         if c["status"] != "ok":
             failures[c["status"]] = failures.get(c["status"], 0) + 1
     firsts = [c["first_s"] for c in ok if c["first_s"] is not None]
+    # Older client results have no first_data_s: treat as unknown, not as none.
+    data_firsts = [c.get("first_data_s") for c in ok]
+    first_data = [f for f in data_firsts if f is not None]
     rates = [c["events"] / window for c in ok]
     median_rate = statistics.median(rates) if rates else float("nan")
     gaps = [c["max_gap_s"] for c in ok]
@@ -270,6 +275,14 @@ def summarize(
         "first_response_p50_s": _pct(firsts, 0.50),
         "first_response_p99_s": _pct(firsts, 0.99),
         "first_response_max_s": max(firsts, default=float("nan")),
+        "first_data_received": len(first_data),
+        "first_data_p50_s": _pct(first_data, 0.50),
+        "first_data_p99_s": _pct(first_data, 0.99),
+        "first_data_max_s": max(first_data, default=float("nan")),
+        "clients_without_events": sum(1 for c in ok if c["events"] == 0),
+        # Never a response with a transaction, from the burst to the end (a
+        # VGTID-only response counts as events, not as a transaction).
+        "clients_without_transactions": len(ok) - len(first_data),
         "window_s": window,
         "events_per_s_min": min(rates, default=float("nan")),
         "events_per_s_median": median_rate,
@@ -292,6 +305,10 @@ def summarize(
         "per_client": {
             "status_ok": [c["status"] == "ok" for c in clients],
             "first_s": [None if c["first_s"] is None else round(c["first_s"], 3) for c in clients],
+            "first_data_s": [
+                None if c.get("first_data_s") is None else round(c["first_data_s"], 3)
+                for c in clients
+            ],
             "events_per_s": [round(c["events"] / window, 1) for c in clients],
             "heartbeats": [c["heartbeats"] for c in clients],
             "max_gap_s": [round(c["max_gap_s"], 3) for c in clients],
@@ -360,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['connected']}/{r['clients']}",
                 r["first_response_p50_s"],
                 r["first_response_p99_s"],
+                r["first_data_p99_s"],
+                r["clients_without_transactions"],
                 r["events_per_s_median"],
                 r["rate_min_over_median"],
                 r["max_gap_p50_s"],
@@ -379,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             "connected",
             "1st p50 s",
             "1st p99 s",
+            "1st tx p99 s",
+            "no tx",
             "events/s med",
             "min/med",
             "gap p50 s",

@@ -15,7 +15,8 @@ client processes, so a burst really is one), run until ``--end-at`` and then
 cancel their streams and close their connections. Per client it records:
 
 - the outcome (``ok``, or the error that ended the call);
-- the time from starting the call to the first response;
+- the time from starting the call to the first response, and to the first
+  response carrying a transaction (``first_data_s``);
 - responses, heartbeats and events received inside the measured window
   ``[--measure-from, --end-at]``;
 - the largest gap between two responses inside that window (the window's
@@ -54,6 +55,15 @@ VSTREAM = "/vtgateservice.Vitess/VStream"
 _HEARTBEAT_PREFIX = b"\x08\x0e"
 
 
+def _is_heartbeat(body: bytes) -> bool:
+    return len(body) < 130 and body[2:4] == _HEARTBEAT_PREFIX
+
+
+def _has_transaction(body: bytes) -> bool:
+    """At least a whole transaction's worth of events (BEGIN, ROW, VGTID, COMMIT)."""
+    return not _is_heartbeat(body) and count_events(body) >= 4
+
+
 def build_request(keyspace: str, heartbeat_interval: int) -> bytes:
     return bytes(
         vtgate.VStreamRequest(
@@ -71,6 +81,7 @@ class ClientStats:
     __slots__ = (
         "big_gaps",
         "events",
+        "first_data_s",
         "first_s",
         "heartbeats",
         "last_in_window",
@@ -83,6 +94,7 @@ class ClientStats:
     def __init__(self) -> None:
         self.status = "not started"
         self.first_s: float | None = None
+        self.first_data_s: float | None = None
         self.responses = 0
         self.heartbeats = 0
         self.events = 0
@@ -115,6 +127,8 @@ async def one_client(
                 stats.total_responses += 1
                 if stats.first_s is None:
                     stats.first_s = now - started
+                if stats.first_data_s is None and _has_transaction(body):
+                    stats.first_data_s = now - started
                 if now < measure_from:
                     continue
                 last = stats.last_in_window
@@ -125,7 +139,7 @@ async def one_client(
                     stats.big_gaps += 1
                 stats.last_in_window = now
                 stats.responses += 1
-                if len(body) < 130 and body[2:4] == _HEARTBEAT_PREFIX:
+                if _is_heartbeat(body):
                     stats.heartbeats += 1
                 else:
                     stats.events += count_events(body)
@@ -299,6 +313,8 @@ class RawVStream(asyncio.Protocol):
         stats.total_responses += 1
         if stats.first_s is None:
             stats.first_s = now - self.started
+        if stats.first_data_s is None and _has_transaction(body):
+            stats.first_data_s = now - self.started
         if now < self._measure_from:
             return
         last = stats.last_in_window
@@ -309,7 +325,7 @@ class RawVStream(asyncio.Protocol):
             stats.big_gaps += 1
         stats.last_in_window = now
         stats.responses += 1
-        if len(body) < 130 and body[2:4] == _HEARTBEAT_PREFIX:
+        if _is_heartbeat(body):
             stats.heartbeats += 1
         else:
             stats.events += count_events(body)
@@ -393,6 +409,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             {
                 "status": s.status,
                 "first_s": s.first_s,
+                "first_data_s": s.first_data_s,
                 "responses": s.responses,
                 "heartbeats": s.heartbeats,
                 "events": s.events,
