@@ -45,6 +45,7 @@ from _events import RawMessage
 
 from vsmux.core.settings import GatewaySettings
 from vsmux.proto import binlogdata, query, topodata, vtgate
+from vsmux.topology import split_address
 from vsmux.transport._batched_send import send_batch
 from vsmux.wire import ResponsePacker, split_response
 from vsmux.wire.frames import type_indexes, type_mask
@@ -152,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         "forward: tablet responses untouched (the relay before one unit per response)",
     )
     args = p.parse_args(argv)
-    host, _, port = args.tablet.rpartition(":")
-    relay = Relay(host, int(port), args.keyspace, args.shard, args.mode)
+    host, port = split_address(args.tablet)
+    relay = Relay(host, port, args.keyspace, args.shard, args.mode)
     try:
         if args.loop == "trio":
             import trio
