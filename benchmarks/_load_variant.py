@@ -18,7 +18,10 @@ Runs the real CLI (``vsmux.cli.main``) after changing this process, so that
   sender's per-send bounds and the bridge's queue depth;
 - ``--streams-per-connection N``: tablet streams per pooled tablet
   connection (``grpc_tablet.STREAMS_PER_CONNECTION``; 4 before 2026-12-02);
-  ``--stream-window BYTES``: each tablet stream's HTTP/2 receive window;
+  ``--stream-window BYTES``: each tablet stream's HTTP/2 receive window,
+  busy tablets' too; ``--busy-tablet-streams N``: streams from which a
+  tablet's new connections get the smaller window (a huge N: never, as
+  before 2026-12-02);
   ``--connection-window-per-stream K``: a tablet connection's window is K
   times the sum of its stream windows (1 before 2026-12-02);
   ``--grpclib-connect``: streams wait for a connection in grpclib's own
@@ -95,6 +98,7 @@ def apply(args: argparse.Namespace) -> None:
         or args.grpclib_connect
         or args.stream_window
         or args.connection_window_per_stream
+        or args.busy_tablet_streams
     ):
         from vsmux.sources import grpc_tablet
 
@@ -102,14 +106,18 @@ def apply(args: argparse.Namespace) -> None:
             grpc_tablet.CONNECTION_WINDOW_PER_STREAM = args.connection_window_per_stream  # type: ignore[misc]
 
         init = grpc_tablet.TabletChannels.__init__
-        timeout, window, per_connection = init.__defaults__ or ()
+        # connect_timeout, stream window, streams per connection, busy tablet
+        # streams, busy stream window
+        defaults = list(init.__defaults__ or ())
         if args.streams_per_connection:
-            per_connection = args.streams_per_connection
+            defaults[2] = args.streams_per_connection
+        if args.busy_tablet_streams:
+            defaults[3] = args.busy_tablet_streams
         if args.stream_window:
-            window = args.stream_window
+            defaults[1] = defaults[4] = args.stream_window
             opener = grpc_tablet.open_tablet_channels.__wrapped__  # type: ignore[attr-defined]
-            opener.__defaults__ = (opener.__defaults__[0], window)
-        init.__defaults__ = (timeout, window, per_connection)
+            opener.__defaults__ = (opener.__defaults__[0], args.stream_window)
+        init.__defaults__ = tuple(defaults)
         if args.grpclib_connect:
 
             async def connect_in_the_call(self: Any) -> None:
@@ -264,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grpclib-connect", action="store_true")
     p.add_argument("--stream-window", type=int, default=0, help="bytes per tablet stream")
     p.add_argument("--connection-window-per-stream", type=int, default=0)
+    p.add_argument("--busy-tablet-streams", type=int, default=0)
     p.add_argument("--trace-tablet-calls", default="", metavar="FILE")
     args = p.parse_args(ours)
     apply(args)

@@ -398,3 +398,44 @@ async def test_a_connect_left_by_its_stream_is_made_by_a_waiting_one_race(
                 assert (await reports.__anext__()).serving
         assert connects.count == 2
         connects.release.set()
+
+
+class FloodingTabletPerCall(FloodingTablet):
+    """A FloodingTablet that counts what it wrote on each call, in call order."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.sent_by_call: list[int] = []
+
+    async def v_stream(
+        self, message: binlogdata.VStreamRequest
+    ) -> AsyncIterator[binlogdata.VStreamResponse]:
+        call = len(self.sent_by_call)
+        self.sent_by_call.append(0)
+        async for response in super().v_stream(message):
+            yield response
+            self.sent_by_call[call] += 1
+
+
+async def test_a_busy_tablets_new_connections_give_smaller_windows(aio_loop: None) -> None:
+    tablet = FloodingTabletPerCall(count=64)  # ~4 MiB per call
+    channels = TabletChannels(
+        stream_window_bytes=512 * 1024,
+        streams_per_connection=1,
+        busy_tablet_streams=1,
+        busy_stream_window_bytes=64 * 1024,
+    )
+    try:
+        async with open_grpc_server([tablet]) as (_, port), contextlib.AsyncExitStack() as stack:
+            source = channels.source(tablet_at(port))
+            for _ in range(2):  # the second opens a connection to a tablet already busy
+                batches = await stack.enter_async_context(source.vstream(REQUEST))
+                await batches.__anext__()  # then stop reading
+            await trio.sleep(0.3)  # the tablet fills both windows meanwhile
+            quiet, busy = tablet.sent_by_call
+            # Both: the first batch taken (up to a full handoff), a full handoff
+            # since, one being read; then what fits the window (~65 KB each).
+            assert busy <= RESPONSES_AHEAD + RESPONSES_AHEAD + 1 + 1 + 1
+            assert quiet >= busy + 4  # 512 KiB holds eight of them
+    finally:
+        channels.close()
