@@ -56,9 +56,11 @@ def apply(args: argparse.Namespace) -> None:
     import vsmux.server.standalone as standalone
 
     if args.no_batching:
-        standalone.batch_ready_callbacks = lambda: True  # type: ignore[attr-defined]
+        import vsmux.transport._loop as loop
+
+        loop.batch_ready_callbacks = lambda: True  # type: ignore[attr-defined]
     if args.no_direct_writes:
-        import vsmux.server.gateway as gateway
+        import vsmux.transport._service as gateway
 
         gateway.send_batch_nowait = lambda stream, bodies: False  # type: ignore[attr-defined]
     if args.aio_slice:
@@ -76,12 +78,13 @@ def apply(args: argparse.Namespace) -> None:
         import time
 
         import vsmux.server.memory as memory
+        from vsmux.transport import drop_finished_calls
 
         steps = args.release
 
         def partial_release(servers: list[Any]) -> Any:
             started = time.perf_counter()
-            dropped = sum(memory.drop_finished_calls(s) for s in servers)
+            dropped = sum(drop_finished_calls(s) for s in servers)
             collected = gc.collect() if steps == "gc" else 0
             return memory.Release(dropped, collected, False, time.perf_counter() - started)
 
