@@ -26,8 +26,8 @@ from vsmux.mux.session import run_vstream
 from vsmux.proto.topodata import TabletType
 from vsmux.server.app import open_gateway_server
 from vsmux.server.tables import StaticTableCatalog
-from vsmux.sources.grpc_tablet import GrpcTabletSource, TabletChannels, open_tablet_channels
-from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology import KeyspaceInfo, TabletInfo, Topology, split_address
+from vsmux.transport import GrpcTabletSource, TabletChannels, open_tablet_channels
 
 
 def load(path: Path) -> Topology:
@@ -85,9 +85,9 @@ def main() -> int:
         "--tablet-window", type=int, default=0, help="HTTP/2 inbound window per tablet (bytes)"
     )
     args = p.parse_args()
-    host, _, port = args.listen.rpartition(":")
+    host, port = split_address(args.listen)
     try:
-        trio.run(serve, load(Path(args.topology)), host, int(port), args.tablet_window)
+        trio.run(serve, load(Path(args.topology)), host, port, args.tablet_window)
     except KeyboardInterrupt:
         pass
     return 0

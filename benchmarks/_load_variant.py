@@ -103,7 +103,7 @@ def apply(args: argparse.Namespace) -> None:
         or args.connection_window_per_stream
         or args.busy_tablet_streams
     ):
-        from vsmux.sources import grpc_tablet
+        from vsmux.transport import _tablet_client as grpc_tablet
 
         if args.connection_window_per_stream:
             grpc_tablet.CONNECTION_WINDOW_PER_STREAM = args.connection_window_per_stream  # type: ignore[misc]
@@ -155,7 +155,7 @@ def trace_tablet_calls(path: str) -> None:
 
     from grpclib import client as grpc_client
 
-    from vsmux.sources import grpc_tablet
+    from vsmux.transport import _tablet_client as grpc_tablet
 
     calls: list[dict[str, Any]] = []
     connects: list[dict[str, Any]] = []

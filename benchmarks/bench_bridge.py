@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import machine_info, print_table, write_results
 
-from vsmux.sources.grpc_tablet import RESPONSES_AHEAD
 from vsmux.transport._bridge import BRIDGE_QUEUE_BATCHES
 from vsmux.transport._handoff import Handoff
+from vsmux.transport._tablet_client import RESPONSES_AHEAD
 
 Timing = tuple[float, float]  # (wall us, cpu us) per item
 

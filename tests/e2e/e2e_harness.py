@@ -28,13 +28,12 @@ from vsmux.errors import Code, VStreamError
 from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, vtgate, vtgateservice
 from vsmux.server.app import GatewayServer, open_gateway_server
+from vsmux.server.directory import RoutingDirectory
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources._simulated.cluster import SimulatedCluster
 from vsmux.sources._simulated.tablet import SimulatedTablet
-from vsmux.sources.directory import RoutingDirectory
-from vsmux.sources.grpc_tablet import open_tablet_channels
 from vsmux.topology import KeyspaceInfo, Topology
-from vsmux.transport import SimulatedQueryService, open_grpc_server
+from vsmux.transport import SimulatedQueryService, open_grpc_server, open_tablet_channels
 from vsmux.transport._codec import RawCodec
 
 MODES = ["inprocess", "grpc"]

@@ -22,6 +22,7 @@ import trio
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
 from vsmux.server.app import open_gateway_server
+from vsmux.server.directory import RoutingDirectory
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
 from vsmux.server.memory import return_memory
@@ -29,10 +30,8 @@ from vsmux.server.metrics_http import serve_metrics
 from vsmux.server.signals import stop_signals
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources import SimulatedCluster
-from vsmux.sources.directory import RoutingDirectory
-from vsmux.sources.grpc_tablet import CONNECT_TIMEOUT_SECONDS, open_tablet_channels
 from vsmux.topology import Topology
-from vsmux.transport import asyncio_loop
+from vsmux.transport import CONNECT_TIMEOUT_SECONDS, asyncio_loop, open_tablet_channels
 from vsmux.wire.accel import ACCELERATED, DISABLE_ENV
 
 __all__ = ["ServeConfig", "merge_simulated", "serve_until_signal"]

@@ -13,8 +13,15 @@ from vsmux.transport._loop import asyncio_loop
 from vsmux.transport._service import INTERNAL_MESSAGE, Call, Method, TrioService
 from vsmux.transport._simulated_tablet import SimulatedQueryService, serve_cluster_tablets
 from vsmux.transport._status import error_of, grpc_error, status_of
+from vsmux.transport._tablet_client import (
+    CONNECT_TIMEOUT_SECONDS,
+    GrpcTabletSource,
+    TabletChannels,
+    open_tablet_channels,
+)
 
 __all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
     "INTERNAL_MESSAGE",
     "SESSIONS_ENDED",
     "SHUTDOWN_GRACE_SECONDS",
@@ -23,9 +30,11 @@ __all__ = [
     "ClientGone",
     "Connector",
     "GrpcEndpoint",
+    "GrpcTabletSource",
     "Method",
     "ResponseStream",
     "SimulatedQueryService",
+    "TabletChannels",
     "TrioService",
     "asyncio_loop",
     "drop_finished_calls",
@@ -34,6 +43,7 @@ __all__ = [
     "grpc_error",
     "open_grpc_endpoint",
     "open_grpc_server",
+    "open_tablet_channels",
     "open_vstream",
     "serve_cluster_tablets",
     "status_of",

@@ -16,7 +16,10 @@ from grpclib.const import Status
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query, queryservice, topodata
-from vsmux.sources.grpc_tablet import (
+from vsmux.topology import TabletInfo
+from vsmux.transport import open_grpc_server
+from vsmux.transport._handoff import Handoff
+from vsmux.transport._tablet_client import (
     RESPONSES_AHEAD,
     STREAMS_PER_CONNECTION,
     TabletChannels,
@@ -24,9 +27,6 @@ from vsmux.sources.grpc_tablet import (
     _FrameBatches,
     open_tablet_channels,
 )
-from vsmux.topology import TabletInfo
-from vsmux.transport import open_grpc_server
-from vsmux.transport._handoff import Handoff
 from vsmux.wire import Frame
 
 

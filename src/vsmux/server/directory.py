@@ -2,15 +2,15 @@
 
 A topology may mix real (or gRPC-served simulated) tablets, which have an
 ``address``, with in-process simulated ones, which do not. The streamers see
-one :class:`~vsmux.sources.base.SourceDirectory` either way.
+one :class:`~vsmux.mux.SourceDirectory` either way.
 """
 
 from __future__ import annotations
 
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.shard_source import ShardSource, SourceDirectory
-from vsmux.sources.grpc_tablet import GrpcTabletSource, TabletChannels
 from vsmux.topology import TabletInfo
+from vsmux.transport import GrpcTabletSource, TabletChannels
 
 __all__ = ["RoutingDirectory"]
 

@@ -1,4 +1,4 @@
-"""A :class:`~vsmux.sources.base.ShardSource` over gRPC to a vttablet.
+"""A :class:`~vsmux.mux.ShardSource` over gRPC to a vttablet.
 
 Speaks ``/queryservice.Query/VStream`` and ``/queryservice.Query/StreamHealth``
 to a real vttablet or a gRPC-served simulated one. VStream responses are
@@ -14,10 +14,11 @@ crossing between the loops. The only crossing is the one that starts the
 call. Leaving the ``async with`` cancels that coroutine, which resets the
 HTTP/2 stream: the tablet stops sending.
 
-Failures become :class:`VStreamError` with the tablet's own code (the gRPC
-status number) and a message prefixed with the tablet alias and address.
-Connection failures and stream resets are UNAVAILABLE; so is a connect that
-takes longer than ``connect_timeout``.
+Failures become :class:`VStreamError` through
+:func:`vsmux.transport.error_of` (the one table): the tablet's own code (the
+gRPC status number) and a message prefixed with the tablet alias, address and
+shard. Connection failures and stream resets are UNAVAILABLE; so is a
+connect that takes longer than ``connect_timeout``.
 
 Channels are pooled per address by :class:`TabletChannels`: streams to a
 tablet share HTTP/2 connections, up to ``STREAMS_PER_CONNECTION`` streams per
@@ -36,18 +37,17 @@ from typing import Any, Generic, TypeVar
 
 import trio
 import trio_asyncio
-from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.const import Cardinality
-from grpclib.exceptions import ProtocolError, StreamTerminatedError
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
-from vsmux.topology import TabletInfo
+from vsmux.topology import TabletInfo, split_address
 from vsmux.transport import _frame_repr as frame_repr
 from vsmux.transport._codec import RawCodec, RawMessage
 from vsmux.transport._handoff import Handoff
+from vsmux.transport._status import error_of
 from vsmux.wire import Frame, FrameError, split_response
 
 __all__ = [
@@ -194,8 +194,8 @@ class TabletChannels:
                 return connection
         busy = sum(connection.streams for connection in pool) >= self._busy_tablet_streams
         config = self._busy_config if busy else self._config
-        host, _, port = address.rpartition(":")
-        channel = Channel(host.strip("[]"), int(port), codec=self._codec, config=config)
+        host, port = split_address(address)
+        channel = Channel(host, port, codec=self._codec, config=config)
         connection = TabletConnection(channel, streams=1)
         pool.append(connection)
         return connection
@@ -344,28 +344,7 @@ class GrpcTabletSource:
 
     def _error(self, exc: BaseException) -> VStreamError:
         """The VStreamError a transport or tablet failure stands for."""
-        where = self._where()
-        if isinstance(exc, VStreamError):
-            return exc
-        if isinstance(exc, GRPCError):
-            try:
-                code = Code(exc.status.value)
-            except ValueError:
-                code = Code.UNKNOWN
-            return VStreamError(code, f"{where}: {exc.message or exc.status.name}")
-        if isinstance(exc, TimeoutError):
-            return VStreamError(
-                Code.UNAVAILABLE,
-                f"{where}: no connection within {self._channels.connect_timeout:g}s; "
-                "check that the tablet is up and the address is right",
-            )
-        if isinstance(exc, ConnectionRefusedError):
-            return VStreamError(
-                Code.UNAVAILABLE, f"{where}: connection refused; is the tablet running?"
-            )
-        if isinstance(exc, OSError | StreamTerminatedError | ProtocolError | ConnectionError):
-            return VStreamError(Code.UNAVAILABLE, f"{where}: connection failed: {exc}")
-        return VStreamError(Code.UNKNOWN, f"{where}: {type(exc).__name__}: {exc}")
+        return error_of(exc, self._where(), connect_timeout=self._channels.connect_timeout)
 
     @asynccontextmanager
     async def _open(
