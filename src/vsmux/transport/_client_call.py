@@ -103,16 +103,7 @@ _STARTED = _Started()
 
 def _error(exc: BaseException, address: str) -> VStreamError:
     """The VStreamError a failure of the call to ``address`` stands for."""
-    if isinstance(exc, ConnectionRefusedError | TimeoutError):
-        # error_of words these for a tablet the gateway cannot reach; the
-        # client has always said "connection to ... failed or dropped" for
-        # every connection failure, as error_of does for the others (users
-        # and scripts match on it).
-        detail = str(exc) or type(exc).__name__
-        return VStreamError(
-            Code.UNAVAILABLE, f"connection to {address} failed or dropped: {detail}"
-        )
-    return error_of(exc, address, name_peer_in_status=False)
+    return error_of(exc, address, peer_kind="gateway")
 
 
 async def _run_call(

@@ -9,15 +9,16 @@ Both directions live here so they cannot drift apart:
   :func:`grpc_error` also cuts the message to what clients accept in a
   trailer.
 - incoming (a peer's status or a broken connection becomes a VStreamError):
-  :func:`error_of` for anything a call to ``peer`` raised. A status keeps its
-  code and the peer's message; a connection that failed, was refused, timed
-  out or dropped becomes UNAVAILABLE, which the retry rules treat as
-  "try again, perhaps elsewhere".
+  :func:`error_of` for anything a call to a tablet or a gateway raised. A
+  status keeps its code and the peer's message; a connection that failed,
+  was refused, timed out or dropped becomes UNAVAILABLE, which the retry
+  rules treat as "try again, perhaps elsewhere".
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from grpclib import GRPCError
 from grpclib.const import Status
@@ -51,37 +52,53 @@ def error_of(
     exc: BaseException,
     peer: str,
     *,
-    name_peer_in_status: bool = True,
+    peer_kind: Literal["tablet", "gateway"] = "tablet",
     connect_timeout: float | None = None,
 ) -> VStreamError:
     """The VStreamError that a failure of a call to ``peer`` stands for.
 
-    ``peer`` names the other end ("tablet zone1-0000000101 (127.0.0.1:15101)
-    of commerce/-80", "127.0.0.1:15991") in every message but a status's when
-    ``name_peer_in_status`` is false: a gateway's own messages already say
-    what failed, so its clients show them as they are. ``connect_timeout`` is
-    said in the message of a call that timed out connecting.
+    ``peer`` names the other end. For a tablet ("tablet zone1-0000000101
+    (127.0.0.1:15101) of commerce/-80") every message starts with it, since
+    the tablet's own messages do not say which tablet or shard they are
+    about, and a connection failure says what to check. For a gateway
+    ("127.0.0.1:15991", what ``vsmux tail`` and the demo call) a status's
+    message is shown as it is (a gateway's messages already say what
+    failed), and every connection failure reads "connection to <address>
+    failed or dropped: <reason>", which users and scripts match on.
+    ``connect_timeout`` is said in the message of a call that timed out
+    connecting.
     """
     if isinstance(exc, VStreamError):
         return exc
+    tablet = peer_kind == "tablet"
     if isinstance(exc, GRPCError):
         try:
             code = Code(exc.status.value)
         except ValueError:
             code = Code.UNKNOWN
         message = exc.message or exc.status.name
-        return VStreamError(code, f"{peer}: {message}" if name_peer_in_status else message)
+        return VStreamError(code, f"{peer}: {message}" if tablet else message)
+    if not isinstance(exc, _CONNECTION_FAILURES):
+        return VStreamError(Code.UNKNOWN, f"{peer}: {type(exc).__name__}: {exc}")
+    if not tablet:
+        detail = str(exc) or type(exc).__name__
+        return VStreamError(Code.UNAVAILABLE, f"connection to {peer} failed or dropped: {detail}")
     if isinstance(exc, TimeoutError):
         within = f" within {connect_timeout:g}s" if connect_timeout is not None else ""
         return VStreamError(
             Code.UNAVAILABLE,
-            f"{peer}: no connection{within}; check that it is up and the address is right",
+            f"{peer}: no connection{within}; check that the tablet is up and the address is right",
         )
     if isinstance(exc, ConnectionRefusedError):
-        return VStreamError(Code.UNAVAILABLE, f"{peer}: connection refused; is it running?")
-    if isinstance(
-        exc, OSError | StreamTerminatedError | ProtocolError | asyncio.IncompleteReadError
-    ):
-        detail = str(exc) or type(exc).__name__
-        return VStreamError(Code.UNAVAILABLE, f"connection to {peer} failed or dropped: {detail}")
-    return VStreamError(Code.UNKNOWN, f"{peer}: {type(exc).__name__}: {exc}")
+        return VStreamError(Code.UNAVAILABLE, f"{peer}: connection refused; is the tablet running?")
+    return VStreamError(Code.UNAVAILABLE, f"{peer}: connection failed or dropped: {exc}")
+
+
+# What a call raises when the connection, not the peer, failed.
+_CONNECTION_FAILURES = (
+    TimeoutError,
+    OSError,  # ConnectionRefusedError, ConnectionResetError, ...
+    StreamTerminatedError,
+    ProtocolError,
+    asyncio.IncompleteReadError,
+)
