@@ -9,11 +9,10 @@ from typing import Any
 
 import trio
 
+from tests.client.events import response, transaction
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, vtgate
-
-from .events import response, transaction
 
 END = "end"  # the server ends the stream with OK
 HANG = "hang"  # the server sends nothing more

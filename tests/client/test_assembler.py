@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vsmux.client.assembler import Assembler, UnitKind, copying_shards
-from vsmux.client.rows import RowDecodeError
-from vsmux.proto import binlogdata, query
-
-from .events import (
+from tests.client.events import (
     KS,
     E,
     copy_block,
@@ -20,6 +16,9 @@ from .events import (
     vgtid,
     vgtid_event,
 )
+from vsmux.client.assembler import Assembler, UnitKind, copying_shards
+from vsmux.client.rows import RowDecodeError
+from vsmux.proto import binlogdata, query
 
 T = query.Type
 

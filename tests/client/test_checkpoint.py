@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.events import KS, row, vgtid
 from vsmux.client.checkpoint import (
     CheckpointError,
     CheckpointStore,
@@ -14,8 +15,6 @@ from vsmux.client.checkpoint import (
     vgtid_to_json,
 )
 from vsmux.proto import binlogdata, query
-
-from .events import KS, row, vgtid
 
 COPYING = binlogdata.VGtid(
     shard_gtids=[

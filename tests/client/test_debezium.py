@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.client.events import KS, E, field_event, row, row_event, simple, vgtid_event
 from vsmux.client.assembler import Assembler, RowChange
 from vsmux.client.debezium import (
     column_converter,
@@ -18,8 +19,6 @@ from vsmux.client.debezium import (
 from vsmux.client.formats import format_unit
 from vsmux.client.rows import RowChangeRecord
 from vsmux.proto import binlogdata, query
-
-from .events import KS, E, field_event, row, row_event, simple, vgtid_event
 
 T = query.Type
 NOT_NULL = 1

@@ -16,15 +16,23 @@ from pathlib import Path
 
 import trio
 
+from tests.client.e2e_kit import (
+    CLIENT,
+    KS,
+    SHARDS,
+    caught_up,
+    check_delivery,
+    gateway,
+    replay,
+    truth,
+)
+from tests.client.fakes import Crash, CrashingOutput, CrashingStore, WatchedIO
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.client.request import StreamOptions
 from vsmux.client.retry import Backoff
 from vsmux.client.tail import TailConfig, run_tail
 from vsmux.sources._simulated.cluster import SimulatedCluster
 from vsmux.transport import grpc_connector
-
-from .e2e_kit import CLIENT, KS, SHARDS, caught_up, check_delivery, gateway, replay, truth
-from .fakes import Crash, CrashingOutput, CrashingStore, WatchedIO
 
 
 async def tail_until_caught_up(

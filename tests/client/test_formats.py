@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
+from tests.client.events import KS, E, field_event, row_event, simple, vgtid, vgtid_event
 from vsmux.client.assembler import Assembler, Unit
 from vsmux.client.debezium import VERSION
 from vsmux.client.formats import FORMATS, format_unit
 from vsmux.proto import binlogdata
-
-from .events import KS, E, field_event, row_event, simple, vgtid, vgtid_event
 
 POSITION = [{"keyspace": KS, "shard": "-80", "gtid": "MySQL56/u:1-9", "table_p_ks": []}]
 

@@ -38,13 +38,12 @@ import pytest
 import trio
 import trio_asyncio
 
+from tests.client.e2e_kit import CLIENT, KS, SHARDS, caught_up, explain, replay, truth, units
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.proto import binlogdata
 from vsmux.sources._simulated.cluster import SimulatedCluster
 from vsmux.topology import dump_topology
 from vsmux.transport import serve_cluster_tablets
-
-from .e2e_kit import CLIENT, KS, SHARDS, caught_up, explain, replay, truth, units
 
 pytestmark = pytest.mark.slow
 

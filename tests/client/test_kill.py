@@ -18,10 +18,19 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.client.e2e_kit import (
+    CLIENT,
+    KS,
+    SHARDS,
+    caught_up,
+    check_delivery,
+    explain,
+    gateway,
+    replay,
+    truth,
+)
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.sources._simulated.cluster import SimulatedCluster
-
-from .e2e_kit import CLIENT, KS, SHARDS, caught_up, check_delivery, explain, gateway, replay, truth
 
 pytestmark = pytest.mark.slow
 

@@ -6,13 +6,12 @@ import random
 
 import pytest
 
+from tests.client.events import KS, vgtid
 from vsmux.client.progress import Progress, summarize_position
 from vsmux.client.request import StreamOptions, build_request, start_position
 from vsmux.client.retry import Backoff, is_retryable
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata
-
-from .events import KS, vgtid
 
 
 def test_defaults_stream_every_table_of_every_shard_from_current() -> None:

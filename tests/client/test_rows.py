@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.client.events import CUSTOMER, KS, field_event, fields, row, row_event
 from vsmux.client.rows import (
     RowChangeRecord,
     RowDecodeError,
@@ -17,8 +18,6 @@ from vsmux.client.rows import (
     row_changes,
 )
 from vsmux.proto import binlogdata, query
-
-from .events import CUSTOMER, KS, field_event, fields, row, row_event
 
 T = query.Type
 

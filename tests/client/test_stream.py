@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import trio
 
+from tests.client.events import KS, E, response, simple, transaction, vgtid, vgtid_event
+from tests.client.fakes import WatchedIO
 from vsmux.client.checkpoint import CheckpointStore
 from vsmux.client.request import StreamOptions
 from vsmux.client.retry import Backoff
@@ -23,9 +25,6 @@ from vsmux.server.app import open_gateway_server
 from vsmux.server.tables import StaticTableCatalog
 from vsmux.topology import KeyspaceInfo, Topology, split_address
 from vsmux.transport import grpc_connector, open_vstream
-
-from .events import KS, E, response, simple, transaction, vgtid, vgtid_event
-from .fakes import WatchedIO
 
 HANG = "hang"
 Step = list[vtgate.VStreamResponse] | VStreamError | str

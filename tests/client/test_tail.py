@@ -11,14 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from vsmux.client.checkpoint import CheckpointStore
-from vsmux.client.request import StreamOptions
-from vsmux.client.retry import Backoff
-from vsmux.client.tail import EXIT_ERROR, EXIT_OK, EXIT_USAGE, TailConfig, run_tail
-from vsmux.errors import Code, VStreamError
-
-from .events import KS, E, response, row_event, simple, transaction, vgtid, vgtid_event
-from .fakes import (
+from tests.client.events import KS, E, response, row_event, simple, transaction, vgtid, vgtid_event
+from tests.client.fakes import (
     END,
     HANG,
     Crash,
@@ -28,6 +22,11 @@ from .fakes import (
     ScriptedServer,
     unavailable,
 )
+from vsmux.client.checkpoint import CheckpointStore
+from vsmux.client.request import StreamOptions
+from vsmux.client.retry import Backoff
+from vsmux.client.tail import EXIT_ERROR, EXIT_OK, EXIT_USAGE, TailConfig, run_tail
+from vsmux.errors import Code, VStreamError
 
 SEED = 3
 

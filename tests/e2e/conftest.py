@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from e2e_harness import MODES
+
+from tests.e2e.e2e_harness import MODES
 
 
 @pytest.fixture(params=MODES)

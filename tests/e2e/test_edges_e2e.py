@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from e2e_harness import Reader, T, caught_up, events, open_stack, request_for, task_count
 from grpclib.const import Status
 
+from tests.e2e.e2e_harness import Reader, T, caught_up, events, open_stack, request_for, task_count
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code
 from vsmux.proto import query, vtgate, vtgateservice, vtrpc

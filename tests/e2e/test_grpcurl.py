@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from e2e_harness import open_stack
+
+from tests.e2e.e2e_harness import open_stack
 
 
 def _grpcurl() -> str:

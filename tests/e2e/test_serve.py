@@ -10,9 +10,9 @@ from pathlib import Path
 
 import trio
 import trio_asyncio
-from e2e_harness import Reader, request_for
 from grpclib.const import Status
 
+from tests.e2e.e2e_harness import Reader, request_for
 from vsmux.topology import parse_topology
 
 TOPOLOGY = """

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import trio
-from e2e_harness import (
+
+from tests.e2e.e2e_harness import (
     Reader,
     T,
     caught_up,
@@ -15,7 +16,6 @@ from e2e_harness import (
     request_for,
     seq_of,
 )
-
 from vsmux.errors import Code
 from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
 

@@ -6,8 +6,8 @@ Each response (body) holds one unit; a send carries many responses.
 from __future__ import annotations
 
 import trio
-from scripted import T, begin, commit, ev, row
 
+from tests.mux.scripted import T, begin, commit, ev, row
 from vsmux.core.grouping import Unit
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import PositionBook

@@ -6,8 +6,8 @@ import time
 
 import pytest
 import trio
-from scripted import HANG, Client, Cluster, T, commit, gtid, heartbeat, request
 
+from tests.mux.scripted import HANG, Client, Cluster, T, commit, gtid, heartbeat, request
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import run_vstream
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import trio
-from scripted import (
+
+from tests.mux.scripted import (
     HANG,
     Client,
     Cluster,
@@ -18,7 +19,6 @@ from scripted import (
     request,
     row,
 )
-
 from vsmux.mux import run_vstream
 from vsmux.proto import binlogdata
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import trio
-from scripted import HANG, Client, Cluster, T, begin, commit, gtid, journal, request
 
+from tests.mux.scripted import HANG, Client, Cluster, T, begin, commit, gtid, journal, request
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import run_vstream
 from vsmux.proto import binlogdata

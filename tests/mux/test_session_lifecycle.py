@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from scripted import (
+
+from tests.mux.scripted import (
     HANG,
     Client,
     Cluster,
@@ -20,7 +21,6 @@ from scripted import (
     request,
     row,
 )
-
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import run_vstream
 from vsmux.proto import binlogdata, query
@@ -126,7 +126,7 @@ async def test_unhealthy_tablet_is_abandoned_and_stream_restarts(
         first = reports == 1
 
         async def gen() -> AsyncIterator[query.StreamHealthResponse]:
-            from scripted import healthy
+            from tests.mux.scripted import healthy
 
             yield healthy(tablet.tablet)
             if first:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import trio
-from scripted import (
+
+from tests.mux.scripted import (
     HANG,
     Client,
     Cluster,
@@ -16,7 +17,6 @@ from scripted import (
     request,
     row,
 )
-
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import run_vstream
 from vsmux.proto import topodata

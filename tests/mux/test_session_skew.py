@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import trio
-from scripted import HANG, Client, Cluster, T, begin, commit, gtid, heartbeat, request
 
+from tests.mux.scripted import HANG, Client, Cluster, T, begin, commit, gtid, heartbeat, request
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import run_vstream
 from vsmux.wire import Frame
@@ -106,7 +106,7 @@ async def test_client_cancel_during_skew_wait_race(autojump_clock: trio.abc.Cloc
 async def test_chunking_with_minimize_skew(autojump_clock: trio.abc.Clock) -> None:
     # A chunked transaction on a fast shard never waits mid-transaction, and the
     # other shard's units do not interleave with it.
-    from scripted import row
+    from tests.mux.scripted import row
 
     big = [[begin(), row("t1", b"v" * 100)]] + [[row("t1", b"v" * 100)] for _ in range(9)]
     cluster = Cluster()

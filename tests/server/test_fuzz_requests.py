@@ -18,11 +18,11 @@ import logging
 import pytest
 import trio
 import trio_asyncio
-from gw_helpers import small_topology
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from raw_client import EXECUTE, VSTREAM, RawClient
 
+from tests.server.gw_helpers import small_topology
+from tests.server.raw_client import EXECUTE, VSTREAM, RawClient
 from vsmux.core.positions import PositionBook
 from vsmux.core.resolve import resolve_request
 from vsmux.mux.api import Gateway, SendResponses

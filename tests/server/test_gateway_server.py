@@ -22,8 +22,8 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
 from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
-from gw_helpers import execute, in_asyncio, small_topology, vstream
 
+from tests.server.gw_helpers import execute, in_asyncio, small_topology, vstream
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway, SendResponses

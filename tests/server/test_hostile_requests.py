@@ -24,8 +24,8 @@ import grpc
 import pytest
 import trio
 import trio_asyncio
-from raw_client import EXECUTE, VSTREAM, Outcome, RawClient, poll_health
 
+from tests.server.raw_client import EXECUTE, VSTREAM, Outcome, RawClient, poll_health
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, query, vtgate, vtrpc

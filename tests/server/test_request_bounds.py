@@ -19,8 +19,8 @@ import trio
 import trio_asyncio
 from grpclib.health.v1 import health_pb2
 from grpclib.reflection.v1 import reflection_pb2
-from raw_client import HEALTH, VSTREAM, Outcome, RawClient, poll_health
 
+from tests.server.raw_client import HEALTH, VSTREAM, Outcome, RawClient, poll_health
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
 from vsmux.server.app import GatewayServer, open_gateway_server

@@ -12,8 +12,8 @@ from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import ProtocolError
 from grpclib.server import Server
 from grpclib.stream import send_message
-from gw_helpers import in_asyncio
 
+from tests.server.gw_helpers import in_asyncio
 from vsmux.transport._batched_send import frame_messages, send_batch, send_batch_nowait
 from vsmux.transport._codec import RawCodec, RawMessage
 

@@ -11,8 +11,8 @@ import trio_asyncio
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from simulated.replay import T, request
 
+from tests.sources.replay import T, request
 from vsmux.proto import binlogdata, query, queryservice
 from vsmux.sources._simulated import SimulatedCluster, SimulatedTablet
 from vsmux.sources._simulated.gtid import GtidSet

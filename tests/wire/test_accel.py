@@ -20,12 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.wire.strategies import events, tablet_events
 from vsmux.proto import binlogdata, query
 from vsmux.wire import Frame, FrameError, ResponsePacker, split_response
 from vsmux.wire.accel import DISABLE_ENV, native
 from vsmux.wire.frames import split_response_python, type_indexes, type_mask
-
-from .strategies import events, tablet_events
 
 needs_c = pytest.mark.skipif(
     native is None, reason=f"the C loops are off (not built, or {DISABLE_ENV} is set)"

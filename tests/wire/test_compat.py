@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from google.protobuf import json_format
 
+from tests.wire.messages import CASES, EVENTS, Case
 from vsmux.proto import binlogdata
 from vsmux.wire.upb import message_class
-
-from .messages import CASES, EVENTS, Case
 
 
 def upb_from_dict(case: Case) -> bytes:

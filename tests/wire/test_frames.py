@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.wire.messages import EVENTS
 from vsmux.proto import binlogdata, query
 from vsmux.wire import (
     Frame,
@@ -20,8 +21,6 @@ from vsmux.wire import (
 from vsmux.wire.header import read_header
 from vsmux.wire.scan import scan_events, scan_header
 from vsmux.wire.varint import encode_varint, read_varint
-
-from .messages import EVENTS
 
 B = binlogdata
 T = binlogdata.VEventType

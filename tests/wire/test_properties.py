@@ -9,6 +9,7 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.wire.strategies import events, names, rows, tablet_events, vgtids
 from vsmux.proto import binlogdata, query
 from vsmux.wire import (
     FrameError,
@@ -22,8 +23,6 @@ from vsmux.wire import (
 )
 from vsmux.wire.scan import scan_events, scan_header
 from vsmux.wire.upb import message_class
-
-from .strategies import events, names, rows, tablet_events, vgtids
 
 T = binlogdata.VEventType
 # Modest by default to keep the suite fast on shared machines; raise it for a

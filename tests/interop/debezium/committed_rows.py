@@ -19,8 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from debezium_runner import ConnectorRecord
-
+from tests.interop.debezium.debezium_runner import ConnectorRecord
 from vsmux.proto import binlogdata
 from vsmux.sources._simulated.binlog import EntryKind, ShardLog
 from vsmux.sources._simulated.cluster import SimulatedCluster

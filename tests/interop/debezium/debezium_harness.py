@@ -19,7 +19,9 @@ from typing import Any
 
 import trio
 import trio.lowlevel
-from committed_rows import (
+
+from tests.e2e.e2e_harness import Stack, open_stack
+from tests.interop.debezium.committed_rows import (
     RowChange,
     debezium_changes,
     debezium_key,
@@ -27,10 +29,12 @@ from committed_rows import (
     record_key,
     seqno_of,
 )
-from debezium_runner import ConnectorRecord, DebeziumConnector, start_connector
-from debezium_setup import Installation
-from e2e_harness import Stack, open_stack
-
+from tests.interop.debezium.debezium_runner import (
+    ConnectorRecord,
+    DebeziumConnector,
+    start_connector,
+)
+from tests.interop.debezium.debezium_setup import Installation
 from vsmux.proto import query
 
 __all__ = [

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from debezium_setup import Installation, ensure_installed
+
+from tests.interop.debezium.debezium_setup import Installation, ensure_installed
 
 __all__ = [
     "BASE_PROPERTIES",

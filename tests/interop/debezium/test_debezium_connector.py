@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from committed_rows import (
+
+from tests.interop.debezium.committed_rows import (
     committed_changes,
     debezium_changes,
     in_copy_phase,
@@ -24,7 +25,7 @@ from committed_rows import (
     record_key,
     snapshot_keys,
 )
-from debezium_harness import (
+from tests.interop.debezium.debezium_harness import (
     KEYSPACE,
     NEVER,
     RECORDS_TIMEOUT,
@@ -40,8 +41,7 @@ from debezium_harness import (
     until,
     write,
 )
-from debezium_setup import Installation
-
+from tests.interop.debezium.debezium_setup import Installation
 from vsmux.core.settings import GatewaySettings
 
 pytestmark = pytest.mark.clients

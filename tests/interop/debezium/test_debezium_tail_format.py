@@ -29,11 +29,18 @@ from typing import Any
 
 import pytest
 import trio
-from committed_rows import committed_changes, log_marks
-from debezium_harness import KEYSPACE, RECORDS_TIMEOUT, assert_no_errors, connector, gateway, write
-from debezium_runner import ConnectorRecord, DebeziumConnector
-from debezium_setup import Installation
 
+from tests.interop.debezium.committed_rows import committed_changes, log_marks
+from tests.interop.debezium.debezium_harness import (
+    KEYSPACE,
+    RECORDS_TIMEOUT,
+    assert_no_errors,
+    connector,
+    gateway,
+    write,
+)
+from tests.interop.debezium.debezium_runner import ConnectorRecord, DebeziumConnector
+from tests.interop.debezium.debezium_setup import Installation
 from vsmux.client.debezium import column_converter
 from vsmux.proto import query
 

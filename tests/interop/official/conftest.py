@@ -5,21 +5,16 @@ session (into a temporary directory; nothing generated is committed).
 
 The gateway under test comes from the end-to-end harness in ``tests/e2e``
 (``open_stack("grpc")``: a real loopback gRPC port in front of simulated
-tablets served over gRPC), so that directory is importable from here.
+tablets served over gRPC).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from official_codegen import generate
 
-_E2E = str(Path(__file__).resolve().parents[2] / "e2e")
-if _E2E not in sys.path:
-    sys.path.append(_E2E)
+from tests.interop.official.official_codegen import generate
 
 
 @pytest.fixture(scope="session")

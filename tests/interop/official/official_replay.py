@@ -17,7 +17,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from official_checks import COMMIT, COPY_COMPLETED, DDL, FIELD, OTHER, ROLLBACK, ROW, VGTID
+from tests.interop.official.official_checks import (
+    COMMIT,
+    COPY_COMPLETED,
+    DDL,
+    FIELD,
+    OTHER,
+    ROLLBACK,
+    ROW,
+    VGTID,
+)
 
 __all__ = [
     "Replica",

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from official_checks import (
+
+from tests.interop.official.official_checks import (
     BEGIN,
     COMMIT,
     COPY_COMPLETED,
@@ -22,7 +23,7 @@ from official_checks import (
     unit_violations,
     unknown_field_violations,
 )
-from official_replay import Replica, decode_row, seq_of, units
+from tests.interop.official.official_replay import Replica, decode_row, seq_of, units
 
 pytestmark = pytest.mark.clients
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
-from e2e_harness import open_stack
-from official_client import execute, reading, vstream_request
-from official_replay import decode_row
+
+from tests.e2e.e2e_harness import open_stack
+from tests.interop.official.official_client import execute, reading, vstream_request
+from tests.interop.official.official_replay import decode_row
 
 pytestmark = pytest.mark.clients
 

@@ -13,12 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_harness import open_stack
 from google.protobuf import json_format
-from official_checks import COPY_COMPLETED, assert_clean
-from official_client import reading, vstream_request
-from official_replay import Replica, Unit, caught_up, flat_events, positions, seq_of, units
 
+from tests.e2e.e2e_harness import open_stack
+from tests.interop.official.official_checks import COPY_COMPLETED, assert_clean
+from tests.interop.official.official_client import reading, vstream_request
+from tests.interop.official.official_replay import (
+    Replica,
+    Unit,
+    caught_up,
+    flat_events,
+    positions,
+    seq_of,
+    units,
+)
 from vsmux.sources._simulated.workload import Upsert
 
 pytestmark = pytest.mark.clients

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_harness import open_stack
-from official_checks import (
+
+from tests.e2e.e2e_harness import open_stack
+from tests.interop.official.official_checks import (
     BEGIN,
     COMMIT,
     COPY_COMPLETED,
@@ -24,9 +25,16 @@ from official_checks import (
     VGTID,
     assert_clean,
 )
-from official_client import reading, vstream_request
-from official_replay import Replica, caught_up, decode_row, flat_events, positions, seq_of, units
-
+from tests.interop.official.official_client import reading, vstream_request
+from tests.interop.official.official_replay import (
+    Replica,
+    caught_up,
+    decode_row,
+    flat_events,
+    positions,
+    seq_of,
+    units,
+)
 from vsmux.core.settings import GatewaySettings
 from vsmux.sources._simulated.workload import Alter, Upsert
 

@@ -22,6 +22,7 @@ from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
+from tests.sources.replay import Replay, T, request
 from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, query, vtgate
 from vsmux.server.app import open_gateway_server
@@ -29,8 +30,6 @@ from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources._simulated import SimulatedCluster, Upsert
 from vsmux.sources._simulated.rows import encode_row
 from vsmux.wire import split_response
-
-from .replay import Replay, T, request
 
 # The longest the loop may be away doing work. A slice of work is a few
 # milliseconds; the rest is headroom for a loaded machine and the garbage

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import trio
 
+from tests.sources.replay import T, request
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata
 from vsmux.sources._simulated import SimulatedCluster, SimulatedTablet
 from vsmux.sources._simulated.gtid import GtidSet
-
-from .replay import T, request
 
 ORIGIN_SHARD = "0"
 

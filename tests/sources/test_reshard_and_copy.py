@@ -6,10 +6,9 @@ from collections.abc import Callable
 
 import trio
 
+from tests.sources.replay import Replay, request
 from vsmux.proto import binlogdata
 from vsmux.sources._simulated import SimulatedCluster, SimulatedTablet, Upsert
-
-from .replay import Replay, request
 
 
 async def follow(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import trio
 
+from tests.sources.replay import Replay, T, events, merge, request
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
 from vsmux.sources._simulated import SimulatedCluster, Upsert
 from vsmux.sources._simulated.gtid import GtidSet
 from vsmux.sources._simulated.stream import RESPONSE_TARGET_BYTES
-
-from .replay import Replay, T, events, merge, request
 
 
 def truth(cluster: SimulatedCluster, tables: set[str]) -> dict[str, dict]:

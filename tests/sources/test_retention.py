@@ -13,6 +13,7 @@ import tracemalloc
 import pytest
 import trio
 
+from tests.sources.replay import Replay, request
 from vsmux.cli import simulated as simulated_options
 from vsmux.cli.demo import DEMO_BINLOG_RETENTION_SECONDS, DEMO_MAX_TABLE_ROWS
 from vsmux.cli.main import build_parser
@@ -31,8 +32,6 @@ from vsmux.sources._simulated.clock import SimClock
 from vsmux.sources._simulated.routing import keyspace_id
 from vsmux.sources._simulated.workload import DEFAULT_MAX_TABLE_ROWS
 from vsmux.topology import load_topology
-
-from .replay import Replay, request
 
 
 class HandClock(SimClock):
