@@ -133,3 +133,20 @@ def test_the_walk_sees_relative_and_function_level_imports(tmp_path: Path) -> No
     )
     names = sorted(name for _line, name in _imports(sample, ["vsmux", "core", "probe"]))
     assert names == ["asyncio", "vsmux", "vsmux.mux", "vsmux.wire"]
+
+
+#: Packages used only through their ``__init__``; their modules are private.
+FRONTED = {"topology", "sources", "transport"}
+
+
+def test_fronted_packages_are_used_through_their_front() -> None:
+    wrong: list[str] = []
+    for path in _modules():
+        package = _package_of(path)
+        for line, name in _imports(path):
+            parts = name.split(".")
+            if parts[0] != "vsmux" or len(parts) < 3 or parts[1] == package:
+                continue
+            if parts[1] in FRONTED:
+                wrong.append(f"{path.relative_to(SRC)}:{line} imports {name}")
+    assert not wrong, "import these from the package itself:\n" + "\n".join(wrong)

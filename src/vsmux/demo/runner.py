@@ -46,6 +46,8 @@ CLIENT_HEARTBEAT_SECONDS = 1
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
+    """What ``vsmux demo`` runs: the simulated keyspace, its workload and events, the view."""
+
     shards: int = 4
     rate: float = 50.0
     reshard_after: float | None = None

@@ -84,6 +84,17 @@ def heartbeat_frame() -> Frame:
 
 
 class Sender:
+    """The only writer to the client: turns queued units into responses, one unit each.
+
+    ``run`` takes items from the request's channel, turns GTID and LASTPK
+    into VGTID events from its position book (which it alone updates, as it
+    hands each unit over), packs every unit into its own response(s) and
+    sends what is queued in one awaited call; with nothing to send for
+    ``heartbeat_interval`` it sends a heartbeat. Cancellation stops it at an
+    await: what was handed to ``send`` is the client's, what was not has not
+    moved the position book.
+    """
+
     def __init__(
         self,
         book: PositionBook,

@@ -52,6 +52,20 @@ IMMEDIATE_CALLER = "vsmux"
 
 
 class ShardStreamer:
+    """One shard of one request: picks a tablet, streams from it, retries elsewhere.
+
+    ``run`` loops: pick a tablet (``TabletPicker``), open its vstream from the
+    shard's delivered position in the request's position book, watch its
+    health beside it, group its events into whole units and put them into the
+    request's channel for the sender. A retryable failure waits for the
+    units already queued to be delivered (a ``Barrier``), then starts again
+    from the new position; a journal hands the shard over to the journal's
+    convergence. Cancellation (the request ending, another task's error)
+    closes the tablet stream and its health watch before ``run`` returns;
+    units not yet in the channel are dropped and the client's position says
+    so, since positions advance only on delivery.
+    """
+
     def __init__(
         self,
         ctx: RequestContext,

@@ -1,6 +1,6 @@
 """Answers to ``/vtgateservice.Vitess/Execute`` metadata queries.
 
-CDC clients ask a gateway a few questions before they stream (clients.md):
+CDC clients ask a gateway a few questions before they stream (docs/vitess.md 11.1):
 which keyspaces, which shards, which tables, which tablets. vsmux answers
 those from its topology and a :class:`TableCatalog`; anything else gets an
 ``ExecuteResponse`` whose ``error`` is UNIMPLEMENTED "vsmux only answers
@@ -32,7 +32,7 @@ from vsmux.server.metadata_sql import (
     parse_metadata_query,
     parse_target,
 )
-from vsmux.topology import Topology
+from vsmux.topology import AddressError, Topology, split_address
 
 __all__ = ["TableCatalog", "answer_execute", "text_result"]
 
@@ -125,7 +125,7 @@ async def _answer(
     assert isinstance(parsed, ShowTablets)
     rows = []
     for tablet in topology.tablets:
-        host = tablet.address.rsplit(":", 1)[0] if tablet.address else "in-process"
+        host = _host_of(tablet.address)
         rows.append(
             [
                 tablet.cell,
@@ -169,3 +169,13 @@ async def answer_execute(
         error = vtrpc.RpcError(code=exc.code, message=exc.message)
         return vtgate.ExecuteResponse(error=error, session=session)
     return vtgate.ExecuteResponse(session=session, result=result)
+
+
+def _host_of(address: str | None) -> str:
+    """The host part of a tablet's address, as SHOW VITESS_TABLETS lists it."""
+    if address is None:
+        return "in-process"
+    try:
+        return split_address(address)[0]
+    except AddressError:  # not from the loader (built in code): show it whole
+        return address

@@ -1,7 +1,7 @@
 """Recognise the few metadata queries CDC clients send to ``Execute``.
 
 Pure and synchronous. :func:`parse_metadata_query` accepts what Debezium and
-operators send before streaming (see clients.md), tolerating leading
+operators send before streaming (docs/vitess.md 11.1), tolerating leading
 ``/* ... */`` comments (``/*vt+ WORKLOAD_NAME=debezium */``), any case, extra
 whitespace and a trailing ``;``. Anything else returns ``None``: the gateway
 is not a SQL engine.

@@ -41,6 +41,8 @@ log = logging.getLogger("vsmux.server")
 
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
+    """Everything ``vsmux serve`` runs with, from its command line and topology file."""
+
     topology: Topology
     host: str = "127.0.0.1"
     port: int = 15991
