@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import trio
@@ -62,17 +63,29 @@ class Call:
 
     ``peer`` is the client's ``host:port`` ("?" when unknown); ``connection``
     stands for the HTTP/2 connection the call came on (compare it, hash it,
-    nothing else). ``responses`` and ``bytes`` count what
+    nothing else). ``metadata`` is the request's gRPC metadata, read-only:
+    lowercase keys to the first value sent under each (binary ``-bin`` keys
+    are left out, as are gRPC's own headers). ``responses`` and ``bytes`` count what
     :meth:`stream_responses` has written to the client so far: responses and
     bytes only, since counting events would mean walking every response body
     again after it was packed.
     """
 
-    __slots__ = ("_failure", "_request", "_stream", "bytes", "connection", "peer", "responses")
+    __slots__ = (
+        "_failure",
+        "_request",
+        "_stream",
+        "bytes",
+        "connection",
+        "metadata",
+        "peer",
+        "responses",
+    )
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self.peer = _peer_of(stream)
+        self.metadata: Mapping[str, str] = _metadata_of(stream)
         self.connection: object = stream._stream.connection
         self.responses = 0
         self.bytes = 0
@@ -218,6 +231,14 @@ def _handler(method: Method, limit: int, read_timeout: float) -> Callable[[Any],
             await stream.send_message(response)
 
     return handle
+
+
+def _metadata_of(stream: Any) -> Mapping[str, str]:
+    received: dict[str, str] = {}
+    for key, value in (stream.metadata or {}).items():
+        if isinstance(value, str) and not key.endswith("-bin"):
+            received.setdefault(key.lower(), value)
+    return MappingProxyType(received)
 
 
 def _peer_of(stream: Any) -> str:
