@@ -48,6 +48,7 @@ from vsmux.transport._bridge import ClientGone, pump_responses, to_trio
 from vsmux.transport._codec import RawMessage
 from vsmux.transport._request import read_request
 from vsmux.transport._status import grpc_error
+from vsmux.transport._tls import peer_identity
 
 __all__ = ["INTERNAL_MESSAGE", "Call", "Method", "TrioService"]
 
@@ -63,7 +64,10 @@ class Call:
 
     ``peer`` is the client's ``host:port`` ("?" when unknown); ``connection``
     stands for the HTTP/2 connection the call came on (compare it, hash it,
-    nothing else). ``metadata`` is the request's gRPC metadata, read-only:
+    nothing else). ``peer_subject`` and ``peer_common_name`` are the client
+    certificate's subject (RFC 4514: ``CN=app,O=Example``) and common name
+    on a mutual-TLS connection, verified by the handshake; None otherwise.
+    ``metadata`` is the request's gRPC metadata, read-only:
     lowercase keys to the first value sent under each (binary ``-bin`` keys
     are left out, as are gRPC's own headers). ``responses`` and ``bytes`` count what
     :meth:`stream_responses` has written to the client so far: responses and
@@ -79,12 +83,15 @@ class Call:
         "connection",
         "metadata",
         "peer",
+        "peer_common_name",
+        "peer_subject",
         "responses",
     )
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self.peer = _peer_of(stream)
+        self.peer_subject, self.peer_common_name = peer_identity(stream)
         self.metadata: Mapping[str, str] = _metadata_of(stream)
         self.connection: object = stream._stream.connection
         self.responses = 0
