@@ -24,6 +24,43 @@ METRICS: dict[str, tuple[str, str]] = {
     "VStreamsEndedWithErrors": ("counter", "Shard streams that ended with an error"),
     "VStreamsTransactionsChunked": ("counter", "Transactions sent in chunks"),
     "VStreamEventsDelayedBySkewAlignment": ("counter", "Waits to reduce skew"),
+    # The failover buffer of PRIMARY streams (vsmux.core.failover), per shard.
+    "VStreamFailoverBufferStarts": ("counter", "Failovers that started buffering"),
+    "VStreamFailoverBufferStopsNewPrimary": (
+        "counter",
+        "Buffering episodes ended by a new serving primary",
+    ),
+    "VStreamFailoverBufferStopsMaxFailoverDurationExceeded": (
+        "counter",
+        "Buffering episodes ended by the maximum failover duration",
+    ),
+    "VStreamFailoverBufferStopsShutdown": ("counter", "Buffering episodes ended by shutdown"),
+    "VStreamFailoverBufferFailoverDurationSumSeconds": (
+        "counter",
+        "Seconds spent buffering, summed over all episodes",
+    ),
+    "VStreamFailoverBufferLastFailoverDurationSeconds": (
+        "gauge",
+        "Seconds the last buffering episode lasted",
+    ),
+    "VStreamFailoverBufferStreamsBuffered": ("counter", "Streams that waited in the buffer"),
+    "VStreamFailoverBufferStreamsBufferedDryRun": (
+        "counter",
+        "Streams that would have waited in the buffer (dry run)",
+    ),
+    "VStreamFailoverBufferStreamsWindowExceeded": (
+        "counter",
+        "Streams that left the buffer at the end of their window",
+    ),
+    "VStreamFailoverBufferStartsSkippedLastFailoverTooRecent": (
+        "counter",
+        "Failovers not buffered because the last buffering ended too recently",
+    ),
+    "VStreamFailoverBufferStartsSkippedLastReparentTooRecent": (
+        "counter",
+        "Failovers not buffered because a reparent was seen too recently",
+    ),
+    "VStreamFailoverBufferWaiting": ("gauge", "Streams waiting in the buffer now"),
 }
 
 

@@ -63,6 +63,26 @@ class GatewaySettings:
     tablet_pick_retry_interval: float = 30.0
     tablet_pick_timeout: float = 90.0
 
+    # -- Failover buffer (vsmux.core.failover) ----------------------------------------
+    # A PRIMARY stream whose primary goes away with a failover signature waits for a
+    # new serving primary instead of spending a retry. Defaults are vtgate's buffer
+    # flags (--buffer_window, --buffer_max_failover_duration,
+    # --buffer_min_time_between_failovers): a planned reparent takes a few seconds,
+    # an unplanned one rarely more than twenty.
+    failover_buffer_enabled: bool = True
+    # Longest one stream waits in the buffer.
+    failover_window: float = 10.0
+    # Longest one buffering episode lasts; past it every waiting stream retries.
+    failover_max_duration: float = 20.0
+    # No new buffering this soon after the last one ended or a reparent was seen:
+    # a primary that keeps failing must not hold streams again and again.
+    failover_min_time_between: float = 60.0
+    # Count and log what would be buffered, but let every stream retry at once.
+    failover_dry_run: bool = False
+    # How often a waiting stream looks for a new serving primary (topology and the
+    # shard's tablets' health). Short: this is the pause the client sees.
+    failover_poll_interval: float = 0.5
+
     # -- Request limits (vsmux.core.limits) ---------------------------------------
     # Checked before any work is done for a request, so one request cannot make the
     # gateway spend unbounded time or memory. Over a limit: INVALID_ARGUMENT naming
