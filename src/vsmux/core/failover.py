@@ -40,6 +40,8 @@ import enum
 from dataclasses import dataclass
 
 from vsmux.core.metrics import Labels, Metrics
+from vsmux.core.retry import RetryAction, classify
+from vsmux.errors import Code, VStreamError
 
 __all__ = [
     "TRANSITIONS",
@@ -50,6 +52,7 @@ __all__ = [
     "ShardBuffer",
     "SkipReason",
     "StopReason",
+    "is_failover_signature",
 ]
 
 
@@ -258,3 +261,15 @@ class ShardBuffer:
     def _maybe_idle(self) -> None:
         if self.state is BufferState.DRAINING and self.waiting == 0:
             self._move(BufferState.IDLE)
+
+
+def is_failover_signature(error: VStreamError) -> bool:
+    """Whether a PRIMARY stream's ``error`` looks like its primary failing over.
+
+    UNAVAILABLE or FAILED_PRECONDITION from the tablet (not serving, type
+    changed, unreachable, the stream ended, its health stream said so), unless
+    it is really a missing position, which waiting cannot cure.
+    """
+    return error.code in (Code.UNAVAILABLE, Code.FAILED_PRECONDITION) and (
+        classify(error) is RetryAction.RETRY
+    )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.settings import GatewaySettings
+from vsmux.mux.failover_wait import FailoverBuffers
 from vsmux.mux.shard_source import SourceDirectory
 from vsmux.topology import Topology
 
@@ -29,9 +30,19 @@ SendResponses = Callable[[list[bytes]], Awaitable[None]]
 
 @dataclass(slots=True)
 class Gateway:
-    """Everything a session needs that outlives it."""
+    """Everything a session needs that outlives it.
+
+    ``failover`` holds one failover buffer per keyspace/shard, shared by the
+    PRIMARY streams of every session (:mod:`vsmux.mux.failover_wait`); call
+    ``failover.shutdown()`` when the gateway stops, so streams waiting out a
+    failover are let go at once.
+    """
 
     topology: Topology
     sources: SourceDirectory
     settings: GatewaySettings = field(default_factory=GatewaySettings)
     metrics: Metrics = field(default_factory=Metrics)
+    failover: FailoverBuffers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.failover = FailoverBuffers(self.topology, self.sources, self.settings, self.metrics)

@@ -17,6 +17,7 @@ from vsmux.core.metrics import Labels, Metrics
 from vsmux.core.positions import PositionBook, ShardKey
 from vsmux.core.resolve import ResolvedRequest
 from vsmux.core.settings import GatewaySettings
+from vsmux.mux.failover_wait import FailoverBuffers
 from vsmux.mux.gate import SendGate
 from vsmux.mux.items import Item
 from vsmux.mux.journal_wait import Convergence
@@ -39,8 +40,10 @@ class RequestContext:
     the ones a journal starts later. Streamers read the position ``book``
     (the sender is its only writer), reach tablets through ``picker`` and
     ``sources``, wait at ``gate``, ``skew`` and ``convergence``, and touch
-    ``liveness``. ``start_streamer`` starts a new shard's streamer in the
-    request's nursery, so it is cancelled with the request.
+    ``liveness``; PRIMARY streams wait out a failover in ``failover``, the
+    gateway's buffers (shared with other requests). ``start_streamer``
+    starts a new shard's streamer in the request's nursery, so it is
+    cancelled with the request.
 
     It owns no task and no resource: cancelling the request's nursery ends
     everything that uses it.
@@ -58,6 +61,7 @@ class RequestContext:
     liveness: Liveness
     start_streamer: StartStreamer
     type_name: str
+    failover: FailoverBuffers
 
     def labels(self, key: ShardKey) -> Labels:
         return (key[0], key[1], self.type_name)

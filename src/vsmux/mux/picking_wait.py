@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Callable
 from typing import Literal, NoReturn
 
 import trio
@@ -47,7 +48,11 @@ class TabletPicker:
     """Picks tablets of one tablet type within the request's cells.
 
     One picker serves every shard of a request; ``pick`` may run concurrently
-    for different shards.
+    for different shards. ``primary_hint(keyspace, shard)``, when given, names
+    the tablet last seen reporting itself the shard's serving primary (the
+    failover buffer's record): for PRIMARY it is tried first, whatever type
+    the topology gives it, since after a failover the tablets' health is
+    fresher than a topology file.
     """
 
     def __init__(
@@ -60,7 +65,9 @@ class TabletPicker:
         cells: list[str],
         cell_preference: str,
         rng: random.Random | None = None,
+        primary_hint: Callable[[str, str], str | None] | None = None,
     ) -> None:
+        self._primary_hint = primary_hint
         self._topology = topology
         self._sources = sources
         self._settings = settings
@@ -119,7 +126,7 @@ class TabletPicker:
         ignore: frozenset[str],
         rng: random.Random | None = None,
     ) -> list[TabletInfo]:
-        return candidates(
+        found = candidates(
             self._topology,
             keyspace,
             shard,
@@ -130,6 +137,15 @@ class TabletPicker:
             ignore,
             rng=rng,
         )
+        if self._tablet_type != topodata.TabletType.PRIMARY or self._primary_hint is None:
+            return found
+        hinted = self._primary_hint(keyspace, shard)
+        if hinted is None or hinted in ignore:
+            return found
+        for tablet in self._topology.tablets_for(keyspace, shard):
+            if tablet.alias == hinted:
+                return [tablet, *(t for t in found if t.alias != hinted)]
+        return found
 
     async def _attempt(
         self, keyspace: str, shard: str, ignore: frozenset[str]
@@ -224,7 +240,10 @@ def _first_healthy(verdicts: list[_Verdict]) -> int | None:
 
 
 async def watch_health(
-    source: ShardSource, tablet_type: topodata.TabletType, settings: GatewaySettings
+    source: ShardSource,
+    tablet_type: topodata.TabletType,
+    settings: GatewaySettings,
+    on_healthy: Callable[[], None] | None = None,
 ) -> NoReturn:
     """Watch the health of the tablet behind ``source`` while a vstream runs on it.
 
@@ -234,6 +253,9 @@ async def watch_health(
     sends no report for ``health_report_timeout`` (a stream open but silent),
     or its health stream ends or fails. UNAVAILABLE makes the retry policy
     restart the shard stream from its last delivered position.
+
+    ``on_healthy`` is called after every report that finds the tablet fit
+    (the failover buffer learns from it that a primary serves).
 
     Run it in the nursery of the shard's vstream. Cancelling it closes the
     health stream before the Cancelled exception propagates.
@@ -252,6 +274,8 @@ async def watch_health(
                     break  # the stream ended
                 else:
                     problem = health_problem(resp, tablet_type, settings.max_replication_lag)
+                    if problem is None and on_healthy is not None:
+                        on_healthy()
     except VStreamError as err:
         problem = f"health stream failed ({err.message})"
     if problem is None:

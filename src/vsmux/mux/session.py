@@ -78,6 +78,7 @@ class _Session:
                 tablet_type=resolved.tablet_type,
                 cells=resolved.cells,
                 cell_preference=resolved.cell_preference,
+                primary_hint=gateway.failover.primary,
             ),
             book=book,
             convergence=Convergence(JournalTracker(book.keys())),
@@ -86,6 +87,7 @@ class _Session:
             liveness=Liveness(settings.liveness_timeout),
             start_streamer=self._start_streamer,
             type_name=type_name(resolved.tablet_type),
+            failover=gateway.failover,
         )
         sender = Sender(
             book,

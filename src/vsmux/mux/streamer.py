@@ -16,6 +16,16 @@ nothing is lost or sent twice. A failure after part of a chunked transaction
 reached the client is never retried: the request fails, and the client
 resumes from its last VGtid.
 
+A PRIMARY stream whose primary goes away with a failover signature
+(:func:`vsmux.core.failover.is_failover_signature`), or that finds no
+primary in the topology, first waits in the shard's failover buffer
+(:mod:`vsmux.mux.failover_wait`), after its queued units are delivered: when
+a new serving primary appears it reconnects from its delivered position
+without spending a retry; when the buffer does not take it, or the wait
+times out, the failure goes to the retry policy as usual, and an error that
+then ends the request says how long the shard waited. The sender keeps
+sending idle heartbeats meanwhile.
+
 A SHARDS journal that concerns the stream ends it: the streamer waits for the
 other participants; the last one swaps the shards (or stops the request for
 ``stop_on_reshard``) and starts the new shards' streamers.
@@ -30,15 +40,17 @@ import copy
 
 import trio
 
+from vsmux.core.failover import is_failover_signature
 from vsmux.core.grouping import TransactionGrouper, Unit, UnitKind
 from vsmux.core.retry import RetryAction, ShardRetryPolicy, ended_unexpectedly
-from vsmux.errors import VStreamError
+from vsmux.errors import Code, VStreamError
 from vsmux.mux.context import RequestContext
+from vsmux.mux.failover_wait import RideOutcome
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
 from vsmux.mux.malformed import malformed_event
 from vsmux.mux.picking_wait import position_lost, watch_health
 from vsmux.mux.shard_source import ShardSource
-from vsmux.proto import binlogdata, query
+from vsmux.proto import binlogdata, query, topodata
 from vsmux.wire import FrameError
 
 __all__ = ["IMMEDIATE_CALLER", "ShardStreamer"]
@@ -84,6 +96,12 @@ class ShardStreamer:
         self._health_failure: VStreamError | None = None
         # Alias of the tablet being streamed from (named in the sender's errors).
         self._tablet = ""
+        # PRIMARY streams wait out failovers in the gateway's buffer for the shard.
+        self._buffered = (
+            ctx.resolved.tablet_type == topodata.TabletType.PRIMARY and ctx.failover.enabled
+        )
+        # Seconds waited in the failover buffer since the stream last got an event.
+        self._waited = 0.0
 
     async def run(self) -> None:
         """Stream until the shard's journal converges; raise VStreamError on failure."""
@@ -108,6 +126,15 @@ class ShardStreamer:
         keyspace, shard = self.key
         policy = ShardRetryPolicy(keyspace, shard, ctx.settings)
         while True:
+            if self._buffered and not ctx.picker.has_candidates(
+                keyspace, shard, policy.ignored_tablets
+            ):
+                # No primary in the topology: a failover under way. If the buffer
+                # does not take the stream, the pick below waits as usual.
+                missing = VStreamError(
+                    Code.UNAVAILABLE, f"no serving primary for {keyspace}/{shard} in the topology"
+                )
+                await self._ride_out(missing)
             tablet = await ctx.picker.pick(keyspace, shard, policy.ignored_tablets)
             source = ctx.sources.source_for(tablet)
             self._tablet = tablet.alias
@@ -124,9 +151,17 @@ class ShardStreamer:
                     f"transaction, which cannot be resumed; restart from the last vgtid "
                     f"received: {outcome.message}",
                 )
+            if policy.consecutive_failures == 0:
+                self._waited = 0.0  # the stream worked since the last wait
+            if self._buffered and is_failover_signature(outcome):
+                ctx.failover.primary_lost(keyspace, shard, tablet.alias)
+                await self._drain()
+                ride = await self._ride_out(outcome)
+                if ride is RideOutcome.RESUMED:
+                    continue  # a new primary serves: reconnect, no retry spent
             decision = policy.failure(outcome, tablet.alias)
             if decision.action is RetryAction.FAIL:
-                raise decision.error
+                raise self._with_wait(decision.error)
             if decision.action is RetryAction.RETRY_OTHER_TABLET and not ctx.picker.has_candidates(
                 keyspace, shard, policy.ignored_tablets
             ):
@@ -141,6 +176,23 @@ class ShardStreamer:
                 )
             await self._drain()
             await trio.sleep(decision.delay)
+
+    async def _ride_out(self, error: VStreamError) -> RideOutcome:
+        """Wait in the shard's failover buffer (if it takes the stream); how it ended."""
+        ride = await self._ctx.failover.ride_out(self.key[0], self.key[1], error)
+        self._waited += ride.waited
+        return ride.outcome
+
+    def _with_wait(self, error: VStreamError) -> VStreamError:
+        """``error``, saying how long the shard waited for a new primary, if it did."""
+        if self._waited <= 0:
+            return error
+        keyspace, shard = self.key
+        return VStreamError(
+            error.code,
+            f"{error.message} (waited {self._waited:.1f}s in the failover buffer for a new "
+            f"serving primary of {keyspace}/{shard})",
+        )
 
     async def _drain(self) -> None:
         """Wait until the sender delivered everything this shard queued."""
@@ -200,8 +252,17 @@ class ShardStreamer:
         return outcome
 
     async def _watch_health(self, source: ShardSource, scope: trio.CancelScope) -> None:
+        ctx = self._ctx
+        on_healthy = None
+        if self._buffered:
+            keyspace, shard = self.key
+            alias = source.tablet.alias
+
+            def on_healthy() -> None:
+                ctx.failover.primary_seen(keyspace, shard, alias)
+
         try:
-            await watch_health(source, self._ctx.resolved.tablet_type, self._ctx.settings)
+            await watch_health(source, ctx.resolved.tablet_type, ctx.settings, on_healthy)
         except VStreamError as err:
             self._health_failure = err
             scope.cancel()
