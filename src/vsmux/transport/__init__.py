@@ -19,6 +19,7 @@ from vsmux.transport._tablet_client import (
     TabletChannels,
     open_tablet_channels,
 )
+from vsmux.transport._tls import ClientTls, ServerTls, TlsFileError, TlsFiles
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
@@ -28,13 +29,17 @@ __all__ = [
     "SHUTTING_DOWN",
     "Call",
     "ClientGone",
+    "ClientTls",
     "Connector",
     "GrpcEndpoint",
     "GrpcTabletSource",
     "Method",
     "ResponseStream",
+    "ServerTls",
     "SimulatedQueryService",
     "TabletChannels",
+    "TlsFileError",
+    "TlsFiles",
     "TrioService",
     "asyncio_loop",
     "drop_finished_calls",

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import trio
 import trio_asyncio
 from grpclib.client import Channel
+from grpclib.config import Configuration
 from grpclib.const import Cardinality
 
 from vsmux.errors import Code, VStreamError
@@ -46,6 +47,7 @@ from vsmux.proto import vtgate
 from vsmux.topology import AddressError, split_address
 from vsmux.transport._handoff import Handoff
 from vsmux.transport._status import error_of
+from vsmux.transport._tls import ClientTls
 
 __all__ = [
     "RESPONSES_AHEAD",
@@ -112,6 +114,7 @@ async def _run_call(
     metadata: Mapping[str, str],
     request: vtgate.VStreamRequest,
     handoff: Handoff[_Item],
+    tls: ClientTls | None,
 ) -> None:
     """asyncio: run the call, handing over the start, each response, then the end.
 
@@ -119,7 +122,11 @@ async def _run_call(
     cancelling this task always ends it.
     """
     failure: BaseException | None = None
-    channel = Channel(host, port)
+    if tls is None:
+        channel = Channel(host, port)
+    else:
+        config = Configuration(ssl_target_name_override=tls.server_name)
+        channel = Channel(host, port, ssl=tls.context, config=config)
     try:
         stream: Any = channel.request(
             VSTREAM_PATH,
@@ -186,11 +193,15 @@ async def open_vstream(
     address: str,
     request: vtgate.VStreamRequest,
     metadata: Mapping[str, str] | None = None,
+    *,
+    tls: ClientTls | None = None,
 ) -> AsyncIterator[ResponseStream]:
     """Start a VStream call to ``address`` (``host:port``) and yield its responses.
 
     ``metadata`` is sent as gRPC metadata (e.g. ``username``/``password`` for
-    a gateway with static auth). Raises :class:`VStreamError` if the call
+    a gateway with static auth). With ``tls`` the call goes over TLS
+    (:class:`~vsmux.transport.ClientTls`: the CA, a client certificate, the
+    server's name). Raises :class:`VStreamError` if the call
     cannot be started: INVALID_ARGUMENT for an address that is not
     ``host:port``, UNAVAILABLE for a server that cannot be reached. An error
     raised in the block comes out as it is.
@@ -206,7 +217,13 @@ async def open_vstream(
     body_error: Exception | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            trio_asyncio.aio_as_trio(_run_call), host, port, dict(metadata or {}), request, handoff
+            trio_asyncio.aio_as_trio(_run_call),
+            host,
+            port,
+            dict(metadata or {}),
+            request,
+            handoff,
+            tls,
         )
         try:
             await responses.started()
@@ -221,10 +238,12 @@ async def open_vstream(
         raise body_error
 
 
-def grpc_connector(address: str, metadata: Mapping[str, str] | None = None) -> Connector:
-    """A :class:`Connector` that opens real gRPC calls to ``address``."""
+def grpc_connector(
+    address: str, metadata: Mapping[str, str] | None = None, *, tls: ClientTls | None = None
+) -> Connector:
+    """A :class:`Connector` that opens real gRPC calls to ``address`` (over TLS with ``tls``)."""
 
     def connect(request: vtgate.VStreamRequest) -> AbstractAsyncContextManager[ResponseStream]:
-        return open_vstream(address, request, metadata)
+        return open_vstream(address, request, metadata, tls=tls)
 
     return connect

@@ -30,6 +30,7 @@ from vsmux.transport._codec import RawCodec
 from vsmux.transport._health import with_health_and_reflection
 from vsmux.transport._hosting import open_grpc_server, stop_accepting
 from vsmux.transport._service import TrioService
+from vsmux.transport._tls import ServerTls
 
 __all__ = ["GrpcEndpoint", "drop_finished_calls", "open_grpc_endpoint"]
 
@@ -71,7 +72,12 @@ async def _wait_all(tasks: list[asyncio.Task[None]]) -> None:
 
 @asynccontextmanager
 async def open_grpc_endpoint(
-    service: TrioService, host: str = "127.0.0.1", port: int = 0, *, max_request_bytes: int
+    service: TrioService,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_request_bytes: int,
+    tls: ServerTls | None = None,
 ) -> AsyncIterator[GrpcEndpoint]:
     """Serve ``service``, health and reflection on ``host:port`` (0: the OS picks).
 
@@ -84,7 +90,7 @@ async def open_grpc_endpoint(
     status = ServiceStatus()
     services = with_health_and_reflection([service], status)
     async with open_grpc_server(
-        services, host, port, codec=RawCodec(), max_request_bytes=max_request_bytes
+        services, host, port, codec=RawCodec(), max_request_bytes=max_request_bytes, tls=tls
     ) as (server, bound):
         status.set(True)
         yield GrpcEndpoint(server, status, bound)

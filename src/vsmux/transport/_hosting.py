@@ -35,6 +35,7 @@ from grpclib.server import Server
 from vsmux.errors import VStreamError
 from vsmux.transport._request import read_request
 from vsmux.transport._status import grpc_error
+from vsmux.transport._tls import ServerTls
 
 __all__ = [
     "LISTEN_BACKLOG",
@@ -64,6 +65,7 @@ async def open_grpc_server(
     *,
     codec: Any = None,
     max_request_bytes: int | None = None,
+    tls: ServerTls | None = None,
 ) -> AsyncIterator[tuple[Server, int]]:
     """Serve ``services`` on ``host:port`` while the block runs.
 
@@ -71,14 +73,18 @@ async def open_grpc_server(
     is a grpclib codec for every handler (e.g. ``vsmux.transport._codec.RawCodec``
     for handlers that send pre-encoded bytes); None means protobuf.
     ``max_request_bytes`` bounds every request message (see the module doc);
-    None leaves them as grpclib reads them. On exit, normal or by
+    None leaves them as grpclib reads them. With ``tls`` the port speaks
+    only TLS (mutual TLS if it has a CA), with the certificates it holds at
+    each handshake (:meth:`ServerTls.reload`). On exit, normal or by
     cancellation, the listener is closed and open calls get up to
     ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope.
     """
     if max_request_bytes is not None:
         services = [_BoundedRequests(service, max_request_bytes) for service in services]
     server = Server(list(services), codec=codec)
-    await trio_asyncio.aio_as_trio(server.start)(host, port, backlog=LISTEN_BACKLOG)
+    await trio_asyncio.aio_as_trio(server.start)(
+        host, port, backlog=LISTEN_BACKLOG, ssl=tls.context if tls is not None else None
+    )
     try:
         # grpclib keeps the asyncio server private; it is the only way to learn
         # the port the OS chose for port=0.

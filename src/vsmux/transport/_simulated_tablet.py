@@ -38,6 +38,7 @@ from vsmux.transport._bridge import pump_responses, to_trio
 from vsmux.transport._codec import RawCodec, RawMessage
 from vsmux.transport._hosting import open_grpc_server
 from vsmux.transport._status import grpc_error
+from vsmux.transport._tls import ServerTls
 from vsmux.wire.frames import Frame, encode_response
 
 __all__ = ["SimulatedQueryService", "serve_cluster_tablets"]
@@ -116,12 +117,13 @@ class SimulatedQueryService(queryservice.QueryBase):  # type: ignore[misc]
 
 @asynccontextmanager
 async def serve_cluster_tablets(
-    cluster: SimulatedCluster, host: str, base_port: int = 0
+    cluster: SimulatedCluster, host: str, base_port: int = 0, *, tls: ServerTls | None = None
 ) -> AsyncIterator[Topology]:
     """Serve every tablet of ``cluster``; yield the topology with their addresses.
 
     Tablet ``i`` listens on ``base_port + i``, or on a port the OS picks when
-    ``base_port`` is 0. Must run inside :func:`~vsmux.transport.asyncio_loop`.
+    ``base_port`` is 0. With ``tls`` every tablet speaks TLS only (mutual if
+    it has a CA). Must run inside :func:`~vsmux.transport.asyncio_loop`.
     Leaving the block, normally or by cancellation, closes every server.
     """
     async with AsyncExitStack() as stack:
@@ -129,7 +131,9 @@ async def serve_cluster_tablets(
         for index, tablet in enumerate(cluster.tablets()):
             port = base_port + index if base_port else 0
             _, bound = await stack.enter_async_context(
-                open_grpc_server([SimulatedQueryService(tablet)], host, port, codec=RawCodec())
+                open_grpc_server(
+                    [SimulatedQueryService(tablet)], host, port, codec=RawCodec(), tls=tls
+                )
             )
             addressed.append(replace(tablet.info, address=f"{host}:{bound}"))
         live = cluster.topology

@@ -48,6 +48,7 @@ from vsmux.transport import _frame_repr as frame_repr
 from vsmux.transport._codec import RawCodec, RawMessage
 from vsmux.transport._handoff import Handoff
 from vsmux.transport._status import error_of
+from vsmux.transport._tls import ClientTls
 from vsmux.wire import Frame, FrameError, split_response
 
 __all__ = [
@@ -156,7 +157,9 @@ class TabletChannels:
     connection to an address stays open for the pool's life; further ones
     close when their last stream ends. Connections are made on first use
     (inside asyncio, :meth:`TabletConnection.ready`) and closed by
-    :func:`open_tablet_channels` when its block ends.
+    :func:`open_tablet_channels` when its block ends. With ``tls`` every
+    connection is TLS, the tablet's certificate checked against
+    ``tls.server_name`` (default: the tablet's host).
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class TabletChannels:
         streams_per_connection: int = STREAMS_PER_CONNECTION,
         busy_tablet_streams: int = BUSY_TABLET_STREAMS,
         busy_stream_window_bytes: int = BUSY_STREAM_WINDOW_BYTES,
+        tls: ClientTls | None = None,
     ) -> None:
         if streams_per_connection < 1:
             raise ValueError(f"streams_per_connection must be >= 1, not {streams_per_connection}")
@@ -174,11 +178,13 @@ class TabletChannels:
         self._codec = RawCodec()
         self._streams_per_connection = streams_per_connection
         self._busy_tablet_streams = busy_tablet_streams
+        self._tls = tls
         self._config = self._configuration(stream_window_bytes)
         self._busy_config = self._configuration(min(stream_window_bytes, busy_stream_window_bytes))
 
     def _configuration(self, stream_window_bytes: int) -> Configuration:
         return Configuration(
+            ssl_target_name_override=self._tls.server_name if self._tls is not None else None,
             http2_stream_window_size=stream_window_bytes,
             http2_connection_window_size=(
                 CONNECTION_WINDOW_PER_STREAM * self._streams_per_connection * stream_window_bytes
@@ -195,7 +201,8 @@ class TabletChannels:
         busy = sum(connection.streams for connection in pool) >= self._busy_tablet_streams
         config = self._busy_config if busy else self._config
         host, port = split_address(address)
-        channel = Channel(host, port, codec=self._codec, config=config)
+        ssl = self._tls.context if self._tls is not None else None
+        channel = Channel(host, port, codec=self._codec, config=config, ssl=ssl)
         connection = TabletConnection(channel, streams=1)
         pool.append(connection)
         return connection
@@ -279,13 +286,17 @@ class TabletConnection:
 async def open_tablet_channels(
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     stream_window_bytes: int = TABLET_STREAM_WINDOW_BYTES,
+    *,
+    tls: ClientTls | None = None,
 ) -> AsyncIterator[TabletChannels]:
     """A channel pool that closes its connections when the block ends.
+
+    With ``tls`` every tablet is reached over TLS (vtgate's ``--tablet_grpc_*``).
 
     Needs a running ``trio_asyncio`` loop.
     """
     frame_repr.install()  # every tablet event arrives in a DATA frame h2 would repr
-    channels = TabletChannels(connect_timeout, stream_window_bytes)
+    channels = TabletChannels(connect_timeout, stream_window_bytes, tls=tls)
     try:
         yield channels
     finally:

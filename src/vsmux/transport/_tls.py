@@ -1,5 +1,23 @@
 """TLS for the gateway's port, its tablet connections and its client.
 
+Server side: :class:`ServerTls` is the TLS a port offers, built from a
+certificate, its key and, for mutual TLS, the CA that client certificates
+must be signed by (with a CA, a client without a valid certificate fails the
+handshake). :meth:`ServerTls.reload` reads the files again: the context a
+server listens with stays the same object, and hands each new handshake the
+context loaded last (its ``sni_callback``, which OpenSSL calls for every
+handshake, SNI or not), so connections already open keep theirs and their
+streams run on, while the next connection sees the new certificate and CA.
+A reload that fails changes nothing.
+
+Client side: :func:`client_context` is the context a tablet channel or
+``vsmux tail`` connects with: the CA to verify the server by (the system's
+when none is given), a client certificate to present, and ALPN ``h2``.
+
+Files are checked one by one, so a missing or unusable file is named with
+the option it came from (:class:`TlsFiles` carries the option prefix):
+:class:`TlsFileError`.
+
 Who the caller is: :func:`peer_identity` reads the certificate a client
 presented on a mutual-TLS connection, already verified by the handshake, as
 its subject (RFC 4514 string form, the most specific name first, as Go's
@@ -10,9 +28,203 @@ certificates, has neither.
 
 from __future__ import annotations
 
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["peer_identity"]
+__all__ = [
+    "ClientTls",
+    "ServerTls",
+    "TlsFileError",
+    "TlsFiles",
+    "client_context",
+    "peer_identity",
+]
+
+# HTTP/2 is what gRPC speaks; a TLS client that cannot agree on it is refused.
+_ALPN = ["h2"]
+
+
+class TlsFileError(Exception):
+    """A certificate, key or CA file that cannot be used.
+
+    ``option`` names where the file came from (``--grpc_cert``), ``path`` is
+    the file and ``reason`` what is wrong with it; ``str()`` says all three.
+    """
+
+    def __init__(self, option: str, path: Path, reason: str) -> None:
+        super().__init__(f"{option} {path}: {reason}")
+        self.option = option
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The files of one TLS configuration and how to name them in messages.
+
+    ``option_prefix`` plus ``cert``, ``key`` or ``ca`` is the option each file
+    was given with (``--grpc_``, ``--tablet_grpc_``, ``--``). ``server_name``
+    is, for a client, the name the server's certificate must carry (default:
+    the host connected to).
+    """
+
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    server_name: str | None = None
+    option_prefix: str = "--"
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            given, missing = ("cert", "key") if self.key is None else ("key", "cert")
+            raise ValueError(f"{self.option_prefix}{given} needs {self.option_prefix}{missing} too")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything was given: a client connects with TLS then."""
+        return any(x is not None for x in (self.cert, self.key, self.ca, self.server_name))
+
+    def option(self, role: str) -> str:
+        return f"{self.option_prefix}{role}"
+
+
+def _read(files: TlsFiles, role: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TlsFileError(files.option(role), path, f"cannot read it: {exc.strerror}") from None
+
+
+def _load_chain(context: ssl.SSLContext, files: TlsFiles) -> None:
+    """The certificate and key into ``context``; TlsFileError names the file at fault."""
+    assert files.cert is not None and files.key is not None
+    cert = _read(files, "cert", files.cert)
+    key = _read(files, "key", files.key)
+    if b"-----BEGIN CERTIFICATE-----" not in cert:
+        raise TlsFileError(files.option("cert"), files.cert, "no PEM certificate in it")
+    if b"PRIVATE KEY-----" not in key:
+        raise TlsFileError(files.option("key"), files.key, "no PEM private key in it")
+    try:
+        context.load_cert_chain(files.cert, files.key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise TlsFileError(
+                files.option("key"),
+                files.key,
+                f"not the key of {files.option('cert')} {files.cert}",
+            ) from None
+        raise TlsFileError(
+            files.option("cert"), files.cert, f"cannot load it with {files.option('key')}: {exc}"
+        ) from None
+    except OSError as exc:  # the files changed between the reads above and here
+        raise TlsFileError(
+            files.option("cert"), files.cert, f"cannot read it: {exc.strerror}"
+        ) from None
+
+
+def _load_ca(context: ssl.SSLContext, files: TlsFiles) -> None:
+    assert files.ca is not None
+    data = _read(files, "ca", files.ca)
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise TlsFileError(files.option("ca"), files.ca, "no PEM certificate in it")
+    try:
+        context.load_verify_locations(cadata=data.decode("ascii", "replace"))
+    except (ssl.SSLError, ValueError) as exc:
+        raise TlsFileError(files.option("ca"), files.ca, f"cannot load it: {exc}") from None
+
+
+def _server_context(files: TlsFiles) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(_ALPN)
+    _load_chain(context, files)
+    if files.ca is not None:
+        _load_ca(context, files)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class ServerTls:
+    """The TLS a server port offers, from ``files`` (cert and key; with ca: mutual TLS).
+
+    Raises :class:`TlsFileError` (or ValueError without cert and key) if the
+    files cannot be used. Give :attr:`context` to the server; call
+    :meth:`reload` to take up new files for new connections.
+    """
+
+    def __init__(self, files: TlsFiles) -> None:
+        if files.cert is None or files.key is None:
+            raise ValueError(
+                f"TLS on a server needs {files.option('cert')} and {files.option('key')}"
+            )
+        self.files = files
+        #: The context to listen with. It stays the same object across reloads.
+        self.context = _server_context(files)
+        self._current = self.context
+        self.context.sni_callback = self._choose
+
+    @property
+    def mutual(self) -> bool:
+        """Whether clients must present a certificate signed by the CA."""
+        return self.files.ca is not None
+
+    def reload(self) -> None:
+        """Read the files again; new handshakes use them, open connections keep theirs.
+
+        Raises :class:`TlsFileError` and keeps the previous certificates if a
+        file cannot be used.
+        """
+        fresh = _server_context(self.files)
+        fresh.sni_callback = self._choose
+        self._current = fresh
+
+    def _choose(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, name: str | None, context: ssl.SSLContext
+    ) -> None:
+        # Called by OpenSSL for every handshake on a context of ours (with or
+        # without SNI), before the certificate is chosen and the client's verified.
+        current = self._current
+        if context is not current:
+            connection.context = current
+
+
+def client_context(files: TlsFiles) -> ssl.SSLContext:
+    """A client's TLS context: verify the server by ``files.ca`` (default: the
+    system's CAs), present ``files.cert``/``files.key`` if given, speak h2.
+
+    Raises :class:`TlsFileError` naming a file that cannot be used.
+    """
+    if files.ca is None:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    else:
+        # Only the CA given, as vtgate does: not the system's besides.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the server and its name
+        _load_ca(context, files)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(_ALPN)
+    if files.cert is not None:
+        _load_chain(context, files)
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """How a client connects with TLS: its context and the name the server must carry.
+
+    ``server_name`` None means the host connected to (an IP address matches
+    an IP entry of the server certificate's alternative names).
+    """
+
+    context: ssl.SSLContext
+    server_name: str | None = None
+
+    @classmethod
+    def load(cls, files: TlsFiles) -> ClientTls:
+        """From ``files`` (:func:`client_context`); raises :class:`TlsFileError`."""
+        return cls(client_context(files), files.server_name)
+
 
 # Attribute names as ssl.getpeercert() gives them -> RFC 4514 short names.
 _SHORT_NAMES = {
