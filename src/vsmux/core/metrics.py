@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-__all__ = ["Labels", "Metrics", "Sample"]
+__all__ = ["DENIAL_REASONS", "Labels", "Metrics", "Sample"]
+
+#: Why a call was refused, as ``Metrics.denials`` counts it.
+DENIAL_REASONS = ("unauthenticated", "permission_denied", "resource_exhausted")
 
 Labels = tuple[str, str, str]  # keyspace, shard, tablet type name
 
@@ -89,6 +92,20 @@ class Metrics:
         }
         # Gateway-wide values (active sessions, bytes sent, bridge depth, ...).
         self.gateway: defaultdict[str, float] = defaultdict(float)
+        # Refused calls by (reason, user), and limit hits by (limit, user). The
+        # user is an authenticated name or "" (unauthenticated, or no auth), so a
+        # client cannot grow these with names of its choosing.
+        self.denials: defaultdict[tuple[str, str], float] = defaultdict(float)
+        self.limit_hits: defaultdict[tuple[str, str], float] = defaultdict(float)
+
+    def deny(self, reason: str, user: str = "") -> None:
+        """Count one refused call (``reason`` from :data:`DENIAL_REASONS`)."""
+        self.denials[(reason, user)] += 1
+
+    def hit_limit(self, limit: str, user: str = "") -> None:
+        """Count one call refused by ``limit`` (a GatewaySettings field)."""
+        self.limit_hits[(limit, user)] += 1
+        self.denials[("resource_exhausted", user)] += 1
 
     def add(self, name: str, labels: Labels, amount: float = 1.0) -> None:
         self._values[name][labels] += amount

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "CELL_PREFERENCES",
     "POSITION_FLAVORS",
     "ResolvedRequest",
+    "expand_keyspace_selector",
     "resolve_request",
 ]
 
@@ -168,8 +170,37 @@ def _shard_gtids(vgtid: binlogdata.VGtid | None, topology: Topology) -> list[bin
     return resolved
 
 
-def _expand_keyspaces(vgtid: binlogdata.VGtid, topology: Topology) -> list[binlogdata.ShardGtid]:
-    """Replace a lone "" or "/regex" keyspace entry by one entry per keyspace."""
+def expand_keyspace_selector(
+    vgtid: binlogdata.VGtid, topology: Topology, allowed: Callable[[str], bool]
+) -> list[binlogdata.ShardGtid] | None:
+    """A lone "" or "/regex" keyspace entry as one entry per ``allowed`` keyspace it selects.
+
+    None when ``vgtid`` names its keyspaces (no selector). The list is empty
+    when the selector matches no allowed keyspace; which keyspaces matched
+    but were not allowed is not told. The entries resolve exactly as the
+    selector would (same shard and gtid), so a caller may put them in the
+    request in its place. A malformed selector raises what
+    :func:`resolve_request` would.
+    """
+    entries = vgtid.shard_gtids
+    if len(entries) != 1 or not (entries[0].keyspace == "" or entries[0].keyspace.startswith("/")):
+        return None
+    try:
+        return _expand_keyspaces(vgtid, topology, allowed)
+    except VStreamError as err:
+        raise err.wrap(_PREFIX) from None
+
+
+def _expand_keyspaces(
+    vgtid: binlogdata.VGtid,
+    topology: Topology,
+    allowed: Callable[[str], bool] | None = None,
+) -> list[binlogdata.ShardGtid]:
+    """Replace a lone "" or "/regex" keyspace entry by one entry per keyspace.
+
+    With ``allowed``, only the keyspaces it admits, and an empty list (not
+    NOT_FOUND) when there are none.
+    """
     entries = vgtid.shard_gtids
     if len(entries) == 1 and entries[0].keyspace == "":
         entry = entries[0]
@@ -180,12 +211,20 @@ def _expand_keyspaces(vgtid: binlogdata.VGtid, topology: Topology) -> list[binlo
             )
         _require_no_shard(entry)
         return [
-            binlogdata.ShardGtid(keyspace=name, gtid=_CURRENT) for name in topology.keyspace_names()
+            binlogdata.ShardGtid(keyspace=name, gtid=_CURRENT)
+            for name in topology.keyspace_names()
+            if allowed is None or allowed(name)
         ]
     if len(entries) == 1 and entries[0].keyspace.startswith("/"):
         entry = entries[0]
         regex = _compile_selector(entry.keyspace)
         names = [name for name in topology.keyspace_names() if regex.search(name)]
+        if allowed is not None:
+            return [
+                binlogdata.ShardGtid(keyspace=name, shard=entry.shard, gtid=entry.gtid)
+                for name in names
+                if allowed(name)
+            ]
         if not names:
             raise VStreamError(
                 Code.NOT_FOUND,

@@ -124,3 +124,15 @@ class GatewaySettings:
     # shard and its buffers; a few thousand sessions are past what one gateway
     # process serves at any useful rate.
     max_streaming_connections: int = 2000
+    # VStream calls running at once over all connections; None: no limit beyond
+    # the two above.
+    max_streams: int | None = None
+    # VStream calls one authenticated user (static-auth username or mTLS common
+    # name) may run at once; None: no limit. A CDC consumer runs one or a few per
+    # keyspace; a bound keeps one misbehaving consumer from taking the gateway.
+    max_streams_per_user: int | None = None
+    # New VStream calls started per second over the whole gateway, a token bucket
+    # with one second's burst (vsmux.core.ratelimit); None: no bound. Each call
+    # costs a resolve and a tablet stream per shard; a client reconnecting in a
+    # tight loop would otherwise spend the gateway on starts.
+    max_new_streams_per_second: float | None = None
