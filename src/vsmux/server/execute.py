@@ -8,6 +8,13 @@ metadata queries: '<query>'" (a normal reply, not a gRPC failure; the query
 quoted and cut, see :func:`vsmux.core.quoting.quote`). The
 request's session is echoed back.
 
+With an access file, the caller's :class:`~vsmux.core.access.Grant` decides
+what the answers show: only the keyspaces (and of a table-limited keyspace,
+the tables) it may stream, in ``SHOW DATABASES``, ``SHOW VITESS_SHARDS``,
+``SHOW TABLES`` and ``SHOW VITESS_TABLETS``; ``SHOW TABLES FROM`` another
+keyspace, or any query from a caller whose grant has ``metadata = false``,
+gets PERMISSION_DENIED.
+
 Where table names come from is the catalog's business: the simulated cluster
 knows its schema; for real tablets the topology file may list them (see
 ``vsmux.server.tables``).
@@ -18,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from vsmux.core.access import FULL_ACCESS, Grant
 from vsmux.core.limits import OPTIONS, utf8_length
 from vsmux.core.quoting import quote
 from vsmux.errors import Code, VStreamError
@@ -97,16 +105,15 @@ async def _answer(
     topology: Topology,
     catalog: TableCatalog,
     max_pattern_bytes: int,
+    grant: Grant,
+    user: str,
 ) -> query.QueryResult:
+    keyspaces = grant.visible_keyspaces(topology.keyspace_names())
     if isinstance(parsed, ShowDatabases):
-        return text_result(["Database"], [[name] for name in topology.keyspace_names()])
+        return text_result(["Database"], [[name] for name in keyspaces])
     if isinstance(parsed, ShowShards):
         like = None if parsed.like is None else _like(parsed.like, max_pattern_bytes)
-        names = [
-            f"{ks}/{shard}"
-            for ks in topology.keyspace_names()
-            for shard in topology.serving_shards(ks)
-        ]
+        names = [f"{ks}/{shard}" for ks in keyspaces for shard in topology.serving_shards(ks)]
         return text_result(["Shards"], [[n] for n in names if like is None or like.matches(n)])
     if isinstance(parsed, ShowTables):
         keyspace = parsed.keyspace
@@ -119,12 +126,20 @@ async def _answer(
                     "or set the session target (ks:shard@type)",
                 )
             keyspace = target.keyspace
+        if not grant.may_read(keyspace):
+            raise VStreamError(
+                Code.PERMISSION_DENIED,
+                f"user {quote(user, 64)} may not read keyspace {quote(keyspace, 64)}",
+            )
         keyspace = _keyspace_or_error(topology, keyspace)
         tables = sorted(await catalog.table_names(keyspace))
+        tables = [t for t in tables if grant.may_read_table(keyspace, t)]
         return text_result([f"Tables_in_{keyspace}"], [[t] for t in tables])
     assert isinstance(parsed, ShowTablets)
     rows = []
     for tablet in topology.tablets:
+        if not grant.may_read(tablet.keyspace):
+            continue
         host = _host_of(tablet.address)
         rows.append(
             [
@@ -147,15 +162,23 @@ async def answer_execute(
     catalog: TableCatalog,
     *,
     max_pattern_bytes: int = 256,
+    grant: Grant = FULL_ACCESS,
+    user: str = "",
 ) -> vtgate.ExecuteResponse:
     """The reply to one Execute call. Never raises VStreamError: it becomes ``error``.
 
     A ``LIKE`` pattern longer than ``max_pattern_bytes`` is refused. Errors
-    quote the SQL cut to a few hundred bytes. Cancellation propagates (only a
-    catalog probe can wait).
+    quote the SQL cut to a few hundred bytes. ``grant`` is what ``user``
+    may see. Cancellation propagates (only a catalog probe can wait).
     """
     session = request.session if request.session is not None else vtgate.Session()
     sql = request.query.sql if request.query is not None else ""
+    if not grant.metadata:
+        error = vtrpc.RpcError(
+            code=vtrpc.Code.PERMISSION_DENIED,
+            message=f"user {quote(user, 64)} may not run metadata queries on this gateway",
+        )
+        return vtgate.ExecuteResponse(error=error, session=session)
     parsed = parse_metadata_query(sql)
     if parsed is None:
         error = vtrpc.RpcError(
@@ -164,7 +187,7 @@ async def answer_execute(
         )
         return vtgate.ExecuteResponse(error=error, session=session)
     try:
-        result = await _answer(parsed, session, topology, catalog, max_pattern_bytes)
+        result = await _answer(parsed, session, topology, catalog, max_pattern_bytes, grant, user)
     except VStreamError as exc:
         error = vtrpc.RpcError(code=exc.code, message=exc.message)
         return vtgate.ExecuteResponse(error=error, session=session)

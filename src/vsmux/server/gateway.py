@@ -9,10 +9,22 @@ the call's status. Here the request goes through :mod:`vsmux.server.intake`
 VStream, :mod:`vsmux.core.limits`, before any other work. A refused request
 costs one INFO log line with the peer.
 
-A VStream call is admitted per connection (:class:`vsmux.core.admission.Admission`),
-then runs its session, whose responses leave as the pre-encoded bytes it
-produced, each batch of them in one write (``Call.stream_responses``). Each
-session logs a start line and an end line with what it sent and its outcome.
+Security (:mod:`vsmux.server.auth`): with ``--grpc_auth_mode`` a VStream or
+Execute call is authenticated first (UNAUTHENTICATED otherwise); a VStream
+request is then held to the caller's grant from the access file
+(:func:`vsmux.core.access.authorize_vstream`: PERMISSION_DENIED, or a
+``/regex`` narrowed to allowed keyspaces) before anything is started, and
+the caller's name replaces the principal of the request's CallerID, which
+the tablets get as ``effective_caller_id`` (the gateway itself is the
+``immediate_caller_id``). Execute's answers list only what the grant allows.
+Every refusal is counted by reason and user (``Metrics.denials``).
+
+A VStream call takes a token of the new-streams-per-second bucket
+(:mod:`vsmux.core.ratelimit`) and is admitted per connection, per user and
+in all (:class:`vsmux.core.admission.Admission`), then runs its session,
+whose responses leave as the pre-encoded bytes it produced, each batch of
+them in one write (``Call.stream_responses``). Each session logs a start
+line and an end line with what it sent and its outcome.
 
 Outcomes, as the client sees them:
 
@@ -36,12 +48,15 @@ from typing import TypeVar
 
 import trio
 
-from vsmux.core.admission import Admission
+from vsmux.core.access import authorize_vstream
+from vsmux.core.admission import Admission, LimitExceeded
 from vsmux.core.limits import check_vstream_request
 from vsmux.core.quoting import printable, quote
+from vsmux.core.ratelimit import TokenBucket
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway, SendResponses
-from vsmux.proto import vtgate
+from vsmux.proto import vtgate, vtrpc
+from vsmux.server.auth import Security
 from vsmux.server.execute import TableCatalog, answer_execute
 from vsmux.server.intake import decode_request
 from vsmux.server.summary import summarize_request
@@ -74,20 +89,33 @@ class VitessService:
     """Serves ``/vtgateservice.Vitess/VStream`` and ``/Execute`` for one gateway.
 
     ``run_vstream`` is the multiplexer entry point (``vsmux.mux.run_vstream``);
-    ``catalog`` answers ``SHOW TABLES``. The handlers run in Trio, one call
-    each; a call whose client goes away is cancelled at once.
+    ``catalog`` answers ``SHOW TABLES``; ``security`` authenticates callers
+    and holds the access file (default: neither). The handlers run in Trio,
+    one call each; a call whose client goes away is cancelled at once.
     """
 
-    def __init__(self, gateway: Gateway, run_vstream: RunVStream, catalog: TableCatalog) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        run_vstream: RunVStream,
+        catalog: TableCatalog,
+        security: Security | None = None,
+    ) -> None:
         self.gateway = gateway
         self._run_vstream = run_vstream
         self._catalog = catalog
+        self._security = security if security is not None else Security()
         self._stopping = trio.Event()
         self._next_session = 1
         settings = gateway.settings
         self._admission = Admission(
-            settings.max_streams_per_connection, settings.max_streaming_connections
+            settings.max_streams_per_connection,
+            settings.max_streaming_connections,
+            settings.max_streams,
+            settings.max_streams_per_user,
         )
+        rate = settings.max_new_streams_per_second
+        self._new_streams = None if rate is None else TokenBucket(rate, now=trio.current_time())
 
     def grpc_service(self) -> TrioService:
         """``vtgateservice.Vitess`` for the transport to serve: VStream and Execute.
@@ -115,6 +143,21 @@ class VitessService:
 
     # -- VStream ---------------------------------------------------------------
 
+    def _identify(self, call: Call, method: str) -> str | None:
+        """The authenticated caller's name (None without auth); refusals logged and counted."""
+        try:
+            return self._security.identify(call)
+        except VStreamError as exc:
+            self.gateway.metrics.deny("unauthenticated")
+            log.info(
+                "%s refused peer=%s %s: %s",
+                method.lower(),
+                call.peer,
+                exc.code.name,
+                printable(exc.message),
+            )
+            raise
+
     def _receive(self, call: Call, message_type: type[R], method: str) -> R:
         """The request, decoded and checked; a refused one is logged and raised."""
         settings = self.gateway.settings
@@ -135,17 +178,40 @@ class VitessService:
 
     async def _vstream(self, call: Call) -> None:
         """One VStream call, in Trio. Cancelled when the client goes away."""
+        user = self._identify(call, "VStream")
         request = self._receive(call, vtgate.VStreamRequest, "VStream")
+        metrics = self.gateway.metrics
+        label = user or ""
+        try:
+            request = authorize_vstream(
+                request, self.gateway.topology, label, self._security.grant_for(user)
+            )
+        except VStreamError as exc:
+            if exc.code == Code.PERMISSION_DENIED:
+                metrics.deny("permission_denied", label)
+            log.info(
+                "vstream refused peer=%s user=%s %s: %s",
+                call.peer,
+                quote(label, 64),
+                exc.code.name,
+                printable(exc.message),
+            )
+            raise
+        if user is not None:
+            request.caller_id = _caller_id(user, request.caller_id)
         # The HTTP/2 connection the call came on: admission counts calls per connection.
         try:
-            self._admission.admit(call.connection)
-        except VStreamError as exc:
-            log.info("vstream refused peer=%s %s", call.peer, exc.message)
+            if self._new_streams is not None:
+                self._new_streams.take(trio.current_time())
+            self._admission.admit(call.connection, user)
+        except LimitExceeded as exc:
+            metrics.hit_limit(exc.limit, label)
+            log.info("vstream refused peer=%s user=%s %s", call.peer, quote(label, 64), exc.message)
             raise
         try:
             await self._stream_session(call, request)
         finally:
-            self._admission.release(call.connection)
+            self._admission.release(call.connection, user)
 
     async def _stream_session(self, call: Call, request: vtgate.VStreamRequest) -> None:
         """One admitted VStream call: the session, its log lines and its outcome."""
@@ -203,22 +269,42 @@ class VitessService:
 
     async def _execute(self, call: Call) -> vtgate.ExecuteResponse:
         """One Execute call (the metadata queries), in Trio; returns the response."""
+        user = self._identify(call, "Execute")
         request = self._receive(call, vtgate.ExecuteRequest, "Execute")
+        grant = self._security.grant_for(user)
         try:
             response = await answer_execute(
                 request,
                 self.gateway.topology,
                 self._catalog,
                 max_pattern_bytes=self.gateway.settings.max_pattern_bytes,
+                grant=grant,
+                user=user or "",
             )
         except Exception:
             log.exception("execute failed unexpectedly")
             raise VStreamError(Code.INTERNAL, INTERNAL_MESSAGE) from None
         sql = request.query.sql if request.query is not None else ""
+        if response.error is not None and response.error.code == vtrpc.Code.PERMISSION_DENIED:
+            self.gateway.metrics.deny("permission_denied", user or "")
         log.info(
-            "execute peer=%s query=%s outcome=%s",
+            "execute peer=%s%s query=%s outcome=%s",
             call.peer,
+            "" if user is None else f" user={quote(user, 64)}",
             quote(sql),
             "ok" if response.error is None else response.error.code.name,
         )
         return response
+
+
+def _caller_id(user: str, declared: vtrpc.CallerId | None) -> vtrpc.CallerId:
+    """The CallerID the tablets get: the authenticated name as principal.
+
+    The client's component and subcomponent are kept (they are informational);
+    its self-declared principal is replaced.
+    """
+    if declared is None:
+        return vtrpc.CallerId(principal=user)
+    return vtrpc.CallerId(
+        principal=user, component=declared.component, subcomponent=declared.subcomponent
+    )

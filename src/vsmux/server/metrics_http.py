@@ -3,8 +3,9 @@
 A custom collector reads :meth:`vsmux.core.metrics.Metrics.snapshot` at
 scrape time (vtgate's VStream metrics labelled keyspace, shard, tablet_type)
 plus the gateway-wide values: active sessions, bridge queue depth, responses
-and bytes sent, sessions ended and memory releases. The HTTP endpoint runs in
-the Trio thread, so a scrape never reads the registry while a session
+and bytes sent, sessions ended and memory releases, and the refused calls:
+``vsmux_denials_total{reason,user}`` and ``vsmux_limit_hits_total{limit,user}``.
+The HTTP endpoint runs in the Trio thread, so a scrape never reads the registry while a session
 changes it.
 """
 
@@ -76,6 +77,22 @@ class MetricsCollector:
         for sample in self._metrics.snapshot():
             families[sample.name].add_metric(list(sample.labels), sample.value)
         yield from families.values()
+        denials = CounterMetricFamily(
+            "vsmux_denials",
+            "VStream and Execute calls refused, by reason and authenticated user",
+            labels=["reason", "user"],
+        )
+        for (reason, user), value in sorted(self._metrics.denials.items()):
+            denials.add_metric([reason, user], value)
+        yield denials
+        hits = CounterMetricFamily(
+            "vsmux_limit_hits",
+            "VStream calls refused by a limit, by limit and authenticated user",
+            labels=["limit", "user"],
+        )
+        for (limit, user), value in sorted(self._metrics.limit_hits.items()):
+            hits.add_metric([limit, user], value)
+        yield hits
         for key, (prom, kind, help_text) in _GATEWAY_VALUES.items():
             value = self._metrics.gateway.get(key, 0.0)
             if kind == "counter":
