@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from vsmux.cli import simulated
+from vsmux.cli import simulated, tls
 from vsmux.cli.tablets import serve_tablets_until_signal
 from vsmux.sources import SimulatedCluster
 
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="workload seed")
     simulated.add_arguments(parser)
+    tls.add_server_tls_arguments(parser, "every tablet")
 
 
 def _keyspaces(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             tablet_types=args.tablet_types.split(","),
             **simulated.build_options(args),
         )
-    except (KeyError, ValueError) as exc:
+        server_tls = tls.server_tls(args)
+    except (KeyError, ValueError, tls.TlsFileError) as exc:
         print(f"vsmux cluster: {exc}", file=sys.stderr)
         return 2
     banner = []
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             args.rate,
             args.topology_out,
             banner,
+            server_tls,
         )
     except KeyboardInterrupt:
         return 0

@@ -11,6 +11,7 @@ import sys
 
 import trio
 
+from vsmux.cli import tls
 from vsmux.cli.tablets import serve_tablets_until_signal
 from vsmux.sources import SimulatedCluster
 
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rate", type=float, default=20.0, help="transactions per second")
     parser.add_argument("--seed", type=int, default=0, help="workload seed")
+    tls.add_server_tls_arguments(parser, "the tablet")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,10 +43,20 @@ def run(args: argparse.Namespace) -> int:
             first_uid=args.uid,
             partial=True,
         )
-    except (KeyError, ValueError) as exc:
+        server_tls = tls.server_tls(args)
+    except (KeyError, ValueError, tls.TlsFileError) as exc:
         print(f"vsmux fake-tablet: {exc}", file=sys.stderr)
         return 2
     try:
-        return trio.run(serve_tablets_until_signal, cluster, args.host, args.port, args.rate, None)
+        return trio.run(
+            serve_tablets_until_signal,
+            cluster,
+            args.host,
+            args.port,
+            args.rate,
+            None,
+            (),
+            server_tls,
+        )
     except KeyboardInterrupt:
         return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from vsmux.cli import simulated
+from vsmux.cli import simulated, tls
 from vsmux.cli.args import parse_hostport, positive_float, positive_int
 from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
     simulated.add_arguments(parser)
+    tls.add_server_tls_arguments(parser, "the client port (VStream, Execute, health, reflection)")
+    tls.add_tablet_tls_arguments(parser)
     limits = parser.add_argument_group(
         "request limits", "checked before any work is done; over a limit, the call fails"
     )
@@ -113,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, f) is not None
     }
     settings = replace(settings, **limits)
+    try:
+        server_tls = tls.server_tls(args)
+        tablet_tls = tls.client_tls(tls.tablet_files(args))
+    except (tls.TlsFileError, ValueError) as exc:
+        print(f"vsmux serve: {exc}", file=sys.stderr)
+        return 2
     config = ServeConfig(
         topology=topology,
         host=args.listen[0],
@@ -123,10 +131,15 @@ def run(args: argparse.Namespace) -> int:
         workload_rate=args.workload_rate,
         connect_timeout=args.connect_timeout,
         simulated=simulated.build_options(args),
+        tls=server_tls,
+        tablet_tls=tablet_tls,
     )
-    banner = [
-        "vsmux gateway listening on {address}",
-        "try: grpcurl -plaintext {address} list",
-    ]
+    if server_tls is None:
+        hint = "try: grpcurl -plaintext {address} list"
+    elif server_tls.mutual:
+        hint = "try: grpcurl -cacert CA.pem -cert CLIENT.pem -key CLIENT-KEY.pem {address} list"
+    else:
+        hint = "try: grpcurl -cacert CA.pem {address} list"
+    banner = ["vsmux gateway listening on {address}", hint]
     result: int = trio.run(lambda: serve_until_signal(config, ready=banner))
     return result

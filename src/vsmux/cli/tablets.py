@@ -4,7 +4,8 @@
 server (:func:`vsmux.transport.serve_cluster_tablets`), writes the topology
 file if asked, prints one line per tablet and the banner, runs the workload,
 and returns 0 on SIGINT or SIGTERM (1 if a tablet cannot listen), after
-closing every server.
+closing every server. With TLS every tablet speaks TLS only, and SIGHUP reads
+the certificate files again for new connections.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 import trio
 
 from vsmux.server.signals import StopSignals, stop_signals
+from vsmux.server.standalone import reload_on_sighup
 from vsmux.sources import SimulatedCluster
 from vsmux.topology import dump_topology
-from vsmux.transport import asyncio_loop, serve_cluster_tablets
+from vsmux.transport import ServerTls, asyncio_loop, serve_cluster_tablets
 
 __all__ = ["serve_tablets_until_signal"]
 
@@ -30,12 +32,14 @@ async def serve_tablets_until_signal(
     rate: float,
     topology_out: Path | None,
     banner: Sequence[str] = (),
+    tls: ServerTls | None = None,
 ) -> int:
-    """Serve ``cluster`` and run its workload until SIGINT/SIGTERM."""
-    # The signal receiver exists before anything is announced, so a Ctrl-C
-    # right after the banner still ends the run cleanly.
+    """Serve ``cluster`` (over TLS with ``tls``) and run its workload until SIGINT/SIGTERM."""
+    # The signal receivers exist before anything is announced, so a Ctrl-C
+    # (or SIGHUP) right after the banner is handled, not fatal.
     with stop_signals() as signals:
-        return await _serve(cluster, host, base_port, rate, topology_out, banner, signals)
+        async with reload_on_sighup(tls):
+            return await _serve(cluster, host, base_port, rate, topology_out, banner, signals, tls)
 
 
 async def _serve(
@@ -46,10 +50,11 @@ async def _serve(
     topology_out: Path | None,
     banner: Sequence[str],
     signals: StopSignals,
+    tls: ServerTls | None,
 ) -> int:
     async with asyncio_loop(), trio.open_nursery() as nursery:
         try:
-            serving = serve_cluster_tablets(cluster, host, base_port)
+            serving = serve_cluster_tablets(cluster, host, base_port, tls=tls)
             async with serving as topology:
                 if topology_out is not None:
                     await trio.Path(topology_out).write_text(dump_topology(topology))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import trio
 
@@ -18,7 +19,7 @@ from vsmux.client.checkpoint import CheckpointError, CheckpointStore
 from vsmux.client.formats import FORMATS
 from vsmux.client.request import StreamOptions
 from vsmux.client.tail import EXIT_USAGE, TailConfig, run_tail
-from vsmux.transport import asyncio_loop, grpc_connector
+from vsmux.transport import ClientTls, TlsFileError, TlsFiles, asyncio_loop, grpc_connector
 
 __all__ = ["add_arguments", "run"]
 
@@ -28,6 +29,8 @@ examples:
   vsmux tail --server 127.0.0.1:15991 --keyspace commerce --from copy --format debezium
   vsmux tail --server 127.0.0.1:15991 --keyspace commerce --tables customer,corder \\
       --checkpoint tail.db --client-id orders-feed --heartbeat 5
+  vsmux tail --server localhost:15991 --keyspace commerce \\
+      --ca ca.pem --cert client.pem --key client-key.pem
 
 A checkpoint, when present for the client id, wins over --from.
 Exit status: 0 when the server ends the stream cleanly or a --max-* limit is
@@ -85,6 +88,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-seconds", type=float, default=None, metavar="S", help="stop after S seconds"
     )
+    tls = parser.add_argument_group(
+        "TLS", "any of these connects over TLS (also spelled --tls-ca, --tls-cert, ...)"
+    )
+    tls.add_argument(
+        "--ca",
+        "--tls-ca",
+        type=Path,
+        metavar="FILE",
+        help="CA certificate(s) to verify the gateway by (default: the system's)",
+    )
+    tls.add_argument(
+        "--cert",
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="client certificate, for a gateway that requires one (mutual TLS)",
+    )
+    tls.add_argument("--key", "--tls-key", type=Path, metavar="FILE", help="its private key")
+    tls.add_argument(
+        "--server-name",
+        "--tls-server-name",
+        metavar="NAME",
+        help="name the gateway's certificate must carry (default: the --server host)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -119,8 +146,19 @@ def _config(args: argparse.Namespace) -> TailConfig:
     )
 
 
+def _tls(args: argparse.Namespace) -> ClientTls | None:
+    """The --ca/--cert/--key/--server-name options, files loaded; None without any."""
+    files = TlsFiles(args.cert, args.key, args.ca, args.server_name)
+    return ClientTls.load(files) if files.enabled else None
+
+
 def run(args: argparse.Namespace) -> int:
     config = _config(args)
+    try:
+        tls = _tls(args)
+    except (TlsFileError, ValueError) as exc:
+        print(f"vsmux tail: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")
     store = None
@@ -134,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> int:
         async with asyncio_loop():
             return await run_tail(
-                config, grpc_connector(args.server), sys.stdout, sys.stderr, store=store
+                config, grpc_connector(args.server, tls=tls), sys.stdout, sys.stderr, store=store
             )
 
     try:

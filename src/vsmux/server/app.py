@@ -19,7 +19,7 @@ import trio
 from vsmux.mux.api import Gateway
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gateway import RunVStream, VitessService
-from vsmux.transport import SHUTDOWN_GRACE_SECONDS, GrpcEndpoint, open_grpc_endpoint
+from vsmux.transport import SHUTDOWN_GRACE_SECONDS, GrpcEndpoint, ServerTls, open_grpc_endpoint
 
 __all__ = ["GatewayServer", "open_gateway_server"]
 
@@ -47,8 +47,13 @@ async def open_gateway_server(
     catalog: TableCatalog,
     host: str = "127.0.0.1",
     port: int = 0,
+    *,
+    tls: ServerTls | None = None,
 ) -> AsyncIterator[GatewayServer]:
     """Serve the gateway on ``host:port`` (0: the OS picks) while the block runs.
+
+    With ``tls`` the port speaks TLS only, mutual TLS if it has a CA (the
+    caller's certificate identity is on each ``Call``).
 
     Must run inside :func:`vsmux.transport.asyncio_loop`. On exit, normal or
     by cancellation, sessions are ended and drained within
@@ -61,8 +66,9 @@ async def open_gateway_server(
         port,
         # Health and reflection requests get the bound VStream and Execute have.
         max_request_bytes=gateway.settings.max_request_bytes,
+        tls=tls,
     ) as endpoint:
-        log.info("gateway listening on %s:%d", host, endpoint.port)
+        log.info("gateway listening on %s:%d%s", host, endpoint.port, _tls_note(tls))
         try:
             yield GatewayServer(service, endpoint, host, endpoint.port)
         finally:
@@ -72,3 +78,9 @@ async def open_gateway_server(
                 service.begin_shutdown()
                 await endpoint.wait_calls_done()
             log.info("gateway stopped")
+
+
+def _tls_note(tls: ServerTls | None) -> str:
+    if tls is None:
+        return " (plaintext)"
+    return " (mutual TLS: client certificates required)" if tls.mutual else " (TLS)"

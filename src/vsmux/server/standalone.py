@@ -7,13 +7,17 @@ gateway uses, so a simulated reshard shows up at once; the addressed
 keyspaces are added to it.
 
 On SIGINT or SIGTERM the gateway stops accepting, running sessions end with
-UNAVAILABLE "server shutting down", and the program returns 0.
+UNAVAILABLE "server shutting down", and the program returns 0. With TLS, SIGHUP
+reads the certificate, key and CA files again: connections from then on get
+the new ones, running streams carry on (:func:`reload_on_sighup`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import signal
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,10 +35,17 @@ from vsmux.server.signals import stop_signals
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources import SimulatedCluster
 from vsmux.topology import Topology
-from vsmux.transport import CONNECT_TIMEOUT_SECONDS, asyncio_loop, open_tablet_channels
+from vsmux.transport import (
+    CONNECT_TIMEOUT_SECONDS,
+    ClientTls,
+    ServerTls,
+    TlsFileError,
+    asyncio_loop,
+    open_tablet_channels,
+)
 from vsmux.wire.accel import ACCELERATED, DISABLE_ENV
 
-__all__ = ["ServeConfig", "merge_simulated", "serve_until_signal"]
+__all__ = ["ServeConfig", "merge_simulated", "reload_on_sighup", "serve_until_signal"]
 
 log = logging.getLogger("vsmux.server")
 
@@ -54,6 +65,8 @@ class ServeConfig:
     seed: int = 1
     # Keyword arguments for SimulatedCluster.build: its memory bounds.
     simulated: dict[str, Any] = field(default_factory=dict)
+    tls: ServerTls | None = None  # the client port's TLS (--grpc_cert/key/ca)
+    tablet_tls: ClientTls | None = None  # TLS to tablets (--tablet_grpc_*)
 
 
 def merge_simulated(
@@ -92,11 +105,12 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
     topology, cluster = merge_simulated(config.topology, config.seed, **config.simulated)
     static = StaticTableCatalog(config.tables or {})
     catalog: TableCatalog = ClusterTableCatalog(cluster, static) if cluster else static
-    # Installed before the server listens, so an early Ctrl-C is not lost.
+    # Installed before the server listens, so an early Ctrl-C (or SIGHUP) is not lost.
     with stop_signals() as signals:
         async with (
+            reload_on_sighup(config.tls),
             asyncio_loop(batch_callbacks=True),
-            open_tablet_channels(config.connect_timeout) as channels,
+            open_tablet_channels(config.connect_timeout, tls=config.tablet_tls) as channels,
             trio.open_nursery() as nursery,
         ):
             gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
@@ -113,7 +127,7 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                 nursery.start_soon(cluster.run_workload, config.workload_rate)
             try:
                 server_cm = open_gateway_server(
-                    gateway, run_vstream, catalog, config.host, config.port
+                    gateway, run_vstream, catalog, config.host, config.port, tls=config.tls
                 )
                 async with server_cm as server:
                     frozen = settle_gc()
@@ -137,3 +151,39 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                 return 1
             nursery.cancel_scope.cancel()
     return 0
+
+
+@asynccontextmanager
+async def reload_on_sighup(tls: ServerTls | None) -> AsyncIterator[None]:
+    """While the block runs, each SIGHUP reloads ``tls`` from its files.
+
+    New connections get the new certificates; open ones (and their streams)
+    keep theirs. A reload that fails is logged and changes nothing. Without
+    ``tls`` SIGHUP is left alone. Must be entered from Trio's main thread.
+    """
+    if tls is None:
+        yield
+        return
+    with trio.open_signal_receiver(signal.SIGHUP) as hangups:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_reload_each, tls, hangups)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+async def _reload_each(tls: ServerTls, hangups: AsyncIterator[int]) -> None:
+    files = tls.files
+    async for _ in hangups:
+        try:
+            tls.reload()
+        except TlsFileError as exc:
+            log.error("SIGHUP: TLS files not reloaded, the previous ones stay in use: %s", exc)
+        else:
+            log.info(
+                "SIGHUP: TLS reloaded from %s, %s%s",
+                files.cert,
+                files.key,
+                f", {files.ca}" if files.ca is not None else "",
+            )
