@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 
 import trio
@@ -95,12 +95,16 @@ def journal(jid: int, keyspace: str, participants: list[str], new: list[tuple[st
     )
 
 
-def healthy(tablet: TabletInfo) -> query.StreamHealthResponse:
+def healthy(
+    tablet: TabletInfo, tablet_type: topodata.TabletType | None = None, serving: bool = True
+) -> query.StreamHealthResponse:
     return query.StreamHealthResponse(
         target=query.Target(
-            keyspace=tablet.keyspace, shard=tablet.shard, tablet_type=tablet.tablet_type
+            keyspace=tablet.keyspace,
+            shard=tablet.shard,
+            tablet_type=tablet.tablet_type if tablet_type is None else tablet_type,
         ),
-        serving=True,
+        serving=serving,
         realtime_stats=query.RealtimeStats(),
     )
 
@@ -111,11 +115,41 @@ HEALTH_REPORT_INTERVAL = 20.0
 
 
 class _Base:
+    """Health is controllable: ``set_health(down=..., tablet_type=..., serving=...)``.
+
+    A tablet that is ``down`` fails its health streams and new vstreams with
+    UNAVAILABLE; every change re-reports at once, as vttablet does.
+    """
+
     def __init__(self, tablet: TabletInfo) -> None:
         self._tablet = tablet
         self.requests: list[binlogdata.VStreamRequest] = []
         self.open_streams = 0
         self.open_health = 0
+        self.down = False
+        self.health_type = tablet.tablet_type
+        self.serving = True
+        self._health_changed = trio.Event()
+
+    def set_health(
+        self,
+        *,
+        down: bool | None = None,
+        tablet_type: topodata.TabletType | None = None,
+        serving: bool | None = None,
+    ) -> None:
+        if down is not None:
+            self.down = down
+        if tablet_type is not None:
+            self.health_type = tablet_type
+        if serving is not None:
+            self.serving = serving
+        changed, self._health_changed = self._health_changed, trio.Event()
+        changed.set()
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise VStreamError(Code.UNAVAILABLE, f"tablet {self._tablet.alias}: connection refused")
 
     @property
     def tablet(self) -> TabletInfo:
@@ -126,6 +160,7 @@ class _Base:
         self, request: binlogdata.VStreamRequest
     ) -> AsyncIterator[AsyncIterator[list[Frame]]]:
         self.requests.append(request)
+        self._check_up()
         self.open_streams += 1
         try:
             yield self._batches(request)
@@ -145,8 +180,11 @@ class _Base:
 
     async def _health(self) -> AsyncIterator[query.StreamHealthResponse]:
         while True:  # until the watcher closes it; re-reported like vttablet's
-            yield healthy(self._tablet)
-            await trio.sleep(HEALTH_REPORT_INTERVAL)
+            self._check_up()
+            changed = self._health_changed
+            yield healthy(self._tablet, self.health_type, self.serving)
+            with trio.move_on_after(HEALTH_REPORT_INTERVAL):
+                await changed.wait()
 
 
 class ScriptedTablet(_Base):
@@ -193,11 +231,13 @@ class LogTablet(_Base):
         *,
         fail_after: dict[int, int] | None = None,
         split: int = 1,
+        pace: float = 0.0,
     ) -> None:
         super().__init__(tablet)
         self.transactions = transactions
         self.fail_after = fail_after or {}
         self.split = split
+        self.pace = pace  # transaction i is committed at pace * i (Trio time)
         self.batches_sent = 0
 
     async def _batches(self, request: binlogdata.VStreamRequest) -> AsyncIterator[list[Frame]]:
@@ -206,6 +246,8 @@ class LogTablet(_Base):
         budget = self.fail_after.get(attempt)
         sent = 0
         for index in range(start, len(self.transactions)):
+            if self.pace:
+                await trio.sleep_until(self.pace * index)
             body = self.transactions[index]
             frames = [*body[:-1], gtid(log_position(index + 1)), body[-1]]
             size = max(1, len(frames) // self.split)
@@ -261,6 +303,15 @@ class Cluster:
 
     def source_for(self, tablet: TabletInfo) -> _Base:
         return self.tablets[tablet.alias]
+
+    def retype(self, tablet: _Base, tablet_type: topodata.TabletType) -> None:
+        """Give ``tablet`` a new type in the topology and in its health reports."""
+        old = tablet.tablet
+        new = replace(old, tablet_type=tablet_type)
+        tablets = self.topology.tablets
+        tablets[tablets.index(old)] = new
+        tablet._tablet = new
+        tablet.set_health(tablet_type=tablet_type)
 
     def gateway(self, **settings: object) -> Gateway:
         base = {"retry_backoff_initial": 0.1, "retry_backoff_max": 1.0}
