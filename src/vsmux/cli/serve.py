@@ -14,6 +14,7 @@ from vsmux.cli import simulated, tls
 from vsmux.cli.args import parse_hostport, positive_float, positive_int
 from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
+from vsmux.core.ratelimit import OPTION as RATE_OPTION
 from vsmux.core.settings import GatewaySettings
 
 __all__ = ["add_arguments", "run"]
@@ -54,19 +55,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     simulated.add_arguments(parser)
     tls.add_server_tls_arguments(parser, "the client port (VStream, Execute, health, reflection)")
     tls.add_tablet_tls_arguments(parser)
+    _add_auth_arguments(parser)
     limits = parser.add_argument_group(
         "request limits", "checked before any work is done; over a limit, the call fails"
     )
     defaults = GatewaySettings()
     for field, option in (LIMIT_OPTIONS | ADMISSION_OPTIONS).items():
         metavar, text = _LIMIT_HELP[field]
+        default = getattr(defaults, field)
         limits.add_argument(
             option,
+            option.replace("-", "_").replace("__", "--", 1),
             dest=field,
             type=positive_int,
             metavar=metavar,
-            help=f"{text} (default {getattr(defaults, field)})",
+            help=f"{text} (default {'no limit' if default is None else default})",
         )
+    limits.add_argument(
+        RATE_OPTION,
+        RATE_OPTION.replace("-", "_").replace("__", "--", 1),
+        dest="max_new_streams_per_second",
+        type=positive_float,
+        metavar="RATE",
+        help="new VStream calls the gateway starts per second, with a burst of one "
+        "second's worth; more are RESOURCE_EXHAUSTED (default no limit)",
+    )
+
+
+def _add_auth_arguments(parser: argparse.ArgumentParser) -> None:
+    """vtgate's --grpc_auth_* options and the access file (either spelling of each)."""
+    group = parser.add_argument_group(
+        "authentication and access",
+        "who may call VStream and Execute, and what they may read (health and "
+        "reflection stay open); both spellings work: --grpc_auth_mode, --grpc-auth-mode",
+    )
+    for name, kwargs in (
+        (
+            "grpc_auth_mode",
+            {
+                "choices": ["static", "mtls"],
+                "help": "static: gRPC metadata username/password checked against the password "
+                "file; mtls: the client certificate's subject must contain an allowed "
+                "substring, the caller is its common name (needs --grpc_ca)",
+            },
+        ),
+        (
+            "grpc_auth_static_password_file",
+            {
+                "type": Path,
+                "metavar": "FILE",
+                "help": "vtgate's JSON list of {Username, Password} objects",
+            },
+        ),
+        (
+            "grpc_auth_mtls_allowed_substrings",
+            {
+                "metavar": "A:B",
+                "default": "",
+                "help": "colon-separated; a certificate whose subject contains one is "
+                "admitted (e.g. CN=debezium:OU=cdc)",
+            },
+        ),
+        (
+            "access_file",
+            {
+                "type": Path,
+                "metavar": "FILE",
+                "help": "TOML: the keyspaces (and tables) each user may stream and whether it "
+                "sees metadata; without it every authenticated user reads everything",
+            },
+        ),
+    ):
+        group.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, **kwargs)
 
 
 # Help for each request limit (vsmux.core.limits; defaults in GatewaySettings).
@@ -82,12 +142,18 @@ _LIMIT_HELP = {
     "max_filter_sql_bytes": ("BYTES", "longest filter SQL of one rule"),
     "max_streams_per_connection": ("N", "VStream calls one client connection may run at once"),
     "max_streaming_connections": ("N", "client connections that may stream at once"),
+    "max_streams": ("N", "VStream calls the gateway runs at once"),
+    "max_streams_per_user": (
+        "N",
+        "VStream calls one authenticated user runs at once (needs --grpc_auth_mode)",
+    ),
 }
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from vsmux.server.auth import SecurityConfigError, load_security
     from vsmux.server.standalone import ServeConfig, serve_until_signal
 
     logging.basicConfig(
@@ -114,13 +180,31 @@ def run(args: argparse.Namespace) -> int:
         for f in LIMIT_OPTIONS | ADMISSION_OPTIONS
         if getattr(args, f) is not None
     }
-    settings = replace(settings, **limits)
+    settings = replace(
+        settings, **limits, max_new_streams_per_second=args.max_new_streams_per_second
+    )
     try:
         server_tls = tls.server_tls(args)
         tablet_tls = tls.client_tls(tls.tablet_files(args))
     except (tls.TlsFileError, ValueError) as exc:
         print(f"vsmux serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        security = load_security(
+            args.grpc_auth_mode or "",
+            password_file=args.grpc_auth_static_password_file,
+            mtls_allowed_substrings=args.grpc_auth_mtls_allowed_substrings,
+            access_file=args.access_file,
+            client_certificates=server_tls is not None and server_tls.mutual,
+        )
+    except SecurityConfigError as exc:
+        print(f"vsmux serve: {exc}", file=sys.stderr)
+        return 2
+    if settings.max_streams_per_user is not None and security.authenticator is None:
+        logging.getLogger("vsmux.server").warning(
+            "--max-streams-per-user counts authenticated users only: without "
+            "--grpc_auth_mode it limits no one"
+        )
     config = ServeConfig(
         topology=topology,
         host=args.listen[0],
@@ -133,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         simulated=simulated.build_options(args),
         tls=server_tls,
         tablet_tls=tablet_tls,
+        security=security,
     )
     if server_tls is None:
         hint = "try: grpcurl -plaintext {address} list"

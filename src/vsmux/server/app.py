@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import trio
 
 from vsmux.mux.api import Gateway
+from vsmux.server.auth import Security
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gateway import RunVStream, VitessService
 from vsmux.transport import SHUTDOWN_GRACE_SECONDS, GrpcEndpoint, ServerTls, open_grpc_endpoint
@@ -49,17 +50,19 @@ async def open_gateway_server(
     port: int = 0,
     *,
     tls: ServerTls | None = None,
+    security: Security | None = None,
 ) -> AsyncIterator[GatewayServer]:
     """Serve the gateway on ``host:port`` (0: the OS picks) while the block runs.
 
     With ``tls`` the port speaks TLS only, mutual TLS if it has a CA (the
-    caller's certificate identity is on each ``Call``).
+    caller's certificate identity is on each ``Call``). ``security``
+    authenticates VStream and Execute callers and holds the access file.
 
     Must run inside :func:`vsmux.transport.asyncio_loop`. On exit, normal or
     by cancellation, sessions are ended and drained within
     ``SHUTDOWN_GRACE_SECONDS`` (shielded), then the server closes.
     """
-    service = VitessService(gateway, run_vstream, catalog)
+    service = VitessService(gateway, run_vstream, catalog, security)
     async with open_grpc_endpoint(
         service.grpc_service(),
         host,

@@ -26,6 +26,7 @@ import trio
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
 from vsmux.server.app import open_gateway_server
+from vsmux.server.auth import Security
 from vsmux.server.directory import RoutingDirectory
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
@@ -67,6 +68,8 @@ class ServeConfig:
     simulated: dict[str, Any] = field(default_factory=dict)
     tls: ServerTls | None = None  # the client port's TLS (--grpc_cert/key/ca)
     tablet_tls: ClientTls | None = None  # TLS to tablets (--tablet_grpc_*)
+    # Authentication and the access file (--grpc_auth_mode, --access-file).
+    security: Security = field(default_factory=Security)
 
 
 def merge_simulated(
@@ -127,7 +130,13 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                 nursery.start_soon(cluster.run_workload, config.workload_rate)
             try:
                 server_cm = open_gateway_server(
-                    gateway, run_vstream, catalog, config.host, config.port, tls=config.tls
+                    gateway,
+                    run_vstream,
+                    catalog,
+                    config.host,
+                    config.port,
+                    tls=config.tls,
+                    security=config.security,
                 )
                 async with server_cm as server:
                     frozen = settle_gc()
