@@ -22,6 +22,16 @@ commit then checks that nothing it read changed meanwhile (a reshard, a
 write to the same rows by :meth:`SimulatedCluster.execute`); if something
 did, the transaction is planned again and committed at once, so the result
 is always what a synchronous commit at that moment would give.
+
+Failovers move the PRIMARY role between tablets of a shard, which share its
+binlog and so its GTID history: :meth:`SimulatedCluster.reparent` (planned:
+the primary is demoted to REPLICA and a replica promoted, at once),
+:meth:`~SimulatedCluster.kill_primary` and :meth:`~SimulatedCluster.promote`
+(unplanned: the primary dies, later a replica takes over; the dead tablet
+stays down, listed as a REPLICA), and :meth:`~SimulatedCluster.fail_over`
+doing both with a delay. Each change updates the topology at once and is
+recorded in :attr:`SimulatedCluster.reparents`. Writes go on meanwhile, as
+they would on a semi-synchronous primary whose replicas have every commit.
 """
 
 from __future__ import annotations
@@ -186,6 +196,8 @@ class SimulatedCluster:
         self._by_alias: dict[str, SimulatedTablet] = {}
         self._next_uid = 100
         self._partial = False
+        # (keyspace, shard, old primary alias, new primary alias, how) per role change.
+        self.reparents: list[tuple[str, str, str, str, str]] = []
 
     @classmethod
     def build(
@@ -486,6 +498,71 @@ class SimulatedCluster:
             new = schema.widened(alter.column, alter.width)
             positions.append(log.commit_ddl(new, statement, timestamp).position)
         return positions
+
+    # -- failovers ----------------------------------------------------------------
+
+    def reparent(self, keyspace: str, shard: str, new_primary: str | None = None) -> str:
+        """Planned reparent: the primary becomes a REPLICA, a replica the PRIMARY.
+
+        ``new_primary`` is a replica's alias (default: the shard's REPLICA).
+        Streams on the old primary that asked for PRIMARY end with
+        FAILED_PRECONDITION. Returns the new primary's alias.
+        """
+        old = self._tablets[(keyspace, shard, topodata.TabletType.PRIMARY)]
+        new = self._replica(keyspace, shard, new_primary)
+        self._swap(old, new, "planned")
+        return new.alias
+
+    def kill_primary(self, keyspace: str, shard: str) -> str:
+        """Unplanned failover, first half: the primary dies; the topology still names it."""
+        old = self._tablets[(keyspace, shard, topodata.TabletType.PRIMARY)]
+        old.health.set_down(True)
+        return old.alias
+
+    def promote(self, keyspace: str, shard: str, new_primary: str | None = None) -> str:
+        """Unplanned failover, second half: a replica becomes PRIMARY; the dead one a REPLICA."""
+        old = self._tablets[(keyspace, shard, topodata.TabletType.PRIMARY)]
+        new = self._replica(keyspace, shard, new_primary)
+        self._swap(old, new, "unplanned")
+        return new.alias
+
+    async def fail_over(self, keyspace: str, shard: str, *, promote_after: float) -> str:
+        """Kill the shard's primary, then promote a replica ``promote_after`` seconds later.
+
+        Cancelled in between, the primary stays dead and nothing is promoted.
+        """
+        self.kill_primary(keyspace, shard)
+        await trio.sleep(promote_after)
+        return self.promote(keyspace, shard)
+
+    def _replica(self, keyspace: str, shard: str, alias: str | None) -> SimulatedTablet:
+        if alias is None:
+            found = self._tablets.get((keyspace, shard, topodata.TabletType.REPLICA))
+            if found is None:
+                raise ValueError(
+                    f"{keyspace}/{shard} has no replica to promote "
+                    "(build the cluster with tablet types primary,replica)"
+                )
+            return found
+        tablet = self._by_alias[alias]
+        if (tablet.info.keyspace, tablet.info.shard) != (keyspace, shard) or (
+            tablet.info.tablet_type != topodata.TabletType.REPLICA
+        ):
+            raise ValueError(f"{alias} is not a replica of {keyspace}/{shard}")
+        return tablet
+
+    def _swap(self, old: SimulatedTablet, new: SimulatedTablet, how: str) -> None:
+        """Demote ``old`` to REPLICA, then promote ``new``; the topology follows."""
+        keyspace, shard = old.info.keyspace, old.info.shard
+        tablets = self.topology.tablets
+        for tablet, tablet_type in (
+            (old, topodata.TabletType.REPLICA),
+            (new, topodata.TabletType.PRIMARY),
+        ):
+            index = tablets.index(tablet.info)
+            tablets[index] = tablet.retype(tablet_type)
+            self._tablets[(keyspace, shard, tablet_type)] = tablet
+        self.reparents.append((keyspace, shard, old.alias, new.alias, how))
 
     # -- resharding -------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The health a simulated tablet reports on StreamHealth, and its controls.
 
 Operators and tests change a tablet's reported type, serving state,
-replication lag and health error; every change wakes the tablet's health
-streams, which also repeat the current report every
+replication lag and health error, or take it down (its health streams then
+fail with UNAVAILABLE, as a dead vttablet's connection would); every change
+wakes the tablet's health streams, which also repeat the current report every
 ``HEALTH_REPORT_INTERVAL`` seconds as a vttablet does.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import AsyncGenerator
 
 import trio
 
+from vsmux.errors import Code, VStreamError
 from vsmux.proto import query, topodata
 from vsmux.topology import TabletInfo
 
@@ -32,7 +34,20 @@ class TabletHealth:
         self.lag_seconds = 0
         self.health_error = ""
         self.term_start = term_start
+        self.down = False
         self._changed = trio.Event()
+
+    def set_down(self, down: bool) -> None:
+        """Take the tablet down (its process died) or bring it back."""
+        self.down = down
+        self._notify()
+
+    def check_up(self) -> None:
+        """Raise UNAVAILABLE if the tablet is down."""
+        if self.down:
+            raise VStreamError(
+                Code.UNAVAILABLE, f"tablet {self.info.alias} is down: connection refused"
+            )
 
     def set_type(self, tablet_type: topodata.TabletType) -> None:
         self.tablet_type = tablet_type
@@ -70,8 +85,12 @@ class TabletHealth:
         )
 
     async def reports(self) -> AsyncGenerator[query.StreamHealthResponse, None]:
-        """The current report, then one per change or interval; runs until cancelled."""
+        """The current report, then one per change or interval; runs until cancelled.
+
+        Raises UNAVAILABLE as soon as the tablet is down.
+        """
         while True:
+            self.check_up()
             changed = self._changed
             yield self.report()
             with trio.move_on_after(HEALTH_REPORT_INTERVAL):

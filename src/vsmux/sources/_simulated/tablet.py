@@ -3,12 +3,19 @@
 Several tablets of a shard (a primary, replicas, rdonly) share the shard's
 :class:`ShardLog`; each has its own :class:`TabletFaults` and
 :class:`TabletHealth`, so a test can break or degrade one tablet alone.
+
+A tablet's type can change (:meth:`SimulatedTablet.retype`, used by the
+cluster's reparents): its streams that asked for the old type then end with
+FAILED_PRECONDITION, as a demoted vttablet's do. A tablet that is down
+(``health.set_down``) refuses new streams and fails running ones with
+UNAVAILABLE within a heartbeat interval.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from dataclasses import replace
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query, topodata
@@ -40,6 +47,18 @@ class SimulatedTablet:
     def tablet(self) -> TabletInfo:
         return self.info
 
+    def retype(self, tablet_type: topodata.TabletType) -> TabletInfo:
+        """Serve as ``tablet_type`` from now on; the new TabletInfo.
+
+        Becoming PRIMARY starts a new primary term (reported on StreamHealth).
+        """
+        self.info = replace(self.info, tablet_type=tablet_type)
+        self.health.info = self.info
+        if tablet_type == topodata.TabletType.PRIMARY:
+            self.health.term_start = int(self.clock.now())
+        self.health.set_type(tablet_type)
+        return self.info
+
     @property
     def alias(self) -> str:
         return self.info.alias
@@ -61,11 +80,14 @@ class SimulatedTablet:
 
         Cancellation stops the stream at once; nothing is left running.
         """
+        self.health.check_up()
         self._check_target(request.target)
         in_transaction = False
         async with aclosing(stream_batches(self.log, request, self.clock)) as responses:
             async for batch in responses:
                 await self.faults.before_send()
+                self.health.check_up()
+                self._check_target(request.target)
                 sent, trigger = self.faults.cut(batch, in_transaction)
                 for frame in sent:
                     if frame.type == _OPEN:
