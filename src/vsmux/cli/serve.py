@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tls.add_server_tls_arguments(parser, "the client port (VStream, Execute, health, reflection)")
     tls.add_tablet_tls_arguments(parser)
     _add_auth_arguments(parser)
+    _add_failover_arguments(parser)
     limits = parser.add_argument_group(
         "request limits", "checked before any work is done; over a limit, the call fails"
     )
@@ -129,6 +130,54 @@ def _add_auth_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, **kwargs)
 
 
+def _add_failover_arguments(parser: argparse.ArgumentParser) -> None:
+    """The failover buffer of PRIMARY streams (GatewaySettings.failover_*)."""
+    defaults = GatewaySettings()
+    group = parser.add_argument_group(
+        "failover buffer",
+        "a PRIMARY stream whose primary fails over waits for the new one instead of "
+        "spending a retry (vtgate's --buffer_* flags, for queries)",
+    )
+    group.add_argument(
+        "--failover-buffer",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.failover_buffer_enabled,
+        help="buffer PRIMARY streams during a failover (default on)",
+    )
+    for option, field, text in (
+        ("--failover-window", "failover_window", "longest one stream waits"),
+        ("--failover-max-duration", "failover_max_duration", "longest one failover is buffered"),
+        (
+            "--failover-min-time-between",
+            "failover_min_time_between",
+            "no new buffering this soon after the last one ended or a reparent was seen",
+        ),
+    ):
+        group.add_argument(
+            option,
+            dest=field,
+            type=positive_float,
+            default=getattr(defaults, field),
+            metavar="SECONDS",
+            help=f"{text} (default {getattr(defaults, field):g})",
+        )
+    group.add_argument(
+        "--failover-dry-run",
+        action="store_true",
+        help="count and log what would be buffered, but let every stream retry at once",
+    )
+
+
+def _failover_settings(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "failover_buffer_enabled": args.failover_buffer,
+        "failover_window": args.failover_window,
+        "failover_max_duration": args.failover_max_duration,
+        "failover_min_time_between": args.failover_min_time_between,
+        "failover_dry_run": args.failover_dry_run,
+    }
+
+
 # Help for each request limit (vsmux.core.limits; defaults in GatewaySettings).
 _LIMIT_HELP = {
     "max_request_bytes": ("BYTES", "largest request message; more is RESOURCE_EXHAUSTED"),
@@ -183,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
     settings = replace(
         settings, **limits, max_new_streams_per_second=args.max_new_streams_per_second
     )
+    settings = replace(settings, **_failover_settings(args))  # type: ignore[arg-type]
     try:
         server_tls = tls.server_tls(args)
         tablet_tls = tls.client_tls(tls.tablet_files(args))
