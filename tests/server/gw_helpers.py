@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import trio_asyncio
@@ -37,15 +38,17 @@ async def vstream(
     *,
     limit: int | None = None,
     timeout: float | None = None,
+    metadata: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> list[vtgate.VStreamResponse]:
     """Call VStream with a plain grpclib/betterproto client, as any client would."""
 
     async def call() -> list[vtgate.VStreamResponse]:
-        channel = Channel("127.0.0.1", port)
+        channel = Channel("127.0.0.1", port, ssl=ssl_context)
         try:
             stub = vtgateservice.VitessStub(channel)
             out: list[vtgate.VStreamResponse] = []
-            async for response in stub.v_stream(request, timeout=timeout):
+            async for response in stub.v_stream(request, timeout=timeout, metadata=metadata):
                 out.append(response)
                 if limit is not None and len(out) >= limit:
                     break
@@ -56,15 +59,22 @@ async def vstream(
     return await in_asyncio(call)
 
 
-async def execute(port: int, sql: str, target: str = "") -> vtgate.ExecuteResponse:
+async def execute(
+    port: int,
+    sql: str,
+    target: str = "",
+    *,
+    metadata: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> vtgate.ExecuteResponse:
     async def call() -> vtgate.ExecuteResponse:
-        channel = Channel("127.0.0.1", port)
+        channel = Channel("127.0.0.1", port, ssl=ssl_context)
         try:
             stub = vtgateservice.VitessStub(channel)
             request = vtgate.ExecuteRequest(
                 session=vtgate.Session(target_string=target), query=query.BoundQuery(sql=sql)
             )
-            response: vtgate.ExecuteResponse = await stub.execute(request)
+            response: vtgate.ExecuteResponse = await stub.execute(request, metadata=metadata)
             return response
         finally:
             channel.close()
