@@ -109,6 +109,20 @@ class Stack:
         self.cluster.reshard(keyspace, shards)
         self._sync_remote()
 
+    def reparent(self, keyspace: str, shard: str) -> str:
+        """Planned reparent; the remote topology follows before any await."""
+        alias = self.cluster.reparent(keyspace, shard)
+        self._sync_remote()
+        return alias
+
+    async def fail_over(self, keyspace: str, shard: str, promote_after: float) -> str:
+        """The primary dies; ``promote_after`` seconds later a replica takes over."""
+        self.cluster.kill_primary(keyspace, shard)
+        await trio.sleep(promote_after)
+        alias = self.cluster.promote(keyspace, shard)
+        self._sync_remote()
+        return alias
+
     def _sync_remote(self) -> None:
         remote = self.remote_topology
         if remote is None:
