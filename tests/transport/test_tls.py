@@ -123,8 +123,12 @@ async def test_a_server_certificate_from_another_ca_is_refused(
     async with serving(recorder, ServerTls(TlsFiles(server_cert.cert, server_cert.key))) as ep:
         with pytest.raises(VStreamError) as info:
             await stream_all(ep.port, client(other.cert_path))
-    assert info.value.code == Code.UNAVAILABLE
-    assert "certificate verify failed" in info.value.message
+    # A setting to fix, not a failure to retry.
+    assert info.value.code == Code.UNAUTHENTICATED
+    assert info.value.message == (
+        f"TLS with 127.0.0.1:{ep.port} failed: the server's certificate is not trusted: "
+        "unable to get local issuer certificate"
+    )
     assert recorder.identities == []
 
 
@@ -138,7 +142,23 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(
         with pytest.raises(VStreamError) as info:
             await stream_all(endpoint.port, client(ca.cert_path))
     assert info.value.code == Code.UNAVAILABLE
+    assert info.value.message.endswith(
+        "; a gateway that requires client certificates (mutual TLS) closes connections "
+        "that bring none"
+    )
     assert recorder.identities == []
+
+
+async def test_a_tls_client_is_told_a_plaintext_port_does_not_speak_tls(
+    aio_loop: None, ca: CertAuthority
+) -> None:
+    async with serving(Recorder(), None) as endpoint:
+        with pytest.raises(VStreamError) as info:
+            await stream_all(endpoint.port, client(ca.cert_path))
+    assert info.value.code == Code.UNAUTHENTICATED
+    assert info.value.message == (
+        f"TLS with 127.0.0.1:{endpoint.port} failed: the server does not speak TLS on this port"
+    )
 
 
 async def test_mutual_tls_refuses_a_client_certificate_from_another_ca(
@@ -201,7 +221,7 @@ async def test_reload_keeps_running_streams_and_new_connections_see_the_new_cert
                 # renewed CA only.
                 recorder.hold = False
                 assert await stream_all(endpoint.port, client(renewed_ca.cert_path)) == [[1]]
-                with pytest.raises(VStreamError, match="certificate verify failed"):
+                with pytest.raises(VStreamError, match="certificate is not trusted"):
                     await stream_all(endpoint.port, client(ca.cert_path))
 
                 # The stream that was running carries on over its old connection.

@@ -41,13 +41,14 @@ import trio_asyncio
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.const import Cardinality
+from grpclib.exceptions import StreamTerminatedError
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import vtgate
 from vsmux.topology import AddressError, split_address
 from vsmux.transport._handoff import Handoff
 from vsmux.transport._status import error_of
-from vsmux.transport._tls import ClientTls
+from vsmux.transport._tls import ClientTls, handshake_failure
 
 __all__ = [
     "RESPONSES_AHEAD",
@@ -102,9 +103,21 @@ _Item = vtgate.VStreamResponse | _Started | _End
 
 _STARTED = _Started()
 
+# Said when a TLS connection without a client certificate is lost before any response.
+_NO_CLIENT_CERTIFICATE = (
+    "a gateway that requires client certificates (mutual TLS) closes connections that bring none"
+)
+
 
 def _error(exc: BaseException, address: str) -> VStreamError:
-    """The VStreamError a failure of the call to ``address`` stands for."""
+    """The VStreamError a failure of the call to ``address`` stands for.
+
+    A TLS handshake that failed is UNAUTHENTICATED (not retried: a setting
+    is wrong), with what went wrong.
+    """
+    reason = handshake_failure(exc)
+    if reason is not None:
+        return VStreamError(Code.UNAUTHENTICATED, f"TLS with {address} failed: {reason}")
     return error_of(exc, address, peer_kind="gateway")
 
 
@@ -122,6 +135,7 @@ async def _run_call(
     cancelling this task always ends it.
     """
     failure: BaseException | None = None
+    received = False
     if tls is None:
         channel = Channel(host, port)
     else:
@@ -139,11 +153,20 @@ async def _run_call(
             await stream.send_message(request, end=True)
             await handoff.put_in_asyncio(_STARTED)
             while (response := await stream.recv_message()) is not None:
+                received = True
                 await handoff.put_in_asyncio(response)
             # Raises GRPCError unless the server ended with OK.
             await stream.recv_trailing_metadata()
     except trio.BrokenResourceError:
         return  # the Trio side left; it cancels this task too
+    except StreamTerminatedError as exc:
+        failure = exc
+        if tls is not None and not tls.client_certificate and not received:
+            # TLS 1.3 finishes the client's side of the handshake before the
+            # server checks for a client certificate; a server that wanted one
+            # just closes, and this is all the client sees of it.
+            error = _error(exc, f"{host}:{port}")
+            failure = VStreamError(error.code, f"{error.message}; {_NO_CLIENT_CERTIFICATE}")
     except Exception as exc:  # every transport and server failure ends the call
         failure = exc
     finally:

@@ -39,6 +39,7 @@ __all__ = [
     "TlsFileError",
     "TlsFiles",
     "client_context",
+    "handshake_failure",
     "peer_identity",
 ]
 
@@ -219,11 +220,34 @@ class ClientTls:
 
     context: ssl.SSLContext
     server_name: str | None = None
+    #: Whether the context presents a client certificate.
+    client_certificate: bool = False
 
     @classmethod
     def load(cls, files: TlsFiles) -> ClientTls:
         """From ``files`` (:func:`client_context`); raises :class:`TlsFileError`."""
-        return cls(client_context(files), files.server_name)
+        return cls(client_context(files), files.server_name, files.cert is not None)
+
+
+def handshake_failure(exc: BaseException | None) -> str | None:
+    """What went wrong, when ``exc`` is a TLS handshake that failed; None otherwise.
+
+    These are settings to fix, not failures to retry: a server certificate
+    that does not verify (unknown CA, wrong name, expired), a server that
+    refused ours, a port that does not speak TLS. Other TLS errors (a
+    connection cut mid-record) are connection failures like any other.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        return f"the server's certificate is not trusted: {detail}"
+    if not isinstance(exc, ssl.SSLError) or not exc.reason:
+        return None
+    if exc.reason == "WRONG_VERSION_NUMBER":
+        return "the server does not speak TLS on this port"
+    if "ALERT" in exc.reason:
+        alert = exc.reason.split("ALERT_", 1)[-1].replace("_", " ").lower()
+        return f"the server refused the handshake: {alert}"
+    return None
 
 
 # Attribute names as ssl.getpeercert() gives them -> RFC 4514 short names.
