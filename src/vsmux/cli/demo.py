@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fail-tablet-after", type=positive_float, metavar="SECONDS", help="fail a tablet then"
     )
     parser.add_argument(
+        "--failover-after",
+        type=positive_float,
+        metavar="SECONDS",
+        help="kill a shard's primary then; a replica takes over 3 s later and the stream "
+        "pauses instead of failing",
+    )
+    parser.add_argument(
         "--duration", type=positive_float, metavar="SECONDS", help="stop by itself after this long"
     )
     parser.add_argument("--seed", type=int, default=1, help="workload seed")
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         rate=args.rate,
         reshard_after=args.reshard_after,
         fail_tablet_after=args.fail_tablet_after,
+        failover_after=args.failover_after,
         duration=args.duration,
         host=host,
         port=port,

@@ -1,8 +1,8 @@
 """``vsmux demo``: a simulated cluster, the gateway and a live client in one process.
 
 Everything runs in one Trio nursery: the cluster's workload, the gateway
-server (grpclib under trio-asyncio), the scheduled reshard and tablet
-failure, the built-in client reading the merged stream over gRPC like any
+server (grpclib under trio-asyncio), the scheduled reshard, tablet
+failure and primary failover, the built-in client reading the merged stream over gRPC like any
 other client, and the display. Ctrl-C, ``--duration`` or SIGTERM cancels
 the nursery; the gateway ends its sessions and closes its port first.
 """
@@ -42,6 +42,8 @@ PLAIN_LINE_SECONDS = 1.0
 RECONNECT_SECONDS = 1.0
 # The client asks for a heartbeat when nothing happened for this long.
 CLIENT_HEARTBEAT_SECONDS = 1
+# --failover-after: how long the shard has no primary before a replica is promoted.
+FAILOVER_PROMOTE_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class DemoOptions:
     rate: float = 50.0
     reshard_after: float | None = None
     fail_tablet_after: float | None = None
+    # Kill a shard's primary then; a replica takes over FAILOVER_PROMOTE_SECONDS later.
+    failover_after: float | None = None
     duration: float | None = None
     host: str = "127.0.0.1"
     port: int = 15991
@@ -134,6 +138,20 @@ async def _after(seconds: float, action: Callable[[], None]) -> None:
     action()
 
 
+async def _failover(cluster: SimulatedCluster, watch: StreamWatch, delay: float) -> None:
+    """An unplanned failover of the first serving shard, narrated in the view."""
+    await trio.sleep(delay)
+    shard = cluster.topology.serving_shards(KEYSPACE)[0]
+    dead = cluster.tablet(KEYSPACE, shard).alias
+    watch.note(
+        time.time(),
+        f"primary {dead} of {KEYSPACE}/{shard} dies; a replica is promoted in "
+        f"{FAILOVER_PROMOTE_SECONDS:g}s and the stream waits for it (failover buffer)",
+    )
+    alias = await cluster.fail_over(KEYSPACE, shard, promote_after=FAILOVER_PROMOTE_SECONDS)
+    watch.note(time.time(), f"{alias} is the new primary of {KEYSPACE}/{shard}; streaming resumes")
+
+
 async def _display(watch: StreamWatch, header: str, console: Console, live: bool) -> None:
     if live:
         with Live(console=console, refresh_per_second=1 / LIVE_REFRESH_SECONDS) as screen:
@@ -166,7 +184,10 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     console = console or Console()
     live = console.is_terminal if options.live is None else options.live
     shards = even_shards(options.shards)
-    cluster = SimulatedCluster.build({KEYSPACE: shards}, seed=options.seed, **options.simulated)
+    build = dict(options.simulated)
+    if options.failover_after is not None:
+        build.setdefault("tablet_types", ("primary", "replica"))  # a replica to promote
+    cluster = SimulatedCluster.build({KEYSPACE: shards}, seed=options.seed, **build)
     gateway = Gateway(cluster.topology, cluster)
     watch = StreamWatch(started_at=time.time())
     logger = logging.getLogger("vsmux")
@@ -213,6 +234,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                     tablet.faults.fail_after(0, Code.UNAVAILABLE, "simulated tablet failure")
 
                 nursery.start_soon(_after, options.fail_tablet_after, fail)
+            if options.failover_after is not None:
+                nursery.start_soon(_failover, cluster, watch, options.failover_after)
             with trio.move_on_after(options.duration if options.duration else float("inf")):
                 await _display(watch, header, console, live)
             nursery.cancel_scope.cancel()
