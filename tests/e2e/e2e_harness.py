@@ -28,6 +28,7 @@ from vsmux.errors import Code, VStreamError
 from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, vtgate, vtgateservice
 from vsmux.server.app import GatewayServer, open_gateway_server
+from vsmux.server.auth import Security
 from vsmux.server.directory import RoutingDirectory
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources._simulated.cluster import SimulatedCluster
@@ -139,9 +140,13 @@ async def open_stack(
     mode: str,
     shards: list[str] | None = None,
     settings: GatewaySettings | None = None,
+    security: Security | None = None,
     **build: Any,
 ) -> AsyncIterator[Stack]:
-    """Cluster + (tablet servers) + gateway on loopback ports; all closed on exit."""
+    """Cluster + (tablet servers) + gateway on loopback ports; all closed on exit.
+
+    ``security``: the gateway's authentication and access file (default none).
+    """
     cluster = SimulatedCluster.build({"commerce": shards or ["-80", "80-"]}, seed=7, **build)
     settings = settings or GatewaySettings(retry_backoff_initial=0.01, retry_backoff_max=0.05)
     catalog = ClusterTableCatalog(cluster, StaticTableCatalog())
@@ -150,7 +155,7 @@ async def open_stack(
             directory = CountingDirectory(cluster)
             gateway = Gateway(cluster.topology, directory, settings)
             server = await stack.enter_async_context(
-                open_gateway_server(gateway, run_vstream, catalog)
+                open_gateway_server(gateway, run_vstream, catalog, security=security)
             )
             yield Stack(mode, cluster, gateway, server, directory)
             return
@@ -169,7 +174,9 @@ async def open_stack(
         channels = await stack.enter_async_context(open_tablet_channels(connect_timeout=5.0))
         directory = CountingDirectory(RoutingDirectory(channels))
         gateway = Gateway(remote, directory, settings)
-        server = await stack.enter_async_context(open_gateway_server(gateway, run_vstream, catalog))
+        server = await stack.enter_async_context(
+            open_gateway_server(gateway, run_vstream, catalog, security=security)
+        )
         result = Stack(mode, cluster, gateway, server, directory, remote, addresses, seen)
         result._sync_remote()
         yield result

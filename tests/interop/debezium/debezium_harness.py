@@ -36,6 +36,7 @@ from tests.interop.debezium.debezium_runner import (
 )
 from tests.interop.debezium.debezium_setup import Installation
 from vsmux.proto import query
+from vsmux.server.auth import Security
 
 __all__ = [
     "KEYSPACE",
@@ -70,9 +71,12 @@ Records = list[ConnectorRecord]
 
 
 @asynccontextmanager
-async def gateway(**build: Any) -> AsyncIterator[Stack]:
-    """The gRPC stack, without the workload's rare 2000-row transactions (slow here)."""
-    async with open_stack("grpc", large_probability=0.0, **build) as stack:
+async def gateway(security: Security | None = None, **build: Any) -> AsyncIterator[Stack]:
+    """The gRPC stack, without the workload's rare 2000-row transactions (slow here).
+
+    ``security``: the gateway's authentication and access file (default none).
+    """
+    async with open_stack("grpc", large_probability=0.0, security=security, **build) as stack:
         yield stack
 
 

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import trio
 
 from tests.interop.debezium.committed_rows import (
     committed_changes,
@@ -29,6 +30,7 @@ from tests.interop.debezium.debezium_harness import (
     KEYSPACE,
     NEVER,
     RECORDS_TIMEOUT,
+    START_TIMEOUT,
     assert_exactly,
     assert_no_errors,
     assert_offsets_follow,
@@ -42,7 +44,10 @@ from tests.interop.debezium.debezium_harness import (
     write,
 )
 from tests.interop.debezium.debezium_setup import Installation
+from vsmux.core.access import parse_access_file
+from vsmux.core.auth import StaticAuthenticator, parse_password_file
 from vsmux.core.settings import GatewaySettings
+from vsmux.server.auth import Security
 
 pytestmark = pytest.mark.clients
 
@@ -268,3 +273,58 @@ async def test_username_and_password(debezium: Installation, tmp_path: Path) -> 
             records = await running.wait_records(changes_at_least(expected), RECORDS_TIMEOUT)
             assert_exactly(debezium_changes(records), expected)
             assert_no_errors(running)
+
+
+# The gateway's static authentication: vtgate's password file and an access file that
+# lets the connector's user read the keyspace it streams, and nothing else.
+PASSWORDS = '[{"Username": "cdc", "Password": "s3cret"}]'
+ACCESS = '[users.cdc]\nkeyspaces = ["commerce"]\n'
+
+
+def authenticated() -> Security:
+    return Security(StaticAuthenticator(parse_password_file(PASSWORDS)), parse_access_file(ACCESS))
+
+
+async def test_authenticated_gateway_streams_to_the_right_password(
+    debezium: Installation, tmp_path: Path
+) -> None:
+    """``database.user``/``database.password`` (gRPC metadata ``username``/``password``)
+    checked by ``--grpc_auth_mode static`` and the access file: every change arrives, and
+    the tablets see the user as the effective caller."""
+    props = {**NEVER, "database.user": "cdc", "database.password": "s3cret"}
+    async with gateway(authenticated()) as stack:
+        before = primaries_sent(stack)
+        async with connector(debezium, stack, tmp_path, props) as running:
+            await streaming(stack, running, before)
+            marks = log_marks(stack.cluster, KEYSPACE)
+            await write(stack, 20)
+            expected = committed_changes(stack.cluster, KEYSPACE, marks)
+            records = await running.wait_records(changes_at_least(expected), RECORDS_TIMEOUT)
+            assert_exactly(debezium_changes(records), expected)
+            assert_no_errors(running)
+        callers = {
+            r.effective_caller_id.principal
+            for r in stack.tablet_requests
+            if r.effective_caller_id is not None
+        }
+        assert callers == {"cdc"}
+        assert not stack.gateway.metrics.denials
+
+
+async def test_authenticated_gateway_refuses_a_wrong_password(
+    debezium: Installation, tmp_path: Path
+) -> None:
+    """A wrong ``database.password``: the connector is refused with UNAUTHENTICATED and
+    no tablet stream is opened for it."""
+    props = {**NEVER, "database.user": "cdc", "database.password": "wrong"}
+    async with gateway(authenticated()) as stack:
+        async with connector(debezium, stack, tmp_path, props) as running:
+            deadline = trio.current_time() + START_TIMEOUT
+            # Refused by the gateway, and the connector says so (its engine may fail).
+            while not (stack.gateway.metrics.denials and "UNAUTHENTICATED" in running.log_text()):
+                assert trio.current_time() < deadline, running.describe()
+                await trio.sleep(0.05)
+            assert running.records() == []
+        assert set(stack.gateway.metrics.denials) == {("unauthenticated", "")}
+        assert stack.directory.opened == {}
+        assert stack.tablet_requests == []
