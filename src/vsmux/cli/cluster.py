@@ -5,6 +5,8 @@ Every simulated tablet gets its own gRPC server (``/queryservice.Query``) on
 the topology TOML written to ``--topology-out`` lists every tablet with its
 address, ready for ``vsmux serve --topology FILE``. Runs until SIGINT or
 SIGTERM, then closes every server and exits 0 (:mod:`vsmux.cli.tablets`).
+With ``--tablet-types primary,replica``, SIGUSR1 reparents a random shard and
+SIGUSR2 fails one over (:mod:`vsmux.cli.failover_signals`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             args.topology_out,
             banner,
             server_tls,
+            True,  # failover_signals
         )
     except KeyboardInterrupt:
         return 0

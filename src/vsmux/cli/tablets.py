@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 
+from vsmux.cli.failover_signals import failovers_on_signals
 from vsmux.server.signals import StopSignals, stop_signals
 from vsmux.server.standalone import reload_on_sighup
 from vsmux.sources import SimulatedCluster
@@ -33,13 +34,20 @@ async def serve_tablets_until_signal(
     topology_out: Path | None,
     banner: Sequence[str] = (),
     tls: ServerTls | None = None,
+    failover_signals: bool = False,
 ) -> int:
-    """Serve ``cluster`` (over TLS with ``tls``) and run its workload until SIGINT/SIGTERM."""
+    """Serve ``cluster`` (over TLS with ``tls``) and run its workload until SIGINT/SIGTERM.
+
+    With ``failover_signals``, SIGUSR1 and SIGUSR2 reparent or fail over a
+    shard (:mod:`vsmux.cli.failover_signals`).
+    """
     # The signal receivers exist before anything is announced, so a Ctrl-C
     # (or SIGHUP) right after the banner is handled, not fatal.
     with stop_signals() as signals:
         async with reload_on_sighup(tls):
-            return await _serve(cluster, host, base_port, rate, topology_out, banner, signals, tls)
+            return await _serve(
+                cluster, host, base_port, rate, topology_out, banner, signals, tls, failover_signals
+            )
 
 
 async def _serve(
@@ -51,8 +59,11 @@ async def _serve(
     banner: Sequence[str],
     signals: StopSignals,
     tls: ServerTls | None,
+    failover_signals: bool = False,
 ) -> int:
     async with asyncio_loop(), trio.open_nursery() as nursery:
+        if failover_signals:
+            await nursery.start(failovers_on_signals, cluster)
         try:
             serving = serve_cluster_tablets(cluster, host, base_port, tls=tls)
             async with serving as topology:
