@@ -7,6 +7,8 @@ it was opened with), so a refused call is seen to have opened none.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from tests.server.gw_helpers import execute, in_asyncio, vstream
 from tests.transport.certs import CertAuthority
+from vsmux.cli.tail import PASSWORD_ENV
 from vsmux.core.access import parse_access_file
 from vsmux.core.auth import MtlsAuthenticator, StaticAuthenticator, parse_password_file
 from vsmux.core.settings import GatewaySettings
@@ -324,3 +327,29 @@ async def test_mtls_admits_allowed_subjects_by_common_name(tmp_path: Path) -> No
         assert "not authorized" in (error.message or "")
         error = await refused(gw.port, current("internal"), ssl_context=client(allowed))
         assert error.status == Status.PERMISSION_DENIED
+
+
+async def run_tail(port: int, password: str | None, *extra: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+    if password is not None:
+        env[PASSWORD_ENV] = password
+    command = [sys.executable, "-m", "vsmux", "tail", "--server", f"127.0.0.1:{port}", *extra]
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            command, env=env, capture_stdout=True, capture_stderr=True, check=False
+        )
+    return result.returncode, result.stderr.decode()
+
+
+async def test_tail_sends_user_and_the_password_from_the_environment() -> None:
+    async with open_secured(static_security()) as gw:
+        args = ("--keyspace", "commerce", "--user", "ops", "--max-seconds", "1", "--quiet")
+        code, err = await run_tail(gw.port, "0ps-pass", *args)
+        assert code == 0, err
+        assert {sent.effective_caller_id.principal for _, sent in gw.directory.opened} == {"ops"}
+        code, err = await run_tail(gw.port, "wrong", *args)
+        assert code == 1
+        assert "invalid credentials" in err and "wrong" not in err
+        code, err = await run_tail(gw.port, None, *args)
+        assert code == 2
+        assert f"the password in the environment variable {PASSWORD_ENV}" in err

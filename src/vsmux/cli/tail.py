@@ -21,7 +21,11 @@ from vsmux.client.request import StreamOptions
 from vsmux.client.tail import EXIT_USAGE, TailConfig, run_tail
 from vsmux.transport import ClientTls, TlsFileError, TlsFiles, asyncio_loop, grpc_connector
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["PASSWORD_ENV", "add_arguments", "run"]
+
+#: Where ``--user``'s password is read from: never a command-line argument,
+#: which other users of the machine could read in the process list.
+PASSWORD_ENV = "VSMUX_PASSWORD"
 
 EPILOG = """\
 examples:
@@ -31,6 +35,8 @@ examples:
       --checkpoint tail.db --client-id orders-feed --heartbeat 5
   vsmux tail --server localhost:15991 --keyspace commerce \\
       --ca ca.pem --cert client.pem --key client-key.pem
+  VSMUX_PASSWORD=... vsmux tail --server localhost:15991 --keyspace commerce \\
+      --ca ca.pem --user debezium
 
 A checkpoint, when present for the client id, wins over --from.
 Exit status: 0 when the server ends the stream cleanly or a --max-* limit is
@@ -112,6 +118,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="name the gateway's certificate must carry (default: the --server host)",
     )
+    _add_auth_arguments(parser)
+
+
+def _add_auth_arguments(parser: argparse.ArgumentParser) -> None:
+    auth = parser.add_argument_group(
+        "authentication",
+        f"for a gateway with --grpc_auth_mode static;\nthe password is read from ${PASSWORD_ENV}, "
+        "never from the command line",
+    )
+    auth.add_argument("--user", metavar="NAME", help="username sent as gRPC metadata 'username'")
+
+
+def _credentials(args: argparse.Namespace) -> dict[str, str]:
+    """gRPC metadata ``username``/``password`` for --user; ValueError without a password."""
+    if not args.user:
+        return {}
+    password = os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise ValueError(f"--user needs the password in the environment variable {PASSWORD_ENV}")
+    return {"username": args.user, "password": password}
 
 
 def _positive_int(text: str) -> int:
@@ -156,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     try:
         tls = _tls(args)
+        credentials = _credentials(args)
     except (TlsFileError, ValueError) as exc:
         print(f"vsmux tail: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -172,7 +199,11 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> int:
         async with asyncio_loop():
             return await run_tail(
-                config, grpc_connector(args.server, tls=tls), sys.stdout, sys.stderr, store=store
+                config,
+                grpc_connector(args.server, credentials, tls=tls),
+                sys.stdout,
+                sys.stderr,
+                store=store,
             )
 
     try:
