@@ -52,7 +52,7 @@ def longest_pause(times: list[float]) -> float:
     return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
-async def stream_through(mode: str, planned: bool) -> None:
+async def stream_through(mode: str, planned: bool, sync_topology: bool = True) -> None:
     async with open_stack(
         mode, settings=SETTINGS, tablet_types=("primary", "replica"), large_probability=0
     ) as stack:
@@ -73,6 +73,10 @@ async def stream_through(mode: str, planned: bool) -> None:
             nursery.start_soon(write)
             await reader.wait_for(lambda rs: len(gtid_seqs(rs).get(SHARD, [])) >= 20)
             old = cluster.tablet("commerce", SHARD).alias
+            if not sync_topology:
+                # The gateway's topology stays as it was (a static file): only the
+                # tablets' health says which one is the primary now.
+                stack.remote_topology = None
             if planned:
                 new = stack.reparent("commerce", SHARD)
             else:
@@ -83,6 +87,8 @@ async def stream_through(mode: str, planned: bool) -> None:
             await reader.wait_for(caught_up(stack), timeout=15.0)
             reader.stop()
     assert reader.error is None
+    if not sync_topology:
+        assert stack.gateway.failover.primary("commerce", SHARD) == new
     begin = {s: seq_of(g) for s, g in start.items()}
     seqs = gtid_seqs(reader.responses, begin)
     for shard in ("-80", "80-"):
@@ -105,3 +111,8 @@ async def test_planned_reparent_during_streaming(mode: str) -> None:
 
 async def test_unplanned_failover_during_streaming(mode: str) -> None:
     await stream_through(mode, planned=False)
+
+
+async def test_a_static_topology_finds_the_new_primary_by_health() -> None:
+    await stream_through("grpc", planned=True, sync_topology=False)
+    await stream_through("grpc", planned=False, sync_topology=False)
