@@ -108,3 +108,13 @@ async def test_metadata_false_refuses_every_metadata_query() -> None:
     assert response.error is not None
     assert response.error.code == vtrpc.Code.PERMISSION_DENIED
     assert response.error.message == "user 'debezium' may not run metadata queries on this gateway"
+
+
+async def test_unlisted_user_is_told_it_has_no_entry() -> None:
+    grant = parse_access_file(ACCESS).grant_for("stranger")
+    request = vtgate.ExecuteRequest(query=query.BoundQuery(sql="SHOW DATABASES"))
+    response = await answer_execute(
+        request, small_topology(), StaticTableCatalog({}), grant=grant, user="stranger"
+    )
+    assert response.error is not None
+    assert response.error.message == "user 'stranger' has no entry in the gateway's access file"

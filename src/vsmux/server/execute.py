@@ -174,9 +174,13 @@ async def answer_execute(
     session = request.session if request.session is not None else vtgate.Session()
     sql = request.query.sql if request.query is not None else ""
     if not grant.metadata:
+        why = (
+            "may not run metadata queries on this gateway"
+            if grant.listed
+            else "has no entry in the gateway's access file"
+        )
         error = vtrpc.RpcError(
-            code=vtrpc.Code.PERMISSION_DENIED,
-            message=f"user {quote(user, 64)} may not run metadata queries on this gateway",
+            code=vtrpc.Code.PERMISSION_DENIED, message=f"user {quote(user, 64)} {why}"
         )
         return vtgate.ExecuteResponse(error=error, session=session)
     parsed = parse_metadata_query(sql)
