@@ -8,6 +8,8 @@ order, whatever happens to the primary.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 
@@ -86,8 +88,9 @@ def heartbeat_times(client: Client) -> list[float]:
 
 
 async def test_planned_reparent_resumes_on_the_new_primary(
-    autojump_clock: trio.abc.Clock,
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "vsmux.failover")
     cluster = Cluster()
     a, b = shard(cluster)
     gateway = cluster.gateway()
@@ -111,6 +114,12 @@ async def test_planned_reparent_resumes_on_the_new_primary(
     assert 1.5 <= metric(gateway, "LastFailoverDurationSeconds") <= 2.0
     assert gateway.failover.buffer("ks", "-20").state is BufferState.IDLE  # type: ignore[attr-defined]
     assert cluster.open_streams() == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Started buffering for ks/-20 (window 10s") for m in messages)
+    assert any(
+        m.startswith("Stopped buffering for ks/-20 after 1.") and "serving primary" in m
+        for m in messages
+    )
 
 
 async def test_unplanned_failover_ends_in_time_with_heartbeats_meanwhile(

@@ -20,6 +20,10 @@ tablet, not just the topology's primary, is how a gateway with a static
 topology file finds the promoted replica; :meth:`FailoverBuffers.primary`
 tells the tablet picker which one it was.
 
+Each start, stop and skipped start is logged on ``vsmux.failover`` (skips
+at most once per ``_SKIP_LOG_SECONDS`` per shard); in dry run the lines say
+what would have happened.
+
 No task here outlives its caller: the look runs in the waiting stream's own
 nursery and is cancelled when it stops waiting.
 """
@@ -27,11 +31,19 @@ nursery and is cancelled when it stops waiting.
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass, field
 
 import trio
 
-from vsmux.core.failover import Admission, BufferConfig, BufferState, ShardBuffer, StopReason
+from vsmux.core.failover import (
+    Admission,
+    BufferConfig,
+    BufferState,
+    ShardBuffer,
+    SkipReason,
+    StopReason,
+)
 from vsmux.core.metrics import Metrics
 from vsmux.core.picking import health_problem
 from vsmux.core.settings import GatewaySettings
@@ -42,7 +54,11 @@ from vsmux.topology import TabletInfo, Topology
 
 __all__ = ["FailoverBuffers", "Ride", "RideOutcome"]
 
+log = logging.getLogger("vsmux.failover")
+
 _PRIMARY = topodata.TabletType.PRIMARY
+# A primary that keeps failing would log a skipped start per stream and retry.
+_SKIP_LOG_SECONDS = 5.0
 # Floor for the poll interval, so a zero setting cannot spin against the tablets.
 _MIN_POLL_INTERVAL = 0.05
 
@@ -82,6 +98,8 @@ class _Shard:
     episode: _Episode = field(default_factory=lambda: _Episode(0))
     watching: bool = False
     watcher_left: trio.Event = field(default_factory=trio.Event)
+    skip_logged_at: float | None = None
+    stop_logged_for: float | None = None
 
 
 class FailoverBuffers:
@@ -153,8 +171,13 @@ class FailoverBuffers:
         state = self._shard(keyspace, shard)
         buffer = state.buffer
         started = trio.current_time()
+        episode_before = buffer.episode
         decision = buffer.failover_seen(started)
         self._wake(state)
+        if buffer.episode != episode_before:
+            self._log_start(buffer, error)
+        if decision.skipped is not None:
+            self._log_skip(state, decision.skipped, started, error)
         if decision.admission is not Admission.WAIT:
             return Ride(RideOutcome.NOT_BUFFERED, 0.0, error)
         if state.episode.number != decision.episode:
@@ -198,6 +221,42 @@ class FailoverBuffers:
         if buffer.episode != episode.number or buffer.state is not BufferState.BUFFERING:
             episode.reason = buffer.last_stop
             episode.ended.set()
+        if buffer.last_end is not None and buffer.last_end != state.stop_logged_for:
+            state.stop_logged_for = buffer.last_end
+            assert buffer.last_start is not None and buffer.last_stop is not None
+            log.info(
+                "%s for %s after %.1fs: %s; %d streams released",
+                "Dry run: would have stopped buffering"
+                if self._config.dry_run
+                else "Stopped buffering",
+                buffer.name,
+                buffer.last_end - buffer.last_start,
+                _STOP_TEXT[buffer.last_stop],
+                buffer.waiting,
+            )
+
+    def _log_start(self, buffer: ShardBuffer, error: VStreamError) -> None:
+        config = self._config
+        log.info(
+            "%s for %s (window %gs, max failover duration %gs), after: %s",
+            "Dry run: would have started buffering" if config.dry_run else "Started buffering",
+            buffer.name,
+            config.window,
+            config.max_failover_duration,
+            error.message,
+        )
+
+    def _log_skip(self, state: _Shard, reason: SkipReason, now: float, error: VStreamError) -> None:
+        if state.skip_logged_at is not None and now - state.skip_logged_at < _SKIP_LOG_SECONDS:
+            return
+        state.skip_logged_at = now
+        log.info(
+            "Not buffering %s (%s, less than %gs ago), after: %s",
+            state.buffer.name,
+            _SKIP_TEXT[reason],
+            self._config.min_time_between_failovers,
+            error.message,
+        )
 
     async def _wait(self, state: _Shard, episode: _Episode) -> None:
         """Until the episode ends; one waiter at a time looks for the new primary."""
@@ -252,6 +311,17 @@ class FailoverBuffers:
             except VStreamError:
                 return False
         return False
+
+
+_STOP_TEXT = {
+    StopReason.NEW_PRIMARY: "a serving primary was seen",
+    StopReason.MAX_DURATION: "the failover took longer than the maximum",
+    StopReason.SHUTDOWN: "the gateway is shutting down",
+}
+_SKIP_TEXT = {
+    SkipReason.LAST_FAILOVER_TOO_RECENT: "the last buffering ended",
+    SkipReason.LAST_REPARENT_TOO_RECENT: "a reparent was seen",
+}
 
 
 async def _first_of(*events: trio.Event) -> None:
