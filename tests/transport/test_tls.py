@@ -249,6 +249,20 @@ async def test_a_failed_reload_keeps_the_certificates_in_use(
         assert await stream_all(endpoint.port, client(ca.cert_path)) == [[1]]
 
 
+def encrypted_copy(key: Path, path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    loaded = serialization.load_pem_private_key(key.read_bytes(), None)
+    path.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    return path
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -266,6 +280,7 @@ def write(path: Path, text: str) -> Path:
         ("cert not pem", r"^--grpc_cert {dir}/junk\.pem: no PEM certificate in it$"),
         ("ca not pem", r"^--grpc_ca {dir}/junk\.pem: no PEM certificate in it$"),
         ("key of another cert", r"^--grpc_key .*other-key\.pem: not the key of --grpc_cert "),
+        ("encrypted key", r"^--grpc_key .*locked\.pem: the key is encrypted; give it unencrypted"),
     ],
 )
 def test_unusable_files_are_named_with_their_option(
@@ -284,6 +299,8 @@ def test_unusable_files_are_named_with_their_option(
         cert = junk
     elif breakage == "ca not pem":
         ca_file = junk
+    elif breakage == "encrypted key":
+        key = encrypted_copy(server_cert.key, tmp_path / "locked.pem")
     else:
         key = ca.issue("other").key
     with pytest.raises(TlsFileError, match=message.format(dir=str(tmp_path))):

@@ -107,8 +107,13 @@ def _load_chain(context: ssl.SSLContext, files: TlsFiles) -> None:
         raise TlsFileError(files.option("cert"), files.cert, "no PEM certificate in it")
     if b"PRIVATE KEY-----" not in key:
         raise TlsFileError(files.option("key"), files.key, "no PEM private key in it")
+    if b"ENCRYPTED" in key:
+        raise TlsFileError(
+            files.option("key"), files.key, "the key is encrypted; give it unencrypted (PEM)"
+        )
     try:
-        context.load_cert_chain(files.cert, files.key)
+        # No password: OpenSSL would otherwise ask for one on the terminal.
+        context.load_cert_chain(files.cert, files.key, password=_no_password)
     except ssl.SSLError as exc:
         if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
             raise TlsFileError(
@@ -123,6 +128,10 @@ def _load_chain(context: ssl.SSLContext, files: TlsFiles) -> None:
         raise TlsFileError(
             files.option("cert"), files.cert, f"cannot read it: {exc.strerror}"
         ) from None
+
+
+def _no_password() -> bytes:
+    raise ssl.SSLError("the key needs a password")
 
 
 def _load_ca(context: ssl.SSLContext, files: TlsFiles) -> None:
