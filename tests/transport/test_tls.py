@@ -232,6 +232,28 @@ async def test_reload_keeps_running_streams_and_new_connections_see_the_new_cert
                 assert await running.receive() is None
 
 
+async def test_reload_takes_up_a_new_client_ca(
+    aio_loop: None, tmp_path: Path, ca: CertAuthority, server_cert: CertFiles
+) -> None:
+    partners = CertAuthority(tmp_path / "partners", "partner CA")
+    ours, theirs = (
+        ca.issue("alice", server=False, client=True),
+        partners.issue("bob", server=False, client=True),
+    )
+    client_ca = tmp_path / "client-ca.pem"
+    client_ca.write_bytes(ca.cert_path.read_bytes())
+    tls = ServerTls(TlsFiles(server_cert.cert, server_cert.key, client_ca))
+    recorder = Recorder()
+    async with serving(recorder, tls) as endpoint:
+        assert await stream_all(endpoint.port, client(ca.cert_path, ours)) == [[1]]
+        client_ca.write_bytes(partners.cert_path.read_bytes())
+        tls.reload()
+        assert await stream_all(endpoint.port, client(ca.cert_path, theirs)) == [[1]]
+        with pytest.raises(VStreamError):
+            await stream_all(endpoint.port, client(ca.cert_path, ours))
+    assert [name for _, name in recorder.identities] == ["alice", "bob"]
+
+
 async def test_a_failed_reload_keeps_the_certificates_in_use(
     aio_loop: None, tmp_path: Path, ca: CertAuthority
 ) -> None:
