@@ -186,3 +186,25 @@ def test_every_skip_reason_has_a_metric(reason: SkipReason) -> None:
     from vsmux.core.metrics import METRICS
 
     assert f"{P}StartsSkipped{reason.value}" in METRICS
+
+
+def test_an_old_primary_still_claiming_the_role_does_not_end_buffering() -> None:
+    buf = buffer()
+    buf.primary_seen("a", 10.0, term_start=1000)
+    d = buf.failover_seen(100.0)
+    # "a" still says PRIMARY, from an older term than one already seen: ignored.
+    buf.primary_seen("b", 101.0, term_start=2000)  # promoted; ends this episode
+    buf.leave(d.episode, 101.0)
+    assert buf.primary == "b"
+    assert buf.primary_seen("a", 102.0, term_start=1000) is None
+    assert buf.primary == "b"
+    assert buf.last_reparent == 101.0
+
+
+def test_a_report_of_an_older_term_while_buffering_is_ignored() -> None:
+    buf = buffer()
+    buf.primary_seen("b", 10.0, term_start=2000)
+    buf.failover_seen(100.0)
+    assert buf.primary_seen("a", 101.0, term_start=1000) is None
+    assert buf.state is BufferState.BUFFERING
+    assert buf.primary_seen("c", 102.0, term_start=3000) is StopReason.NEW_PRIMARY

@@ -142,8 +142,9 @@ class ShardBuffer:
         self.last_end: float | None = None
         self.last_reparent: float | None = None
         self.last_stop: StopReason | None = None
-        # The serving primary last seen (health or topology), and what moved it.
+        # The serving primary last seen, and the newest primary term start reported.
         self.primary: str | None = None
+        self.primary_term = 0
 
     # -- queries ------------------------------------------------------------
 
@@ -183,13 +184,19 @@ class ShardBuffer:
         deadline = min(now + self.config.window, self.end_of_episode())
         return Decision(Admission.WAIT, deadline, self.episode)
 
-    def primary_seen(self, alias: str, now: float) -> StopReason | None:
-        """A tablet reported itself the shard's serving primary.
+    def primary_seen(self, alias: str, now: float, term_start: int = 0) -> StopReason | None:
+        """A tablet reported itself the shard's serving primary (since ``term_start``).
 
-        A primary other than the last one seen is a reparent (remembered for
-        ``min_time_between_failovers``). While BUFFERING, any serving primary
-        ends the episode: NEW_PRIMARY is returned so the waiters are woken.
+        A report with an older primary term than one already seen is an old
+        primary that has not noticed its replacement: ignored. A primary
+        other than the last one seen is a reparent (remembered for
+        ``min_time_between_failovers``). While BUFFERING, any other serving
+        primary ends the episode: NEW_PRIMARY is returned so the waiters are
+        woken.
         """
+        if term_start < self.primary_term:
+            return self.expire(now)
+        self.primary_term = term_start
         if self.primary is not None and alias != self.primary:
             self.last_reparent = now
         self.primary = alias

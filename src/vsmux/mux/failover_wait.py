@@ -137,10 +137,10 @@ class FailoverBuffers:
         found = self._shards.get((keyspace, shard))
         return found.buffer.primary if found is not None else None
 
-    def primary_seen(self, keyspace: str, shard: str, alias: str) -> None:
+    def primary_seen(self, keyspace: str, shard: str, alias: str, term_start: int = 0) -> None:
         """A tablet reported itself the shard's serving PRIMARY: may end buffering."""
         state = self._shard(keyspace, shard)
-        state.buffer.primary_seen(alias, trio.current_time())
+        state.buffer.primary_seen(alias, trio.current_time(), term_start)
         self._wake(state)
 
     def primary_lost(self, keyspace: str, shard: str, alias: str) -> None:
@@ -279,38 +279,46 @@ class FailoverBuffers:
         buffer = state.buffer
         interval = max(self._settings.failover_poll_interval, _MIN_POLL_INTERVAL)
         while True:
-            alias = await self._serving_primary(buffer.keyspace, buffer.shard)
-            if alias is not None:
-                self.primary_seen(buffer.keyspace, buffer.shard, alias)
+            found = await self._serving_primary(buffer.keyspace, buffer.shard)
+            if found is not None:
+                self.primary_seen(buffer.keyspace, buffer.shard, *found)
             await trio.sleep(interval)
 
-    async def _serving_primary(self, keyspace: str, shard: str) -> str | None:
-        """The first tablet of the shard that reports itself a serving PRIMARY, if any."""
+    async def _serving_primary(self, keyspace: str, shard: str) -> tuple[str, int] | None:
+        """The tablet of the shard that reports itself a serving PRIMARY, and its term.
+
+        If several do (an old primary that has not noticed yet), the newest
+        term wins; on a tie, the topology's primary, then topology order.
+        """
         tablets = self._topology.tablets_for(keyspace, shard)
         tablets.sort(key=lambda t: t.tablet_type != _PRIMARY)  # stable: the primary first
-        good: list[bool] = [False] * len(tablets)
+        terms: list[int | None] = [None] * len(tablets)
 
         async def probe(index: int) -> None:
-            good[index] = await self._reports_primary(tablets[index])
+            terms[index] = await self._primary_term(tablets[index])
 
         async with trio.open_nursery() as nursery:
             for index in range(len(tablets)):
                 nursery.start_soon(probe, index)
-        for tablet, ok in zip(tablets, good, strict=True):
-            if ok:
-                return tablet.alias
-        return None
+        best: tuple[str, int] | None = None
+        for tablet, term in zip(tablets, terms, strict=True):
+            if term is not None and (best is None or term > best[1]):
+                best = (tablet.alias, term)
+        return best
 
-    async def _reports_primary(self, tablet: TabletInfo) -> bool:
+    async def _primary_term(self, tablet: TabletInfo) -> int | None:
+        """The primary term start ``tablet`` reports if it is a serving PRIMARY, else None."""
         source = self._sources.source_for(tablet)
         with trio.move_on_after(self._settings.health_probe_timeout):
             try:
                 async with source.stream_health() as reports:
                     async for resp in reports:
-                        return health_problem(resp, _PRIMARY, 0.0) is None
+                        if health_problem(resp, _PRIMARY, 0.0) is not None:
+                            return None
+                        return resp.primary_term_start_timestamp
             except VStreamError:
-                return False
-        return False
+                return None
+        return None
 
 
 _STOP_TEXT = {

@@ -25,7 +25,7 @@ from vsmux.core.picking import candidates, health_problem, type_name
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.shard_source import ShardSource, SourceDirectory
-from vsmux.proto import topodata
+from vsmux.proto import query, topodata
 from vsmux.topology import TabletInfo, Topology
 
 __all__ = ["TabletPicker", "position_lost", "watch_health"]
@@ -243,7 +243,7 @@ async def watch_health(
     source: ShardSource,
     tablet_type: topodata.TabletType,
     settings: GatewaySettings,
-    on_healthy: Callable[[], None] | None = None,
+    on_healthy: Callable[[query.StreamHealthResponse], None] | None = None,
 ) -> NoReturn:
     """Watch the health of the tablet behind ``source`` while a vstream runs on it.
 
@@ -254,7 +254,7 @@ async def watch_health(
     or its health stream ends or fails. UNAVAILABLE makes the retry policy
     restart the shard stream from its last delivered position.
 
-    ``on_healthy`` is called after every report that finds the tablet fit
+    ``on_healthy`` is called with every report that finds the tablet fit
     (the failover buffer learns from it that a primary serves).
 
     Run it in the nursery of the shard's vstream. Cancelling it closes the
@@ -275,7 +275,7 @@ async def watch_health(
                 else:
                     problem = health_problem(resp, tablet_type, settings.max_replication_lag)
                     if problem is None and on_healthy is not None:
-                        on_healthy()
+                        on_healthy(resp)
     except VStreamError as err:
         problem = f"health stream failed ({err.message})"
     if problem is None:

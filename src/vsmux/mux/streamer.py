@@ -258,8 +258,9 @@ class ShardStreamer:
             keyspace, shard = self.key
             alias = source.tablet.alias
 
-            def on_healthy() -> None:
-                ctx.failover.primary_seen(keyspace, shard, alias)
+            def on_healthy(report: query.StreamHealthResponse) -> None:
+                term = report.primary_term_start_timestamp
+                ctx.failover.primary_seen(keyspace, shard, alias, term)
 
         try:
             await watch_health(source, ctx.resolved.tablet_type, ctx.settings, on_healthy)
