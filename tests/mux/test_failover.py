@@ -318,3 +318,29 @@ async def test_other_tablet_types_are_not_buffered(
             await run_vstream(req, gateway, client)
     assert seqs(client) == list(range(1, COUNT + 1))
     assert metric(gateway, "Starts") == 0
+
+
+async def test_no_primary_in_the_topology_waits_in_the_buffer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A request that starts mid-failover: the topology names no primary yet. The
+    # picker alone would look again only every 30 s; the buffer resumes at once.
+    cluster = Cluster()
+    a, b = shard(cluster)
+    cluster.retype(a, REPLICA)
+    gateway = cluster.gateway()
+    client = Client()
+
+    async def operator() -> None:
+        await trio.sleep(2.0)
+        cluster.retype(b, PRIMARY)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(operator)
+        error = await stream_until(cluster, client, gateway, 12.0)
+    assert error is None
+    assert seqs(client) == list(range(1, COUNT + 1))
+    assert client.send_times[0] < 3.0
+    assert metric(gateway, "Starts") == 1
+    assert metric(gateway, "StopsNewPrimary") == 1
+    assert len(a.requests) == 0 and len(b.requests) == 1
