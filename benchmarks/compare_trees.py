@@ -62,6 +62,8 @@ def one_round(tree: Path, seconds: float, transactions: int) -> dict[str, float]
         ["--ks", "4", "--runs", "1", "--seconds", str(seconds), "--name", name],
     )
     (block,) = _results(tree, name)["blocks"]
+    # A scratch file of this script's, not a result to keep.
+    (tree / "benchmarks" / "results" / f"{name}.json").unlink()
     median = block["median"]
     return {
         "inproc_events_per_cpu_s": inproc["median_events_per_cpu_s"],
