@@ -10,7 +10,8 @@ and prints the medians over the rounds with the ratio after/before.
 ``--before`` is another checkout (``git worktree add /tmp/before REV``) whose
 ``src/vsmux/wire`` holds a built C extension (copy this tree's
 ``_accel*.so`` there when ``_accel.c`` is unchanged); the "after" tree is this
-one. Writes ``benchmarks/results/compare_trees.json``.
+one. Writes ``benchmarks/results/compare_trees.json`` (and leaves each tree's
+``bench_merge_inproc.json`` holding its last one-run result).
 
 Usage: python benchmarks/compare_trees.py --before /tmp/before [--rounds 3]
        [--seconds 5] [--transactions 4000]
