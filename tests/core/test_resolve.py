@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vsmux.core.resolve import ResolvedRequest, resolve_request
+from vsmux.core.resolve import ResolvedRequest, expand_keyspace_selector, resolve_request
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
 from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
@@ -436,3 +436,27 @@ def test_expansion_yields_exactly_the_serving_shards(shards: list[str], gtid: st
     topo.tablets.append(TabletInfo("ks", "old", "zone1", 1, PRIMARY))
     resolved = resolve_request(req(sg("ks", "", gtid)), topo, "zone1")
     assert shards_of(resolved) == [("ks", shard, gtid) for shard in shards]
+
+
+def test_selector_expands_to_allowed_keyspaces_as_resolve_would() -> None:
+    topo = make_topology()
+
+    def allowed(name: str) -> bool:
+        return name != "lookup"
+
+    vgtid = binlogdata.VGtid(shard_gtids=[sg("/u", shard="80-", gtid=POS)])
+    expanded = expand_keyspace_selector(vgtid, topo, allowed)
+    assert expanded == [sg("customer", shard="80-", gtid=POS)]
+    narrowed = resolve_request(vtgate.VStreamRequest(vgtid=binlogdata.VGtid(expanded)), topo, "z")
+    whole = resolve_request(vtgate.VStreamRequest(vgtid=vgtid), topo, "z")
+    assert [s for s in whole.shard_gtids if s.keyspace == "customer"] == narrowed.shard_gtids
+    every = expand_keyspace_selector(binlogdata.VGtid(shard_gtids=[sg("")]), topo, allowed)
+    assert every is not None and [s.keyspace for s in every] == ["commerce", "customer"]
+    assert expand_keyspace_selector(binlogdata.VGtid(shard_gtids=[sg("/^l")]), topo, allowed) == []
+    assert (
+        expand_keyspace_selector(binlogdata.VGtid(shard_gtids=[sg("lookup")]), topo, allowed)
+        is None
+    )
+    with pytest.raises(VStreamError) as info:
+        expand_keyspace_selector(binlogdata.VGtid(shard_gtids=[sg("/(")]), topo, allowed)
+    assert info.value.message.startswith("failed to resolve vstream parameters: ")
