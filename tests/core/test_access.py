@@ -159,3 +159,15 @@ def test_unlisted_user_streams_nothing_and_full_access_everything() -> None:
     assert "no entry in the gateway's access file" in denied(request("commerce"), "stranger")
     req = request("internal")
     assert authorize_vstream(req, topology(), "anyone", FULL_ACCESS) is req
+
+
+def test_a_granted_keyspace_missing_from_the_topology_lists_only_readable_ones() -> None:
+    # The access file may name a keyspace the topology lacks; the answer must
+    # not list keyspaces the user may not read (as the resolver's would).
+    access = '[users.debezium]\nkeyspaces = ["commerce", "gone"]\n'
+    grant = parse_access_file(access).grant_for("debezium")
+    with pytest.raises(VStreamError) as info:
+        authorize_vstream(request("gone"), topology(), "debezium", grant)
+    assert info.value.code == Code.NOT_FOUND
+    assert info.value.message.endswith("may stream: commerce")
+    assert "internal" not in info.value.message

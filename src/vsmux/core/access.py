@@ -194,6 +194,15 @@ def authorize_vstream(
                     Code.PERMISSION_DENIED,
                     f"user {who} may not stream keyspace {quote(keyspace, 64)}",
                 )
+            if keyspace not in topology.keyspaces:
+                # Answered here, not by the resolver, whose message lists every
+                # keyspace: a restricted user learns only the ones it may read.
+                visible = [name for name in topology.keyspace_names() if grant.may_read(name)]
+                raise VStreamError(
+                    Code.NOT_FOUND,
+                    f"keyspace {quote(keyspace, 64)} not found in the topology; keyspaces "
+                    f"user {who} may stream: {', '.join(visible) or 'none'}",
+                )
     _check_filter(request.filter, keyspaces, who, grant)
     if narrowed is None:
         return request
