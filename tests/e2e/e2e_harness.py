@@ -324,3 +324,24 @@ def gtid_seqs(
                     out.setdefault(shard, []).append(current[shard])
             pending = []
     return out
+
+
+def unit_seqs(
+    responses: list[vtgate.VStreamResponse], start: dict[str, int] | None = None
+) -> dict[str, list[int]]:
+    """Per shard, the transaction number of each new position a VGTID carried.
+
+    Unlike :func:`gtid_seqs` it counts every unit that moves a shard's position
+    (a COMMIT, a DDL, an OTHER), so a shard's list is 1..N with no gap exactly
+    when each of its GTIDs reached the client once.
+    """
+    out: dict[str, list[int]] = {}
+    current: dict[str, int] = dict(start or {})
+    for event in events(responses):
+        if event.type == T.VGTID and event.vgtid is not None:
+            for sg in event.vgtid.shard_gtids:
+                n = seq_of(sg.gtid)
+                if n and current.get(sg.shard) != n:  # 0: no position yet ("current")
+                    out.setdefault(sg.shard, []).append(n)
+                current[sg.shard] = n
+    return out
