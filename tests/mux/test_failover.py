@@ -344,3 +344,34 @@ async def test_no_primary_in_the_topology_waits_in_the_buffer(
     assert metric(gateway, "Starts") == 1
     assert metric(gateway, "StopsNewPrimary") == 1
     assert len(a.requests) == 0 and len(b.requests) == 1
+
+
+async def test_a_failover_too_soon_retries_on_the_primary_the_tablets_report(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The topology never changes (a static file); only the tablets' health does.
+    cluster = Cluster()
+    txs = transactions()
+    a, b, c = (cluster.log("ks", "-20", txs, pace=PACE) for _ in range(3))  # type: ignore[arg-type]
+    cluster.retype(b, REPLICA)
+    cluster.retype(c, REPLICA)
+    gateway = cluster.gateway()
+    client = Client()
+
+    async def operator() -> None:
+        await trio.sleep(1.0)
+        a.set_health(tablet_type=REPLICA)
+        b.set_health(tablet_type=PRIMARY)  # buffered: found by health
+        await trio.sleep(2.0)
+        b.set_health(tablet_type=REPLICA)
+        c.set_health(tablet_type=PRIMARY)  # too soon: a retry, sent to c
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(operator)
+        error = await stream_until(cluster, client, gateway, 10.0)
+    assert error is None
+    assert seqs(client) == list(range(1, COUNT + 1))
+    assert metric(gateway, "Starts") == 1
+    assert metric(gateway, "StartsSkippedLastFailoverTooRecent") == 1
+    assert (len(a.requests), len(b.requests), len(c.requests)) == (1, 1, 1)
+    assert gateway.failover.primary("ks", "-20") == c.tablet.alias  # type: ignore[attr-defined]

@@ -160,8 +160,9 @@ class FailoverBuffers:
         """Wait in the shard's buffer after ``error``, a failover signature, if it says so.
 
         Returns at once (NOT_BUFFERED) when the buffer does not take the
-        stream: disabled, dry run, a failover or reparent too recent, or one
-        just ended. Otherwise returns when the episode stops or the stream's
+        stream: disabled, dry run, a failover or reparent too recent (after
+        one look at the shard's tablets for the current primary, so the retry
+        goes there), or one just ended. Otherwise returns when the episode stops or the stream's
         deadline (window, maximum duration) passes. Cancellation stops the
         wait and the look for a primary, and leaves the buffer before it
         propagates.
@@ -179,6 +180,11 @@ class FailoverBuffers:
         if decision.skipped is not None:
             self._log_skip(state, decision.skipped, started, error)
         if decision.admission is not Admission.WAIT:
+            if decision.skipped is not None:
+                # Not waiting, but the retry should go to the right tablet: one look
+                # at the shard's tablets, so a topology that lags behind (a static
+                # file) does not send it back to the old primary.
+                await self._refresh_primary(keyspace, shard)
             return Ride(RideOutcome.NOT_BUFFERED, 0.0, error)
         if state.episode.number != decision.episode:
             state.episode = _Episode(decision.episode)
@@ -274,6 +280,11 @@ class FailoverBuffers:
                     left.set()
             else:
                 await _first_of(episode.ended, state.watcher_left)
+
+    async def _refresh_primary(self, keyspace: str, shard: str) -> None:
+        found = await self._serving_primary(keyspace, shard)
+        if found is not None:
+            self.primary_seen(keyspace, shard, *found)
 
     async def _look_for_primary(self, state: _Shard) -> None:
         buffer = state.buffer
