@@ -93,6 +93,8 @@ def test_max_duration_is_noticed_by_any_later_call() -> None:
     assert buf.primary_seen("zone1-0000000102", 130.0) is StopReason.MAX_DURATION
     assert count(buf, "StopsNewPrimary") == 0
     assert count(buf, "StopsMaxFailoverDurationExceeded") == 1
+    assert count(buf, "LastFailoverDurationSeconds") == 20.0  # it ended at the maximum
+    assert buf.last_end == 120.0
 
 
 def test_shutdown_stops_buffering() -> None:

@@ -210,7 +210,9 @@ class ShardBuffer:
     def expire(self, now: float) -> StopReason | None:
         """Stop the episode if its maximum duration has passed (MAX_DURATION)."""
         if self.state is BufferState.BUFFERING and now >= self.end_of_episode():
-            self._stop(StopReason.MAX_DURATION, now)
+            # It ended at the maximum, whenever a call notices: the duration and
+            # the time between failovers count from there.
+            self._stop(StopReason.MAX_DURATION, self.end_of_episode())
             return StopReason.MAX_DURATION
         return None
 
