@@ -17,9 +17,11 @@ TOPOLOGY = (
 )
 
 
-def settings_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str) -> GatewaySettings:
+def settings_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str, text: str = TOPOLOGY
+) -> GatewaySettings:
     topology = tmp_path / "t.toml"
-    topology.write_text(TOPOLOGY)
+    topology.write_text(text)
     seen: list[Any] = []
 
     async def fake_serve(config: Any, **_: Any) -> int:
@@ -71,3 +73,18 @@ def test_durations_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         main(["serve", "--topology", str(tmp_path / "t.toml"), "--failover-window", "0"])
     assert "--failover-window" in capsys.readouterr().err
+
+
+def test_the_topology_file_sets_them_and_flags_given_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = TOPOLOGY + "[failover_buffer]\nwindow = 3\nmax_duration = 40\ndry_run = true\n"
+    from_file = settings_for(tmp_path, monkeypatch, text=text)
+    assert (
+        from_file.failover_window,
+        from_file.failover_max_duration,
+        from_file.failover_dry_run,
+        from_file.failover_min_time_between,  # not in the file: the default
+    ) == (3.0, 40.0, True, 60.0)
+    overridden = settings_for(tmp_path, monkeypatch, "--failover-window", "7", text=text)
+    assert (overridden.failover_window, overridden.failover_max_duration) == (7.0, 40.0)

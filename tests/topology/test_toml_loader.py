@@ -179,3 +179,38 @@ def test_table_lists_come_with_the_topology_and_survive_a_dump() -> None:
     again = load_topology(dump_topology(topology))
     assert again.table_lists() == topology.table_lists()
     assert again.keyspaces["lookup"].tables is None
+
+
+def test_a_failover_buffer_table_becomes_settings_and_survives_a_dump() -> None:
+    from vsmux.topology import dump_topology
+
+    text = GOOD.replace(
+        "[[tablets]]",
+        "[failover_buffer]\nenabled = true\nwindow = 5\nmax_duration = 30.5\ndry_run = true\n\n"
+        "[[tablets]]",
+        1,
+    )
+    topology = load_topology(text)
+    assert topology.failover_buffer == {
+        "failover_buffer_enabled": True,
+        "failover_window": 5.0,
+        "failover_max_duration": 30.5,
+        "failover_dry_run": True,
+    }
+    assert load_topology(dump_topology(topology)).failover_buffer == topology.failover_buffer
+    assert load_topology(GOOD).failover_buffer == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ("window = 0", "failover_buffer.window: must be a number of seconds above 0"),
+        ('enabled = "yes"', "failover_buffer.enabled: must be true or false"),
+        ("windoww = 3", "failover_buffer.windoww: unknown key"),
+    ],
+)
+def test_a_bad_failover_buffer_table_says_which_key(table: str, words: str) -> None:
+    text = GOOD.replace("[[tablets]]", f"[failover_buffer]\n{table}\n\n[[tablets]]", 1)
+    with pytest.raises(TopologyError) as info:
+        load_topology(text)
+    assert words in str(info.value)

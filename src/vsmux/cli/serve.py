@@ -16,6 +16,7 @@ from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
 from vsmux.core.ratelimit import OPTION as RATE_OPTION
 from vsmux.core.settings import GatewaySettings
+from vsmux.topology import Topology
 
 __all__ = ["add_arguments", "run"]
 
@@ -141,7 +142,7 @@ def _add_failover_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--failover-buffer",
         action=argparse.BooleanOptionalAction,
-        default=defaults.failover_buffer_enabled,
+        default=None,
         help="buffer PRIMARY streams during a failover (default on)",
     )
     for option, field, text in (
@@ -157,25 +158,30 @@ def _add_failover_arguments(parser: argparse.ArgumentParser) -> None:
             option,
             dest=field,
             type=positive_float,
-            default=getattr(defaults, field),
+            default=None,
             metavar="SECONDS",
             help=f"{text} (default {getattr(defaults, field):g})",
         )
     group.add_argument(
         "--failover-dry-run",
         action="store_true",
+        default=None,
         help="count and log what would be buffered, but let every stream retry at once",
     )
 
 
-def _failover_settings(args: argparse.Namespace) -> dict[str, object]:
-    return {
+def _failover_settings(args: argparse.Namespace, topology: Topology) -> dict[str, object]:
+    """The topology file's ``[failover_buffer]``, then the flags given, over the defaults."""
+    given = {
         "failover_buffer_enabled": args.failover_buffer,
         "failover_window": args.failover_window,
         "failover_max_duration": args.failover_max_duration,
         "failover_min_time_between": args.failover_min_time_between,
         "failover_dry_run": args.failover_dry_run,
     }
+    settings: dict[str, object] = dict(topology.failover_buffer)
+    settings.update({name: value for name, value in given.items() if value is not None})
+    return settings
 
 
 # Help for each request limit (vsmux.core.limits; defaults in GatewaySettings).
@@ -232,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     settings = replace(
         settings, **limits, max_new_streams_per_second=args.max_new_streams_per_second
     )
-    settings = replace(settings, **_failover_settings(args))  # type: ignore[arg-type]
+    settings = replace(settings, **_failover_settings(args, topology))  # type: ignore[arg-type]
     try:
         server_tls = tls.server_tls(args)
         tablet_tls = tls.client_tls(tls.tablet_files(args))

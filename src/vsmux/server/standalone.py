@@ -154,6 +154,9 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                         print(line.format(address=server.address), flush=True)
                     name = await signals.wait()
                     log.info("%s received: shutting down", name)
+                    # Failovers being ridden out end now (counted as SHUTDOWN);
+                    # their sessions end with "server shutting down" next.
+                    gateway.failover.shutdown()
             except OSError as exc:
                 log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
                 nursery.cancel_scope.cancel()

@@ -167,6 +167,9 @@ class Topology:
     cell: str
     keyspaces: dict[str, KeyspaceInfo] = field(default_factory=dict)
     tablets: list[TabletInfo] = field(default_factory=TabletList)
+    #: The file's ``[failover_buffer]`` table, as GatewaySettings field names
+    #: (``failover_window``, ...) to values; empty when the file has none.
+    failover_buffer: dict[str, float | bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._indexed()

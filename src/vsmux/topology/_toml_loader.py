@@ -40,7 +40,15 @@ __all__ = [
     "read_topology",
 ]
 
-_TOP_KEYS = {"cell", "keyspaces", "tablets"}
+_TOP_KEYS = {"cell", "keyspaces", "tablets", "failover_buffer"}
+# [failover_buffer] keys -> (GatewaySettings field, kind): seconds are > 0.
+_FAILOVER_KEYS: dict[str, tuple[str, type]] = {
+    "enabled": ("failover_buffer_enabled", bool),
+    "window": ("failover_window", float),
+    "max_duration": ("failover_max_duration", float),
+    "min_time_between": ("failover_min_time_between", float),
+    "dry_run": ("failover_dry_run", bool),
+}
 _KEYSPACE_KEYS = {"shards", "tables"}
 _TABLET_KEYS = {"keyspace", "shard", "cell", "type", "uid", "address", "simulated"}
 _TYPES = {"primary": TabletType.PRIMARY, "replica": TabletType.REPLICA, "rdonly": TabletType.RDONLY}
@@ -200,7 +208,7 @@ class _Checker:
         keyspaces = raw.get("keyspaces")
         if not isinstance(keyspaces, dict) or not keyspaces:
             raise self._fail("keyspaces", "no keyspaces: add a [keyspaces.<name>] table")
-        topology = Topology(cell=cell)
+        topology = Topology(cell=cell, failover_buffer=self._failover(raw.get("failover_buffer")))
         for name, spec in keyspaces.items():
             topology.keyspaces[name] = self._keyspace(name, spec)
         tablets = raw.get("tablets", [])
@@ -240,6 +248,34 @@ class _Checker:
                     self.where.keyspace(name),
                 )
         return topology
+
+    def _failover(self, spec: Any) -> dict[str, float | bool]:
+        """The ``[failover_buffer]`` table as settings (none given: empty)."""
+        if spec is None:
+            return {}
+        line = self.where.first(r"^\s*\[\s*failover_buffer\s*\]")
+        if not isinstance(spec, dict):
+            raise self._fail("failover_buffer", "must be a table: use [failover_buffer]", line)
+        out: dict[str, float | bool] = {}
+        for key, value in spec.items():
+            if key not in _FAILOVER_KEYS:
+                raise self._fail(
+                    f"failover_buffer.{key}",
+                    f"unknown key (expected one of {sorted(_FAILOVER_KEYS)})",
+                    line,
+                )
+            setting, kind = _FAILOVER_KEYS[key]
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise self._fail(f"failover_buffer.{key}", "must be true or false", line)
+                out[setting] = value
+            else:
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise self._fail(
+                        f"failover_buffer.{key}", "must be a number of seconds above 0", line
+                    )
+                out[setting] = float(value)
+        return out
 
     def _keyspace(self, name: str, spec: Any) -> KeyspaceInfo:
         where = f"keyspaces.{name}"
@@ -361,6 +397,13 @@ def dump_topology(topology: Topology) -> str:
     """TOML text for ``topology`` that :func:`load_topology` reads back equal."""
     names = {v: k for k, v in _TYPES.items()}
     lines = [f"cell = {_quote(topology.cell)}", ""]
+    if topology.failover_buffer:
+        keys = {setting: key for key, (setting, _kind) in _FAILOVER_KEYS.items()}
+        lines.append("[failover_buffer]")
+        for setting, value in topology.failover_buffer.items():
+            text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+            lines.append(f"{keys[setting]} = {text}")
+        lines.append("")
     for name, info in topology.keyspaces.items():
         shards = ", ".join(_quote(s) for s in info.shards)
         lines += [f"[keyspaces.{_quote(name)}]", f"shards = [{shards}]"]
