@@ -149,13 +149,7 @@ class VitessService:
             return self._security.identify(call)
         except VStreamError as exc:
             self.gateway.metrics.deny("unauthenticated")
-            log.info(
-                "%s refused peer=%s %s: %s",
-                method.lower(),
-                call.peer,
-                exc.code.name,
-                printable(exc.message),
-            )
+            _log_refusal(call, method, exc)
             raise
 
     def _receive(self, call: Call, message_type: type[R], method: str) -> R:
@@ -166,13 +160,7 @@ class VitessService:
             if isinstance(request, vtgate.VStreamRequest):
                 check_vstream_request(request, settings)
         except VStreamError as exc:
-            log.info(
-                "%s refused peer=%s %s: %s",
-                method.lower(),
-                call.peer,
-                exc.code.name,
-                printable(exc.message),
-            )
+            _log_refusal(call, method, exc)
             raise
         return request
 
@@ -308,3 +296,9 @@ def _caller_id(user: str, declared: vtrpc.CallerId | None) -> vtrpc.CallerId:
     return vtrpc.CallerId(
         principal=user, component=declared.component, subcomponent=declared.subcomponent
     )
+
+
+def _log_refusal(call: Call, method: str, exc: VStreamError) -> None:
+    """One INFO line for a refused call: the method, the peer and why (escaped)."""
+    reason = printable(exc.message)
+    log.info("%s refused peer=%s %s: %s", method.lower(), call.peer, exc.code.name, reason)

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
-import trio_asyncio
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.const import Cardinality
@@ -46,6 +45,7 @@ from grpclib.exceptions import StreamTerminatedError
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import vtgate
 from vsmux.topology import AddressError, split_address
+from vsmux.transport._beside import call_beside
 from vsmux.transport._handoff import Handoff
 from vsmux.transport._status import error_of
 from vsmux.transport._tls import ClientTls, handshake_failure
@@ -237,28 +237,11 @@ async def open_vstream(
         ) from None
     handoff: Handoff[_Item] = Handoff(RESPONSES_AHEAD)
     responses = _Responses(handoff, address)
-    body_error: Exception | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            trio_asyncio.aio_as_trio(_run_call),
-            host,
-            port,
-            dict(metadata or {}),
-            request,
-            handoff,
-            tls,
-        )
-        try:
-            await responses.started()
-            yield responses
-        except Exception as exc:
-            # Kept aside so the caller gets its own exception back, not a group.
-            body_error = exc
-        finally:
-            handoff.abandon()
-            nursery.cancel_scope.cancel()
-    if body_error is not None:
-        raise body_error
+    async with call_beside(
+        handoff, _run_call, host, port, dict(metadata or {}), request, handoff, tls
+    ):
+        await responses.started()
+        yield responses
 
 
 def grpc_connector(

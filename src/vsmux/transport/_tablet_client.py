@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import trio
-import trio_asyncio
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.const import Cardinality
@@ -45,6 +44,7 @@ from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query
 from vsmux.topology import TabletInfo, split_address
 from vsmux.transport import _frame_repr as frame_repr
+from vsmux.transport._beside import call_beside
 from vsmux.transport._codec import RawCodec, RawMessage
 from vsmux.transport._handoff import Handoff
 from vsmux.transport._status import error_of
@@ -365,26 +365,10 @@ class GrpcTabletSource:
             [Handoff[T | _End], Callable[[BaseException], VStreamError]], AsyncIterator[R]
         ],
     ) -> AsyncIterator[AsyncIterator[R]]:
-        # The asyncio side only ever awaits asyncio things (the call and the
-        # handoff's asyncio future). If it awaited a Trio call instead, a cancel
-        # arriving just as that call finished would be lost (trio-asyncio
-        # resolves the future with the call's result), and the task would go on
-        # waiting for the tablet, which Trio, waiting for the task, could not
-        # interrupt.
+        # The asyncio side only ever awaits asyncio things (see _beside).
         handoff: Handoff[T | _End] = Handoff(RESPONSES_AHEAD, RESPONSE_BYTES_AHEAD)
-        body_error: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio_asyncio.aio_as_trio(self._call), call, handoff)
-            try:
-                yield replies(handoff, self._error)
-            except Exception as exc:
-                # Kept aside so the caller gets its own exception back, not a group.
-                body_error = exc
-            finally:
-                handoff.abandon()
-                nursery.cancel_scope.cancel()
-        if body_error is not None:
-            raise body_error
+        async with call_beside(handoff, self._call, call, handoff):
+            yield replies(handoff, self._error)
 
     async def _call(self, call: _Call[T], handoff: Handoff[T | _End]) -> None:
         """asyncio: run one server-streaming call, handing over each reply, then the end."""
