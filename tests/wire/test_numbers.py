@@ -15,9 +15,12 @@ from google.protobuf.descriptor import FieldDescriptor
 # Importing the generated modules registers their files in the pool.
 from vsmux.proto import (  # noqa: F401
     binlogdata,
+    etcdserverpb,
+    mvccpb,
     query,
     queryservice,
     topodata,
+    vschema,
     vtgate,
     vtgateservice,
     vtrpc,
@@ -204,6 +207,145 @@ MESSAGES: dict[str, str] = {
     "topodata.TabletAlias": """
         cell 1 string
         uid 2 uint32""",
+    "topodata.KeyRange": """
+        start 1 bytes
+        end 2 bytes""",
+    "topodata.Tablet": """
+        alias 1 topodata.TabletAlias
+        hostname 2 string
+        port_map 4 map<string,int32>
+        keyspace 5 string
+        shard 6 string
+        key_range 7 topodata.KeyRange
+        type 8 topodata.TabletType
+        db_name_override 9 string
+        tags 10 map<string,string>
+        mysql_hostname 12 string
+        mysql_port 13 int32
+        primary_term_start_time 14 vttime.Time
+        default_conn_collation 16 uint32
+        tablet_start_time 17 vttime.Time""",
+    "topodata.Shard": """
+        primary_alias 1 topodata.TabletAlias
+        key_range 2 topodata.KeyRange
+        is_primary_serving 7 bool
+        primary_term_start_time 8 vttime.Time""",
+    "topodata.Keyspace": """
+        keyspace_type 5 topodata.KeyspaceType
+        base_keyspace 6 string
+        snapshot_time 7 vttime.Time
+        durability_policy 8 string
+        sidecar_db_name 10 string""",
+    "topodata.ShardReference": """
+        name 1 string
+        key_range 2 topodata.KeyRange""",
+    "topodata.ShardTabletControl": """
+        name 1 string
+        key_range 2 topodata.KeyRange
+        query_service_disabled 3 bool""",
+    "topodata.SrvKeyspace": "partitions 1 repeated topodata.SrvKeyspace.KeyspacePartition",
+    "topodata.SrvKeyspace.KeyspacePartition": """
+        served_type 1 topodata.TabletType
+        shard_references 2 repeated topodata.ShardReference
+        shard_tablet_controls 3 repeated topodata.ShardTabletControl""",
+    "topodata.CellInfo": """
+        server_address 1 string
+        root 2 string""",
+    "vschema.SrvVSchema": "keyspaces 1 map<string,vschema.Keyspace>",
+    "vschema.Keyspace": """
+        sharded 1 bool
+        vindexes 2 map<string,vschema.Vindex>
+        tables 3 map<string,vschema.Table>
+        require_explicit_routing 4 bool""",
+    "vschema.Vindex": """
+        type 1 string
+        params 2 map<string,string>
+        owner 3 string""",
+    "vschema.Table": """
+        type 1 string
+        column_vindexes 2 repeated vschema.ColumnVindex
+        pinned 5 string
+        column_list_authoritative 6 bool
+        source 7 string""",
+    "vschema.ColumnVindex": """
+        column 1 string
+        name 2 string
+        columns 3 repeated string""",
+    # etcd's v3 API (api/etcdserverpb/rpc.proto, api/mvccpb/kv.proto): the
+    # topology server vsmux reads.
+    "mvccpb.KeyValue": """
+        key 1 bytes
+        create_revision 2 int64
+        mod_revision 3 int64
+        version 4 int64
+        value 5 bytes
+        lease 6 int64""",
+    "mvccpb.Event": """
+        type 1 mvccpb.Event.EventType
+        kv 2 mvccpb.KeyValue
+        prev_kv 3 mvccpb.KeyValue""",
+    "etcdserverpb.ResponseHeader": """
+        cluster_id 1 uint64
+        member_id 2 uint64
+        revision 3 int64
+        raft_term 4 uint64""",
+    "etcdserverpb.RangeRequest": """
+        key 1 bytes
+        range_end 2 bytes
+        limit 3 int64
+        revision 4 int64
+        sort_order 5 etcdserverpb.RangeRequest.SortOrder
+        sort_target 6 etcdserverpb.RangeRequest.SortTarget
+        serializable 7 bool
+        keys_only 8 bool
+        count_only 9 bool""",
+    "etcdserverpb.RangeResponse": """
+        header 1 etcdserverpb.ResponseHeader
+        kvs 2 repeated mvccpb.KeyValue
+        more 3 bool
+        count 4 int64""",
+    "etcdserverpb.PutRequest": """
+        key 1 bytes
+        value 2 bytes
+        lease 3 int64
+        prev_kv 4 bool
+        ignore_value 5 bool
+        ignore_lease 6 bool""",
+    "etcdserverpb.PutResponse": """
+        header 1 etcdserverpb.ResponseHeader
+        prev_kv 2 mvccpb.KeyValue""",
+    "etcdserverpb.DeleteRangeRequest": """
+        key 1 bytes
+        range_end 2 bytes
+        prev_kv 3 bool""",
+    "etcdserverpb.DeleteRangeResponse": """
+        header 1 etcdserverpb.ResponseHeader
+        deleted 2 int64
+        prev_kvs 3 repeated mvccpb.KeyValue""",
+    "etcdserverpb.WatchRequest": """
+        create_request 1 etcdserverpb.WatchCreateRequest
+        cancel_request 2 etcdserverpb.WatchCancelRequest
+        progress_request 3 etcdserverpb.WatchProgressRequest""",
+    "etcdserverpb.WatchCreateRequest": """
+        key 1 bytes
+        range_end 2 bytes
+        start_revision 3 int64
+        progress_notify 4 bool
+        filters 5 repeated etcdserverpb.WatchCreateRequest.FilterType
+        prev_kv 6 bool
+        watch_id 7 int64
+        fragment 8 bool""",
+    "etcdserverpb.WatchCancelRequest": "watch_id 1 int64",
+    "etcdserverpb.WatchProgressRequest": "",
+    "etcdserverpb.WatchResponse": """
+        header 1 etcdserverpb.ResponseHeader
+        watch_id 2 int64
+        created 3 bool
+        canceled 4 bool
+        compact_revision 5 int64
+        cancel_reason 6 string
+        fragment 7 bool
+        events 11 repeated mvccpb.Event""",
     "vtrpc.CallerID": """
         principal 1 string
         component 2 string
@@ -263,6 +405,17 @@ ENUMS: dict[str, dict[str, int]] = {
         "RESTORE": 7,
         "DRAINED": 8,
     },
+    "topodata.KeyspaceType": {"NORMAL": 0, "SNAPSHOT": 1},
+    "mvccpb.Event.EventType": {"PUT": 0, "DELETE": 1},
+    "etcdserverpb.RangeRequest.SortOrder": {"NONE": 0, "ASCEND": 1, "DESCEND": 2},
+    "etcdserverpb.RangeRequest.SortTarget": {
+        "KEY": 0,
+        "VERSION": 1,
+        "CREATE": 2,
+        "MOD": 3,
+        "VALUE": 4,
+    },
+    "etcdserverpb.WatchCreateRequest.FilterType": {"NOPUT": 0, "NODELETE": 1},
     "vtrpc.Code": {
         name: number
         for number, name in enumerate(
@@ -341,7 +494,18 @@ ENUMS: dict[str, dict[str, int]] = {
 }
 
 PROTO_FILES = [
-    f"{p}.proto" for p in ("binlogdata", "query", "topodata", "vtgate", "vtrpc", "vttime")
+    f"{p}.proto"
+    for p in (
+        "binlogdata",
+        "query",
+        "topodata",
+        "vschema",
+        "vtgate",
+        "vtrpc",
+        "vttime",
+        "mvccpb",
+        "etcdserverpb",
+    )
 ]
 
 _SCALARS = {
@@ -482,9 +646,52 @@ def test_service_methods_are_pinned(
     assert actual == methods
 
 
+def test_etcd_services_are_pinned() -> None:
+    """etcd's method paths and streaming shapes, as its rpc.proto declares them."""
+    shapes = {}
+    for service in ("etcdserverpb.KV", "etcdserverpb.Watch"):
+        for method in POOL.FindServiceByName(service).methods:
+            shapes[f"/{service}/{method.name}"] = (
+                method.input_type.full_name,
+                method.output_type.full_name,
+                method.client_streaming,
+                method.server_streaming,
+            )
+    assert shapes == {
+        "/etcdserverpb.KV/Range": (
+            "etcdserverpb.RangeRequest",
+            "etcdserverpb.RangeResponse",
+            False,
+            False,
+        ),
+        "/etcdserverpb.KV/Put": (
+            "etcdserverpb.PutRequest",
+            "etcdserverpb.PutResponse",
+            False,
+            False,
+        ),
+        "/etcdserverpb.KV/DeleteRange": (
+            "etcdserverpb.DeleteRangeRequest",
+            "etcdserverpb.DeleteRangeResponse",
+            False,
+            False,
+        ),
+        "/etcdserverpb.Watch/Watch": (
+            "etcdserverpb.WatchRequest",
+            "etcdserverpb.WatchResponse",
+            True,
+            True,
+        ),
+    }
+
+
 # Enums that upstream declares inside a message: the full name (which
 # reflection clients such as grpcurl show and resolve) includes the message.
-NESTED_ENUMS = {"binlogdata.Filter.FieldEventMode": "binlogdata.Filter"}
+NESTED_ENUMS = {
+    "binlogdata.Filter.FieldEventMode": "binlogdata.Filter",
+    "mvccpb.Event.EventType": "mvccpb.Event",
+    "etcdserverpb.WatchCreateRequest.FilterType": "etcdserverpb.WatchCreateRequest",
+}
 
 
 @pytest.mark.parametrize(("enum_name", "parent"), sorted(NESTED_ENUMS.items()))

@@ -3,7 +3,20 @@
 # plugin: python-betterproto2
 # This file has been @generated
 
-__all__ = ("TabletAlias", "TabletType")
+__all__ = (
+    "CellInfo",
+    "KeyRange",
+    "Keyspace",
+    "KeyspaceType",
+    "Shard",
+    "ShardReference",
+    "ShardTabletControl",
+    "SrvKeyspace",
+    "SrvKeyspaceKeyspacePartition",
+    "Tablet",
+    "TabletAlias",
+    "TabletType",
+)
 
 from dataclasses import dataclass
 
@@ -15,6 +28,21 @@ from ..message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class KeyspaceType(betterproto2.Enum):
+    """
+    Whether a keyspace is an ordinary one or a snapshot of another.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.enum_types_by_name["KeyspaceType"]
+
+    NORMAL = 0
+
+    SNAPSHOT = 1
 
 
 class TabletType(betterproto2.Enum):
@@ -52,6 +80,244 @@ class TabletType(betterproto2.Enum):
 
 
 @dataclass(eq=False, repr=False)
+class CellInfo(betterproto2.Message):
+    """
+    Where a cell's own topology lives: <root>/cells/<cell>/CellInfo.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["CellInfo"]
+
+    server_address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    root: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("topodata", "CellInfo", CellInfo)
+
+
+@dataclass(eq=False, repr=False)
+class KeyRange(betterproto2.Message):
+    """
+    A half-open range of keyspace ids; empty bytes are unbounded.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["KeyRange"]
+
+    start: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+
+    end: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+
+
+default_message_pool.register_message("topodata", "KeyRange", KeyRange)
+
+
+@dataclass(eq=False, repr=False)
+class Keyspace(betterproto2.Message):
+    """
+    A keyspace in the global topology: <root>/keyspaces/<ks>/Keyspace.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["Keyspace"]
+
+    keyspace_type: "KeyspaceType" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: KeyspaceType(0)
+    )
+
+    base_keyspace: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+
+    snapshot_time: "_vttime__.Time | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    durability_policy: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+
+    sidecar_db_name: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("topodata", "Keyspace", Keyspace)
+
+
+@dataclass(eq=False, repr=False)
+class Shard(betterproto2.Message):
+    """
+    A shard in the global topology: <root>/keyspaces/<ks>/shards/<shard>/Shard.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["Shard"]
+
+    primary_alias: "TabletAlias | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    key_range: "KeyRange | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+    is_primary_serving: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+
+    primary_term_start_time: "_vttime__.Time | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("topodata", "Shard", Shard)
+
+
+@dataclass(eq=False, repr=False)
+class ShardReference(betterproto2.Message):
+    """
+    A shard named in a SrvKeyspace partition.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["ShardReference"]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    key_range: "KeyRange | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("topodata", "ShardReference", ShardReference)
+
+
+@dataclass(eq=False, repr=False)
+class ShardTabletControl(betterproto2.Message):
+    """
+    A shard's query-service switch named in a SrvKeyspace partition.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["ShardTabletControl"]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    key_range: "KeyRange | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+    query_service_disabled: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message("topodata", "ShardTabletControl", ShardTabletControl)
+
+
+@dataclass(eq=False, repr=False)
+class SrvKeyspace(betterproto2.Message):
+    """
+    What a keyspace serves in one cell, per tablet type:
+    <cell root>/keyspaces/<ks>/SrvKeyspace.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["SrvKeyspace"]
+
+    partitions: "list[SrvKeyspaceKeyspacePartition]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message("topodata", "SrvKeyspace", SrvKeyspace)
+
+
+@dataclass(eq=False, repr=False)
+class SrvKeyspaceKeyspacePartition(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["SrvKeyspace.KeyspacePartition"]
+
+    served_type: "TabletType" = betterproto2.field(
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: TabletType(0)
+    )
+
+    shard_references: "list[ShardReference]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    shard_tablet_controls: "list[ShardTabletControl]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "topodata", "SrvKeyspace.KeyspacePartition", SrvKeyspaceKeyspacePartition
+)
+
+
+@dataclass(eq=False, repr=False)
+class Tablet(betterproto2.Message):
+    """
+    A vttablet as it registers itself in its cell's topology:
+    <cell root>/tablets/<cell>-<uid>/Tablet. port_map["grpc"] is the port its
+    query service listens on.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return TOPODATA_PROTO_DESCRIPTOR.message_types_by_name["Tablet"]
+
+    alias: "TabletAlias | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    hostname: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    port_map: "dict[str, int]" = betterproto2.field(
+        4,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_INT32),
+    )
+
+    keyspace: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    shard: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+
+    key_range: "KeyRange | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+
+    type: "TabletType" = betterproto2.field(
+        8, betterproto2.TYPE_ENUM, default_factory=lambda: TabletType(0)
+    )
+
+    db_name_override: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+
+    tags: "dict[str, str]" = betterproto2.field(
+        10,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+
+    mysql_hostname: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+
+    mysql_port: "int" = betterproto2.field(13, betterproto2.TYPE_INT32)
+
+    primary_term_start_time: "_vttime__.Time | None" = betterproto2.field(
+        14, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    default_conn_collation: "int" = betterproto2.field(16, betterproto2.TYPE_UINT32)
+
+    tablet_start_time: "_vttime__.Time | None" = betterproto2.field(
+        17, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("topodata", "Tablet", Tablet)
+
+
+@dataclass(eq=False, repr=False)
 class TabletAlias(betterproto2.Message):
     """
     A tablet's unique name: its cell and a number unique in that cell.
@@ -70,6 +336,8 @@ class TabletAlias(betterproto2.Message):
 default_message_pool.register_message("topodata", "TabletAlias", TabletAlias)
 
 
+from .. import vttime as _vttime__
+
 TOPODATA_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x0etopodata.proto\x12\x08topodata"3\n\x0bTabletAlias\x12\x12\n\x04cell\x18\x01 \x01(\tR\x04cell\x12\x10\n\x03uid\x18\x02 \x01(\rR\x03uid*\x9b\x01\n\nTabletType\x12\t\n\x07UNKNOWN\x12\x0b\n\x07PRIMARY\x10\x01\x12\n\n\x06MASTER\x10\x01\x12\x0b\n\x07REPLICA\x10\x02\x12\n\n\x06RDONLY\x10\x03\x12\t\n\x05BATCH\x10\x03\x12\t\n\x05SPARE\x10\x04\x12\x10\n\x0cEXPERIMENTAL\x10\x05\x12\n\n\x06BACKUP\x10\x06\x12\x0b\n\x07RESTORE\x10\x07\x12\x0b\n\x07DRAINED\x10\x08\x1a\x02\x10\x01b\x06proto3'
+    b'\n\x0etopodata.proto\x12\x08topodata\x1a\x0cvttime.proto"2\n\x08KeyRange\x12\x14\n\x05start\x18\x01 \x01(\x0cR\x05start\x12\x10\n\x03end\x18\x02 \x01(\x0cR\x03end"3\n\x0bTabletAlias\x12\x12\n\x04cell\x18\x01 \x01(\tR\x04cell\x12\x10\n\x03uid\x18\x02 \x01(\rR\x03uid"\xf4\x05\n\x06Tablet\x12+\n\x05alias\x18\x01 \x01(\x0b2\x15.topodata.TabletAliasR\x05alias\x12\x1a\n\x08hostname\x18\x02 \x01(\tR\x08hostname\x128\n\x08port_map\x18\x04 \x03(\x0b2\x1d.topodata.Tablet.PortMapEntryR\x07portMap\x12\x1a\n\x08keyspace\x18\x05 \x01(\tR\x08keyspace\x12\x14\n\x05shard\x18\x06 \x01(\tR\x05shard\x12/\n\tkey_range\x18\x07 \x01(\x0b2\x12.topodata.KeyRangeR\x08keyRange\x12(\n\x04type\x18\x08 \x01(\x0e2\x14.topodata.TabletTypeR\x04type\x12(\n\x10db_name_override\x18\t \x01(\tR\x0edbNameOverride\x12.\n\x04tags\x18\n \x03(\x0b2\x1a.topodata.Tablet.TagsEntryR\x04tags\x12%\n\x0emysql_hostname\x18\x0c \x01(\tR\rmysqlHostname\x12\x1d\n\nmysql_port\x18\r \x01(\x05R\tmysqlPort\x12C\n\x17primary_term_start_time\x18\x0e \x01(\x0b2\x0c.vttime.TimeR\x14primaryTermStartTime\x124\n\x16default_conn_collation\x18\x10 \x01(\rR\x14defaultConnCollation\x128\n\x11tablet_start_time\x18\x11 \x01(\x0b2\x0c.vttime.TimeR\x0ftabletStartTime\x1a:\n\x0cPortMapEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\x1a7\n\tTagsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\x08\x03\x10\x04J\x04\x08\x0b\x10\x0cJ\x04\x08\x0f\x10\x10"\xf3\x01\n\x05Shard\x12:\n\rprimary_alias\x18\x01 \x01(\x0b2\x15.topodata.TabletAliasR\x0cprimaryAlias\x12/\n\tkey_range\x18\x02 \x01(\x0b2\x12.topodata.KeyRangeR\x08keyRange\x12,\n\x12is_primary_serving\x18\x07 \x01(\x08R\x10isPrimaryServing\x12C\n\x17primary_term_start_time\x18\x08 \x01(\x0b2\x0c.vttime.TimeR\x14primaryTermStartTimeJ\x04\x08\x03\x10\x04J\x04\x08\x05\x10\x06"\x8c\x02\n\x08Keyspace\x12;\n\rkeyspace_type\x18\x05 \x01(\x0e2\x16.topodata.KeyspaceTypeR\x0ckeyspaceType\x12#\n\rbase_keyspace\x18\x06 \x01(\tR\x0cbaseKeyspace\x121\n\rsnapshot_time\x18\x07 \x01(\x0b2\x0c.vttime.TimeR\x0csnapshotTime\x12+\n\x11durability_policy\x18\x08 \x01(\tR\x10durabilityPolicy\x12&\n\x0fsidecar_db_name\x18\n \x01(\tR\rsidecarDbNameJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05"U\n\x0eShardReference\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12/\n\tkey_range\x18\x02 \x01(\x0b2\x12.topodata.KeyRangeR\x08keyRange"\x8f\x01\n\x12ShardTabletControl\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12/\n\tkey_range\x18\x02 \x01(\x0b2\x12.topodata.KeyRangeR\x08keyRange\x124\n\x16query_service_disabled\x18\x03 \x01(\x08R\x14queryServiceDisabled"\xd2\x02\n\x0bSrvKeyspace\x12G\n\npartitions\x18\x01 \x03(\x0b2\'.topodata.SrvKeyspace.KeyspacePartitionR\npartitions\x1a\xe1\x01\n\x11KeyspacePartition\x125\n\x0bserved_type\x18\x01 \x01(\x0e2\x14.topodata.TabletTypeR\nservedType\x12C\n\x10shard_references\x18\x02 \x03(\x0b2\x18.topodata.ShardReferenceR\x0fshardReferences\x12P\n\x15shard_tablet_controls\x18\x03 \x03(\x0b2\x1c.topodata.ShardTabletControlR\x13shardTabletControlsJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06"K\n\x08CellInfo\x12%\n\x0eserver_address\x18\x01 \x01(\tR\rserverAddress\x12\x12\n\x04root\x18\x02 \x01(\tR\x04rootJ\x04\x08\x03\x10\x04*&\n\x0cKeyspaceType\x12\x08\n\x06NORMAL\x12\x0c\n\x08SNAPSHOT\x10\x01*\x9b\x01\n\nTabletType\x12\t\n\x07UNKNOWN\x12\x0b\n\x07PRIMARY\x10\x01\x12\n\n\x06MASTER\x10\x01\x12\x0b\n\x07REPLICA\x10\x02\x12\n\n\x06RDONLY\x10\x03\x12\t\n\x05BATCH\x10\x03\x12\t\n\x05SPARE\x10\x04\x12\x10\n\x0cEXPERIMENTAL\x10\x05\x12\n\n\x06BACKUP\x10\x06\x12\x0b\n\x07RESTORE\x10\x07\x12\x0b\n\x07DRAINED\x10\x08\x1a\x02\x10\x01b\x06proto3'
 )
