@@ -8,6 +8,7 @@ Import from here; the modules behind it are private.
 from vsmux.transport._bridge import SESSIONS_ENDED, SHUTTING_DOWN, ClientGone
 from vsmux.transport._client_call import Connector, ResponseStream, grpc_connector, open_vstream
 from vsmux.transport._endpoint import GrpcEndpoint, drop_finished_calls, open_grpc_endpoint
+from vsmux.transport._etcd import EtcdClient, KeyChange, KeySnapshot, open_etcd
 from vsmux.transport._hosting import SHUTDOWN_GRACE_SECONDS, open_grpc_server
 from vsmux.transport._loop import asyncio_loop
 from vsmux.transport._service import INTERNAL_MESSAGE, Call, Method, TrioService
@@ -31,8 +32,11 @@ __all__ = [
     "ClientGone",
     "ClientTls",
     "Connector",
+    "EtcdClient",
     "GrpcEndpoint",
     "GrpcTabletSource",
+    "KeyChange",
+    "KeySnapshot",
     "Method",
     "ResponseStream",
     "ServerTls",
@@ -46,6 +50,7 @@ __all__ = [
     "error_of",
     "grpc_connector",
     "grpc_error",
+    "open_etcd",
     "open_grpc_endpoint",
     "open_grpc_server",
     "open_tablet_channels",
