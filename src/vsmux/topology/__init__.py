@@ -2,7 +2,9 @@
 
 Import from here; the modules behind it are private. A :class:`Topology` is
 read from a TOML file (:func:`read_topology`, :func:`load_topology`) or built
-in code (the simulated cluster builds and changes its own).
+in code (the simulated cluster builds and changes its own), or kept up to
+date from a Vitess cluster's topology records (:class:`VitessRecords`, fed
+by the etcd watcher in ``vsmux.server``).
 """
 
 from vsmux.topology._address import AddressError, split_address
@@ -15,19 +17,31 @@ from vsmux.topology._toml_loader import (
     partition_problem,
     read_topology,
 )
+from vsmux.topology._vitess_records import (
+    CellLocation,
+    RecordError,
+    VitessRecords,
+    serving_shards,
+    vitess_records,
+)
 
 __all__ = [
     "AddressError",
+    "CellLocation",
     "KeyRange",
     "KeyspaceInfo",
+    "RecordError",
     "TabletInfo",
     "TabletList",
     "Topology",
     "TopologyError",
+    "VitessRecords",
     "dump_topology",
     "load_topology",
     "parse_topology",
     "partition_problem",
     "read_topology",
+    "serving_shards",
     "split_address",
+    "vitess_records",
 ]

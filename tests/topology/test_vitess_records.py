@@ -1,0 +1,265 @@
+"""Vitess topology records (etcd2 layout) into a Topology, without I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from vsmux.proto import topodata, vschema
+from vsmux.proto.topodata import TabletType
+from vsmux.topology import (
+    KeyspaceInfo,
+    RecordError,
+    TabletInfo,
+    Topology,
+    VitessRecords,
+    serving_shards,
+    vitess_records,
+)
+
+GLOBAL = "/vitess/global"
+CELL = "/vitess/zone1"
+
+
+def _srv(*shards: str) -> bytes:
+    refs = []
+    for name in shards:
+        lo, _, hi = name.partition("-")
+        refs.append(
+            topodata.ShardReference(
+                name=name,
+                key_range=topodata.KeyRange(start=bytes.fromhex(lo), end=bytes.fromhex(hi)),
+            )
+        )
+    return bytes(
+        topodata.SrvKeyspace(
+            partitions=[
+                topodata.SrvKeyspaceKeyspacePartition(
+                    served_type=TabletType.PRIMARY, shard_references=refs
+                )
+            ]
+        )
+    )
+
+
+def _tablet(uid: int, keyspace: str, shard: str, kind: TabletType, port: int = 0) -> bytes:
+    return bytes(
+        topodata.Tablet(
+            alias=topodata.TabletAlias(cell="zone1", uid=uid),
+            hostname="10.0.0.1",
+            port_map={"grpc": port or 15000 + uid, "vt": 14000 + uid},
+            keyspace=keyspace,
+            shard=shard,
+            type=kind,
+        )
+    )
+
+
+def _records() -> VitessRecords:
+    records = VitessRecords("zone1", GLOBAL)
+    problems = records.load_global(
+        {
+            f"{GLOBAL}/cells/zone1/CellInfo": bytes(
+                topodata.CellInfo(server_address="etcd:2379", root=CELL)
+            ),
+            f"{GLOBAL}/keyspaces/commerce/Keyspace": bytes(topodata.Keyspace()),
+            f"{GLOBAL}/keyspaces/commerce/shards/-80/Shard": bytes(
+                topodata.Shard(
+                    primary_alias=topodata.TabletAlias(cell="zone1", uid=101),
+                    is_primary_serving=True,
+                )
+            ),
+            f"{GLOBAL}/keyspaces/commerce/shards/-80/locks/x": b"lock",
+        }
+    )
+    assert problems == []
+    location = records.cell_location()
+    assert location is not None
+    assert (location.server_address, location.root) == ("etcd:2379", CELL)
+    problems = records.load_cell(
+        CELL,
+        {
+            f"{CELL}/keyspaces/commerce/SrvKeyspace": _srv("80-", "-80"),
+            f"{CELL}/tablets/zone1-0000000101/Tablet": _tablet(
+                101, "commerce", "-80", TabletType.PRIMARY
+            ),
+            f"{CELL}/tablets/zone1-0000000102/Tablet": _tablet(
+                102, "commerce", "-80", TabletType.REPLICA
+            ),
+            f"{CELL}/tablets/zone1-0000000201/Tablet": _tablet(
+                201, "commerce", "80-", TabletType.PRIMARY
+            ),
+            f"{CELL}/SrvVSchema": bytes(
+                vschema.SrvVSchema(
+                    keyspaces={
+                        "commerce": vschema.Keyspace(
+                            sharded=True, tables={"orders": vschema.Table(), "c": vschema.Table()}
+                        )
+                    }
+                )
+            ),
+        },
+    )
+    assert problems == []
+    return records
+
+
+def test_records_become_a_topology() -> None:
+    topology = _records().topology()
+    assert topology.cell == "zone1"
+    assert topology.keyspaces == {
+        "commerce": KeyspaceInfo("commerce", ["-80", "80-"], ["c", "orders"])
+    }
+    assert topology.tablets_for("commerce", "-80") == [
+        TabletInfo("commerce", "-80", "zone1", 101, TabletType.PRIMARY, "10.0.0.1:15101"),
+        TabletInfo("commerce", "-80", "zone1", 102, TabletType.REPLICA, "10.0.0.1:15102"),
+    ]
+    assert [t.alias for t in topology.tablets_for("commerce", "80-")] == ["zone1-0000000201"]
+
+
+def test_a_primary_change_in_the_shard_record_retypes_the_tablets() -> None:
+    records = _records()
+    topology = records.topology()
+    shard = topodata.Shard(primary_alias=topodata.TabletAlias(cell="zone1", uid=102))
+    assert (
+        records.apply_global(f"{GLOBAL}/keyspaces/commerce/shards/-80/Shard", bytes(shard)) is None
+    )
+    assert records.update(topology)
+    kinds = {t.uid: t.tablet_type for t in topology.tablets_for("commerce", "-80")}
+    assert kinds == {101: TabletType.REPLICA, 102: TabletType.PRIMARY}
+    assert not records.update(topology)
+
+
+def test_a_reshard_updates_the_same_keyspace_object() -> None:
+    records = _records()
+    topology = records.topology()
+    info = topology.keyspaces["commerce"]
+    key = f"{CELL}/keyspaces/commerce/SrvKeyspace"
+    assert records.apply_cell(key, _srv("-40", "40-80", "80-c0", "c0-")) is None
+    assert records.update(topology)
+    assert topology.keyspaces["commerce"] is info
+    assert info.shards == ["-40", "40-80", "80-c0", "c0-"]
+
+
+def test_deleted_records_leave_the_topology() -> None:
+    records = _records()
+    topology = records.topology()
+    records.apply_cell(f"{CELL}/tablets/zone1-0000000102/Tablet", None)
+    records.apply_cell(f"{CELL}/keyspaces/commerce/SrvKeyspace", None)
+    assert records.update(topology)
+    assert topology.keyspaces == {}
+    assert [t.uid for t in topology.tablets] == [101, 201]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (
+            f"{CELL}/tablets/zone1-0000000102/Tablet",
+            b"\xff\xff\xff",
+            "not a topodata.Tablet record",
+        ),
+        (
+            f"{CELL}/tablets/zone1-0000000102/Tablet",
+            bytes(
+                topodata.Tablet(
+                    alias=topodata.TabletAlias(cell="zone1", uid=102),
+                    hostname="h",
+                    keyspace="commerce",
+                    shard="-80",
+                    port_map={"vt": 1},
+                )
+            ),
+            "no gRPC port",
+        ),
+        (
+            f"{CELL}/tablets/zone1-0000000102/Tablet",
+            _tablet(103, "commerce", "-80", TabletType.REPLICA),
+            "alias does not match",
+        ),
+        (
+            f"{CELL}/keyspaces/commerce/SrvKeyspace",
+            _srv("-40", "80-"),
+            "key-range gap between shard '-40' and shard '80-'",
+        ),
+        (f"{CELL}/keyspaces/commerce/SrvKeyspace", _srv("-80"), "gap after shard '-80'"),
+    ],
+)
+def test_a_bad_record_is_refused_and_the_last_good_one_stays(
+    key: str, value: bytes, reason: str
+) -> None:
+    records = _records()
+    before = records.topology()
+    problem = records.apply_cell(key, value)
+    assert problem is not None
+    assert problem.startswith(key + ": ")
+    assert reason in problem
+    after = records.topology()
+    assert after.keyspaces == before.keyspaces
+    assert list(after.tablets) == list(before.tablets)
+
+
+def test_a_bad_record_at_load_is_reported_and_the_rest_is_used() -> None:
+    records = VitessRecords("zone1", GLOBAL)
+    problems = records.load_cell(
+        CELL,
+        {
+            f"{CELL}/keyspaces/good/SrvKeyspace": _srv("-"),
+            f"{CELL}/keyspaces/bad/SrvKeyspace": _srv("-80", "c0-"),
+            f"{CELL}/tablets/zone1-0000000001/Tablet": _tablet(1, "good", "-", TabletType.PRIMARY),
+        },
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{CELL}/keyspaces/bad/SrvKeyspace: key-range gap")
+    assert records.topology().keyspace_names() == ["good"]
+
+
+def test_a_tablet_not_in_a_shard_yet_serves_nothing() -> None:
+    records = _records()
+    key = f"{CELL}/tablets/zone1-0000000301/Tablet"
+    assert records.apply_cell(key, _tablet(301, "", "", TabletType.SPARE)) is None
+    assert 301 not in {t.uid for t in records.topology().tablets}
+
+
+def test_serving_shards_unsharded_and_overlaps() -> None:
+    unsharded = topodata.SrvKeyspace(
+        partitions=[
+            topodata.SrvKeyspaceKeyspacePartition(
+                served_type=TabletType.PRIMARY,
+                shard_references=[topodata.ShardReference(name="0")],
+            )
+        ]
+    )
+    assert serving_shards(unsharded) == ["0"]
+    with pytest.raises(RecordError, match="overlap"):
+        serving_shards(topodata.SrvKeyspace().parse(_srv("-80", "40-")))
+    with pytest.raises(RecordError, match="no PRIMARY partition"):
+        serving_shards(topodata.SrvKeyspace())
+
+
+def test_published_records_read_back_as_the_same_topology() -> None:
+    topology = Topology(
+        cell="zone1",
+        keyspaces={"commerce": KeyspaceInfo("commerce", ["-80", "80-"], ["orders"])},
+        tablets=[
+            TabletInfo("commerce", "-80", "zone1", 101, TabletType.PRIMARY, "127.0.0.1:15101"),
+            TabletInfo("commerce", "-80", "zone1", 102, TabletType.REPLICA, "127.0.0.1:15102"),
+            TabletInfo("commerce", "80-", "zone1", 201, TabletType.PRIMARY, "127.0.0.1:15201"),
+            # A shard no longer served after a reshard still has its records.
+            TabletInfo("commerce", "0", "zone1", 1, TabletType.PRIMARY, "127.0.0.1:15001"),
+        ],
+    )
+    published = vitess_records(
+        topology, global_root=GLOBAL, cell_root=CELL, cell_address="127.0.0.1:2379"
+    )
+    shard = topodata.Shard().parse(published[f"{GLOBAL}/keyspaces/commerce/shards/0/Shard"])
+    assert not shard.is_primary_serving
+    records = VitessRecords("zone1", GLOBAL)
+    assert records.load_global(published) == []
+    location = records.cell_location()
+    assert location is not None
+    assert records.load_cell(location.root, published) == []
+    read = records.topology()
+    assert read.keyspaces == topology.keyspaces
+    assert sorted(read.tablets, key=lambda t: t.uid) == sorted(
+        topology.tablets, key=lambda t: t.uid
+    )
