@@ -1,0 +1,250 @@
+"""The gateway's topology from a Vitess cluster's etcd, kept current by watching it.
+
+``vsmux serve --topo-implementation etcd2`` reads what vtgate reads: the
+global records under ``--topo-global-root`` on
+``--topo-global-server-address`` (keyspaces, shards, cells), then the
+records of its ``--cell`` under that cell's CellInfo root and address
+(tablets, SrvKeyspace, SrvVSchema). :class:`EtcdTopologyWatcher` loads them
+into a :class:`Topology`, reports itself started, and then follows both
+prefixes with etcd watches, writing each change into the same object the
+gateway reads (``VitessRecords.update``), as the simulated cluster does on
+a reshard: new requests resolve against the new shards, a new primary is
+what the tablet picker sees next.
+
+When etcd goes away (a restart, a partition) the last topology stays in
+use; the watcher logs it, reconnects with exponential backoff, reads every
+record again (so changes made meanwhile are caught up) and watches on from
+there. A record that cannot be used is logged with its key and skipped.
+The rules live in ``vsmux.topology`` (``VitessRecords``); this is the
+waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from vsmux.errors import Code, VStreamError
+from vsmux.topology import CellLocation, Topology, VitessRecords
+from vsmux.transport import EtcdClient, KeyChange, open_etcd
+
+__all__ = [
+    "RECONNECT_BACKOFF_MAX_SECONDS",
+    "RECONNECT_BACKOFF_START_SECONDS",
+    "EtcdTopoConfig",
+    "EtcdTopologyState",
+    "EtcdTopologyWatcher",
+]
+
+log = logging.getLogger("vsmux.topology")
+
+RECONNECT_BACKOFF_START_SECONDS = 0.25
+RECONNECT_BACKOFF_MAX_SECONDS = 8.0
+#: Batches of changes from the two watches waiting to be applied; a watch
+#: waits while the queue is full, so etcd is read no faster than changes
+#: are applied.
+CHANGES_QUEUE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdTopoConfig:
+    """Where the cluster's topology is: vtgate's ``--topo-global-*`` and ``--cell``."""
+
+    global_address: str
+    global_root: str
+    cell: str
+
+
+@dataclass(slots=True)
+class EtcdTopologyState:
+    """How the watch is doing, for logs, health and tests."""
+
+    connected: bool = False
+    #: Times every record was read (the first load and one per reconnect).
+    loads: int = 0
+    #: Changed keys applied from the watches.
+    changes: int = 0
+    last_error: str = ""
+
+
+class _Resync(Exception):
+    """Our cell's CellInfo changed: read everything again from where it points."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    scope: str  # "global" or "cell"
+    changes: list[KeyChange]
+    error: VStreamError | None = None  # set: the watch ended with it
+
+
+def _prefix(root: str) -> bytes:
+    return (root.rstrip("/") + "/").encode()
+
+
+def _decoded(values: dict[bytes, bytes]) -> dict[str, bytes]:
+    return {key.decode(errors="replace"): value for key, value in values.items()}
+
+
+def _log_problems(problems: list[str]) -> None:
+    for problem in problems:
+        log.warning("topology record %s", problem)
+
+
+class EtcdTopologyWatcher:
+    """Keeps one :class:`Topology` equal to a Vitess cluster's records in etcd.
+
+    ``topology`` is updated in place (its cell should be ``config.cell``);
+    ``state`` says how the watch is doing.
+    """
+
+    def __init__(
+        self,
+        config: EtcdTopoConfig,
+        topology: Topology,
+        state: EtcdTopologyState | None = None,
+    ) -> None:
+        self.config = config
+        self.topology = topology
+        self.state = state if state is not None else EtcdTopologyState()
+        self._records = VitessRecords(config.cell, config.global_root)
+        self._task_status: trio.TaskStatus[None] | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load, then follow the records until cancelled.
+
+        Reports started once every record has been read the first time
+        (until then it retries, logging why). Must run inside
+        :func:`~vsmux.transport.asyncio_loop`; cancelling it ends its etcd
+        calls.
+        """
+        self._task_status = task_status
+        backoff = RECONNECT_BACKOFF_START_SECONDS
+        while True:
+            try:
+                await self._load_and_follow()
+            except _Resync:
+                log.info(
+                    "the CellInfo of cell %r changed: reading its records again", self.config.cell
+                )
+                backoff = RECONNECT_BACKOFF_START_SECONDS
+            except VStreamError as exc:
+                if self.state.connected:
+                    backoff = RECONNECT_BACKOFF_START_SECONDS
+                self.state.connected = False
+                self.state.last_error = exc.message
+                kept = "the last topology stays in use" if self.state.loads else "no topology yet"
+                log.warning(
+                    "topology server: %s; %s, reconnecting in %.2fs", exc.message, kept, backoff
+                )
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
+
+    async def _load_and_follow(self) -> None:
+        config, records = self.config, self._records
+        async with open_etcd(config.global_address) as global_etcd:
+            global_snapshot = await global_etcd.get_prefix(_prefix(config.global_root))
+            _log_problems(records.load_global(_decoded(global_snapshot.values)))
+            location = records.cell_location()
+            if location is None:
+                raise VStreamError(
+                    Code.UNAVAILABLE,
+                    f"etcd at {config.global_address} has no CellInfo for cell {config.cell!r} "
+                    f"under {config.global_root!r} (check --cell and --topo-global-root)",
+                )
+            async with self._cell_etcd(global_etcd, location) as cell_etcd:
+                cell_snapshot = await cell_etcd.get_prefix(_prefix(location.root))
+                _log_problems(records.load_cell(location.root, _decoded(cell_snapshot.values)))
+                records.update(self.topology)
+                if self.state.last_error:
+                    log.info("topology server back: records read again")
+                self.state.connected = True
+                self.state.last_error = ""
+                self.state.loads += 1
+                log.info(
+                    "topology of cell %r from etcd at %s: %s",
+                    config.cell,
+                    config.global_address,
+                    records.describe(),
+                )
+                if self._task_status is not None:
+                    self._task_status.started()
+                    self._task_status = None
+                await self._follow(
+                    (global_etcd, _prefix(config.global_root), global_snapshot.revision + 1),
+                    (cell_etcd, _prefix(location.root), cell_snapshot.revision + 1),
+                    location,
+                )
+
+    @asynccontextmanager
+    async def _cell_etcd(
+        self, global_etcd: EtcdClient, location: CellLocation
+    ) -> AsyncIterator[EtcdClient]:
+        if location.server_address == global_etcd.address:
+            yield global_etcd
+        else:
+            async with open_etcd(location.server_address) as cell_etcd:
+                yield cell_etcd
+
+    async def _follow(
+        self,
+        global_watch: tuple[EtcdClient, bytes, int],
+        cell_watch: tuple[EtcdClient, bytes, int],
+        location: CellLocation,
+    ) -> None:
+        """Apply both watches' changes until one ends; raises why it ended."""
+        ended: Exception | None = None
+        send, receive = trio.open_memory_channel[_Batch](CHANGES_QUEUE)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump, "global", *global_watch, send.clone())
+            nursery.start_soon(self._pump, "cell", *cell_watch, send.clone())
+            send.close()
+            async for batch in receive:
+                if batch.error is not None:
+                    ended = batch.error
+                elif not self._apply(batch, location):
+                    ended = _Resync()
+                if ended is not None:
+                    break
+            # Exceptions leave after the nursery, so they are not wrapped in a group.
+            nursery.cancel_scope.cancel()
+        if ended is not None:
+            raise ended
+
+    async def _pump(
+        self,
+        scope: str,
+        etcd: EtcdClient,
+        prefix: bytes,
+        revision: int,
+        send: trio.MemorySendChannel[_Batch],
+    ) -> None:
+        with send:
+            try:
+                async with etcd.watch_prefix(prefix, revision) as next_changes:
+                    while True:
+                        await send.send(_Batch(scope, await next_changes()))
+            except VStreamError as exc:
+                await send.send(_Batch(scope, [], exc))
+
+    def _apply(self, batch: _Batch, location: CellLocation) -> bool:
+        """Apply a batch; False if our cell's location changed (read everything again)."""
+        records = self._records
+        apply = records.apply_global if batch.scope == "global" else records.apply_cell
+        _log_problems(
+            [
+                problem
+                for change in batch.changes
+                if (problem := apply(change.key.decode(errors="replace"), change.value))
+            ]
+        )
+        self.state.changes += len(batch.changes)
+        if records.cell_location() != location:
+            return False
+        if records.update(self.topology):
+            log.info("topology changed: %s", records.describe())
+        return True
