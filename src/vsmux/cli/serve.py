@@ -1,4 +1,5 @@
-"""``vsmux serve``: run the VStream gateway for a topology file."""
+"""``vsmux serve``: run the VStream gateway for a topology file, or for a
+Vitess cluster's topology in etcd (vtgate's ``--topo-*`` flags)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -18,18 +20,26 @@ from vsmux.core.ratelimit import OPTION as RATE_OPTION
 from vsmux.core.settings import GatewaySettings
 from vsmux.topology import Topology
 
+if TYPE_CHECKING:
+    from vsmux.server.etcd_topology import EtcdTopoConfig
+
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--topology", required=True, type=Path, help="topology TOML file")
+    parser.add_argument(
+        "--topology", type=Path, help="topology TOML file (or the --topo-* flags below)"
+    )
     parser.add_argument(
         "--listen", type=parse_hostport, default=("127.0.0.1", 15991), metavar="HOST:PORT"
     )
     parser.add_argument(
         "--metrics", type=parse_hostport, metavar="HOST:PORT", help="serve Prometheus metrics"
     )
-    parser.add_argument("--cell", help="the gateway's own cell (default: the topology's)")
+    parser.add_argument(
+        "--cell", help="the gateway's own cell (default: the topology file's; needed with etcd2)"
+    )
+    _add_topo_arguments(parser)
     parser.add_argument(
         "--liveness-timeout",
         type=positive_float,
@@ -170,6 +180,54 @@ def _add_failover_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_topo_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "Vitess topology server",
+        "read keyspaces, shards and tablets from a Vitess cluster's etcd and follow its "
+        "changes, instead of --topology (vtgate's flags; either spelling works)",
+    )
+    for name, metavar, text, default in (
+        ("topo_implementation", "etcd2", "the topology server's kind: etcd2", None),
+        (
+            "topo_global_server_address",
+            "HOST:PORT",
+            "the global topology's etcd (one address)",
+            None,
+        ),
+        ("topo_global_root", "PATH", "the global topology's root", "/vitess/global"),
+    ):
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            f"--{name}",
+            dest=name,
+            metavar=metavar,
+            default=default,
+            help=f"{text} (default {default})" if default else text,
+        )
+
+
+def _etcd_config(args: argparse.Namespace) -> tuple[EtcdTopoConfig | None, str | None]:
+    """The etcd topology's config from the flags, or an error; (None, None) without them."""
+    from vsmux.server.etcd_topology import EtcdTopoConfig
+
+    given = args.topo_implementation is not None or args.topo_global_server_address is not None
+    if not given:
+        if args.topology is None:
+            return None, "give --topology FILE, or --topo-implementation etcd2 and its flags"
+        return None, None
+    if args.topology is not None:
+        return None, "give either --topology or the --topo-* flags, not both"
+    if args.topo_implementation != "etcd2":
+        return None, (
+            f"--topo-implementation {args.topo_implementation!r} is not supported: only etcd2"
+        )
+    if not args.topo_global_server_address:
+        return None, "--topo-implementation etcd2 needs --topo-global-server-address HOST:PORT"
+    if not args.cell:
+        return None, "--topo-implementation etcd2 needs --cell (the cell whose tablets to use)"
+    return EtcdTopoConfig(args.topo_global_server_address, args.topo_global_root, args.cell), None
+
+
 def _failover_settings(args: argparse.Namespace, topology: Topology) -> dict[str, object]:
     """The topology file's ``[failover_buffer]``, then the flags given, over the defaults."""
     given = {
@@ -216,12 +274,19 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    try:
-        topology_module = importlib.import_module("vsmux.topology")
-        topology = topology_module.read_topology(args.topology)
-    except Exception as exc:  # the loader's own errors too: report, do not crash
-        print(f"vsmux serve: cannot load {args.topology}: {exc}", file=sys.stderr)
+    etcd, problem = _etcd_config(args)
+    if problem is not None:
+        print(f"vsmux serve: {problem}", file=sys.stderr)
         return 2
+    if etcd is not None:
+        topology = Topology(cell=args.cell)
+    else:
+        try:
+            topology_module = importlib.import_module("vsmux.topology")
+            topology = topology_module.read_topology(args.topology)
+        except Exception as exc:  # the loader's own errors too: report, do not crash
+            print(f"vsmux serve: cannot load {args.topology}: {exc}", file=sys.stderr)
+            return 2
     if args.max_response_bytes is not None and args.max_response_bytes < 1024:
         print("vsmux serve: --max-response-bytes must be at least 1024", file=sys.stderr)
         return 2
@@ -274,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
         tls=server_tls,
         tablet_tls=tablet_tls,
         security=security,
+        etcd=etcd,
     )
     if server_tls is None:
         hint = "try: grpcurl -plaintext {address} list"

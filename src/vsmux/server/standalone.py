@@ -6,6 +6,11 @@ keyspaces are built as a :class:`SimulatedCluster` whose live topology the
 gateway uses, so a simulated reshard shows up at once; the addressed
 keyspaces are added to it.
 
+With an etcd topology (``vsmux serve --topo-implementation etcd2``) the
+gateway reads a Vitess cluster's records before it listens and follows them
+while it runs (:mod:`vsmux.server.etcd_topology`); SHOW TABLES answers from
+their SrvVSchema.
+
 On SIGINT or SIGTERM the gateway stops accepting, running sessions end with
 UNAVAILABLE "server shutting down", and the program returns 0. With TLS, SIGHUP
 reads the certificate, key and CA files again: connections from then on get
@@ -28,12 +33,13 @@ from vsmux.mux import Gateway, run_vstream
 from vsmux.server.app import open_gateway_server
 from vsmux.server.auth import Security
 from vsmux.server.directory import RoutingDirectory
+from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyWatcher
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
 from vsmux.server.memory import return_memory
 from vsmux.server.metrics_http import serve_metrics
-from vsmux.server.signals import stop_signals
-from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
+from vsmux.server.signals import StopSignals, stop_signals
+from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog, TopologyTableCatalog
 from vsmux.sources import SimulatedCluster
 from vsmux.topology import Topology
 from vsmux.transport import (
@@ -70,6 +76,9 @@ class ServeConfig:
     tablet_tls: ClientTls | None = None  # TLS to tablets (--tablet_grpc_*)
     # Authentication and the access file (--grpc_auth_mode, --access-file).
     security: Security = field(default_factory=Security)
+    # Read and follow the topology from a Vitess cluster's etcd instead; then
+    # ``topology`` is the (empty) object the records are written into.
+    etcd: EtcdTopoConfig | None = None
 
 
 def merge_simulated(
@@ -108,6 +117,8 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
     topology, cluster = merge_simulated(config.topology, config.seed, **config.simulated)
     static = StaticTableCatalog(config.tables or {})
     catalog: TableCatalog = ClusterTableCatalog(cluster, static) if cluster else static
+    if config.etcd is not None:
+        catalog = TopologyTableCatalog(topology)
     # Installed before the server listens, so an early Ctrl-C (or SIGHUP) is not lost.
     with stop_signals() as signals:
         async with (
@@ -116,6 +127,13 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
             open_tablet_channels(config.connect_timeout, tls=config.tablet_tls) as channels,
             trio.open_nursery() as nursery,
         ):
+            if config.etcd is not None:
+                watcher = EtcdTopologyWatcher(config.etcd, topology)
+                stopped = await _first_load_or_stop(nursery, watcher, signals)
+                if stopped is not None:
+                    log.info("%s received before the topology was read: stopping", stopped)
+                    nursery.cancel_scope.cancel()
+                    return 0
             gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
             if config.metrics is not None:
                 host, port = config.metrics
@@ -163,6 +181,30 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                 return 1
             nursery.cancel_scope.cancel()
     return 0
+
+
+async def _first_load_or_stop(
+    nursery: trio.Nursery, watcher: EtcdTopologyWatcher, signals: StopSignals
+) -> str | None:
+    """Start ``watcher`` in ``nursery`` and wait for its first load; or a stop signal's name.
+
+    Until etcd answers the watcher retries (and logs why), so a signal must
+    be able to end the wait.
+    """
+    stopped: list[str] = []
+    async with trio.open_nursery() as race:
+
+        async def load() -> None:
+            await nursery.start(watcher.run)
+            race.cancel_scope.cancel()
+
+        async def stop() -> None:
+            stopped.append(await signals.wait())
+            race.cancel_scope.cancel()
+
+        race.start_soon(load)
+        race.start_soon(stop)
+    return stopped[0] if stopped else None
 
 
 @asynccontextmanager

@@ -5,7 +5,8 @@ table names come from a catalog built at start-up:
 
 - simulated keyspaces: the simulated cluster's schema (exact, always current);
 - keyspaces of real tablets: the ``tables = [...]`` list of the keyspace in
-  the topology file, when given. Without one, ``SHOW TABLES`` answers
+  the topology file, when given; with an etcd topology, the cell's
+  SrvVSchema (read at each query, so it follows the cluster). Without one, ``SHOW TABLES`` answers
   FAILED_PRECONDITION naming the keyspace and the fix, rather than guessing
   from a copy-phase VStream (which would start copying a table to learn its
   name).
@@ -20,8 +21,9 @@ from vsmux.errors import Code, VStreamError
 
 if TYPE_CHECKING:
     from vsmux.sources import SimulatedCluster
+    from vsmux.topology import Topology
 
-__all__ = ["ClusterTableCatalog", "StaticTableCatalog"]
+__all__ = ["ClusterTableCatalog", "StaticTableCatalog", "TopologyTableCatalog"]
 
 
 class StaticTableCatalog:
@@ -63,3 +65,21 @@ class ClusterTableCatalog:
         if info is None or not info.shards:
             return await self._fallback.table_names(keyspace)
         return sorted(self._cluster.shard_log(keyspace, info.shards[0]).schemas)
+
+
+class TopologyTableCatalog:
+    """Table names from a live topology's keyspaces (an etcd cluster's SrvVSchema)."""
+
+    def __init__(self, topology: Topology) -> None:
+        self._topology = topology
+
+    async def table_names(self, keyspace: str) -> list[str]:
+        """The keyspace's tables; FAILED_PRECONDITION if the SrvVSchema names none. Never waits."""
+        info = self._topology.keyspaces.get(keyspace)
+        if info is None or info.tables is None:
+            raise VStreamError(
+                Code.FAILED_PRECONDITION,
+                f"table names of keyspace {keyspace!r} are unknown to vsmux: the cell's "
+                f"SrvVSchema has no tables for it (vtctldclient RebuildVSchemaGraph writes it)",
+            )
+        return list(info.tables)
