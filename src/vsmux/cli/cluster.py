@@ -3,8 +3,12 @@
 Every simulated tablet gets its own gRPC server (``/queryservice.Query``) on
 ``--listen-host``; a workload commits transactions at ``--rate`` per second;
 the topology TOML written to ``--topology-out`` lists every tablet with its
-address, ready for ``vsmux serve --topology FILE``. Runs until SIGINT or
-SIGTERM, then closes every server and exits 0 (:mod:`vsmux.cli.tablets`).
+address, ready for ``vsmux serve --topology FILE``. With
+``--topo-global-server-address HOST:PORT`` the tablets also register in etcd
+as a Vitess cluster's would (global records under ``--topo-global-root``,
+the cell's beside it: ``/vitess/global`` -> ``/vitess/zone1``), kept current
+through reparents, for ``vsmux serve --topo-implementation etcd2``. Runs
+until SIGINT or SIGTERM, then closes every server and exits 0 (:mod:`vsmux.cli.tablets`).
 With ``--tablet-types primary,replica``, SIGUSR1 reparents a random shard and
 SIGUSR2 fails one over (:mod:`vsmux.cli.failover_signals`).
 """
@@ -25,9 +29,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--topology-out", type=Path, required=True, metavar="FILE", help="topology TOML to write"
-    )
+    parser.add_argument("--topology-out", type=Path, metavar="FILE", help="topology TOML to write")
     parser.add_argument(
         "--keyspace",
         action="append",
@@ -57,6 +59,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=50.0, help="transactions per second (0: none)"
     )
     parser.add_argument("--seed", type=int, default=0, help="workload seed")
+    parser.add_argument(
+        "--topo-implementation",
+        "--topo_implementation",
+        "--topo",
+        dest="topo_implementation",
+        choices=["etcd2"],
+        help="register the tablets in a Vitess topology server of this kind (etcd2)",
+    )
+    parser.add_argument(
+        "--topo-global-server-address",
+        "--topo_global_server_address",
+        dest="topo_global_server_address",
+        metavar="HOST:PORT",
+        help="the etcd to register the tablets in, as a Vitess cluster would",
+    )
+    parser.add_argument(
+        "--topo-global-root",
+        "--topo_global_root",
+        dest="topo_global_root",
+        default="/vitess/global",
+        metavar="PATH",
+        help="the global topology's root (default /vitess/global)",
+    )
     simulated.add_arguments(parser)
     tls.add_server_tls_arguments(parser, "every tablet")
 
@@ -86,10 +111,32 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, tls.TlsFileError) as exc:
         print(f"vsmux cluster: {exc}", file=sys.stderr)
         return 2
+    etcd = None
+    if args.topo_implementation is not None and args.topo_global_server_address is None:
+        print(
+            "vsmux cluster: --topo-implementation needs --topo-global-server-address",
+            file=sys.stderr,
+        )
+        return 2
+    if args.topo_global_server_address is not None:
+        etcd = (args.topo_global_server_address, args.topo_global_root)
+    elif args.topology_out is None:
+        print(
+            "vsmux cluster: give --topology-out FILE, --topo-global-server-address HOST:PORT, "
+            "or both",
+            file=sys.stderr,
+        )
+        return 2
     banner = []
     if args.topology_out is not None:
         banner.append(f"topology written to {args.topology_out}")
         banner.append(f"next: vsmux serve --topology {args.topology_out}")
+    if etcd is not None:
+        banner.append(f"tablets registered in etcd at {etcd[0]} under {etcd[1]}")
+        banner.append(
+            f"next: vsmux serve --topo-implementation etcd2 --topo-global-server-address "
+            f"{etcd[0]} --topo-global-root {etcd[1]} --cell {args.cell}"
+        )
     try:
         return trio.run(
             serve_tablets_until_signal,
@@ -101,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             banner,
             server_tls,
             True,  # failover_signals
+            etcd,
         )
     except KeyboardInterrupt:
         return 0

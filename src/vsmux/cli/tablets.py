@@ -4,26 +4,52 @@
 server (:func:`vsmux.transport.serve_cluster_tablets`), writes the topology
 file if asked, prints one line per tablet and the banner, runs the workload,
 and returns 0 on SIGINT or SIGTERM (1 if a tablet cannot listen), after
-closing every server. With TLS every tablet speaks TLS only, and SIGHUP reads
-the certificate files again for new connections.
+closing every server. With ``etcd`` it also registers the tablets in a Vitess
+topology in etcd, and keeps those records current
+(:func:`vsmux.server.etcd_publish.publish_topology`). With TLS every tablet
+speaks TLS only, and SIGHUP reads the certificate files again for new
+connections.
 """
 
 from __future__ import annotations
 
+import posixpath
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import trio
 
 from vsmux.cli.failover_signals import failovers_on_signals
+from vsmux.server.etcd_publish import publish_topology
 from vsmux.server.signals import StopSignals, stop_signals
 from vsmux.server.standalone import reload_on_sighup
 from vsmux.sources import SimulatedCluster
-from vsmux.topology import dump_topology
+from vsmux.topology import Topology, dump_topology
 from vsmux.transport import ServerTls, asyncio_loop, serve_cluster_tablets
 
-__all__ = ["serve_tablets_until_signal"]
+__all__ = ["cell_root_beside", "serve_tablets_until_signal"]
+
+
+def cell_root_beside(global_root: str, cell: str) -> str:
+    """A cell's root next to the global one, as Vitess's examples lay them out.
+
+    ``/vitess/global`` -> ``/vitess/zone1``.
+    """
+    return posixpath.join(posixpath.dirname(global_root.rstrip("/")) or "/", cell)
+
+
+def _addressed(cluster: SimulatedCluster, addresses: dict[str, str]) -> Topology:
+    """The cluster's live topology with each served tablet's address; unserved ones left out."""
+    live = cluster.topology
+    return Topology(
+        cell=live.cell,
+        keyspaces={k: replace(v, shards=list(v.shards)) for k, v in live.keyspaces.items()},
+        tablets=[
+            replace(t, address=addresses[t.alias]) for t in live.tablets if t.alias in addresses
+        ],
+    )
 
 
 async def serve_tablets_until_signal(
@@ -35,18 +61,29 @@ async def serve_tablets_until_signal(
     banner: Sequence[str] = (),
     tls: ServerTls | None = None,
     failover_signals: bool = False,
+    etcd: tuple[str, str] | None = None,
 ) -> int:
     """Serve ``cluster`` (over TLS with ``tls``) and run its workload until SIGINT/SIGTERM.
 
     With ``failover_signals``, SIGUSR1 and SIGUSR2 reparent or fail over a
-    shard (:mod:`vsmux.cli.failover_signals`).
+    shard (:mod:`vsmux.cli.failover_signals`). With ``etcd`` (an etcd
+    address and the global root) the tablets are registered there too.
     """
     # The signal receivers exist before anything is announced, so a Ctrl-C
     # (or SIGHUP) right after the banner is handled, not fatal.
     with stop_signals() as signals:
         async with reload_on_sighup(tls):
             return await _serve(
-                cluster, host, base_port, rate, topology_out, banner, signals, tls, failover_signals
+                cluster,
+                host,
+                base_port,
+                rate,
+                topology_out,
+                banner,
+                signals,
+                tls,
+                failover_signals,
+                etcd,
             )
 
 
@@ -60,6 +97,7 @@ async def _serve(
     signals: StopSignals,
     tls: ServerTls | None,
     failover_signals: bool = False,
+    etcd: tuple[str, str] | None = None,
 ) -> int:
     async with asyncio_loop(), trio.open_nursery() as nursery:
         if failover_signals:
@@ -69,6 +107,16 @@ async def _serve(
             async with serving as topology:
                 if topology_out is not None:
                     await trio.Path(topology_out).write_text(dump_topology(topology))
+                if etcd is not None:
+                    address, global_root = etcd
+                    addresses = {t.alias: t.address for t in topology.tablets if t.address}
+                    await nursery.start(
+                        publish_topology,
+                        address,
+                        global_root,
+                        cell_root_beside(global_root, topology.cell),
+                        lambda: _addressed(cluster, addresses),
+                    )
                 for tablet in topology.tablets:
                     print(
                         f"tablet {tablet.alias} {tablet.keyspace}/{tablet.shard} {tablet.address}"
