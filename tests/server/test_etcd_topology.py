@@ -10,9 +10,11 @@ import pytest
 import trio
 
 from tests.transport.etcd_server import EtcdServer, running_etcd
+from vsmux.core.metrics import Metrics
 from vsmux.proto import topodata
 from vsmux.proto.topodata import TabletType
 from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyState, EtcdTopologyWatcher
+from vsmux.server.metrics_http import render_metrics
 from vsmux.topology import KeyspaceInfo, TabletInfo, Topology, vitess_records
 from vsmux.transport import EtcdClient, open_etcd
 
@@ -62,7 +64,9 @@ async def test_loads_then_follows_a_reshard_and_a_primary_change(
     async with open_etcd(address) as etcd, trio.open_nursery() as nursery:
         await _publish(etcd, _cluster(["-80", "80-"]), address)
         topology = Topology(cell="zone1")
-        watcher = EtcdTopologyWatcher(EtcdTopoConfig(address, GLOBAL, "zone1"), topology)
+        metrics = Metrics()
+        config = EtcdTopoConfig(address, GLOBAL, "zone1")
+        watcher = EtcdTopologyWatcher(config, topology, metrics=metrics)
         await nursery.start(watcher.run)
         assert topology.serving_shards("commerce") == ["-80", "80-"]
         assert topology.keyspaces["commerce"].tables == ["orders"]
@@ -114,6 +118,7 @@ async def test_loads_then_follows_a_reshard_and_a_primary_change(
         assert f"{bad_key}: not a topodata.Tablet record" in caplog.text
         assert topology.serving_shards("commerce") == shards
         assert 101 in {t.uid for t in topology.tablets_for("commerce", "-40")}
+        assert b"vsmux_topo_server_bad_records_total 2.0" in render_metrics(metrics)
         nursery.cancel_scope.cancel()
 
 
@@ -122,15 +127,19 @@ async def test_an_etcd_restart_keeps_the_topology_and_catches_up(
 ) -> None:
     address = etcd_server.address
     state = EtcdTopologyState()
+    metrics = Metrics()
     topology = Topology(cell="zone1")
     async with trio.open_nursery() as nursery:
         async with open_etcd(address) as etcd:
             await _publish(etcd, _cluster(["-80", "80-"]), address)
-        watcher = EtcdTopologyWatcher(EtcdTopoConfig(address, GLOBAL, "zone1"), topology, state)
+        config = EtcdTopoConfig(address, GLOBAL, "zone1")
+        watcher = EtcdTopologyWatcher(config, topology, state, metrics)
         await nursery.start(watcher.run)
+        assert b"vsmux_topo_server_connected 1.0" in render_metrics(metrics)
         with caplog.at_level(logging.INFO, "vsmux.topology"):
             etcd_server.stop()
             await _eventually(lambda: not state.connected)
+            assert b"vsmux_topo_server_connected 0.0" in render_metrics(metrics)
             # Still the last topology while etcd is away.
             assert topology.serving_shards("commerce") == ["-80", "80-"]
             assert "the last topology stays in use" in caplog.text
@@ -145,6 +154,9 @@ async def test_an_etcd_restart_keeps_the_topology_and_catches_up(
             )
         assert state.loads >= 2
         assert "topology server back" in caplog.text
+        exposed = render_metrics(metrics)
+        assert b"vsmux_topo_server_connected 1.0" in exposed
+        assert f"vsmux_topo_server_loads_total {float(state.loads)}".encode() in exposed
         nursery.cancel_scope.cancel()
 
 

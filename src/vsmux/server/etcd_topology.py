@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import trio
 
+from vsmux.core.metrics import Metrics
 from vsmux.errors import Code, VStreamError
 from vsmux.topology import CellLocation, Topology, VitessRecords
 from vsmux.transport import EtcdClient, KeyChange, open_etcd
@@ -35,12 +36,22 @@ from vsmux.transport import EtcdClient, KeyChange, open_etcd
 __all__ = [
     "RECONNECT_BACKOFF_MAX_SECONDS",
     "RECONNECT_BACKOFF_START_SECONDS",
+    "TOPO_BAD_RECORDS",
+    "TOPO_CHANGES",
+    "TOPO_CONNECTED",
+    "TOPO_LOADS",
     "EtcdTopoConfig",
     "EtcdTopologyState",
     "EtcdTopologyWatcher",
 ]
 
 log = logging.getLogger("vsmux.topology")
+
+# Gateway-wide metric names (Metrics.gateway; exported by metrics_http).
+TOPO_CONNECTED = "topo_server_connected"
+TOPO_LOADS = "topo_server_loads"
+TOPO_CHANGES = "topo_server_changes"
+TOPO_BAD_RECORDS = "topo_server_bad_records"
 
 RECONNECT_BACKOFF_START_SECONDS = 0.25
 RECONNECT_BACKOFF_MAX_SECONDS = 8.0
@@ -90,16 +101,12 @@ def _decoded(values: dict[bytes, bytes]) -> dict[str, bytes]:
     return {key.decode(errors="replace"): value for key, value in values.items()}
 
 
-def _log_problems(problems: list[str]) -> None:
-    for problem in problems:
-        log.warning("topology record %s", problem)
-
-
 class EtcdTopologyWatcher:
     """Keeps one :class:`Topology` equal to a Vitess cluster's records in etcd.
 
     ``topology`` is updated in place (its cell should be ``config.cell``);
-    ``state`` says how the watch is doing.
+    ``state`` says how the watch is doing, and so do ``metrics``' gateway-wide
+    ``topo_server_*`` values when given.
     """
 
     def __init__(
@@ -107,10 +114,12 @@ class EtcdTopologyWatcher:
         config: EtcdTopoConfig,
         topology: Topology,
         state: EtcdTopologyState | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.topology = topology
         self.state = state if state is not None else EtcdTopologyState()
+        self._metrics = metrics if metrics is not None else Metrics()
         self._records = VitessRecords(config.cell, config.global_root)
         self._task_status: trio.TaskStatus[None] | None = None
 
@@ -136,6 +145,7 @@ class EtcdTopologyWatcher:
                 if self.state.connected:
                     backoff = RECONNECT_BACKOFF_START_SECONDS
                 self.state.connected = False
+                self._metrics.gateway[TOPO_CONNECTED] = 0
                 self.state.last_error = exc.message
                 kept = "the last topology stays in use" if self.state.loads else "no topology yet"
                 log.warning(
@@ -148,7 +158,7 @@ class EtcdTopologyWatcher:
         config, records = self.config, self._records
         async with open_etcd(config.global_address) as global_etcd:
             global_snapshot = await global_etcd.get_prefix(_prefix(config.global_root))
-            _log_problems(records.load_global(_decoded(global_snapshot.values)))
+            self._log_problems(records.load_global(_decoded(global_snapshot.values)))
             location = records.cell_location()
             if location is None:
                 raise VStreamError(
@@ -158,13 +168,15 @@ class EtcdTopologyWatcher:
                 )
             async with self._cell_etcd(global_etcd, location) as cell_etcd:
                 cell_snapshot = await cell_etcd.get_prefix(_prefix(location.root))
-                _log_problems(records.load_cell(location.root, _decoded(cell_snapshot.values)))
+                self._log_problems(records.load_cell(location.root, _decoded(cell_snapshot.values)))
                 records.update(self.topology)
                 if self.state.last_error:
                     log.info("topology server back: records read again")
                 self.state.connected = True
                 self.state.last_error = ""
                 self.state.loads += 1
+                self._metrics.gateway[TOPO_CONNECTED] = 1
+                self._metrics.gateway[TOPO_LOADS] += 1
                 log.info(
                     "topology of cell %r from etcd at %s: %s",
                     config.cell,
@@ -179,6 +191,11 @@ class EtcdTopologyWatcher:
                     (cell_etcd, _prefix(location.root), cell_snapshot.revision + 1),
                     location,
                 )
+
+    def _log_problems(self, problems: list[str]) -> None:
+        for problem in problems:
+            log.warning("topology record %s", problem)
+        self._metrics.gateway[TOPO_BAD_RECORDS] += len(problems)
 
     @asynccontextmanager
     async def _cell_etcd(
@@ -235,7 +252,7 @@ class EtcdTopologyWatcher:
         """Apply a batch; False if our cell's location changed (read everything again)."""
         records = self._records
         apply = records.apply_global if batch.scope == "global" else records.apply_cell
-        _log_problems(
+        self._log_problems(
             [
                 problem
                 for change in batch.changes
@@ -243,6 +260,7 @@ class EtcdTopologyWatcher:
             ]
         )
         self.state.changes += len(batch.changes)
+        self._metrics.gateway[TOPO_CHANGES] += len(batch.changes)
         if records.cell_location() != location:
             return False
         if records.update(self.topology):

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vsmux.core.metrics import METRICS, Metrics
+from vsmux.server.etcd_topology import TOPO_BAD_RECORDS, TOPO_CHANGES, TOPO_CONNECTED, TOPO_LOADS
 from vsmux.server.memory import MEMORY_RELEASES
 from vsmux.transport import SESSIONS_ENDED
 
@@ -46,6 +47,27 @@ _GATEWAY_VALUES: dict[str, tuple[str, str, str]] = {
         "vsmux_memory_releases",
         "counter",
         "Times finished sessions' memory was collected and returned to the operating system",
+    ),
+    # The etcd topology (vsmux.server.etcd_topology); zero with a topology file.
+    TOPO_CONNECTED: (
+        "vsmux_topo_server_connected",
+        "gauge",
+        "1 while the topology server's records are read and watched, 0 while it is away",
+    ),
+    TOPO_LOADS: (
+        "vsmux_topo_server_loads",
+        "counter",
+        "Times every topology record was read (the first load and one per reconnect)",
+    ),
+    TOPO_CHANGES: (
+        "vsmux_topo_server_changes",
+        "counter",
+        "Changed topology records received from the topology server's watches",
+    ),
+    TOPO_BAD_RECORDS: (
+        "vsmux_topo_server_bad_records",
+        "counter",
+        "Topology records refused (logged with their key and skipped)",
     ),
 }
 

@@ -127,14 +127,14 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
             open_tablet_channels(config.connect_timeout, tls=config.tablet_tls) as channels,
             trio.open_nursery() as nursery,
         ):
+            gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
             if config.etcd is not None:
-                watcher = EtcdTopologyWatcher(config.etcd, topology)
+                watcher = EtcdTopologyWatcher(config.etcd, topology, metrics=gateway.metrics)
                 stopped = await _first_load_or_stop(nursery, watcher, signals)
                 if stopped is not None:
                     log.info("%s received before the topology was read: stopping", stopped)
                     nursery.cancel_scope.cancel()
                     return 0
-            gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
             if config.metrics is not None:
                 host, port = config.metrics
                 try:
