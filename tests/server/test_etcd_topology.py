@@ -176,3 +176,28 @@ async def test_no_cell_info_is_retried_until_it_appears(
             await _publish(etcd, _cluster(["-"]), address)
         await _eventually(lambda: "commerce" in topology.keyspaces, 15)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_partition_is_noticed_and_survived(
+    aio_loop: None, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """etcd frozen (connections open, nothing answered): pings notice, the topology stays."""
+    address = etcd_server.address
+    state = EtcdTopologyState()
+    topology = Topology(cell="zone1")
+    async with trio.open_nursery() as nursery:
+        async with open_etcd(address) as etcd:
+            await _publish(etcd, _cluster(["-80", "80-"]), address)
+        config = EtcdTopoConfig(address, GLOBAL, "zone1", keepalive=0.5)
+        await nursery.start(EtcdTopologyWatcher(config, topology, state).run)
+        etcd_server.pause()
+        try:
+            await _eventually(lambda: not state.connected)
+            assert topology.serving_shards("commerce") == ["-80", "80-"]
+        finally:
+            etcd_server.resume()
+        async with open_etcd(address) as etcd:
+            await _publish(etcd, _cluster(["-"]), address)
+        await _eventually(lambda: topology.serving_shards("commerce") == ["-"], 15)
+        assert state.connected
+        nursery.cancel_scope.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -68,6 +69,9 @@ class EtcdServer:
                     f"--initial-advertise-peer-urls={peer}",
                     f"--initial-cluster=vsmux-test={peer}",
                     "--log-level=warn",
+                    # Lets the tests' clients ping every second (etcd's default
+                    # refuses pings closer than 5 s).
+                    "--grpc-keepalive-min-time=500ms",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -85,6 +89,16 @@ class EtcdServer:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"etcd did not become healthy in {STARTUP_SECONDS:g}s")
+
+    def pause(self) -> None:
+        """Freeze etcd (SIGSTOP): connections stay open and nothing answers, as in a partition."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused etcd run again (SIGCONT)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Kill etcd (as a crash would) and wait for it."""

@@ -94,3 +94,19 @@ async def test_a_bad_address_is_invalid_argument(aio_loop: None) -> None:
         async with open_etcd("no-port"):
             pass  # pragma: no cover
     assert caught.value.code == Code.INVALID_ARGUMENT
+
+
+async def test_a_watch_on_a_frozen_etcd_ends_by_keepalive(
+    aio_loop: None, etcd_server: EtcdServer
+) -> None:
+    """A partition leaves the connection open and silent: the unanswered ping ends it."""
+    async with open_etcd(etcd_server.address, keepalive=0.5) as etcd:
+        revision = await etcd.put(b"/p/a", b"1")
+        async with etcd.watch_prefix(b"/p/", revision + 1) as next_changes:
+            etcd_server.pause()
+            try:
+                with trio.fail_after(5), pytest.raises(VStreamError) as caught:
+                    await next_changes()
+            finally:
+                etcd_server.resume()
+    assert caught.value.code == Code.UNAVAILABLE

@@ -31,7 +31,7 @@ import trio
 from vsmux.core.metrics import Metrics
 from vsmux.errors import Code, VStreamError
 from vsmux.topology import CellLocation, Topology, VitessRecords
-from vsmux.transport import EtcdClient, KeyChange, open_etcd
+from vsmux.transport import ETCD_KEEPALIVE_SECONDS, EtcdClient, KeyChange, open_etcd
 
 __all__ = [
     "RECONNECT_BACKOFF_MAX_SECONDS",
@@ -68,6 +68,8 @@ class EtcdTopoConfig:
     global_address: str
     global_root: str
     cell: str
+    #: Seconds between pings of an idle etcd connection (see open_etcd).
+    keepalive: float = ETCD_KEEPALIVE_SECONDS
 
 
 @dataclass(slots=True)
@@ -156,7 +158,7 @@ class EtcdTopologyWatcher:
 
     async def _load_and_follow(self) -> None:
         config, records = self.config, self._records
-        async with open_etcd(config.global_address) as global_etcd:
+        async with open_etcd(config.global_address, keepalive=config.keepalive) as global_etcd:
             global_snapshot = await global_etcd.get_prefix(_prefix(config.global_root))
             self._log_problems(records.load_global(_decoded(global_snapshot.values)))
             location = records.cell_location()
@@ -204,7 +206,9 @@ class EtcdTopologyWatcher:
         if location.server_address == global_etcd.address:
             yield global_etcd
         else:
-            async with open_etcd(location.server_address) as cell_etcd:
+            async with open_etcd(
+                location.server_address, keepalive=self.config.keepalive
+            ) as cell_etcd:
                 yield cell_etcd
 
     async def _follow(

@@ -8,7 +8,13 @@ Import from here; the modules behind it are private.
 from vsmux.transport._bridge import SESSIONS_ENDED, SHUTTING_DOWN, ClientGone
 from vsmux.transport._client_call import Connector, ResponseStream, grpc_connector, open_vstream
 from vsmux.transport._endpoint import GrpcEndpoint, drop_finished_calls, open_grpc_endpoint
-from vsmux.transport._etcd import EtcdClient, KeyChange, KeySnapshot, open_etcd
+from vsmux.transport._etcd import (
+    ETCD_KEEPALIVE_SECONDS,
+    EtcdClient,
+    KeyChange,
+    KeySnapshot,
+    open_etcd,
+)
 from vsmux.transport._hosting import SHUTDOWN_GRACE_SECONDS, open_grpc_server
 from vsmux.transport._loop import asyncio_loop
 from vsmux.transport._service import INTERNAL_MESSAGE, Call, Method, TrioService
@@ -24,6 +30,7 @@ from vsmux.transport._tls import ClientTls, ServerTls, TlsFileError, TlsFiles
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
+    "ETCD_KEEPALIVE_SECONDS",
     "INTERNAL_MESSAGE",
     "SESSIONS_ENDED",
     "SHUTDOWN_GRACE_SECONDS",

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import trio
 import trio_asyncio
 from grpclib.client import Channel
+from grpclib.config import Configuration
 from grpclib.const import Cardinality
 
 from vsmux.errors import Code, VStreamError
@@ -40,6 +41,7 @@ from vsmux.transport._status import error_of
 
 __all__ = [
     "ETCD_CALL_TIMEOUT_SECONDS",
+    "ETCD_KEEPALIVE_SECONDS",
     "WATCH_RESPONSES_AHEAD",
     "EtcdClient",
     "KeyChange",
@@ -50,6 +52,11 @@ __all__ = [
 
 #: A unary call (Range, Put, DeleteRange) that takes longer fails UNAVAILABLE.
 ETCD_CALL_TIMEOUT_SECONDS = 5.0
+#: A connection is pinged after this long without a frame, and dropped if the
+#: ping is not answered within as long again: a watch on a partitioned etcd
+#: (no reset, no data) fails instead of waiting for ever. etcd refuses pings
+#: more often than its --grpc-keepalive-min-time (5 s by default).
+ETCD_KEEPALIVE_SECONDS = 10.0
 #: Watch responses queued for the Trio side before the asyncio task waits:
 #: topology changes are small and rare, this only bounds a burst.
 WATCH_RESPONSES_AHEAD = 16
@@ -250,11 +257,15 @@ def _change(event: mvccpb.Event) -> KeyChange:
 
 
 @asynccontextmanager
-async def open_etcd(address: str) -> AsyncIterator[EtcdClient]:
+async def open_etcd(
+    address: str, *, keepalive: float = ETCD_KEEPALIVE_SECONDS
+) -> AsyncIterator[EtcdClient]:
     """A client for the etcd server at ``address`` (``host:port``), closed on leaving.
 
     Connecting happens at the first call, so this never fails for an etcd
-    that is down; its calls do (UNAVAILABLE). Must run inside
+    that is down; its calls do (UNAVAILABLE). An idle connection is pinged
+    every ``keepalive`` seconds and dropped (its calls failing UNAVAILABLE)
+    when a ping goes unanswered for as long. Must run inside
     :func:`~vsmux.transport.asyncio_loop`. INVALID_ARGUMENT for an address
     that is not ``host:port``.
     """
@@ -264,7 +275,15 @@ async def open_etcd(address: str) -> AsyncIterator[EtcdClient]:
         raise VStreamError(
             Code.INVALID_ARGUMENT, f"etcd address {address!r} must look like host:port"
         ) from None
-    channel = Channel(host, port)
+    config = Configuration(
+        _keepalive_time=keepalive,
+        _keepalive_timeout=keepalive,
+        _keepalive_permit_without_calls=False,
+        # Ping an idle watch for as long as it runs, not just twice.
+        _http2_max_pings_without_data=0,
+        _http2_min_sent_ping_interval_without_data=keepalive,
+    )
+    channel = Channel(host, port, config=config)
     try:
         yield EtcdClient(address, channel)
     finally:
