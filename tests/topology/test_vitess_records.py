@@ -54,6 +54,10 @@ def _tablet(uid: int, keyspace: str, shard: str, kind: TabletType, port: int = 0
     )
 
 
+def _cell_info() -> bytes:
+    return bytes(topodata.CellInfo(server_address="etcd:2379", root=CELL))
+
+
 def _records() -> VitessRecords:
     records = VitessRecords("zone1", GLOBAL)
     problems = records.load_global(
@@ -263,3 +267,32 @@ def test_published_records_read_back_as_the_same_topology() -> None:
     assert sorted(read.tablets, key=lambda t: t.uid) == sorted(
         topology.tablets, key=lambda t: t.uid
     )
+
+
+def test_a_reload_deletes_what_is_gone_and_keeps_last_good_values() -> None:
+    records = _records()
+    location = records.cell_location()
+    assert location is not None
+    tablet_101 = f"{CELL}/tablets/zone1-0000000101/Tablet"
+    reread = {
+        f"{CELL}/keyspaces/commerce/SrvKeyspace": _srv("-80", "c0-"),  # now bad: a gap
+        tablet_101: b"\xff\xff\xff",  # now bad: not a Tablet
+        f"{CELL}/tablets/zone1-0000000201/Tablet": _tablet(
+            201, "commerce", "80-", TabletType.REPLICA
+        ),
+        # zone1-0000000102 and SrvVSchema are gone
+    }
+    problems = records.load_cell(CELL, reread)
+    assert sorted(p.split(":")[0] for p in problems) == sorted(
+        [f"{CELL}/keyspaces/commerce/SrvKeyspace", tablet_101]
+    )
+    topology = records.topology()
+    assert topology.serving_shards("commerce") == ["-80", "80-"]
+    assert topology.keyspaces["commerce"].tables is None
+    assert {t.uid: t.tablet_type for t in topology.tablets} == {
+        101: TabletType.PRIMARY,
+        201: TabletType.REPLICA,
+    }
+    # The global records: a shard record gone takes its primary with it.
+    assert records.load_global({f"{GLOBAL}/cells/zone1/CellInfo": _cell_info()}) == []
+    assert records.cell_location() == location

@@ -141,13 +141,21 @@ def _tablet(alias_text: str, record: topodata.Tablet) -> TabletInfo | None:
     )
 
 
+def _remember(values: dict[str, bytes], key: str, value: bytes | None) -> None:
+    if value is None:
+        values.pop(key, None)
+    else:
+        values[key] = value
+
+
 class VitessRecords:
     """The records of one global root and one cell's root, kept by key.
 
     ``apply_*`` take a full key and its new value (None: deleted) and return
     a problem (a string naming the key) when the value is refused;
-    ``load_*`` replace every record of a root at once (after a reconnect)
-    and return the problems found. :meth:`update` writes the result into a
+    ``load_*`` make a root's records equal to a full read of it (after a
+    reconnect: keys gone are deleted, changed ones applied, with the same
+    refusals) and return the problems found. :meth:`update` writes the result into a
     :class:`Topology` in place, as the simulated cluster does on a reshard.
     """
 
@@ -161,6 +169,9 @@ class VitessRecords:
         self._tablets: dict[str, TabletInfo | None] = {}
         self._serving: dict[str, list[str]] = {}
         self._tables: dict[str, list[str]] | None = None
+        # The accepted value of every record key, per root.
+        self._global_values: dict[str, bytes] = {}
+        self._cell_values: dict[str, bytes] = {}
 
     # -- global records -------------------------------------------------------
 
@@ -169,10 +180,13 @@ class VitessRecords:
         return self._cells.get(self.cell)
 
     def load_global(self, values: Mapping[str, bytes]) -> list[str]:
-        self._keyspaces.clear()
-        self._shards.clear()
-        self._cells.clear()
-        return [p for key, value in sorted(values.items()) if (p := self.apply_global(key, value))]
+        for key in [k for k in self._global_values if k not in values]:
+            self.apply_global(key, None)
+        return [
+            problem
+            for key, value in sorted(values.items())
+            if self._global_values.get(key) != value and (problem := self.apply_global(key, value))
+        ]
 
     def apply_global(self, key: str, value: bytes | None) -> str | None:
         relative = _relative(self.global_root, key)
@@ -205,18 +219,29 @@ class VitessRecords:
                         if not info.server_address or not info.root:
                             raise RecordError("it needs both server_address and root")
                         self._cells[cell] = CellLocation(info.server_address, info.root)
+                case _:
+                    return None  # locks, elections, ...: not read
         except RecordError as exc:
             return f"{key}: {exc}; skipped"
+        _remember(self._global_values, key, value)
         return None
 
     # -- the cell's records -----------------------------------------------------
 
     def load_cell(self, root: str, values: Mapping[str, bytes]) -> list[str]:
-        self.cell_root = root
-        self._tablets.clear()
-        self._serving.clear()
-        self._tables = None
-        return [p for key, value in sorted(values.items()) if (p := self.apply_cell(key, value))]
+        if root != self.cell_root:  # another cell root: nothing known carries over
+            self.cell_root = root
+            self._tablets.clear()
+            self._serving.clear()
+            self._tables = None
+            self._cell_values.clear()
+        for key in [k for k in self._cell_values if k not in values]:
+            self.apply_cell(key, None)
+        return [
+            problem
+            for key, value in sorted(values.items())
+            if self._cell_values.get(key) != value and (problem := self.apply_cell(key, value))
+        ]
 
     def apply_cell(self, key: str, value: bytes | None) -> str | None:
         if self.cell_root is None:
@@ -250,8 +275,11 @@ class VitessRecords:
                         self._tables = {
                             name: sorted(ks.tables) for name, ks in schema.keyspaces.items()
                         }
+                case _:
+                    return None  # ShardReplication, ...: not read
         except RecordError as exc:
             return f"{key}: {exc}; skipped"
+        _remember(self._cell_values, key, value)
         return None
 
     # -- the result ---------------------------------------------------------------
