@@ -7,8 +7,9 @@ address, ready for ``vsmux serve --topology FILE``. With
 ``--topo-global-server-address HOST:PORT`` the tablets also register in etcd
 as a Vitess cluster's would (global records under ``--topo-global-root``,
 the cell's beside it: ``/vitess/global`` -> ``/vitess/zone1``), kept current
-through reparents, for ``vsmux serve --topo-implementation etcd2``. Runs
-until SIGINT or SIGTERM, then closes every server and exits 0 (:mod:`vsmux.cli.tablets`).
+through reparents and a reshard (``--reshard-after``), for ``vsmux serve
+--topo-implementation etcd2``. Runs until SIGINT or SIGTERM, then closes
+every server and exits 0 (:mod:`vsmux.cli.tablets`).
 With ``--tablet-types primary,replica``, SIGUSR1 reparents a random shard and
 SIGUSR2 fails one over (:mod:`vsmux.cli.failover_signals`).
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import trio
 
 from vsmux.cli import simulated, tls
+from vsmux.cli.args import positive_float
 from vsmux.cli.tablets import serve_tablets_until_signal
 from vsmux.sources import SimulatedCluster
 
@@ -81,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="/vitess/global",
         metavar="PATH",
         help="the global topology's root (default /vitess/global)",
+    )
+    parser.add_argument(
+        "--reshard-after",
+        type=positive_float,
+        metavar="SECONDS",
+        help="double the first keyspace's shards then, serving the new tablets",
     )
     simulated.add_arguments(parser)
     tls.add_server_tls_arguments(parser, "every tablet")
@@ -149,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             server_tls,
             True,  # failover_signals
             etcd,
+            args.reshard_after,
         )
     except KeyboardInterrupt:
         return 0

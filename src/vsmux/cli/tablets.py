@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 
 from vsmux.cli.failover_signals import failovers_on_signals
+from vsmux.demo.runner import doubled_shards
 from vsmux.server.etcd_publish import publish_topology
 from vsmux.server.signals import StopSignals, stop_signals
 from vsmux.server.standalone import reload_on_sighup
@@ -62,12 +63,15 @@ async def serve_tablets_until_signal(
     tls: ServerTls | None = None,
     failover_signals: bool = False,
     etcd: tuple[str, str] | None = None,
+    reshard_after: float | None = None,
 ) -> int:
     """Serve ``cluster`` (over TLS with ``tls``) and run its workload until SIGINT/SIGTERM.
 
     With ``failover_signals``, SIGUSR1 and SIGUSR2 reparent or fail over a
     shard (:mod:`vsmux.cli.failover_signals`). With ``etcd`` (an etcd
-    address and the global root) the tablets are registered there too.
+    address and the global root) the tablets are registered there too. With
+    ``reshard_after`` the first keyspace's shards are doubled that many seconds
+    after the tablets are up, and the new tablets served.
     """
     # The signal receivers exist before anything is announced, so a Ctrl-C
     # (or SIGHUP) right after the banner is handled, not fatal.
@@ -84,7 +88,37 @@ async def serve_tablets_until_signal(
                 tls,
                 failover_signals,
                 etcd,
+                reshard_after,
             )
+
+
+async def _reshard_later(
+    cluster: SimulatedCluster,
+    delay: float,
+    host: str,
+    tls: ServerTls | None,
+    addresses: dict[str, str],
+) -> None:
+    """After ``delay`` s, double the first keyspace's shards and serve the new tablets.
+
+    The new tablets' addresses go into ``addresses`` (the etcd publisher
+    reads it), so they are registered as soon as they listen. Runs until
+    cancelled, which closes their servers.
+    """
+    await trio.sleep(delay)
+    keyspace = cluster.topology.keyspace_names()[0]
+    old = cluster.topology.serving_shards(keyspace)
+    new = doubled_shards(len(old))
+    await cluster.reshard_in_slices(keyspace, new)
+    # Serving every tablet again is simplest; the ones already served keep
+    # their first address.
+    async with serve_cluster_tablets(cluster, host, 0, tls=tls) as served:
+        for tablet in served.tablets:
+            if tablet.alias not in addresses and tablet.address:
+                addresses[tablet.alias] = tablet.address
+                print(f"tablet {tablet.alias} {tablet.keyspace}/{tablet.shard} {tablet.address}")
+        print(f"resharded {keyspace}: {','.join(old)} -> {','.join(new)}", flush=True)
+        await trio.sleep_forever()
 
 
 async def _serve(
@@ -98,6 +132,7 @@ async def _serve(
     tls: ServerTls | None,
     failover_signals: bool = False,
     etcd: tuple[str, str] | None = None,
+    reshard_after: float | None = None,
 ) -> int:
     async with asyncio_loop(), trio.open_nursery() as nursery:
         if failover_signals:
@@ -107,9 +142,9 @@ async def _serve(
             async with serving as topology:
                 if topology_out is not None:
                     await trio.Path(topology_out).write_text(dump_topology(topology))
+                addresses = {t.alias: t.address for t in topology.tablets if t.address}
                 if etcd is not None:
                     address, global_root = etcd
-                    addresses = {t.alias: t.address for t in topology.tablets if t.address}
                     await nursery.start(
                         publish_topology,
                         address,
@@ -126,6 +161,8 @@ async def _serve(
                 sys.stdout.flush()
                 if rate > 0:
                     nursery.start_soon(cluster.run_workload, rate)
+                if reshard_after is not None:
+                    nursery.start_soon(_reshard_later, cluster, reshard_after, host, tls, addresses)
                 name = await signals.wait()
                 print(f"{name} received: stopping", file=sys.stderr)
                 nursery.cancel_scope.cancel()
