@@ -21,12 +21,11 @@ import trio_asyncio
 from tests.e2e.e2e_harness import Reader, TabletService, request_for, unit_seqs
 from tests.e2e.test_failover_processes import contiguous
 from tests.transport.etcd_server import EtcdServer, running_etcd
-from vsmux.cli.tablets import _addressed
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
 from vsmux.server.app import open_gateway_server
 from vsmux.server.directory import RoutingDirectory
-from vsmux.server.etcd_publish import publish_topology
+from vsmux.server.etcd_publish import addressed_topology, publish_topology
 from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyWatcher
 from vsmux.server.tables import TopologyTableCatalog
 from vsmux.sources import SimulatedCluster
@@ -68,7 +67,7 @@ async def test_a_reshard_published_to_etcd(etcd_server: EtcdServer) -> None:
             etcd_server.address,
             "/vitess/global",
             "/vitess/zone1",
-            lambda: _addressed(cluster, addresses),
+            lambda: addressed_topology(cluster.topology, addresses),
         )
         topology = Topology(cell=cell)
         watcher = EtcdTopologyWatcher(

@@ -16,18 +16,17 @@ from __future__ import annotations
 import posixpath
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import trio
 
 from vsmux.cli.failover_signals import failovers_on_signals
 from vsmux.demo.runner import doubled_shards
-from vsmux.server.etcd_publish import publish_topology
+from vsmux.server.etcd_publish import addressed_topology, publish_topology
 from vsmux.server.signals import StopSignals, stop_signals
 from vsmux.server.standalone import reload_on_sighup
 from vsmux.sources import SimulatedCluster
-from vsmux.topology import Topology, dump_topology
+from vsmux.topology import dump_topology
 from vsmux.transport import ServerTls, asyncio_loop, serve_cluster_tablets
 
 __all__ = ["cell_root_beside", "serve_tablets_until_signal"]
@@ -39,18 +38,6 @@ def cell_root_beside(global_root: str, cell: str) -> str:
     ``/vitess/global`` -> ``/vitess/zone1``.
     """
     return posixpath.join(posixpath.dirname(global_root.rstrip("/")) or "/", cell)
-
-
-def _addressed(cluster: SimulatedCluster, addresses: dict[str, str]) -> Topology:
-    """The cluster's live topology with each served tablet's address; unserved ones left out."""
-    live = cluster.topology
-    return Topology(
-        cell=live.cell,
-        keyspaces={k: replace(v, shards=list(v.shards)) for k, v in live.keyspaces.items()},
-        tablets=[
-            replace(t, address=addresses[t.alias]) for t in live.tablets if t.alias in addresses
-        ],
-    )
 
 
 async def serve_tablets_until_signal(
@@ -150,7 +137,7 @@ async def _serve(
                         address,
                         global_root,
                         cell_root_beside(global_root, topology.cell),
-                        lambda: _addressed(cluster, addresses),
+                        lambda: addressed_topology(cluster.topology, addresses),
                     )
                 for tablet in topology.tablets:
                     print(

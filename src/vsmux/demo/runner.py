@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from vsmux.mux import Gateway, run_vstream
 from vsmux.proto import binlogdata, vtgate
 from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.directory import RoutingDirectory
-from vsmux.server.etcd_publish import publish_topology
+from vsmux.server.etcd_publish import addressed_topology, publish_topology
 from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyWatcher
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources import SimulatedCluster
@@ -249,7 +249,7 @@ async def _etcd_gateway(
         client,
         global_root,
         "/vitess/zone1",
-        lambda: _with_addresses(cluster, addresses),
+        lambda: addressed_topology(cluster.topology, addresses),
     )
     topology = Topology(cell=cluster.topology.cell)
     await background.start(
@@ -257,17 +257,6 @@ async def _etcd_gateway(
     )
     channels = await stack.enter_async_context(open_tablet_channels(connect_timeout=5.0))
     return Gateway(topology, RoutingDirectory(channels))
-
-
-def _with_addresses(cluster: SimulatedCluster, addresses: dict[str, str]) -> Topology:
-    live = cluster.topology
-    return Topology(
-        cell=live.cell,
-        keyspaces={k: replace(v, shards=list(v.shards)) for k, v in live.keyspaces.items()},
-        tablets=[
-            replace(t, address=addresses[t.alias]) for t in live.tablets if t.alias in addresses
-        ],
-    )
 
 
 async def run_demo(options: DemoOptions, console: Console | None = None) -> int:

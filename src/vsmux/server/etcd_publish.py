@@ -15,7 +15,8 @@ written again once it is back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import trio
 
@@ -23,7 +24,7 @@ from vsmux.errors import VStreamError
 from vsmux.topology import Topology, vitess_records
 from vsmux.transport import open_etcd
 
-__all__ = ["PUBLISH_INTERVAL_SECONDS", "publish_topology"]
+__all__ = ["PUBLISH_INTERVAL_SECONDS", "addressed_topology", "publish_topology"]
 
 log = logging.getLogger("vsmux.topology")
 
@@ -31,6 +32,21 @@ log = logging.getLogger("vsmux.topology")
 PUBLISH_INTERVAL_SECONDS = 0.1
 _BACKOFF_START_SECONDS = 0.25
 _BACKOFF_MAX_SECONDS = 4.0
+
+
+def addressed_topology(live: Topology, addresses: Mapping[str, str]) -> Topology:
+    """A copy of ``live`` with each tablet at its address by alias; tablets without one left out.
+
+    What a simulated cluster publishes: its live topology, with the
+    addresses its tablets' gRPC servers listen on.
+    """
+    return Topology(
+        cell=live.cell,
+        keyspaces={k: replace(v, shards=list(v.shards)) for k, v in live.keyspaces.items()},
+        tablets=[
+            replace(t, address=addresses[t.alias]) for t in live.tablets if t.alias in addresses
+        ],
+    )
 
 
 def _serving_last(key: str) -> tuple[bool, str]:
