@@ -10,7 +10,7 @@ the server closed.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -51,12 +51,14 @@ async def open_gateway_server(
     *,
     tls: ServerTls | None = None,
     security: Security | None = None,
+    health_names: Sequence[str] = (),
 ) -> AsyncIterator[GatewayServer]:
     """Serve the gateway on ``host:port`` (0: the OS picks) while the block runs.
 
     With ``tls`` the port speaks TLS only, mutual TLS if it has a CA (the
     caller's certificate identity is on each ``Call``). ``security``
     authenticates VStream and Execute callers and holds the access file.
+    ``health_names`` are extra health entries (``server.server.set_health``).
 
     Must run inside :func:`vsmux.transport.asyncio_loop`. On exit, normal or
     by cancellation, sessions are ended and drained within
@@ -70,6 +72,7 @@ async def open_gateway_server(
         # Health and reflection requests get the bound VStream and Execute have.
         max_request_bytes=gateway.settings.max_request_bytes,
         tls=tls,
+        health_names=health_names,
     ) as endpoint:
         log.info("gateway listening on %s:%d%s", host, endpoint.port, _tls_note(tls))
         try:

@@ -30,7 +30,7 @@ import trio
 
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import Gateway, run_vstream
-from vsmux.server.app import open_gateway_server
+from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.auth import Security
 from vsmux.server.directory import RoutingDirectory
 from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyWatcher
@@ -109,6 +109,20 @@ def merge_simulated(
     return live, cluster
 
 
+#: The health entry that says whether the topology server is reachable. The
+#: gateway itself stays SERVING meanwhile (it serves from the last topology).
+TOPOLOGY_HEALTH = "vsmux.topology"
+#: How often the topology watch's state is copied into the health entry.
+TOPOLOGY_HEALTH_INTERVAL = 1.0
+
+
+async def _report_topology_health(watcher: EtcdTopologyWatcher, server: GatewayServer) -> None:
+    """Keep ``vsmux.topology``'s health in step with the etcd watch until cancelled."""
+    while True:
+        server.server.set_health(TOPOLOGY_HEALTH, watcher.state.connected)
+        await trio.sleep(TOPOLOGY_HEALTH_INTERVAL)
+
+
 async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) -> int:
     """Run the gateway until SIGINT/SIGTERM; 0 on a clean stop, 1 if it cannot start.
 
@@ -155,8 +169,11 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                     config.port,
                     tls=config.tls,
                     security=config.security,
+                    health_names=(TOPOLOGY_HEALTH,) if config.etcd is not None else (),
                 )
                 async with server_cm as server:
+                    if config.etcd is not None:
+                        nursery.start_soon(_report_topology_health, watcher, server)
                     frozen = settle_gc()
                     log.debug("garbage collector: %d start-up objects frozen", frozen)
                     # What ended sessions leave behind goes back to the system.

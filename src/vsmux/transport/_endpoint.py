@@ -18,7 +18,7 @@ otherwise keeps for a while (the gateway's memory release calls it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,11 +38,22 @@ __all__ = ["GrpcEndpoint", "drop_finished_calls", "open_grpc_endpoint"]
 class GrpcEndpoint:
     """A running :func:`open_grpc_endpoint`: its port and its shutdown steps."""
 
-    def __init__(self, server: Server, status: ServiceStatus, port: int) -> None:
+    def __init__(
+        self,
+        server: Server,
+        status: ServiceStatus,
+        port: int,
+        named: dict[str, ServiceStatus] | None = None,
+    ) -> None:
         self._server = server
         self._status = status
+        self._named = named or {}
         #: The port it listens on (the one the OS chose for port 0).
         self.port = port
+
+    def set_health(self, name: str, serving: bool) -> None:
+        """Report the health entry ``name`` (one of ``health_names``) SERVING or not."""
+        self._named[name].set(serving)
 
     def stop_accepting(self) -> None:
         """Close the listener and report NOT_SERVING; running calls carry on."""
@@ -78,8 +89,12 @@ async def open_grpc_endpoint(
     *,
     max_request_bytes: int,
     tls: ServerTls | None = None,
+    health_names: Sequence[str] = (),
 ) -> AsyncIterator[GrpcEndpoint]:
     """Serve ``service``, health and reflection on ``host:port`` (0: the OS picks).
+
+    ``health_names`` are extra health entries, SERVING until
+    :meth:`GrpcEndpoint.set_health` says otherwise.
 
     Must run inside :func:`~vsmux.transport.asyncio_loop`. Health requests
     and reflection requests are bounded by ``max_request_bytes`` too. On exit,
@@ -88,12 +103,15 @@ async def open_grpc_endpoint(
     a shielded grace period, then are cancelled.
     """
     status = ServiceStatus()
-    services = with_health_and_reflection([service], status)
+    named = {name: ServiceStatus() for name in health_names}
+    services = with_health_and_reflection([service], status, named)
     async with open_grpc_server(
         services, host, port, codec=RawCodec(), max_request_bytes=max_request_bytes, tls=tls
     ) as (server, bound):
         status.set(True)
-        yield GrpcEndpoint(server, status, bound)
+        for named_status in named.values():
+            named_status.set(True)
+        yield GrpcEndpoint(server, status, bound, named)
 
 
 def drop_finished_calls(server: GrpcEndpoint | Any) -> int:

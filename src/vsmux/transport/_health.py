@@ -7,12 +7,12 @@ files they import) plus the health service's proto, so ``grpcurl list``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpclib.health.check import ServiceStatus
-from grpclib.health.service import Health
+from grpclib.health.service import OVERALL, Health
 from grpclib.health.v1 import health_pb2
 from grpclib.reflection.service import ServerReflection
 
@@ -46,12 +46,34 @@ def reflection_pool() -> Any:
     return pool
 
 
-def with_health_and_reflection(services: Sequence[Any], status: ServiceStatus) -> list[Any]:
+class _Named:
+    """A health entry that is not a served service: a name grpclib's Health can key on."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __mapping__(self) -> dict[str, Any]:
+        # grpclib names a service by the first path of its mapping.
+        return {f"/{self._name}/Check": None}
+
+
+def with_health_and_reflection(
+    services: Sequence[Any],
+    status: ServiceStatus,
+    named: Mapping[str, ServiceStatus] | None = None,
+) -> list[Any]:
     """``services`` plus the standard health service, plus reflection for all of them.
 
     Health reports ``status`` for each service and overall: SERVING while it
-    is set True, NOT_SERVING once shutdown sets it False.
+    is set True, NOT_SERVING once shutdown sets it False. ``named`` adds
+    health entries of their own (e.g. ``vsmux.topology``) that a client can
+    ask about by name; they do not change the overall status, since the
+    gateway keeps serving while one of them is down.
     """
-    served = [*services, Health({service: [status] for service in services})]
+    checks: dict[Any, list[ServiceStatus]] = {service: [status] for service in services}
+    checks[OVERALL] = [status]
+    for name, named_status in (named or {}).items():
+        checks[_Named(name)] = [named_status]
+    served = [*services, Health(checks)]
     extended: list[Any] = ServerReflection.extend(served, pool=reflection_pool())
     return extended
