@@ -7,12 +7,9 @@ Without one, the tests that need it are skipped with that reason.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,17 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from vsmux.demo.runner import find_etcd
+
 __all__ = ["EtcdServer", "etcd_binary", "running_etcd"]
 
 STARTUP_SECONDS = 20.0
 
 
 def etcd_binary() -> str | None:
-    """The etcd server binary to run, or None if there is none."""
-    beside = Path(sys.executable).parent / "etcd"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("etcd")
+    """The etcd server binary to run, or None if there is none (as the demo finds it)."""
+    return find_etcd()
 
 
 def _free_port() -> int:
