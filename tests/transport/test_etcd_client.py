@@ -87,6 +87,9 @@ async def test_an_unreachable_etcd_is_unavailable(aio_loop: None, etcd_server: E
             await etcd.get_prefix(b"/")
     assert caught.value.code == Code.UNAVAILABLE
     assert f"etcd at {etcd_server.address}" in caught.value.message
+    # Named once, and not taken for a tablet.
+    assert caught.value.message.count(etcd_server.address) == 1
+    assert "tablet" not in caught.value.message
 
 
 async def test_a_bad_address_is_invalid_argument(aio_loop: None) -> None:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import trio
 import trio_asyncio
+from grpclib import GRPCError
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.const import Cardinality
@@ -115,13 +116,18 @@ class EtcdClient:
     def _error(self, exc: BaseException) -> VStreamError:
         if isinstance(exc, VStreamError):
             return exc
-        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        where = f"etcd at {self.address}"
+        if isinstance(exc, TimeoutError):
             return VStreamError(
                 Code.UNAVAILABLE,
-                f"etcd at {self.address} did not answer within {ETCD_CALL_TIMEOUT_SECONDS:g}s",
+                f"{where} did not answer within {ETCD_CALL_TIMEOUT_SECONDS:g}s",
             )
-        error = error_of(exc, f"etcd at {self.address}")
-        return VStreamError(error.code, f"etcd at {self.address}: {error.message}")
+        # A connection failure reads "connection to etcd at ... failed or dropped";
+        # etcd's own status messages do not say who answered, so they get the name.
+        error = error_of(exc, where, peer_kind="gateway")
+        if isinstance(exc, GRPCError):
+            return VStreamError(error.code, f"{where}: {error.message}")
+        return error
 
     async def _unary(self, path: str, request: Any, reply_type: type[R]) -> R:
         async def call() -> R:
