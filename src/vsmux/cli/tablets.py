@@ -132,13 +132,19 @@ async def _serve(
                 addresses = {t.alias: t.address for t in topology.tablets if t.address}
                 if etcd is not None:
                     address, global_root = etcd
-                    await nursery.start(
+                    # etcd may not answer yet: a stop signal must still end the run.
+                    stopped = await signals.start_unless_stopped(
+                        nursery,
                         publish_topology,
                         address,
                         global_root,
                         cell_root_beside(global_root, topology.cell),
                         lambda: addressed_topology(cluster.topology, addresses),
                     )
+                    if stopped is not None:
+                        print(f"{stopped} received: stopping", file=sys.stderr)
+                        nursery.cancel_scope.cancel()
+                        return 0
                 for tablet in topology.tablets:
                     print(
                         f"tablet {tablet.alias} {tablet.keyspace}/{tablet.shard} {tablet.address}"

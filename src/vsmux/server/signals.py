@@ -9,8 +9,9 @@ is announced, so a Ctrl-C right after the banner still ends the run cleanly;
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import trio
 
@@ -34,6 +35,30 @@ class StopSignals:
         async for signum in self._signals:
             return signal.Signals(signum).name
         raise RuntimeError("the signal receiver closed")  # pragma: no cover - it never ends
+
+    async def start_unless_stopped(
+        self, nursery: trio.Nursery, start: Callable[..., Awaitable[Any]], *args: Any
+    ) -> str | None:
+        """``nursery.start(start, *args)``, or the name of a stop signal that comes first.
+
+        For starts that retry until something outside answers (etcd): a
+        signal must be able to end the wait. Returns None once started; on a
+        signal the start is abandoned (its task is cancelled).
+        """
+        stopped: list[str] = []
+        async with trio.open_nursery() as race:
+
+            async def started() -> None:
+                await nursery.start(start, *args)
+                race.cancel_scope.cancel()
+
+            async def signalled() -> None:
+                stopped.append(await self.wait())
+                race.cancel_scope.cancel()
+
+            race.start_soon(started)
+            race.start_soon(signalled)
+        return stopped[0] if stopped else None
 
 
 @contextmanager

@@ -38,7 +38,7 @@ from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
 from vsmux.server.memory import return_memory
 from vsmux.server.metrics_http import serve_metrics
-from vsmux.server.signals import StopSignals, stop_signals
+from vsmux.server.signals import stop_signals
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog, TopologyTableCatalog
 from vsmux.sources import SimulatedCluster
 from vsmux.topology import Topology
@@ -144,7 +144,7 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
             gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
             if config.etcd is not None:
                 watcher = EtcdTopologyWatcher(config.etcd, topology, metrics=gateway.metrics)
-                stopped = await _first_load_or_stop(nursery, watcher, signals)
+                stopped = await signals.start_unless_stopped(nursery, watcher.run)
                 if stopped is not None:
                     log.info("%s received before the topology was read: stopping", stopped)
                     nursery.cancel_scope.cancel()
@@ -198,30 +198,6 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                 return 1
             nursery.cancel_scope.cancel()
     return 0
-
-
-async def _first_load_or_stop(
-    nursery: trio.Nursery, watcher: EtcdTopologyWatcher, signals: StopSignals
-) -> str | None:
-    """Start ``watcher`` in ``nursery`` and wait for its first load; or a stop signal's name.
-
-    Until etcd answers the watcher retries (and logs why), so a signal must
-    be able to end the wait.
-    """
-    stopped: list[str] = []
-    async with trio.open_nursery() as race:
-
-        async def load() -> None:
-            await nursery.start(watcher.run)
-            race.cancel_scope.cancel()
-
-        async def stop() -> None:
-            stopped.append(await signals.wait())
-            race.cancel_scope.cancel()
-
-        race.start_soon(load)
-        race.start_soon(stop)
-    return stopped[0] if stopped else None
 
 
 @asynccontextmanager
