@@ -30,6 +30,7 @@ asyncio side, so leaving never waits on the network.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -66,6 +67,8 @@ VSTREAM_PATH = "/vtgateservice.Vitess/VStream"
 #: 256 KiB of events (its sender's COALESCE_BYTES), so this holds ~1 MiB at
 #: most beyond the HTTP/2 stream window; a slow caller stops the server there.
 RESPONSES_AHEAD = 4
+#: How long connecting and sending the request may take.
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 class ResponseStream(Protocol):
@@ -150,7 +153,13 @@ async def _run_call(
             metadata=dict(metadata) or None,
         )
         async with stream:
-            await stream.send_message(request, end=True)
+            try:
+                # Connecting happens here: bounded, so an address that never
+                # answers fails the call instead of waiting on the OS.
+                async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                    await stream.send_message(request, end=True)
+            except TimeoutError:
+                raise TimeoutError(f"no answer within {CONNECT_TIMEOUT_SECONDS:g}s") from None
             await handoff.put_in_asyncio(_STARTED)
             while (response := await stream.recv_message()) is not None:
                 received = True
