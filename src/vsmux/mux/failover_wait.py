@@ -74,15 +74,14 @@ class RideOutcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Ride:
-    """What :meth:`FailoverBuffers.ride_out` reports: outcome, seconds waited, error.
+    """What :meth:`FailoverBuffers.ride_out` reports: how it ended, seconds waited.
 
-    ``error`` is the stream's error, for TIMED_OUT extended with the shard
-    and how long it waited, so a retry that then gives up says so.
+    The streamer adds the wait to the error a retry that then gives up ends
+    with (``ShardStreamer._with_wait``).
     """
 
     outcome: RideOutcome
     waited: float
-    error: VStreamError
 
 
 @dataclass(slots=True, eq=False)
@@ -168,7 +167,7 @@ class FailoverBuffers:
         propagates.
         """
         if not self.enabled:
-            return Ride(RideOutcome.NOT_BUFFERED, 0.0, error)
+            return Ride(RideOutcome.NOT_BUFFERED, 0.0)
         state = self._shard(keyspace, shard)
         buffer = state.buffer
         started = trio.current_time()
@@ -185,27 +184,26 @@ class FailoverBuffers:
                 # at the shard's tablets, so a topology that lags behind (a static
                 # file) does not send it back to the old primary.
                 await self._refresh_primary(keyspace, shard)
-            return Ride(RideOutcome.NOT_BUFFERED, 0.0, error)
+            return Ride(RideOutcome.NOT_BUFFERED, 0.0)
         if state.episode.number != decision.episode:
             state.episode = _Episode(decision.episode)
         episode = state.episode
+        window_exceeded = False
         try:
-            with trio.move_on_at(decision.deadline):
+            with trio.move_on_at(decision.deadline) as window:
                 await self._wait(state, episode)
+            window_exceeded = window.cancelled_caught
         finally:
+            # A cancelled wait (the request ended) is not a window exceeded.
             now = trio.current_time()
-            buffer.leave(decision.episode, now, window_exceeded=not episode.ended.is_set())
+            buffer.leave(decision.episode, now, window_exceeded=window_exceeded)
             self._wake(state)
         waited = trio.current_time() - started
         if episode.reason is StopReason.NEW_PRIMARY:
-            return Ride(RideOutcome.RESUMED, waited, error)
+            return Ride(RideOutcome.RESUMED, waited)
         if episode.reason is StopReason.SHUTDOWN:
-            return Ride(RideOutcome.SHUTDOWN, waited, error)
-        note = (
-            f"{error.message}; no new serving primary for {keyspace}/{shard} after waiting "
-            f"{waited:.1f}s in the failover buffer"
-        )
-        return Ride(RideOutcome.TIMED_OUT, waited, VStreamError(error.code, note))
+            return Ride(RideOutcome.SHUTDOWN, waited)
+        return Ride(RideOutcome.TIMED_OUT, waited)
 
     # -- internals ------------------------------------------------------------
 

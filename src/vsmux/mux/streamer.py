@@ -153,9 +153,13 @@ class ShardStreamer:
                 )
             if policy.consecutive_failures == 0:
                 self._waited = 0.0  # the stream worked since the last wait
+            # Queued units are delivered before the position is read again; a
+            # failover ride already waited for that (nothing is queued since).
+            drained = False
             if self._buffered and is_failover_signature(outcome):
                 ctx.failover.primary_lost(keyspace, shard, tablet.alias)
                 await self._drain()
+                drained = True
                 ride = await self._ride_out(outcome)
                 if ride is RideOutcome.RESUMED:
                     continue  # a new primary serves: reconnect, no retry spent
@@ -174,7 +178,8 @@ class ShardStreamer:
                     outcome,
                     policy.ignored_tablets,
                 )
-            await self._drain()
+            if not drained:
+                await self._drain()
             await trio.sleep(decision.delay)
 
     async def _ride_out(self, error: VStreamError) -> RideOutcome:
