@@ -197,7 +197,7 @@ def authorize_vstream(
             if keyspace not in topology.keyspaces:
                 # Answered here, not by the resolver, whose message lists every
                 # keyspace: a restricted user learns only the ones it may read.
-                visible = [name for name in topology.keyspace_names() if grant.may_read(name)]
+                visible = grant.visible_keyspaces(topology.keyspace_names())
                 raise VStreamError(
                     Code.NOT_FOUND,
                     f"keyspace {quote(keyspace, 64)} not found in the topology; keyspaces "

@@ -177,13 +177,7 @@ class VitessService:
         except VStreamError as exc:
             if exc.code == Code.PERMISSION_DENIED:
                 metrics.deny("permission_denied", label)
-            log.info(
-                "vstream refused peer=%s user=%s %s: %s",
-                call.peer,
-                quote(label, 64),
-                exc.code.name,
-                printable(exc.message),
-            )
+            _log_refusal(call, "VStream", exc, label)
             raise
         if user is not None:
             request.caller_id = _caller_id(user, request.caller_id)
@@ -194,7 +188,7 @@ class VitessService:
             self._admission.admit(call.connection, user)
         except LimitExceeded as exc:
             metrics.hit_limit(exc.limit, label)
-            log.info("vstream refused peer=%s user=%s %s", call.peer, quote(label, 64), exc.message)
+            _log_refusal(call, "VStream", exc, label)
             raise
         try:
             await self._stream_session(call, request)
@@ -298,7 +292,8 @@ def _caller_id(user: str, declared: vtrpc.CallerId | None) -> vtrpc.CallerId:
     )
 
 
-def _log_refusal(call: Call, method: str, exc: VStreamError) -> None:
-    """One INFO line for a refused call: the method, the peer and why (escaped)."""
+def _log_refusal(call: Call, method: str, exc: VStreamError, user: str | None = None) -> None:
+    """One INFO line for a refused call: the method, the peer, the user if known, why."""
+    who = "" if user is None else f" user={quote(user, 64)}"
     reason = printable(exc.message)
-    log.info("%s refused peer=%s %s: %s", method.lower(), call.peer, exc.code.name, reason)
+    log.info("%s refused peer=%s%s %s: %s", method.lower(), call.peer, who, exc.code.name, reason)
