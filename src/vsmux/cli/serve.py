@@ -4,7 +4,6 @@ Vitess cluster's topology in etcd (vtgate's ``--topo-*`` flags)."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
 from vsmux.core.ratelimit import OPTION as RATE_OPTION
 from vsmux.core.settings import GatewaySettings
-from vsmux.topology import Topology
+from vsmux.topology import Topology, read_topology
 
 if TYPE_CHECKING:
     from vsmux.server.etcd_topology import EtcdTopoConfig
@@ -282,8 +281,7 @@ def run(args: argparse.Namespace) -> int:
         topology = Topology(cell=args.cell)
     else:
         try:
-            topology_module = importlib.import_module("vsmux.topology")
-            topology = topology_module.read_topology(args.topology)
+            topology = read_topology(args.topology)
         except Exception as exc:  # the loader's own errors too: report, do not crash
             print(f"vsmux serve: cannot load {args.topology}: {exc}", file=sys.stderr)
             return 2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from vsmux.cli import tls
 from vsmux.client.checkpoint import CheckpointError, CheckpointStore
 from vsmux.client.formats import FORMATS
 from vsmux.client.request import StreamOptions
@@ -174,8 +175,7 @@ def _config(args: argparse.Namespace) -> TailConfig:
 
 def _tls(args: argparse.Namespace) -> ClientTls | None:
     """The --ca/--cert/--key/--server-name options, files loaded; None without any."""
-    files = TlsFiles(args.cert, args.key, args.ca, args.server_name)
-    return ClientTls.load(files) if files.enabled else None
+    return tls.client_tls(TlsFiles(args.cert, args.key, args.ca, args.server_name))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.directory import RoutingDirectory
 from vsmux.server.etcd_publish import addressed_topology, publish_topology
 from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyWatcher
+from vsmux.server.signals import stop_signals
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources import SimulatedCluster
 from vsmux.topology import Topology
@@ -193,10 +193,9 @@ def _drain(watch: StreamWatch) -> list[str]:
 
 
 async def _until_signal(cancel: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            cancel.cancel()
-            return
+    with stop_signals() as signals:
+        await signals.wait()
+        cancel.cancel()
 
 
 def find_etcd() -> str | None:
