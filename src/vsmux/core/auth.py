@@ -103,7 +103,6 @@ class StaticAuthenticator:
     """``--grpc_auth_mode static``: metadata ``username`` and ``password``."""
 
     users: Mapping[str, tuple[bytes, ...]]
-    mode: str = "static"
 
     def authenticate(
         self, metadata: Mapping[str, str], subject: str | None, common_name: str | None
@@ -133,7 +132,6 @@ class MtlsAuthenticator:
     """``--grpc_auth_mode mtls``: a verified client certificate with an allowed subject."""
 
     substrings: tuple[str, ...]
-    mode: str = "mtls"
 
     def authenticate(
         self, metadata: Mapping[str, str], subject: str | None, common_name: str | None

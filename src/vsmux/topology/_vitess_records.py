@@ -163,7 +163,6 @@ class VitessRecords:
         self.cell = cell
         self.global_root = global_root
         self.cell_root: str | None = None
-        self._keyspaces: dict[str, topodata.Keyspace] = {}
         self._shards: dict[tuple[str, str], topodata.Shard] = {}
         self._cells: dict[str, CellLocation] = {}
         self._tablets: dict[str, TabletInfo | None] = {}
@@ -195,13 +194,11 @@ class VitessRecords:
         parts = relative.split("/")
         try:
             match parts:
-                case ["keyspaces", keyspace, "Keyspace"]:
-                    if value is None:
-                        self._keyspaces.pop(keyspace, None)
-                    else:
-                        record = _parse(topodata.Keyspace, value)
-                        assert isinstance(record, topodata.Keyspace)
-                        self._keyspaces[keyspace] = record
+                case ["keyspaces", _keyspace, "Keyspace"]:
+                    # Nothing in it is used (serving shards come from SrvKeyspace);
+                    # parsed so that a broken record is reported like the others.
+                    if value is not None:
+                        _parse(topodata.Keyspace, value)
                 case ["keyspaces", keyspace, "shards", shard, "Shard"]:
                     if value is None:
                         self._shards.pop((keyspace, shard), None)
