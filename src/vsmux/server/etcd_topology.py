@@ -22,7 +22,7 @@ waiting.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -121,6 +121,9 @@ class EtcdTopologyWatcher:
         self.config = config
         self.topology = topology
         self.state = state if state is not None else EtcdTopologyState()
+        #: Called with True/False whenever etcd starts or stops answering
+        #: (the gateway's ``vsmux.topology`` health entry follows it).
+        self.on_connected: Callable[[bool], None] | None = None
         self._metrics = metrics if metrics is not None else Metrics()
         self._records = VitessRecords(config.cell, config.global_root)
         self._task_status: trio.TaskStatus[None] | None = None
@@ -146,8 +149,7 @@ class EtcdTopologyWatcher:
             except VStreamError as exc:
                 if self.state.connected:
                     backoff = RECONNECT_BACKOFF_START_SECONDS
-                self.state.connected = False
-                self._metrics.gateway[TOPO_CONNECTED] = 0
+                self._set_connected(False)
                 self.state.last_error = exc.message
                 kept = "the last topology stays in use" if self.state.loads else "no topology yet"
                 log.warning(
@@ -155,6 +157,13 @@ class EtcdTopologyWatcher:
                 )
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
+
+    def _set_connected(self, connected: bool) -> None:
+        """Record whether etcd answers: state, metric, and :attr:`on_connected`."""
+        self.state.connected = connected
+        self._metrics.gateway[TOPO_CONNECTED] = int(connected)
+        if self.on_connected is not None:
+            self.on_connected(connected)
 
     async def _load_and_follow(self) -> None:
         config, records = self.config, self._records
@@ -174,10 +183,9 @@ class EtcdTopologyWatcher:
                 records.update(self.topology)
                 if self.state.last_error:
                     log.info("topology server back: records read again")
-                self.state.connected = True
+                self._set_connected(True)
                 self.state.last_error = ""
                 self.state.loads += 1
-                self._metrics.gateway[TOPO_CONNECTED] = 1
                 self._metrics.gateway[TOPO_LOADS] += 1
                 log.info(
                     "topology of cell %r from etcd at %s: %s",

@@ -112,15 +112,16 @@ def merge_simulated(
 #: The health entry that says whether the topology server is reachable. The
 #: gateway itself stays SERVING meanwhile (it serves from the last topology).
 TOPOLOGY_HEALTH = "vsmux.topology"
-#: How often the topology watch's state is copied into the health entry.
-TOPOLOGY_HEALTH_INTERVAL = 1.0
 
 
-async def _report_topology_health(watcher: EtcdTopologyWatcher, server: GatewayServer) -> None:
-    """Keep ``vsmux.topology``'s health in step with the etcd watch until cancelled."""
-    while True:
-        server.server.set_health(TOPOLOGY_HEALTH, watcher.state.connected)
-        await trio.sleep(TOPOLOGY_HEALTH_INTERVAL)
+def _report_topology_health(watcher: EtcdTopologyWatcher, server: GatewayServer) -> None:
+    """Make ``vsmux.topology``'s health follow the etcd watch from now on."""
+
+    def report(connected: bool) -> None:
+        server.server.set_health(TOPOLOGY_HEALTH, connected)
+
+    watcher.on_connected = report
+    report(watcher.state.connected)
 
 
 async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) -> int:
@@ -173,7 +174,7 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                 )
                 async with server_cm as server:
                     if config.etcd is not None:
-                        nursery.start_soon(_report_topology_health, watcher, server)
+                        _report_topology_health(watcher, server)
                     frozen = settle_gc()
                     log.debug("garbage collector: %d start-up objects frozen", frozen)
                     # What ended sessions leave behind goes back to the system.
