@@ -57,6 +57,8 @@ LIVE_REFRESH_SECONDS = 0.25
 PLAIN_LINE_SECONDS = 1.0
 # Pause before the demo client reconnects after its stream failed.
 RECONNECT_SECONDS = 1.0
+# How long the demo's own etcd may take to answer.
+ETCD_START_SECONDS = 30.0
 # The client asks for a heartbeat when nothing happened for this long.
 CLIENT_HEARTBEAT_SECONDS = 1
 # --failover-after: how long the shard has no primary before a replica is promoted.
@@ -242,18 +244,24 @@ async def _etcd_gateway(
     served = await stack.enter_async_context(serve_cluster_tablets(cluster, "127.0.0.1"))
     addresses.update({t.alias: t.address for t in served.tablets if t.address})
     global_root = "/vitess/global"
-    # Returns once etcd took every record (it retries while etcd starts).
-    await background.start(
-        publish_topology,
-        client,
-        global_root,
-        "/vitess/zone1",
-        lambda: addressed_topology(cluster.topology, addresses),
-    )
     topology = Topology(cell=cluster.topology.cell)
-    await background.start(
-        EtcdTopologyWatcher(EtcdTopoConfig(client, global_root, topology.cell), topology).run
-    )
+    # Both return once etcd answered (they retry while it starts); an etcd that
+    # never does (it exited, its port was taken) must not leave the demo hanging.
+    with trio.move_on_after(ETCD_START_SECONDS) as waiting:
+        await background.start(
+            publish_topology,
+            client,
+            global_root,
+            "/vitess/zone1",
+            lambda: addressed_topology(cluster.topology, addresses),
+        )
+        await background.start(
+            EtcdTopologyWatcher(EtcdTopoConfig(client, global_root, topology.cell), topology).run
+        )
+    if waiting.cancelled_caught:
+        raise RuntimeError(
+            f"etcd ({binary}) did not answer on {client} within {ETCD_START_SECONDS:g}s"
+        )
     channels = await stack.enter_async_context(open_tablet_channels(connect_timeout=5.0))
     return Gateway(topology, RoutingDirectory(channels))
 
