@@ -29,8 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import re2  # type: ignore[import-untyped]
-
+from vsmux.core.patterns import PatternError, compile_pattern
 from vsmux.core.quoting import mention, quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, topodata, vtgate, vtrpc
@@ -59,11 +58,6 @@ _STREAMABLE_TYPES = (
 
 _CURRENT = "current"
 _PREFIX = "failed to resolve vstream parameters"
-
-# RE2 writes every pattern it refuses to stderr by default: a client's
-# pattern must not reach the process's output unescaped.
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,15 +245,13 @@ def _compile_selector(selector: str) -> Any:
     """The RE2 expression of a ``/regex`` selector; INVALID_ARGUMENT if it has none."""
     pattern = selector[1:]
     try:
-        return re2.compile(pattern, options=_RE2_OPTIONS)
-    except re2.error as err:
+        return compile_pattern(pattern)
+    except PatternError as err:
         reason = _python_syntax_error(pattern)
         if reason is None:
             # Valid for Python's re but not for RE2: a backreference, a
             # lookaround or the like, which Vitess refuses as well.
-            first = err.args[0] if err.args else str(err)
-            detail = first.decode("utf-8", "replace") if isinstance(first, bytes) else str(first)
-            reason = f"{detail} (keyspace patterns are RE2, like the Go regexp Vitess uses)"
+            reason = f"{err} (keyspace patterns are RE2, like the Go regexp Vitess uses)"
         raise VStreamError(
             Code.INVALID_ARGUMENT,
             f"failed to compile regexp using {mention(selector)}: {reason}",

@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import re2  # type: ignore[import-untyped]
-
+from vsmux.core.patterns import PatternError, compile_pattern
 from vsmux.core.quoting import quote
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
@@ -29,25 +28,18 @@ __all__ = ["TableFilter"]
 _SELECT_STAR = re.compile(r"select\s+\*\s+from\s+`?([A-Za-z0-9_$]+)`?", re.IGNORECASE)
 
 
-# RE2 writes every pattern it refuses to stderr by default: a client's
-# pattern must not reach the process's output unescaped.
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
-
 # A rule that matches every table (a request without rules).
-_EVERY_TABLE = re2.compile(".*", options=_RE2_OPTIONS)
+_EVERY_TABLE = compile_pattern(".*")
 
 
 def _compile_rule(match: str) -> Any:
     """The RE2 expression of a ``/regex`` rule; INVALID_ARGUMENT if it has none."""
     try:
-        return re2.compile(match.strip("/"), options=_RE2_OPTIONS)
-    except re2.error as err:
-        first = err.args[0] if err.args else str(err)
-        detail = first.decode("utf-8", "replace") if isinstance(first, bytes) else str(first)
+        return compile_pattern(match.strip("/"))
+    except PatternError as err:
         raise VStreamError(
             Code.INVALID_ARGUMENT,
-            f"filter rule {quote(match)} is not a valid regular expression: {detail}",
+            f"filter rule {quote(match)} is not a valid regular expression: {err}",
         ) from None
 
 
