@@ -17,6 +17,11 @@ from vsmux.proto.topodata import TabletType
 __all__ = ["KeyRange", "KeyspaceInfo", "TabletInfo", "TabletList", "Topology"]
 
 
+def tablet_alias(cell: str, uid: int) -> str:
+    """A tablet's alias as Vitess writes it: ``zone1-0000000101``."""
+    return f"{cell}-{uid:010d}"
+
+
 @dataclass(frozen=True, slots=True)
 class KeyRange:
     """A half-open range of keyspace ids, ``start <= id < end``; b"" is unbounded."""
@@ -59,7 +64,7 @@ class TabletInfo:
     @property
     def alias(self) -> str:
         """The Vitess alias, e.g. ``zone1-0000000101``."""
-        return f"{self.cell}-{self.uid:010d}"
+        return tablet_alias(self.cell, self.uid)
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ from vsmux.proto import topodata, vschema
 from vsmux.proto.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from vsmux.proto.topodata import TabletType
 from vsmux.topology._address import split_address
-from vsmux.topology._model import KeyRange, KeyspaceInfo, TabletInfo, Topology
+from vsmux.topology._model import KeyRange, KeyspaceInfo, TabletInfo, Topology, tablet_alias
 
 __all__ = ["CellLocation", "RecordError", "VitessRecords", "serving_shards", "vitess_records"]
 
@@ -121,7 +121,7 @@ def serving_shards(record: topodata.SrvKeyspace) -> list[str]:
 def _tablet(alias_text: str, record: topodata.Tablet) -> TabletInfo | None:
     """The tablet a Tablet record describes; None for one not in a shard yet."""
     alias = record.alias
-    if alias is None or f"{alias.cell}-{alias.uid:010d}" != alias_text:
+    if alias is None or tablet_alias(alias.cell, alias.uid) != alias_text:
         raise RecordError(f"its alias does not match the key's {alias_text!r}")
     if not record.keyspace or not record.shard:
         return None  # a tablet that has not joined a shard serves nothing yet
@@ -283,7 +283,7 @@ class VitessRecords:
 
     def _primaries(self) -> dict[tuple[str, str], str]:
         return {
-            shard: f"{record.primary_alias.cell}-{record.primary_alias.uid:010d}"
+            shard: tablet_alias(record.primary_alias.cell, record.primary_alias.uid)
             for shard, record in self._shards.items()
             if record.primary_alias is not None and record.primary_alias.cell
         }
