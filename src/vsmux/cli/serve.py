@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from vsmux.cli import simulated, tls
+from vsmux.cli import sharing, simulated, tls
 from vsmux.cli.args import parse_hostport, positive_float, positive_int
 from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tls.add_tablet_tls_arguments(parser)
     _add_auth_arguments(parser)
     _add_failover_arguments(parser)
+    sharing.add_arguments(parser)
     limits = parser.add_argument_group(
         "request limits", "checked before any work is done; over a limit, the call fails"
     )
@@ -302,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
         settings, **limits, max_new_streams_per_second=args.max_new_streams_per_second
     )
     settings = replace(settings, **_failover_settings(args, topology))  # type: ignore[arg-type]
+    settings = replace(settings, **sharing.settings_from(args))  # type: ignore[arg-type]
     try:
         server_tls = tls.server_tls(args)
         tablet_tls = tls.client_tls(tls.tablet_files(args))

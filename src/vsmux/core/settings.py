@@ -83,6 +83,32 @@ class GatewaySettings:
     # shard's tablets' health). Short: this is the pause the client sees.
     failover_poll_interval: float = 0.5
 
+    # -- Shared upstream streams (vsmux.mux.feed_hub) ---------------------------------
+    # Requests for the same shard, tablet, filter and options whose positions are
+    # close read one tablet stream (a feed) instead of one each. Off per keyspace in
+    # the topology file and per request with the metadata "vsmux-share: off".
+    share_streams: bool = True
+    # A consumer joins a feed where its next transaction is kept, if that is at most
+    # this many transactions and seconds behind the feed's newest; farther behind it
+    # streams on its own and is handed to the feed when it reaches that distance.
+    share_join_transactions: int = 10_000
+    share_join_seconds: float = 60.0
+    # Bytes of recent whole transactions each feed keeps for joining consumers; also
+    # how far its slowest consumer may fall behind before the feed waits for it.
+    # 8 MiB is a few seconds of a busy shard; a transaction larger than this is
+    # still kept whole.
+    share_ring_bytes: int = 8 * 1024 * 1024
+    # Feeds at once over the gateway (each holds up to share_ring_bytes); past it new
+    # shard streams stream on their own.
+    share_max_feeds: int = 256
+    # Longest a feed waits, in total, for one consumer that keeps it from reading on
+    # (its backlog is the whole ring); then that consumer is detached to a private
+    # stream from its own position. Short: every other consumer waits meanwhile.
+    share_straggler_seconds: float = 2.0
+    # How long a feed with no consumer left keeps its tablet stream open for one
+    # that reconnects (a client restarting, a retry).
+    share_linger_seconds: float = 5.0
+
     # -- Request limits (vsmux.core.limits) ---------------------------------------
     # Checked before any work is done for a request, so one request cannot make the
     # gateway spend unbounded time or memory. Over a limit: INVALID_ARGUMENT naming

@@ -10,6 +10,8 @@
   :class:`vsmux.errors.VStreamError`; exception groups never escape.
 - Cancellation (client gone, deadline, shutdown) stops every task of the
   request before ``run_vstream`` returns.
+- ``share=False`` (the client's ``vsmux-share: off``) makes every shard
+  stream of the request read its own tablet stream.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from vsmux.core.metrics import Metrics
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux.failover_wait import FailoverBuffers
+from vsmux.mux.feed_hub import FeedHub
 from vsmux.mux.shard_source import SourceDirectory
 from vsmux.topology import Topology
 
@@ -36,12 +39,17 @@ class Gateway:
     PRIMARY streams of every session (:mod:`vsmux.mux.failover_wait`); call
     ``failover.shutdown()`` when the gateway stops, so streams waiting out a
     failover are let go at once.
+
+    ``feeds``, when the server opened one (:func:`vsmux.mux.feed_hub.open_feed_hub`
+    over ``sources``), lets sessions share tablet streams; without it every
+    shard stream reads its own.
     """
 
     topology: Topology
     sources: SourceDirectory
     settings: GatewaySettings = field(default_factory=GatewaySettings)
     metrics: Metrics = field(default_factory=Metrics)
+    feeds: FeedHub | None = None
     failover: FailoverBuffers = field(init=False)
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ import trio
 from vsmux.core.picking import candidates, health_problem, type_name
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
+from vsmux.mux.affinity import TabletAffinity
 from vsmux.mux.shard_source import ShardSource, SourceDirectory
 from vsmux.proto import query, topodata
 from vsmux.topology import TabletInfo, Topology
@@ -66,8 +67,10 @@ class TabletPicker:
         cell_preference: str,
         rng: random.Random | None = None,
         primary_hint: Callable[[str, str], str | None] | None = None,
+        affinity: TabletAffinity | None = None,
     ) -> None:
         self._primary_hint = primary_hint
+        self._affinity = affinity
         self._topology = topology
         self._sources = sources
         self._settings = settings
@@ -88,6 +91,17 @@ class TabletPicker:
         Cancellation stops any probes in flight (their health streams are
         closed) and propagates; nothing keeps running.
         """
+        affinity = self._affinity
+        if affinity is None or self._tablet_type == topodata.TabletType.PRIMARY:
+            return await self._pick(keyspace, shard, ignore)
+        # Requests that share streams agree on one tablet per shard: picks wait
+        # for each other and try the tablet the last one chose first.
+        async with affinity.lock(keyspace, shard, self._tablet_type):
+            tablet = await self._pick(keyspace, shard, ignore)
+            affinity.picked(keyspace, shard, self._tablet_type, tablet.alias)
+            return tablet
+
+    async def _pick(self, keyspace: str, shard: str, ignore: frozenset[str]) -> TabletInfo:
         settings = self._settings
         interval = max(settings.tablet_pick_retry_interval, _MIN_RETRY_INTERVAL)
         started = trio.current_time()
@@ -137,7 +151,14 @@ class TabletPicker:
             ignore,
             rng=rng,
         )
-        if self._tablet_type != topodata.TabletType.PRIMARY or self._primary_hint is None:
+        if self._tablet_type != topodata.TabletType.PRIMARY:
+            if self._affinity is not None:
+                preferred = self._affinity.preferred(keyspace, shard, self._tablet_type)
+                for index, tablet in enumerate(found):
+                    if tablet.alias == preferred:
+                        return [tablet, *found[:index], *found[index + 1 :]]
+            return found
+        if self._primary_hint is None:
             return found
         hinted = self._primary_hint(keyspace, shard)
         if hinted is None or hinted in ignore:

@@ -44,18 +44,21 @@ __all__ = ["run_vstream"]
 
 
 async def run_vstream(
-    request: vtgate.VStreamRequest, gateway: Gateway, send: SendResponses
+    request: vtgate.VStreamRequest, gateway: Gateway, send: SendResponses, *, share: bool = True
 ) -> None:
     """Run one VStream request to its end (see :mod:`vsmux.mux.api` for the contract)."""
     resolved = resolve_request(request, gateway.topology, gateway.settings.cell)
-    await _Session(resolved, gateway, send).run()
+    await _Session(resolved, gateway, send, share=share).run()
 
 
 class _Session:
-    def __init__(self, resolved: ResolvedRequest, gateway: Gateway, send: SendResponses) -> None:
+    def __init__(
+        self, resolved: ResolvedRequest, gateway: Gateway, send: SendResponses, *, share: bool
+    ) -> None:
         self._resolved = resolved
         self._gateway = gateway
         self._send = send
+        self._share = share and gateway.feeds is not None
         self._error: VStreamError | None = None
         self._nursery: trio.Nursery | None = None
         self._ctx: RequestContext | None = None
@@ -66,19 +69,27 @@ class _Session:
         settings = gateway.settings
         flags = resolved.flags
         book = PositionBook(resolved.shard_gtids)
+        # Shared sources when the request may share: its streams join feeds,
+        # and its picks prefer the tablet the shard's other streams use.
+        sources = gateway.sources
+        affinity = None
+        if self._share and gateway.feeds is not None:
+            sources = gateway.feeds.directory
+            affinity = gateway.feeds.affinity
         ctx = RequestContext(
             resolved=resolved,
             settings=settings,
             metrics=gateway.metrics,
-            sources=gateway.sources,
+            sources=sources,
             picker=TabletPicker(
                 gateway.topology,
-                gateway.sources,
+                sources,
                 settings,
                 tablet_type=resolved.tablet_type,
                 cells=resolved.cells,
                 cell_preference=resolved.cell_preference,
                 primary_hint=gateway.failover.primary,
+                affinity=affinity,
             ),
             book=book,
             convergence=Convergence(JournalTracker(book.keys())),

@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -73,7 +73,25 @@ __all__ = ["ACTIVE_SESSIONS", "REQUEST_READ_TIMEOUT_SECONDS", "RunVStream", "Vit
 
 log = logging.getLogger("vsmux.server")
 
-RunVStream = Callable[[vtgate.VStreamRequest, Gateway, SendResponses], Awaitable[None]]
+
+
+class RunVStream(Protocol):
+    """``vsmux.mux.run_vstream``'s shape; ``share`` is passed only when it is False."""
+
+    def __call__(
+        self,
+        request: vtgate.VStreamRequest,
+        gateway: Gateway,
+        send: SendResponses,
+        /,
+        *,
+        share: bool = True,
+    ) -> Awaitable[None]: ...
+
+
+#: The request metadata that turns sharing off for one call ("vsmux-share: off").
+SHARE_METADATA = "vsmux-share"
+_SHARE_OFF = frozenset(("off", "false", "0", "no"))
 R = TypeVar("R", vtgate.VStreamRequest, vtgate.ExecuteRequest)
 
 # Gateway-wide gauge in Metrics.gateway.
@@ -240,8 +258,13 @@ class VitessService:
         gauges[ACTIVE_SESSIONS] += 1
         try:
 
+            share = call.metadata.get(SHARE_METADATA, "").strip().lower() not in _SHARE_OFF
+
             async def run(send: SendResponses) -> None:
-                await self._run_vstream(request, self.gateway, send)
+                if share:
+                    await self._run_vstream(request, self.gateway, send)
+                else:
+                    await self._run_vstream(request, self.gateway, send, share=False)
 
             await call.stream_responses(run, stop=self._stopping, metrics=self.gateway.metrics)
         finally:

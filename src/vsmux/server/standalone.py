@@ -29,7 +29,7 @@ from typing import Any
 import trio
 
 from vsmux.core.settings import GatewaySettings
-from vsmux.mux import Gateway, run_vstream
+from vsmux.mux import Gateway, open_feed_hub, run_vstream
 from vsmux.server.app import GatewayServer, open_gateway_server
 from vsmux.server.auth import Security
 from vsmux.server.directory import RoutingDirectory
@@ -140,9 +140,12 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
             reload_on_sighup(config.tls),
             asyncio_loop(batch_callbacks=True),
             open_tablet_channels(config.connect_timeout, tls=config.tablet_tls) as channels,
+            open_feed_hub(
+                RoutingDirectory(channels, cluster), topology, config.settings
+            ) as feeds,
             trio.open_nursery() as nursery,
         ):
-            gateway = Gateway(topology, RoutingDirectory(channels, cluster), config.settings)
+            gateway = Gateway(topology, feeds.sources, config.settings, feeds=feeds)
             if config.etcd is not None:
                 watcher = EtcdTopologyWatcher(config.etcd, topology, metrics=gateway.metrics)
                 stopped = await signals.start_unless_stopped(nursery, watcher.run)

@@ -78,6 +78,8 @@ class KeyspaceInfo:
     name: str
     shards: list[str]  # serving shards, in order
     tables: list[str] | None = None
+    # False: this keyspace's shard streams never share a tablet stream (``share = false``).
+    share: bool = True
 
 
 _Shard = tuple[str, str]

@@ -49,7 +49,7 @@ _FAILOVER_KEYS: dict[str, tuple[str, type]] = {
     "min_time_between": ("failover_min_time_between", float),
     "dry_run": ("failover_dry_run", bool),
 }
-_KEYSPACE_KEYS = {"shards", "tables"}
+_KEYSPACE_KEYS = {"shards", "tables", "share"}
 _TABLET_KEYS = {"keyspace", "shard", "cell", "type", "uid", "address", "simulated"}
 _TYPES = {"primary": TabletType.PRIMARY, "replica": TabletType.REPLICA, "rdonly": TabletType.RDONLY}
 
@@ -313,7 +313,16 @@ class _Checker:
             not isinstance(tables, list) or not all(isinstance(t, str) for t in tables)
         ):
             raise fail("tables", "must be a list of table names")
-        return KeyspaceInfo(name, list(shards), None if tables is None else list(tables))
+        share = spec.get("share", True)
+        if not isinstance(share, bool):
+            raise self._fail(
+                f"{where}.share",
+                "must be true or false (false: the keyspace's streams never share tablet streams)",
+                self.where.keyspace_key(name, "share"),
+            )
+        return KeyspaceInfo(
+            name, list(shards), None if tables is None else list(tables), share=share
+        )
 
     def _tablet(self, index: int, spec: Any, topology: Topology, cell: str) -> TabletInfo:
         where = f"tablets[{index}]"

@@ -1,0 +1,284 @@
+"""One shared tablet stream (a *feed*) and its consumers: the Trio side of the ring.
+
+A :class:`Feed` reads one ``/queryservice.Query/VStream`` for every shard
+stream that asks the same tablet for the same events from close positions
+(:mod:`vsmux.mux.feed_hub` decides who shares). Its task runs in the hub's
+nursery, owned by the server, not by any request:
+
+- it cuts the tablet's batches into whole units in a
+  :class:`~vsmux.core.feed_ring.FeedRing` and wakes its consumers;
+- consumers read at their own pace with a
+  :class:`~vsmux.core.feed_reader.FeedReader`; the feed never copies a unit
+  per consumer;
+- the ring drops old units only when no attached consumer still needs them.
+  When the ring is full and a consumer still needs its oldest unit, the feed
+  waits for it, but never longer in total than ``share_straggler_seconds``
+  per consumer (counted until it has caught up): then that consumer is
+  *detached* and goes on from its own position on a private stream
+  (:mod:`vsmux.mux.feed_source`), and the feed reads on;
+- when the last consumer has left, the feed lingers
+  ``share_linger_seconds`` for a new one, then closes its tablet stream.
+
+When the tablet stream fails, the error is kept and every consumer gets it
+after the units that came before it, exactly as a stream of its own would
+have ended; the feed is gone from the hub at once, so the consumers' retries
+open one new feed (on the next tablet) instead of one stream each.
+
+Cancellation (the hub closing) closes the tablet stream; consumers still
+reading then get UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from vsmux.core.feed_reader import FeedReader
+from vsmux.core.feed_ring import FeedRing
+from vsmux.core.settings import GatewaySettings
+from vsmux.errors import Code, VStreamError
+from vsmux.mux.shard_source import ShardSource
+from vsmux.proto import binlogdata
+from vsmux.wire import Frame
+
+__all__ = ["Consumer", "Detached", "Feed", "FeedKey"]
+
+log = logging.getLogger(__name__)
+
+#: What must match for two shard streams to share a feed: tablet alias,
+#: keyspace, shard, tablet type, the encoded filter, the encoded options and
+#: the encoded effective caller id (tablets may apply table ACLs per caller).
+FeedKey = tuple[str, str, str, int, bytes, bytes, bytes]
+
+# Bytes of whole units a consumer takes from the ring per read: about one
+# tablet response (vttablet's default vstream_packet_size is 250,000).
+READ_BYTES = 256 * 1024
+
+
+class Detached(Exception):
+    """The feed let this consumer go; it continues from its reader's position."""
+
+
+@dataclass(slots=True, eq=False)
+class Consumer:
+    """One shard stream reading a feed."""
+
+    reader: FeedReader
+    joined: float
+    # Seconds the feed has waited for this consumer since it last caught up.
+    stalled: float = 0.0
+    detached: bool = False
+
+
+class Feed:
+    """One tablet stream and its consumers; see the module docstring.
+
+    ``on_done`` is called once, when the tablet stream has ended (normally,
+    with an error, or closed), so the hub stops offering the feed.
+    """
+
+    def __init__(
+        self,
+        key: FeedKey,
+        source: ShardSource,
+        request: binlogdata.VStreamRequest,
+        settings: GatewaySettings,
+        on_done: Callable[[Feed], None],
+        on_detach: Callable[[Feed], None],
+    ) -> None:
+        self.key = key
+        self.source = source
+        self._request = request
+        self._settings = settings
+        self._on_done = on_done
+        self._on_detach = on_detach
+        self.ring = FeedRing(request.position, settings.share_ring_bytes)
+        self.consumers: set[Consumer] = set()
+        self.opened = trio.current_time()
+        #: True once the tablet stream is over; ``error`` says how it ended.
+        self.done = False
+        self.error: VStreamError | None = None
+        self.events = 0
+        self._scope = trio.CancelScope()
+        self._changed = trio.Event()  # new units, a heartbeat, or the end
+        self._advanced = trio.Event()  # a consumer read on or left
+        self._membership = trio.Event()  # a consumer joined or left
+
+    @property
+    def tablet(self) -> str:
+        return self.source.tablet.alias
+
+    # -- consumers ------------------------------------------------------------
+
+    def join(self, seq: int, position: str) -> Consumer:
+        """Attach a consumer that reads entry ``seq`` next, ``position`` being before it."""
+        ring = self.ring
+        reader = FeedReader(seq, position, ring.fields_at(seq), ring.heartbeats)
+        consumer = Consumer(reader, trio.current_time())
+        self.consumers.add(consumer)
+        self._wake_membership()
+        return consumer
+
+    def leave(self, consumer: Consumer) -> None:
+        """Detach ``consumer`` (it left, or was let go); idempotent."""
+        if consumer in self.consumers:
+            self.consumers.discard(consumer)
+            self._wake_membership()
+            self._wake_advanced()
+
+    async def next_frames(self, consumer: Consumer) -> list[Frame] | None:
+        """The consumer's next events (whole units, or a heartbeat).
+
+        None when the tablet stream ended normally, after every unit before
+        the end; its error, raised, when it failed. Raises :class:`Detached`
+        when the feed has let the consumer go. Cancellation leaves the
+        consumer attached (the caller leaves in its ``finally``).
+        """
+        ring = self.ring
+        reader = consumer.reader
+        while True:
+            if consumer.detached:
+                raise Detached
+            frames = reader.read(ring, READ_BYTES)
+            if frames:
+                if reader.cursor >= ring.head:
+                    consumer.stalled = 0.0
+                self._wake_advanced()
+                return frames
+            if self.done:
+                if self.error is not None:
+                    raise self.error
+                return None
+            await self._changed.wait()
+
+    def waits(self, now: float) -> list[float]:
+        """How long each consumer's next unit has been waiting for it, in seconds."""
+        ring = self.ring
+        return [now - ring.arrived_at(c.reader.cursor, now) for c in self.consumers]
+
+    # -- the tablet stream ------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read the tablet stream until it ends, fails, or the feed is closed.
+
+        Never raises (a bug is logged and becomes the consumers' INTERNAL
+        error), so one feed cannot take the hub's nursery down. Cancellation
+        closes the tablet stream; consumers left get UNAVAILABLE.
+        """
+        closed = VStreamError(
+            Code.UNAVAILABLE,
+            f"the shared stream from tablet {self.tablet} was closed (the gateway is stopping); "
+            "resume from the last vgtid received",
+        )
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._linger)
+                    self.error = await self._pump()
+                    nursery.cancel_scope.cancel()
+            if self._scope.cancelled_caught and self.consumers:
+                self.error = closed
+        except trio.Cancelled:
+            self.error = closed
+            raise
+        except Exception as exc:  # a bug: keep the hub alive, fail the consumers clearly
+            log.exception("shared stream from tablet %s failed unexpectedly", self.tablet)
+            self.error = VStreamError(Code.INTERNAL, f"shared stream failed unexpectedly: {exc!r}")
+        finally:
+            self.done = True
+            self._wake_changed()
+            self._on_done(self)
+
+    def close(self) -> None:
+        """Close the tablet stream now (its task ends soon after)."""
+        self._scope.cancel()
+
+    async def _pump(self) -> VStreamError | None:
+        ring = self.ring
+        try:
+            async with self.source.vstream(self._request) as batches:
+                async for batch in batches:
+                    if not batch:
+                        continue
+                    self.events += len(batch)
+                    added = ring.add(batch, trio.current_time())
+                    if added or ring.idle:
+                        self._wake_changed()
+                    if added:
+                        await self._make_room()
+        except VStreamError as err:
+            return err
+        return None
+
+    async def _make_room(self) -> None:
+        """Evict what no consumer needs; wait for (or detach) consumers holding the tail."""
+        ring = self.ring
+        bound = self._settings.share_straggler_seconds
+        while True:
+            keep_from = min((c.reader.cursor for c in self.consumers), default=ring.head)
+            if not ring.evict(keep_from):
+                return
+            blockers = [c for c in self.consumers if c.reader.cursor <= ring.tail]
+            overdue = [c for c in blockers if c.stalled >= bound]
+            if overdue:
+                for consumer in overdue:
+                    self._detach(consumer)
+                continue
+            budget = bound - max(c.stalled for c in blockers)
+            started = trio.current_time()
+            advanced = self._advanced
+            with trio.move_on_after(budget):
+                await advanced.wait()
+            waited = trio.current_time() - started
+            for consumer in blockers:
+                consumer.stalled += waited
+            if not advanced.is_set():
+                # The whole budget went by: the most stalled blockers are over it.
+                for consumer in blockers:
+                    if consumer.stalled >= bound - 1e-9:
+                        consumer.stalled = bound
+
+    def _detach(self, consumer: Consumer) -> None:
+        consumer.detached = True
+        self.leave(consumer)
+        self._on_detach(self)
+        self._wake_changed()
+        log.info(
+            "shared stream from tablet %s: a consumer %d units behind was detached to a "
+            "private stream after holding the stream up for %.1fs",
+            self.tablet,
+            consumer.reader.behind(self.ring),
+            consumer.stalled,
+        )
+
+    async def _linger(self) -> None:
+        """Close the feed once it has had no consumer for ``share_linger_seconds``."""
+        linger = self._settings.share_linger_seconds
+        while True:
+            if not self.consumers:
+                deadline = trio.current_time() + linger
+                while not self.consumers:
+                    if trio.current_time() >= deadline:
+                        self._scope.cancel()
+                        return
+                    with trio.move_on_at(deadline):
+                        await self._membership.wait()
+            await self._membership.wait()
+
+    # -- wake-ups -------------------------------------------------------------
+
+    def _wake_changed(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _wake_advanced(self) -> None:
+        if self._advanced.statistics().tasks_waiting:
+            self._advanced.set()
+            self._advanced = trio.Event()
+
+    def _wake_membership(self) -> None:
+        self._membership.set()
+        self._membership = trio.Event()
