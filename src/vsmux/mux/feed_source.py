@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from vsmux.core.feed_reader import FeedReader
 from vsmux.core.feed_ring import FeedRing
-from vsmux.mux.feed import Detached
+from vsmux.mux.feed import READ_BYTES, Detached
 from vsmux.mux.shard_source import ShardSource
 from vsmux.proto import binlogdata, query
 from vsmux.topology import TabletInfo
@@ -115,9 +115,8 @@ class SharedSource:
                     if not batch:
                         continue
                     cut.add(batch, 0.0)
-                    frames = reader.read(cut, 1 << 62)
-                    cut.evict(reader.cursor)
-                    if frames:
+                    while frames := reader.read(cut, READ_BYTES):
+                        cut.evict(reader.cursor)
                         yield frames
                     if reader.position and hub.can_join(key, reader.position):
                         handover = True

@@ -1,0 +1,293 @@
+"""Feeds at the source level: sharing, stragglers, hand-over, linger, errors.
+
+Consumers read a simulated tablet through the hub's sources exactly as shard
+streamers do. Each must see every transaction after its start position once,
+in order (read from the GTID events), whichever way it was served: joined to
+a feed, detached to a private stream, or handed over from one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+import trio
+import trio.testing
+
+from tests.mux.test_session_e2e import CountingDirectory
+from vsmux.core.settings import GatewaySettings
+from vsmux.errors import Code, VStreamError
+from vsmux.mux import open_feed_hub
+from vsmux.mux.feed_hub import FeedHub
+from vsmux.mux.shard_source import ShardSource
+from vsmux.proto import binlogdata, query, topodata
+from vsmux.sources._simulated import SimulatedCluster
+from vsmux.topology import TabletInfo
+from vsmux.wire import Frame
+
+KS = "commerce"
+SHARD = "-80"
+T = binlogdata.VEventType
+
+
+def _request(position: str, table: str = "/.*") -> binlogdata.VStreamRequest:
+    return binlogdata.VStreamRequest(
+        target=query.Target(keyspace=KS, shard=SHARD, tablet_type=topodata.TabletType.PRIMARY),
+        position=position,
+        filter=binlogdata.Filter(rules=[binlogdata.Rule(match=table)]),
+    )
+
+
+def _seqno(gtid: str) -> int:
+    """The last transaction number of a one-server position (0 for an empty one)."""
+    if ":" not in gtid:
+        return 0
+    return int(gtid.rsplit(":", 1)[1].rsplit("-", 1)[-1])
+
+
+class Reader:
+    """Reads one stream, recording the seqno of every unit and when it came."""
+
+    def __init__(self, name: str, pause: Callable[[int], float] = lambda _n: 0.0) -> None:
+        self.name = name
+        self.pause = pause
+        self.seqnos: list[int] = []
+        self.times: list[float] = []
+        self.error: VStreamError | None = None
+
+    async def run(self, source: ShardSource, request: binlogdata.VStreamRequest) -> None:
+        try:
+            async with source.vstream(request) as batches:
+                async for batch in batches:
+                    for frame in batch:
+                        if frame.type == T.GTID:
+                            self.seqnos.append(_seqno(frame.header().gtid))
+                            self.times.append(trio.current_time())
+                    await trio.sleep(self.pause(len(self.seqnos)))
+        except VStreamError as err:
+            self.error = err
+
+
+def _consecutive(seqnos: list[int], first: int) -> bool:
+    return seqnos == list(range(first, first + len(seqnos)))
+
+
+def _setup(**settings: object) -> tuple[SimulatedCluster, CountingDirectory, GatewaySettings]:
+    cluster = SimulatedCluster.build({KS: ["-80", "80-"]}, seed=3, ddl_probability=0.0)
+    return cluster, CountingDirectory(cluster), GatewaySettings(**settings)  # type: ignore[arg-type]
+
+
+def _source(hub: FeedHub, cluster: SimulatedCluster) -> ShardSource:
+    return hub.directory.source_for(cluster.tablet(KS, SHARD).info)
+
+
+async def _write(cluster: SimulatedCluster, transactions: int) -> None:
+    await cluster.run_workload(50.0, keyspace=KS, max_transactions=transactions)
+
+
+async def test_readers_at_the_same_position_share_one_tablet_stream(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup()
+    start = cluster.position(KS, SHARD)
+    first = _seqno(start) + 1
+    readers = [Reader(f"r{i}") for i in range(5)]
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            for reader in readers:
+                nursery.start_soon(reader.run, source, _request(start))
+            await _write(cluster, 200)
+            await trio.sleep(5)
+            nursery.cancel_scope.cancel()
+        assert directory.opened == 1
+        assert hub.counters.feeds_opened == 1 and hub.counters.joins == 4
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in readers:
+        assert reader.seqnos[-1] == end
+        assert _consecutive(reader.seqnos, first), reader.name
+
+
+async def test_different_filters_never_share(autojump_clock: trio.abc.Clock) -> None:
+    cluster, directory, settings = _setup()
+    start = cluster.position(KS, SHARD)
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(Reader("all").run, source, _request(start))
+            nursery.start_soon(Reader("one").run, source, _request(start, "customer"))
+            await _write(cluster, 20)
+            nursery.cancel_scope.cancel()
+        assert directory.opened == 2 and hub.counters.feeds_opened == 2
+
+
+async def test_copy_phase_and_unshared_keyspaces_read_privately(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup()
+    cluster.topology.keyspaces[KS].share = True
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(Reader("copy1").run, source, _request(""))
+            nursery.start_soon(Reader("copy2").run, source, _request(""))
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+        assert directory.opened == 2 and hub.counters.feeds_opened == 0
+        cluster.topology.keyspaces[KS].share = False
+        start = cluster.position(KS, SHARD)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(Reader("a").run, source, _request(start))
+            nursery.start_soon(Reader("b").run, source, _request(start))
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+        assert directory.opened == 4 and hub.counters.feeds_opened == 0
+
+
+async def test_a_straggler_is_detached_and_misses_nothing(autojump_clock: trio.abc.Clock) -> None:
+    # A ring of ~4 KB holds a few transactions: the crawling reader fills it fast.
+    cluster, directory, settings = _setup(share_ring_bytes=4096, share_straggler_seconds=1.0)
+    start = cluster.position(KS, SHARD)
+    first = _seqno(start) + 1
+    fast = Reader("fast")
+    slow = Reader("slow", pause=lambda n: 30.0 if n < 40 else 0.0)
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fast.run, source, _request(start))
+            nursery.start_soon(slow.run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            written = trio.current_time()
+            await _write(cluster, 300)
+            await trio.sleep(600)
+            nursery.cancel_scope.cancel()
+        assert hub.counters.detaches >= 1
+        assert hub.counters.private_streams >= 1
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in (fast, slow):
+        assert reader.seqnos[-1] == end, reader.name
+        assert _consecutive(reader.seqnos, first), reader.name
+    # The fast reader was held up at most about one straggler bound, not by the crawl.
+    assert fast.times[-1] - written < 300 / 50.0 + 5.0
+
+
+async def test_a_reader_far_behind_catches_up_privately_and_is_handed_over(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup(share_join_transactions=5)
+    old = cluster.position(KS, SHARD)
+    cluster.apply_random_transactions(60, KS)
+    now = cluster.position(KS, SHARD)
+    live = Reader("live")
+    behind = Reader("behind")
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(live.run, source, _request(now))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(behind.run, source, _request(old))
+            await _write(cluster, 100)
+            await trio.sleep(10)
+            nursery.cancel_scope.cancel()
+        assert hub.counters.handovers >= 1
+        feed = hub.feeds[0]
+        assert len(feed.consumers) == 0  # both left when cancelled
+    end = _seqno(cluster.position(KS, SHARD))
+    assert _consecutive(behind.seqnos, _seqno(old) + 1) and behind.seqnos[-1] == end
+    assert _consecutive(live.seqnos, _seqno(now) + 1) and live.seqnos[-1] == end
+    # One feed, and the behind reader's private stream.
+    assert directory.opened == 2
+
+
+async def test_a_feed_without_consumers_lingers_then_closes(autojump_clock: trio.abc.Clock) -> None:
+    cluster, directory, settings = _setup(share_linger_seconds=5.0)
+    start = cluster.position(KS, SHARD)
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        with trio.move_on_after(1):
+            await Reader("a").run(source, _request(start))
+        assert len(hub.feeds) == 1
+        # A reader back within the linger reuses the feed.
+        with trio.move_on_after(1):
+            await Reader("b").run(source, _request(start))
+        assert directory.opened == 1
+        await trio.sleep(5.5)
+        assert hub.feeds == []
+        with trio.move_on_after(1):
+            await Reader("c").run(source, _request(start))
+        assert directory.opened == 2
+
+
+async def test_a_tablet_error_reaches_every_consumer_after_the_units_before_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup()
+    start = cluster.position(KS, SHARD)
+    readers = [Reader(f"r{i}") for i in range(3)]
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            for reader in readers:
+                nursery.start_soon(reader.run, source, _request(start))
+            await _write(cluster, 20)
+            await trio.sleep(1)
+            cluster.tablet(KS, SHARD).faults.fail_after(0, Code.UNAVAILABLE, "boom")
+            await _write(cluster, 5)
+            await trio.sleep(1)
+        assert hub.feeds == []  # gone from the hub at once: the next stream opens a new one
+    for reader in readers:
+        assert reader.error is not None and "boom" in reader.error.message
+        assert reader.error.code == Code.UNAVAILABLE
+        assert reader.seqnos == readers[0].seqnos
+        assert _consecutive(reader.seqnos, _seqno(start) + 1)
+
+
+class _HealthCounting(CountingDirectory):
+    """Also counts StreamHealth streams."""
+
+    def __init__(self, cluster: SimulatedCluster) -> None:
+        super().__init__(cluster)
+        self.health = 0
+
+    def source_for(self, tablet: TabletInfo) -> ShardSource:
+        inner = super().source_for(tablet)
+        directory = self
+
+        class Counted:
+            tablet = inner.tablet
+
+            def vstream(
+                self, request: binlogdata.VStreamRequest
+            ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
+                return inner.vstream(request)
+
+            def stream_health(
+                self,
+            ) -> AbstractAsyncContextManager[AsyncIterator[query.StreamHealthResponse]]:
+                directory.health += 1
+                return inner.stream_health()
+
+        return Counted()
+
+
+async def test_health_watches_share_one_stream_and_start_with_the_latest_report(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster = SimulatedCluster.build({KS: ["-80", "80-"]}, seed=3)
+    directory = _HealthCounting(cluster)
+    got: list[int] = []
+    async with open_feed_hub(directory, cluster.topology, GatewaySettings()) as hub:
+        source = _source(hub, cluster)
+
+        async def watch() -> None:
+            async with source.stream_health() as reports:
+                async for report in reports:
+                    got.append(report.tablet_alias.uid if report.tablet_alias else 0)
+                    return
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(watch)
+        await watch()  # a later watcher gets the latest report at once
+    assert len(got) == 11
+    assert directory.health == 1
