@@ -5,6 +5,8 @@ scrape time (vtgate's VStream metrics labelled keyspace, shard, tablet_type)
 plus the gateway-wide values: active sessions, bridge queue depth, responses
 and bytes sent, sessions ended and memory releases, and the refused calls:
 ``vsmux_denials_total{reason,user}`` and ``vsmux_limit_hits_total{limit,user}``.
+With a feed hub (shared upstream streams), the feeds' families too
+(:mod:`vsmux.server.feed_metrics`).
 The HTTP endpoint runs in the Trio thread, so a scrape never reads the registry while a session
 changes it.
 """
@@ -20,7 +22,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vsmux.core.metrics import METRICS, Metrics
+from vsmux.mux import FeedHub
 from vsmux.server.etcd_topology import TOPO_BAD_RECORDS, TOPO_CHANGES, TOPO_CONNECTED, TOPO_LOADS
+from vsmux.server.feed_metrics import feed_families
 from vsmux.server.memory import MEMORY_RELEASES
 from vsmux.transport import SESSIONS_ENDED
 
@@ -83,10 +87,11 @@ def _prom_name(vtgate_name: str) -> str:
 
 
 class MetricsCollector:
-    """A prometheus-client collector over one gateway's :class:`Metrics`."""
+    """A prometheus-client collector over one gateway's :class:`Metrics` (and feeds)."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, feeds: FeedHub | None = None) -> None:
         self._metrics = metrics
+        self._feeds = feeds
 
     def describe(self) -> list[Any]:
         return []  # unchecked registration: families are produced at scrape time
@@ -121,17 +126,22 @@ class MetricsCollector:
                 yield CounterMetricFamily(prom, help_text, value=value)
             else:
                 yield GaugeMetricFamily(prom, help_text, value=value)
+        if self._feeds is not None:
+            yield from feed_families(self._feeds)
 
 
-def render_metrics(metrics: Metrics) -> bytes:
-    """The Prometheus text exposition of ``metrics``."""
+def render_metrics(metrics: Metrics, feeds: FeedHub | None = None) -> bytes:
+    """The Prometheus text exposition of ``metrics`` and, if given, the hub's feeds.
+
+    With ``feeds`` it must be called in the hub's Trio run (it reads the Trio clock).
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MetricsCollector(metrics))
+    registry.register(MetricsCollector(metrics, feeds))
     data: bytes = generate_latest(registry)
     return data
 
 
-async def _handle(stream: trio.SocketStream, metrics: Metrics) -> None:
+async def _handle(stream: trio.SocketStream, metrics: Metrics, feeds: FeedHub | None) -> None:
     async with stream:
         head = b""
         with trio.move_on_after(_REQUEST_TIMEOUT_SECONDS):
@@ -143,7 +153,7 @@ async def _handle(stream: trio.SocketStream, metrics: Metrics) -> None:
         parts = head.split(b" ", 2)
         path = parts[1].split(b"?")[0] if len(parts) > 1 else b""
         if path in (b"/metrics", b"/"):
-            status, body = b"200 OK", render_metrics(metrics)
+            status, body = b"200 OK", render_metrics(metrics, feeds)
             content_type = b"text/plain; version=0.0.4; charset=utf-8"
         else:
             status, body, content_type = b"404 Not Found", b"try /metrics\n", b"text/plain"
@@ -167,15 +177,20 @@ async def serve_metrics(
     metrics: Metrics,
     host: str,
     port: int,
+    feeds: FeedHub | None = None,
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``/metrics`` on ``host:port`` until cancelled; reports the bound port."""
+    """Serve ``/metrics`` on ``host:port`` until cancelled; reports the bound port.
+
+    ``feeds``: the gateway's feed hub, whose feeds every scrape includes.
+    Cancellation closes the listeners and any scrape being answered.
+    """
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = int(listeners[0].socket.getsockname()[1])
 
     async def handler(stream: trio.SocketStream) -> None:
-        await _handle(stream, metrics)
+        await _handle(stream, metrics, feeds)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handler, listeners)

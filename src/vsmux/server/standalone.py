@@ -140,9 +140,7 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
             reload_on_sighup(config.tls),
             asyncio_loop(batch_callbacks=True),
             open_tablet_channels(config.connect_timeout, tls=config.tablet_tls) as channels,
-            open_feed_hub(
-                RoutingDirectory(channels, cluster), topology, config.settings
-            ) as feeds,
+            open_feed_hub(RoutingDirectory(channels, cluster), topology, config.settings) as feeds,
             trio.open_nursery() as nursery,
         ):
             gateway = Gateway(topology, feeds.sources, config.settings, feeds=feeds)
@@ -156,7 +154,7 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
             if config.metrics is not None:
                 host, port = config.metrics
                 try:
-                    bound = await nursery.start(serve_metrics, gateway.metrics, host, port)
+                    bound = await nursery.start(serve_metrics, gateway.metrics, host, port, feeds)
                 except OSError as exc:
                     log.error("cannot serve metrics on %s:%d: %s", host, port, exc)
                     nursery.cancel_scope.cancel()
