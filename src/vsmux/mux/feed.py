@@ -222,7 +222,11 @@ class Feed:
             if not ring.evict(keep_from):
                 return
             blockers = [c for c in self.consumers if c.reader.cursor <= ring.tail]
-            overdue = [c for c in blockers if c.stalled >= bound]
+            # A consumer that started at "current" and has not read a unit with a
+            # position yet has no position to go on from privately: never detached.
+            overdue = [
+                c for c in blockers if c.stalled >= bound and c.reader.position != "current"
+            ]
             if overdue:
                 for consumer in overdue:
                     self._detach(consumer)
