@@ -31,6 +31,7 @@ reading then get UNAVAILABLE.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -223,27 +224,21 @@ class Feed:
                 return
             blockers = [c for c in self.consumers if c.reader.cursor <= ring.tail]
             # A consumer that started at "current" and has not read a unit with a
-            # position yet has no position to go on from privately: never detached.
-            overdue = [
-                c for c in blockers if c.stalled >= bound and c.reader.position != "current"
-            ]
+            # position yet has no position to go on from privately: it is waited
+            # for, never detached.
+            movable = [c for c in blockers if c.reader.position != "current"]
+            overdue = [c for c in movable if c.stalled >= bound - 1e-9]
             if overdue:
                 for consumer in overdue:
                     self._detach(consumer)
                 continue
-            budget = bound - max(c.stalled for c in blockers)
+            budget = bound - max((c.stalled for c in movable), default=-math.inf)
             started = trio.current_time()
-            advanced = self._advanced
             with trio.move_on_after(budget):
-                await advanced.wait()
+                await self._advanced.wait()
             waited = trio.current_time() - started
             for consumer in blockers:
                 consumer.stalled += waited
-            if not advanced.is_set():
-                # The whole budget went by: the most stalled blockers are over it.
-                for consumer in blockers:
-                    if consumer.stalled >= bound - 1e-9:
-                        consumer.stalled = bound
 
     def _detach(self, consumer: Consumer) -> None:
         consumer.detached = True
