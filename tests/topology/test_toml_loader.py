@@ -214,3 +214,20 @@ def test_a_bad_failover_buffer_table_says_which_key(table: str, words: str) -> N
     with pytest.raises(TopologyError) as info:
         load_topology(text)
     assert words in str(info.value)
+
+
+def test_a_keyspace_may_turn_sharing_off_and_keeps_it_through_a_dump() -> None:
+    from vsmux.topology import dump_topology
+
+    text = GOOD.replace('shards = ["0"]', 'shards = ["0"]\nshare = false', 1)
+    topology = load_topology(text)
+    assert topology.keyspaces["lookup"].share is False
+    assert topology.keyspaces["commerce"].share is True
+    assert load_topology(dump_topology(topology)).keyspaces["lookup"].share is False
+
+
+def test_share_must_be_a_boolean() -> None:
+    text = GOOD.replace('shards = ["0"]', 'shards = ["0"]\nshare = "no"', 1)
+    with pytest.raises(TopologyError) as info:
+        load_topology(text)
+    assert "keyspaces.lookup.share: must be true or false" in str(info.value)

@@ -6,6 +6,7 @@ The format (documented in the README, section "Topology file")::
     [keyspaces.commerce]
     shards = ["-80", "80-"]        # serving shards, in order
     tables = ["customer"]          # optional: names for SHOW TABLES
+    share = false                  # optional: never share this keyspace's tablet streams
     [[tablets]]
     keyspace = "commerce"
     shard = "-80"
@@ -418,6 +419,8 @@ def dump_topology(topology: Topology) -> str:
         lines += [f"[keyspaces.{_quote(name)}]", f"shards = [{shards}]"]
         if info.tables is not None:
             lines.append(f"tables = [{', '.join(_quote(t) for t in info.tables)}]")
+        if not info.share:
+            lines.append("share = false")
         lines.append("")
     for tablet in topology.tablets:
         lines += [
