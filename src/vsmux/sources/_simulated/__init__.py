@@ -9,6 +9,8 @@ the same tablets over gRPC. In short:
   ``execute(keyspace, Upsert(...), Delete(...))``, ``execute(keyspace, Alter(...))``;
 - ground truth: ``table_contents(keyspace)``, ``position(keyspace, shard)``;
 - resharding: ``reshard(keyspace, new_serving_shards)`` (journals on the old shards);
+- streams served: ``stream_counts(keyspace)`` (VStreams and StreamHealth
+  streams open now and opened in all, summed over the tablets);
 - per tablet (``tablet(keyspace, shard, type)``): ``.faults`` (fail_after,
   end_after, stall/resume, slow_down), ``.health`` (set_type, set_serving,
   set_lag, set_error), ``.position``, ``.tables``.
@@ -16,10 +18,11 @@ the same tablets over gRPC. In short:
 Modules: :mod:`.schema` (demo tables, FIELD metadata), :mod:`.rows` (event
 encoding), :mod:`.gtid`, :mod:`.binlog` (one shard's server), :mod:`.copy`,
 :mod:`.stream` (one VStream), :mod:`.tablet`, :mod:`.faults`, :mod:`.health`,
-:mod:`.workload`, :mod:`.routing`, :mod:`.cluster`.
+:mod:`.counts`, :mod:`.workload`, :mod:`.routing`, :mod:`.cluster`.
 """
 
 from vsmux.sources._simulated.cluster import SimulatedCluster, TableContents
+from vsmux.sources._simulated.counts import StreamCount, StreamCounts
 from vsmux.sources._simulated.faults import TabletFaults
 from vsmux.sources._simulated.gtid import GtidSet
 from vsmux.sources._simulated.health import TabletHealth
@@ -32,6 +35,8 @@ __all__ = [
     "GtidSet",
     "SimulatedCluster",
     "SimulatedTablet",
+    "StreamCount",
+    "StreamCounts",
     "TableContents",
     "TabletFaults",
     "TabletHealth",

@@ -52,6 +52,7 @@ from vsmux.sources._simulated.binlog import (
     TablePart,
 )
 from vsmux.sources._simulated.clock import SimClock
+from vsmux.sources._simulated.counts import StreamCounts
 from vsmux.sources._simulated.routing import check_partition, keyspace_id, shard_for
 from vsmux.sources._simulated.rows import RowImage
 from vsmux.sources._simulated.schema import TableSchema
@@ -281,6 +282,18 @@ class SimulatedCluster:
 
     def tablets(self) -> list[SimulatedTablet]:
         return list(self._tablets.values())
+
+    def stream_counts(self, keyspace: str | None = None) -> StreamCounts:
+        """The VStream and StreamHealth streams of every tablet (of ``keyspace``), summed.
+
+        Open now and opened in all (see :mod:`.counts`); per tablet,
+        ``tablet.stream_counts()``.
+        """
+        total = StreamCounts()
+        for tablet in self._by_alias.values():
+            if keyspace is None or tablet.info.keyspace == keyspace:
+                total += tablet.stream_counts()
+        return total
 
     def shard_log(self, keyspace: str, shard: str) -> ShardLog:
         return self._keyspaces[keyspace].logs[shard]

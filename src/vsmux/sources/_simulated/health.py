@@ -15,6 +15,7 @@ import trio
 
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import query, topodata
+from vsmux.sources._simulated.counts import StreamCount
 from vsmux.topology import TabletInfo
 
 __all__ = ["HEALTH_REPORT_INTERVAL", "TabletHealth"]
@@ -35,6 +36,8 @@ class TabletHealth:
         self.health_error = ""
         self.term_start = term_start
         self.down = False
+        #: StreamHealth streams open now and opened in all (see :mod:`.counts`).
+        self.streams = StreamCount()
         self._changed = trio.Event()
 
     def set_down(self, down: bool) -> None:
@@ -89,12 +92,14 @@ class TabletHealth:
 
         Raises UNAVAILABLE as soon as the tablet is down.
         """
-        while True:
-            self.check_up()
-            changed = self._changed
-            yield self.report()
-            with trio.move_on_after(HEALTH_REPORT_INTERVAL):
-                await changed.wait()
+        self.check_up()
+        with self.streams.counting():
+            while True:
+                self.check_up()
+                changed = self._changed
+                yield self.report()
+                with trio.move_on_after(HEALTH_REPORT_INTERVAL):
+                    await changed.wait()
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, trio.Event()

@@ -9,6 +9,9 @@ cluster's reparents): its streams that asked for the old type then end with
 FAILED_PRECONDITION, as a demoted vttablet's do. A tablet that is down
 (``health.set_down``) refuses new streams and fails running ones with
 UNAVAILABLE within a heartbeat interval.
+
+Each tablet counts the streams it serves (:mod:`.counts`): ``vstreams`` and
+``health.streams``, both open now and opened in all.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata, query, topodata
 from vsmux.sources._simulated.binlog import Rows, ShardLog
 from vsmux.sources._simulated.clock import SimClock
+from vsmux.sources._simulated.counts import StreamCount, StreamCounts
 from vsmux.sources._simulated.faults import FaultAction, TabletFaults
 from vsmux.sources._simulated.health import TabletHealth
 from vsmux.sources._simulated.stream import stream_batches
@@ -42,6 +46,8 @@ class SimulatedTablet:
         self.clock = clock
         self.faults = TabletFaults()
         self.health = TabletHealth(info, term_start=int(clock.now()))
+        #: VStreams open now and opened in all (see :mod:`.counts`).
+        self.vstreams = StreamCount()
 
     @property
     def tablet(self) -> TabletInfo:
@@ -58,6 +64,11 @@ class SimulatedTablet:
             self.health.term_start = int(self.clock.now())
         self.health.set_type(tablet_type)
         return self.info
+
+    def stream_counts(self) -> StreamCounts:
+        """The streams this tablet serves now and has opened (VStream, StreamHealth)."""
+        health = self.health.streams
+        return StreamCounts(self.vstreams.open, self.vstreams.opened, health.open, health.opened)
 
     @property
     def alias(self) -> str:
@@ -83,23 +94,24 @@ class SimulatedTablet:
         self.health.check_up()
         self._check_target(request.target)
         in_transaction = False
-        async with aclosing(stream_batches(self.log, request, self.clock)) as responses:
-            async for batch in responses:
-                await self.faults.before_send()
-                self.health.check_up()
-                self._check_target(request.target)
-                sent, trigger = self.faults.cut(batch, in_transaction)
-                for frame in sent:
-                    if frame.type == _OPEN:
-                        in_transaction = True
-                    elif frame.type in _CLOSE:
-                        in_transaction = False
-                if sent:
-                    yield sent
-                if trigger is not None:
-                    if trigger.action is FaultAction.FAIL:
-                        raise VStreamError(trigger.code, trigger.message)
-                    return
+        with self.vstreams.counting():
+            async with aclosing(stream_batches(self.log, request, self.clock)) as responses:
+                async for batch in responses:
+                    await self.faults.before_send()
+                    self.health.check_up()
+                    self._check_target(request.target)
+                    sent, trigger = self.faults.cut(batch, in_transaction)
+                    for frame in sent:
+                        if frame.type == _OPEN:
+                            in_transaction = True
+                        elif frame.type in _CLOSE:
+                            in_transaction = False
+                    if sent:
+                        yield sent
+                    if trigger is not None:
+                        if trigger.action is FaultAction.FAIL:
+                            raise VStreamError(trigger.code, trigger.message)
+                        return
 
     def vstream(
         self, request: binlogdata.VStreamRequest
@@ -118,8 +130,10 @@ class SimulatedTablet:
         self, request: binlogdata.VStreamRequest
     ) -> AsyncGenerator[list[Frame], None]:
         try:
-            async for batch in self.batches(request):
-                yield batch
+            # Closed with this generator, not left to the garbage collector.
+            async with aclosing(self.batches(request)) as batches:
+                async for batch in batches:
+                    yield batch
         except VStreamError as exc:
             raise exc.wrap(self.alias) from None
 
