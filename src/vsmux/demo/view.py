@@ -7,6 +7,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from vsmux.demo.feed_view import FeedWatch, feeds_table
 from vsmux.demo.state import StreamWatch
 
 __all__ = ["plain_line", "render"]
@@ -19,8 +20,10 @@ def _short_position(position: str) -> str:
     return "..." + position[-21:]
 
 
-def render(watch: StreamWatch, now: float, header: str) -> RenderableType:
-    """The live screen: header, per-shard table, recent row changes, notes."""
+def render(
+    watch: StreamWatch, now: float, header: str, feeds: FeedWatch | None = None
+) -> RenderableType:
+    """The live screen: header, per-shard table, the feeds, recent row changes, notes."""
     events_rate, tx_rate = watch.rates(now)
     title = Text.assemble(
         ("vsmux demo", "bold cyan"),
@@ -55,12 +58,11 @@ def render(watch: StreamWatch, now: float, header: str) -> RenderableType:
             Text(line.op, style=styles.get(line.op, "")), line.table, line.shard, line.values
         )
     notes = Text("\n".join(watch.notes) or "(nothing yet)", style="dim")
-    return Group(
-        Panel(Text(header), title=title, title_align="left"),
-        shards,
-        changes,
-        Panel(notes, title="events", title_align="left"),
-    )
+    parts: list[RenderableType] = [Panel(Text(header), title=title, title_align="left"), shards]
+    if feeds is not None:
+        parts.append(feeds_table(feeds))
+    parts += [changes, Panel(notes, title="events", title_align="left")]
+    return Group(*parts)
 
 
 def plain_line(watch: StreamWatch, now: float) -> str:
