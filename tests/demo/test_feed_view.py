@@ -9,7 +9,7 @@ from rich.console import Console
 from vsmux.cli.main import main
 from vsmux.demo.feed_view import FeedWatch, feeds_line, feeds_table
 from vsmux.demo.runner import DemoOptions, run_demo
-from vsmux.demo.state import StreamWatch
+from vsmux.demo.state import RECENT_CHANGES, RowLine, StreamWatch
 from vsmux.demo.view import render
 from vsmux.mux import FeedStats
 from vsmux.mux.feed_hub import FeedCounters
@@ -76,6 +76,19 @@ def test_live_screen_has_a_feeds_table() -> None:
     screen = _text(render(StreamWatch(started_at=0.0), 5.0, "header", _watch()))
     assert "shared tablet streams" in screen and "commerce/-80" in screen
     assert "shared tablet streams" not in _text(render(StreamWatch(started_at=0.0), 5.0, "h"))
+
+
+def test_feed_rows_come_out_of_the_recent_changes() -> None:
+    watch = StreamWatch(started_at=0.0)
+    for n in range(RECENT_CHANGES):
+        watch.recent.append(RowLine(1.0, "INSERT", "commerce.customer", "-80", f"id={n}"))
+    assert _text(render(watch, 5.0, "h")).count("commerce.customer") == RECENT_CHANGES
+    screen = _text(render(watch, 5.0, "h", _watch()))
+    assert screen.count("commerce.customer") == RECENT_CHANGES - 2
+    assert f"id={RECENT_CHANGES - 1}" in screen  # the newest first
+    many = FeedWatch()
+    many.update([_feed(f"{n:02x}", "zone1-1", 1) for n in range(20)], FeedCounters())
+    assert _text(render(watch, 5.0, "h", many)).count("commerce.customer") == 4
 
 
 async def test_demo_clients_share_one_feed_per_shard() -> None:

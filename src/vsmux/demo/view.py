@@ -8,9 +8,12 @@ from rich.table import Table
 from rich.text import Text
 
 from vsmux.demo.feed_view import FeedWatch, feeds_table
-from vsmux.demo.state import StreamWatch
+from vsmux.demo.state import RECENT_CHANGES, StreamWatch
 
 __all__ = ["plain_line", "render"]
+
+# Row changes shown at least, however many feeds there are.
+MIN_CHANGES = 4
 
 
 def _short_position(position: str) -> str:
@@ -53,7 +56,11 @@ def render(
     changes.add_column("shard", min_width=5, no_wrap=True)
     changes.add_column("row", overflow="ellipsis", no_wrap=True, ratio=1)
     styles = {"INSERT": "green", "UPDATE": "yellow", "DELETE": "red"}
-    for line in reversed(watch.recent):
+    # The feeds table's rows come out of the changes', so the screen keeps its height.
+    shown = (
+        len(watch.recent) if feeds is None else max(MIN_CHANGES, RECENT_CHANGES - len(feeds.feeds))
+    )
+    for line in list(reversed(watch.recent))[:shown]:
         changes.add_row(
             Text(line.op, style=styles.get(line.op, "")), line.table, line.shard, line.values
         )
