@@ -151,7 +151,9 @@ class Feed:
                 return frames
             if self.done:
                 if self.error is not None:
-                    raise self.error
+                    # A fresh exception per consumer: one instance raised in many
+                    # tasks would chain their tracebacks together.
+                    raise VStreamError(self.error.code, self.error.message)
                 return None
             await self._changed.wait()
 
