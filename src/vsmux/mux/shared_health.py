@@ -75,7 +75,7 @@ class SharedHealth:
                 # Our stream ended and another replaced it: report how ours ended.
                 error = self._ended.get(generation)
                 if error is not None:
-                    raise error
+                    raise VStreamError(error.code, error.message)
                 return
             latest = self._latest
             if latest is not None and self._reports > seen:
@@ -85,7 +85,7 @@ class SharedHealth:
             if generation in self._ended:
                 error = self._ended[generation]
                 if error is not None:
-                    raise error
+                    raise VStreamError(error.code, error.message)
                 return
             await self._changed.wait()
 
