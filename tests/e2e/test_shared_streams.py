@@ -1,0 +1,378 @@
+"""Shared upstream streams end to end: many clients, one tablet stream per shard.
+
+The simulated tablets are served on loopback gRPC ports and count the
+VStream and StreamHealth streams they serve (``cluster.stream_counts``), so
+what the gateway costs them is read on their side, not the gateway's:
+
+- fifty clients on one 4-shard keyspace (official-proto grpcio clients,
+  ``vsmux tail`` processes and ``vsmux tail``'s loop as a library) cost the
+  tablets 4 VStreams, and each client gets every transaction after its start;
+- a client slowed to a crawl is detached from the feeds (ring and straggler
+  bounds set with ``vsmux serve``'s own options) while the others' delivery
+  latency stays where it was, and it still gets every transaction in order;
+- ``vsmux serve`` with a topology file: the metadata ``vsmux-share: off``
+  makes a client read streams of its own, and a keyspace with
+  ``share = false`` is never shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.e2e.shared_harness import (
+    OfficialClient,
+    Received,
+    TailProcess,
+    Writer,
+    median_latency,
+    open_sharing_stack,
+    run_library_tail,
+)
+from tests.interop.official.official_checks import assert_clean
+from tests.interop.official.official_codegen import PACKAGE, Official, generate
+from vsmux.cli import sharing
+from vsmux.core.settings import GatewaySettings
+from vsmux.sources._simulated import SimulatedCluster
+from vsmux.topology import Topology
+from vsmux.transport import asyncio_loop, serve_cluster_tablets
+
+pytestmark = [pytest.mark.slow, pytest.mark.clients]
+
+KS = "commerce"
+SHARDS = ["-40", "40-80", "80-c0", "c0-"]
+FAST_RETRIES = {"retry_backoff_initial": 0.01, "retry_backoff_max": 0.05}
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The classes generated from Vitess's protos (see tests/interop/official).
+
+    Generated once per process: reused when the interop suite already did,
+    else generated here and unloaded afterwards so that suite can generate
+    its own later in the same run.
+    """
+    if PACKAGE in sys.modules:
+        modules = {
+            name: sys.modules[f"{PACKAGE}.{name}_pb2"]
+            for name in ("binlogdata", "query", "topodata", "vtgate", "vtrpc")
+        }
+        yield Official(
+            **modules, vtgateservice_grpc=sys.modules[f"{PACKAGE}.vtgateservice_pb2_grpc"]
+        )
+        return
+    yield generate(tmp_path_factory.mktemp("vitess-official-protos"))
+    for name in [n for n in sys.modules if n == PACKAGE or n.startswith(f"{PACKAGE}.")]:
+        del sys.modules[name]
+
+
+def build_cluster(keyspaces: dict[str, list[str]] | None = None) -> SimulatedCluster:
+    return SimulatedCluster.build(keyspaces or {KS: SHARDS}, seed=14)
+
+
+async def wait_all(clients: Sequence[Received], pred: Any, timeout: float, what: str) -> None:
+    """Wait until ``pred`` holds for every client (all within ``timeout`` seconds)."""
+    with trio.move_on_after(timeout):
+        for got in clients:
+            while not pred(got):
+                await got.changed.wait()
+        return
+    late = [got.name for got in clients if not pred(got)]
+    raise AssertionError(f"{len(late)} clients never {what} in {timeout}s: {late[:10]}")
+
+
+async def poll_until(pred: Any, timeout: float, what: str) -> None:
+    """Wait until ``pred()`` holds (a counter: polled every 50 ms, for ``timeout`` seconds)."""
+    with trio.move_on_after(timeout):
+        while not pred():  # noqa: ASYNC110 - counters, polled
+            await trio.sleep(0.05)
+        return
+    raise AssertionError(f"never {what} in {timeout}s")
+
+
+def check_deliveries(clients: Sequence[Received], writer: Writer, final: dict[str, int]) -> None:
+    """Each client got, per shard, every transaction from its start to ``final``, once, in order.
+
+    And the same transaction is the same for everybody: its row count, and
+    (official-proto clients) the bytes of its ROW events.
+    """
+    rows: dict[tuple[str, int], set[int]] = {}
+    digests: dict[tuple[str, int], set[str]] = {}
+    for got in clients:
+        for shard in SHARDS:
+            seqs = got.seqs.get(shard, [])
+            txs = got.transactions(shard)
+            assert txs, f"{got.name}: nothing on {shard}"
+            # Only an official client's start position may come without rows.
+            assert seqs[-len(txs) :] == txs and len(seqs) - len(txs) <= 1, (got.name, shard)
+            expected = list(range(seqs[0], final[shard] + 1))
+            assert seqs == expected, (
+                f"{got.name} on {shard}: not every GTID from its start to {final[shard]} once "
+                f"in order: {seqs[:5]}...{seqs[-5:]} ({len(seqs)} of {len(expected)})"
+            )
+            for n in txs:
+                assert (shard, n) in writer.commits, (got.name, shard, n)
+                rows.setdefault((shard, n), set()).add(got.rows[(shard, n)])
+                if (shard, n) in got.digests:
+                    digests.setdefault((shard, n), set()).add(got.digests[(shard, n)])
+    differing = {k: v for k, v in rows.items() if len(v) > 1}
+    assert not differing, f"clients disagree on row counts: {list(differing.items())[:5]}"
+    differing = {k: v for k, v in digests.items() if len(v) > 1}  # type: ignore[misc]
+    assert not differing, f"clients disagree on row events: {list(differing)[:5]}"
+
+
+# -- fifty clients --------------------------------------------------------------------
+
+
+async def test_fifty_clients_cost_the_tablets_one_stream_per_shard(official: Any) -> None:
+    started = time.monotonic()
+    cluster = build_cluster()
+    writer = Writer(cluster, KS)
+    for _ in range(8):
+        writer.write_one()
+    async with (
+        open_sharing_stack(cluster, GatewaySettings(**FAST_RETRIES)) as stack,
+        trio.open_nursery() as nursery,
+    ):
+        writer_scope = trio.CancelScope()
+
+        async def write() -> None:
+            with writer_scope:
+                await writer.run(rate=20)
+
+        nursery.start_soon(write)
+        # Each official client reads in a worker thread of its own.
+        trio.to_thread.current_default_thread_limiter().total_tokens = 64
+        officials = [OfficialClient(official, stack.port, KS, f"official-{i}") for i in range(45)]
+        tails = [TailProcess(stack.address, KS, f"vsmux-tail-{i}") for i in range(3)]
+        library = [Received(f"tail-library-{i}") for i in range(2)]
+        for client in officials:
+            nursery.start_soon(client.run)
+        for tail in tails:
+            await nursery.start(tail.run)
+        for got in library:
+            nursery.start_soon(run_library_tail, stack.address, KS, got)
+        everyone = [c.got for c in officials] + [t.got for t in tails] + library
+        assert len(everyone) == 50
+
+        await wait_all(everyone, lambda g: g.has_data_on(SHARDS), 40, "received data")
+        counts = cluster.stream_counts(KS)
+        feeds = stack.hub.stats()
+        counters = stack.hub.counters
+        print(
+            f"\n50 clients receiving: tablets {counts}; feeds "
+            f"{[(f.shard, f.consumers) for f in feeds]}; hub {counters}"
+        )
+        assert counts.vstreams == 4, counts
+        assert 1 <= counts.health <= 4, counts
+        assert sorted(f.shard for f in feeds) == sorted(SHARDS)
+        assert all(f.consumers == 50 for f in feeds), feeds
+        # A client that arrived before a feed had its start position read on
+        # its own for a moment; nothing near one stream per client and shard.
+        assert counts.vstreams_opened <= 4 + 4 * 10, counts
+
+        await trio.sleep(2)  # a little more for everyone to compare
+        writer_scope.cancel()
+        final = writer.positions()
+        await wait_all(everyone, lambda g: g.reached(final), 30, f"reached {final}")
+        check_deliveries(everyone, writer, final)
+        for tail in tails:
+            assert tail.returncode is None, f"{tail.got.name} exited with {tail.returncode}"
+        nursery.cancel_scope.cancel()
+    print(
+        f"opened in all: {cluster.stream_counts(KS)}; "
+        f"{len(writer.commits)} GTIDs written; "
+        f"{time.monotonic() - started:.1f}s"
+    )
+
+
+# -- a straggler ----------------------------------------------------------------------
+
+
+def settings_from_options(*options: str) -> GatewaySettings:
+    """GatewaySettings with the share_* values ``vsmux serve``'s options give."""
+    parser = argparse.ArgumentParser()
+    sharing.add_arguments(parser)
+    return GatewaySettings(**FAST_RETRIES, **sharing.settings_from(parser.parse_args(options)))  # type: ignore[arg-type]
+
+
+async def test_a_client_slowed_to_a_crawl_is_detached_and_the_others_keep_their_pace(
+    official: Any,
+) -> None:
+    settings = settings_from_options(
+        "--share-ring-bytes", "16384", "--share-straggler-seconds", "0.3"
+    )
+    assert (settings.share_ring_bytes, settings.share_straggler_seconds) == (16384, 0.3)
+    cluster = build_cluster()
+    writer = Writer(cluster, KS, rows=4, payload=300)
+    for _ in range(8):
+        writer.write_one()
+    async with open_sharing_stack(cluster, settings) as stack, trio.open_nursery() as nursery:
+        writer_scope = trio.CancelScope()
+
+        async def write() -> None:
+            with writer_scope:
+                await writer.run(rate=40)
+
+        nursery.start_soon(write)
+        fast = [OfficialClient(official, stack.port, KS, f"fast-{i}") for i in range(5)]
+        for client in fast:
+            nursery.start_soon(client.run)
+        others = [c.got for c in fast]
+        await wait_all(others, lambda g: g.has_data_on(SHARDS), 20, "received data")
+
+        before_start = time.monotonic()
+        await trio.sleep(3)
+        slow_start = time.monotonic()
+        slow = OfficialClient(official, stack.port, KS, "slow")
+        slow.pause = 2.0  # one response every two seconds
+        nursery.start_soon(slow.run)
+        await poll_until(lambda: stack.hub.counters.detaches >= 1, 30, "the slow client detached")
+        detached_at = time.monotonic()
+        await trio.sleep(2)
+        after_end = time.monotonic()
+
+        before, n_before = median_latency(others, writer.commits, before_start, slow_start)
+        after, n_after = median_latency(others, writer.commits, slow_start, after_end)
+        print(
+            f"\np50 delivery latency of the other clients: {before * 1000:.1f} ms before the "
+            f"slow client ({n_before} deliveries), {after * 1000:.1f} ms after ({n_after}); "
+            f"detached {detached_at - slow_start:.1f}s after it started; hub {stack.hub.counters}; "
+            f"tablets {cluster.stream_counts(KS)}"
+        )
+        assert after < 3 * before + 0.05, (before, after)
+
+        # Back to full speed: the slow client catches up on its own streams,
+        # and gets everything, once and in order.
+        slow.pause = 0.0
+        writer_scope.cancel()
+        final = writer.positions()
+        await wait_all([*others, slow.got], lambda g: g.reached(final), 30, f"reached {final}")
+        check_deliveries([*others, slow.got], writer, final)
+        assert_clean(official, slow.responses)
+        print(
+            f"slow client caught up: hub {stack.hub.counters}; tablets {cluster.stream_counts(KS)}"
+        )
+        nursery.cancel_scope.cancel()
+
+
+# -- vsmux serve: share off, per request and per keyspace -----------------------------
+
+
+def topology_file(topology: Topology, unshared: set[str]) -> str:
+    """``topology`` (tablets with addresses) as a topology file; ``unshared`` keyspaces
+    get ``share = false``."""
+    lines = [f'cell = "{topology.cell}"']
+    for name, info in topology.keyspaces.items():
+        shards = ", ".join(f'"{s}"' for s in info.shards)
+        lines += [f"[keyspaces.{name}]", f"shards = [{shards}]"]
+        if name in unshared:
+            lines.append("share = false")
+    for tablet in topology.tablets:
+        lines += [
+            "[[tablets]]",
+            f'keyspace = "{tablet.keyspace}"',
+            f'shard = "{tablet.shard}"',
+            'type = "primary"',
+            f"uid = {tablet.uid}",
+            f'address = "{tablet.address}"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def _listening_port(process: trio.Process) -> int:
+    assert process.stdout is not None
+    data = b""
+    with trio.fail_after(20):
+        while b"\n" not in data:
+            chunk = await process.stdout.receive_some(1024)
+            assert chunk, "vsmux serve exited before listening"
+            data += chunk
+    first = data.split(b"\n", 1)[0].decode()
+    assert first.startswith("vsmux gateway listening on "), first
+    return int(first.rsplit(":", 1)[1])
+
+
+async def wait_open(cluster: SimulatedCluster, keyspace: str, want: int) -> None:
+    """Wait (10 s at most) until the tablets of ``keyspace`` have ``want`` VStreams open."""
+    with trio.move_on_after(10):
+        while cluster.stream_counts(keyspace).vstreams != want:  # noqa: ASYNC110 - a counter
+            await trio.sleep(0.05)
+    counts = cluster.stream_counts(keyspace)
+    assert counts.vstreams == want, f"{keyspace}: {counts}, not {want} VStreams open"
+
+
+async def test_share_off_metadata_and_share_false_keyspace_read_their_own_streams(
+    official: Any, tmp_path: Path
+) -> None:
+    cluster = build_cluster({KS: SHARDS, "solo": ["-80", "80-"]})
+    writers = [Writer(cluster, KS), Writer(cluster, "solo")]
+    for writer in writers:
+        for _ in range(8):
+            writer.write_one()
+    async with (
+        asyncio_loop(),
+        serve_cluster_tablets(cluster, "127.0.0.1") as topology,
+        trio.open_nursery() as nursery,
+    ):
+        path = tmp_path / "topology.toml"
+        path.write_text(topology_file(topology, unshared={"solo"}))
+        command = [
+            sys.executable,
+            "-m",
+            "vsmux",
+            "serve",
+            "--topology",
+            str(path),
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "WARNING",
+        ]
+        process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
+        try:
+            port = await _listening_port(process)
+            for writer in writers:
+                nursery.start_soon(writer.run, 20)
+
+            async def start(keyspace: str, name: str, **options: Any) -> OfficialClient:
+                client = OfficialClient(official, port, keyspace, name, **options)
+                nursery.start_soon(client.run)
+                await client.got.wait(
+                    lambda g: g.has_data_on(cluster.topology.serving_shards(keyspace)), 20
+                )
+                return client
+
+            shared = [await start(KS, f"shared-{i}") for i in range(2)]
+            await wait_open(cluster, KS, 4)
+            own = await start(KS, "share-off", metadata=(("vsmux-share", "off"),))
+            await wait_open(cluster, KS, 8)
+            health = cluster.stream_counts(KS).health
+            assert 4 < health <= 8, cluster.stream_counts(KS)
+            own.stop()
+            await wait_open(cluster, KS, 4)
+            assert shared[0].error is None and shared[1].error is None
+
+            solo = [await start("solo", f"solo-{i}") for i in range(3)]
+            await wait_open(cluster, "solo", 3 * 2)
+            solo[0].stop()
+            await wait_open(cluster, "solo", 2 * 2)
+            print(
+                f"\n{KS}: {cluster.stream_counts(KS)}; solo (share = false): "
+                f"{cluster.stream_counts('solo')}"
+            )
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True), trio.fail_after(20):
+                process.send_signal(signal.SIGTERM)
+                code = await process.wait()
+    assert code == 0
