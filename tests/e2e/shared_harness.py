@@ -252,14 +252,19 @@ def median_latency(
 # -- clients ----------------------------------------------------------------------
 
 
-def official_request(official: Any, keyspace: str) -> Any:
+def official_request(official: Any, keyspace: str, start: dict[str, str] | None = None) -> Any:
     """What ``vsmux tail --keyspace K`` asks for, in the generated classes: every
-    shard from ``current``, every table, PRIMARY (so every client asks the
-    tablets for the same events and may share their streams)."""
+    shard from ``current`` (or each shard of ``start`` from its position),
+    every table, PRIMARY (so every client asks the tablets for the same
+    events and may share their streams)."""
     b = official.binlogdata
+    if start is None:
+        shard_gtids = [b.ShardGtid(keyspace=keyspace, shard="", gtid="current")]
+    else:
+        shard_gtids = [b.ShardGtid(keyspace=keyspace, shard=s, gtid=g) for s, g in start.items()]
     return official.vtgate.VStreamRequest(
         tablet_type=official.topodata.PRIMARY,
-        vgtid=b.VGtid(shard_gtids=[b.ShardGtid(keyspace=keyspace, shard="", gtid="current")]),
+        vgtid=b.VGtid(shard_gtids=shard_gtids),
         filter=b.Filter(rules=[b.Rule(match="/.*")]),
     )
 
@@ -267,7 +272,8 @@ def official_request(official: Any, keyspace: str) -> Any:
 class OfficialClient(StreamReader):
     """A grpcio client with the official stubs that notes what arrived when.
 
-    ``pause``: seconds its reading thread sleeps after each response (a
+    ``start``: each shard's position to resume from (default: every shard
+    from ``current``). ``pause``: seconds its reading thread sleeps after each response (a
     client slowed to a crawl; 0 reads at full speed). Set it from the Trio
     side at any time.
     """
@@ -279,9 +285,11 @@ class OfficialClient(StreamReader):
         keyspace: str,
         name: str,
         *,
+        start: dict[str, str] | None = None,
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        super().__init__(official, port, official_request(official, keyspace), metadata=metadata)
+        request = official_request(official, keyspace, start)
+        super().__init__(official, port, request, metadata=metadata)
         self.got = Received(name)
         self.pause = 0.0
 
