@@ -136,3 +136,17 @@ def test_table_of_reads_row_and_field_names() -> None:
     assert table_of(field_event("x" * 300)) == b"x" * 300
     with pytest.raises(ValueError):
         table_of(heartbeat())
+
+
+def test_units_no_one_could_join_at_go_even_under_the_byte_bound() -> None:
+    ring = FeedRing(position(1), max_bytes=1 << 20)
+    for n in range(2, 12):
+        ring.add(transaction(n, row("t")), now=float(n))
+    assert ring.evict(ring.head, max_units=4) is False
+    assert len(ring) == 4 and ring.tail == 6
+    # By age: entries that arrived before t=9 go.
+    assert ring.evict(ring.head, arrived_before=9.0) is False
+    assert ring.tail == 7 and ring.entry(7).arrived == 9.0
+    # What an attached consumer still needs stays, however old.
+    assert ring.evict(8, arrived_before=100.0) is False
+    assert ring.tail == 8

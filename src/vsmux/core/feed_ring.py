@@ -215,16 +215,29 @@ class FeedRing:
         self.head = seq + 1
         self.bytes += size
 
-    def evict(self, keep_from: int) -> bool:
-        """Drop the oldest entries below ``keep_from`` while over the byte bound.
+    def evict(
+        self, keep_from: int, *, max_units: int | None = None, arrived_before: float | None = None
+    ) -> bool:
+        """Drop the oldest entries below ``keep_from`` that the ring need not keep.
 
         ``keep_from`` is the oldest entry some attached consumer still has
-        to read. Returns True if the ring is still over its bound: the feed
-        must wait for that consumer (or detach it) before reading on.
+        to read. Entries go while the ring is over its byte bound, holds
+        more than ``max_units``, or its oldest arrived before
+        ``arrived_before``: no consumer could join that far back, so an idle
+        or slow feed holds no more than joining needs. Returns True if the
+        ring is still over its byte bound: the feed must wait for that
+        consumer (or detach it) before reading on.
         """
         entries = self._entries
-        while self.bytes > self.max_bytes and self.tail < min(keep_from, self.head):
+        limit = min(keep_from, self.head)
+        while self.tail < limit:
             entry = entries[self._dropped]
+            if not (
+                self.bytes > self.max_bytes
+                or (max_units is not None and self.head - self.tail > max_units)
+                or (arrived_before is not None and entry.arrived < arrived_before)
+            ):
+                break
             entries[self._dropped] = _EVICTED
             self._dropped += 1
             self.bytes -= entry.size

@@ -96,7 +96,8 @@ class GatewaySettings:
     # Bytes of recent whole transactions each feed keeps for joining consumers; also
     # how far its slowest consumer may fall behind before the feed waits for it.
     # 8 MiB is a few seconds of a busy shard; a transaction larger than this is
-    # still kept whole.
+    # still kept whole. A feed keeps nothing past the join distance, so a quiet
+    # shard's feed holds far less.
     share_ring_bytes: int = 8 * 1024 * 1024
     # Feeds at once over the gateway (each holds up to share_ring_bytes); past it new
     # shard streams stream on their own.

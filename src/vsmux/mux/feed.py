@@ -219,10 +219,15 @@ class Feed:
     async def _make_room(self) -> None:
         """Evict what no consumer needs; wait for (or detach) consumers holding the tail."""
         ring = self.ring
-        bound = self._settings.share_straggler_seconds
+        settings = self._settings
+        bound = settings.share_straggler_seconds
         while True:
             keep_from = min((c.reader.cursor for c in self.consumers), default=ring.head)
-            if not ring.evict(keep_from):
+            # Nothing older than a joiner may join at is kept for joiners.
+            too_old = trio.current_time() - settings.share_join_seconds
+            if not ring.evict(
+                keep_from, max_units=settings.share_join_transactions, arrived_before=too_old
+            ):
                 return
             blockers = [c for c in self.consumers if c.reader.cursor <= ring.tail]
             # A consumer that started at "current" and has not read a unit with a
