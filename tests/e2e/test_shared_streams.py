@@ -7,6 +7,7 @@ what the gateway costs them is read on their side, not the gateway's:
 - fifty clients on one 4-shard keyspace (official-proto grpcio clients,
   ``vsmux tail`` processes and ``vsmux tail``'s loop as a library) cost the
   tablets 4 VStreams, and each client gets every transaction after its start;
+- a tablet stream that fails is opened again once for all its clients;
 - a client slowed to a crawl is detached from the feeds (ring and straggler
   bounds set with ``vsmux serve``'s own options) while the others' delivery
   latency stays where it was, and it still gets every transaction in order;
@@ -43,6 +44,7 @@ from tests.interop.official.official_checks import assert_clean
 from tests.interop.official.official_codegen import PACKAGE, Official, generate
 from vsmux.cli import sharing
 from vsmux.core.settings import GatewaySettings
+from vsmux.errors import Code
 from vsmux.sources._simulated import SimulatedCluster
 from vsmux.topology import Topology
 from vsmux.transport import asyncio_loop, serve_cluster_tablets
@@ -210,6 +212,56 @@ async def test_fifty_clients_cost_the_tablets_one_stream_per_shard(official: Any
         f"{len(writer.commits)} GTIDs written; "
         f"{time.monotonic() - started:.1f}s"
     )
+
+
+# -- a tablet stream fails --------------------------------------------------------------
+
+
+async def test_a_failed_tablet_stream_is_reopened_once_for_all_its_clients(official: Any) -> None:
+    cluster = build_cluster()
+    writer = Writer(cluster, KS)
+    for _ in range(8):
+        writer.write_one()
+    async with (
+        open_sharing_stack(cluster, GatewaySettings(**FAST_RETRIES)) as stack,
+        trio.open_nursery() as nursery,
+    ):
+        writer_scope = trio.CancelScope()
+
+        async def write() -> None:
+            with writer_scope:
+                await writer.run(rate=20)
+
+        nursery.start_soon(write)
+        clients = [OfficialClient(official, stack.port, KS, f"client-{i}") for i in range(20)]
+        for client in clients:
+            nursery.start_soon(client.run)
+        received = [c.got for c in clients]
+        await wait_all(received, lambda g: g.has_data_on(SHARDS), 20, "received data")
+        assert cluster.stream_counts(KS).vstreams == 4
+        # Every tablet's stream breaks once (mysqld went away): the feeds end
+        # with UNAVAILABLE, each consumer's retry comes back to one new feed.
+        for shard in SHARDS:
+            cluster.tablet(KS, shard).faults.fail_after(0, Code.UNAVAILABLE, "lost mysqld")
+        await poll_until(lambda: stack.hub.counters.feeds_opened == 8, 10, "4 new feeds")
+        await poll_until(
+            lambda: all(f.consumers == len(clients) for f in stack.hub.stats()), 10, "rejoined"
+        )
+        await wait_open(cluster, KS, 4)  # the new feeds' calls have reached the tablets
+        counts = cluster.stream_counts(KS)
+        hub = stack.hub.counters
+        print(f"\nafter the failures: tablets {counts}; hub {hub}")
+        # Every tablet stream is a feed or a private catch-up (a client whose
+        # last unit was still on its way to it when the stream broke).
+        assert counts.vstreams_opened == hub.feeds_opened + hub.private_streams, (counts, hub)
+        assert hub.feeds_opened == 8 and hub.private_streams <= 4, hub
+
+        writer_scope.cancel()
+        final = writer.positions()
+        await wait_all(received, lambda g: g.reached(final), 20, f"reached {final}")
+        check_deliveries(received, writer, final)
+        assert [c.error for c in clients if c.error is not None] == []
+        nursery.cancel_scope.cancel()
 
 
 # -- a straggler ----------------------------------------------------------------------
