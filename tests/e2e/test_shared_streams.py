@@ -54,6 +54,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.clients]
 KS = "commerce"
 SHARDS = ["-40", "40-80", "80-c0", "c0-"]
 FAST_RETRIES = {"retry_backoff_initial": 0.01, "retry_backoff_max": 0.05}
+LINGER = {"share_linger_seconds": 1.0}  # feeds without consumers close after this
 
 
 @pytest.fixture(scope="module")
@@ -147,14 +148,21 @@ async def test_fifty_clients_cost_the_tablets_one_stream_per_shard(official: Any
     for _ in range(8):
         writer.write_one()
     async with (
-        open_sharing_stack(cluster, GatewaySettings(**FAST_RETRIES)) as stack,
+        open_sharing_stack(cluster, GatewaySettings(**FAST_RETRIES, **LINGER)) as stack,
         trio.open_nursery() as nursery,
     ):
         writer_scope = trio.CancelScope()
+        library_scope = trio.CancelScope()
 
         async def write() -> None:
             with writer_scope:
                 await writer.run(rate=20)
+
+        async def library_tails(received: list[Received]) -> None:
+            with library_scope:
+                async with trio.open_nursery() as tails_nursery:
+                    for got in received:
+                        tails_nursery.start_soon(run_library_tail, stack.address, KS, got)
 
         nursery.start_soon(write)
         # Each official client reads in a worker thread of its own.
@@ -166,8 +174,7 @@ async def test_fifty_clients_cost_the_tablets_one_stream_per_shard(official: Any
             nursery.start_soon(client.run)
         for tail in tails:
             await nursery.start(tail.run)
-        for got in library:
-            nursery.start_soon(run_library_tail, stack.address, KS, got)
+        nursery.start_soon(library_tails, library)
         current = [c.got for c in officials] + [t.got for t in tails] + library
         await wait_all(current, lambda g: g.has_data_on(SHARDS), 30, "received data")
         # Then a few that resume from where they stopped, a few transactions back.
@@ -206,6 +213,21 @@ async def test_fifty_clients_cost_the_tablets_one_stream_per_shard(official: Any
             assert first == {s: seq_of(g) + 1 for s, g in resume.items()}, client.got.name
         for tail in tails:
             assert tail.returncode is None, f"{tail.got.name} exited with {tail.returncode}"
+
+        # Everybody leaves: the feeds and health watches linger, then close.
+        for client in [*officials, *resumed]:
+            client.stop()
+        for tail in tails:
+            tail.stop()
+        library_scope.cancel()
+        await poll_until(
+            lambda: (
+                (cluster.stream_counts(KS).vstreams, cluster.stream_counts(KS).health) == (0, 0)
+            ),
+            LINGER["share_linger_seconds"] + 5,
+            "every tablet stream closed",
+        )
+        assert stack.hub.feeds == []
         nursery.cancel_scope.cancel()
     print(
         f"opened in all: {cluster.stream_counts(KS)}; "
