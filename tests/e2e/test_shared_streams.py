@@ -128,10 +128,10 @@ def check_deliveries(clients: Sequence[Received], writer: Writer, final: dict[st
                 rows.setdefault((shard, n), set()).add(got.rows[(shard, n)])
                 if (shard, n) in got.digests:
                     digests.setdefault((shard, n), set()).add(got.digests[(shard, n)])
-    differing = {k: v for k, v in rows.items() if len(v) > 1}
-    assert not differing, f"clients disagree on row counts: {list(differing.items())[:5]}"
-    differing = {k: v for k, v in digests.items() if len(v) > 1}  # type: ignore[misc]
-    assert not differing, f"clients disagree on row events: {list(differing)[:5]}"
+    row_conflicts = [key for key, counts in rows.items() if len(counts) > 1]
+    assert not row_conflicts, f"clients disagree on row counts of {row_conflicts[:5]}"
+    event_conflicts = [key for key, found in digests.items() if len(found) > 1]
+    assert not event_conflicts, f"clients disagree on the row events of {event_conflicts[:5]}"
 
 
 # -- fifty clients --------------------------------------------------------------------
@@ -330,6 +330,13 @@ async def test_a_client_slowed_to_a_crawl_is_detached_and_the_others_keep_their_
         await poll_until(lambda: stack.hub.counters.detaches >= 1, 30, "the slow client detached")
         detached_at = time.monotonic()
         await trio.sleep(2)
+        # Let go by every feed, and nobody else was.
+        await poll_until(
+            lambda: [f.consumers for f in stack.hub.stats()] == [len(fast)] * len(SHARDS),
+            10,
+            "the slow client detached from every feed",
+        )
+        assert stack.hub.counters.detaches == len(SHARDS), stack.hub.counters
         after_end = time.monotonic()
 
         before, n_before = median_latency(others, writer.commits, before_start, slow_start)
