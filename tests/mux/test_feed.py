@@ -9,7 +9,7 @@ a feed, detached to a private stream, or handed over from one.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
 import trio.testing
@@ -242,6 +242,41 @@ async def test_a_tablet_error_reaches_every_consumer_after_the_units_before_it(
         assert _consecutive(reader.seqnos, _seqno(start) + 1)
 
 
+class _SlowToAnswer:
+    """A directory whose tablets take ``delay`` seconds to start a vstream."""
+
+    def __init__(self, inner: CountingDirectory, delay: float) -> None:
+        self._inner = inner
+        self._delay = delay
+
+    def source_for(self, tablet: TabletInfo) -> ShardSource:
+        inner = self._inner.source_for(tablet)
+        delay = self._delay
+
+        class Slow:
+            tablet = inner.tablet
+
+            @asynccontextmanager
+            async def _open(
+                self, request: binlogdata.VStreamRequest
+            ) -> AsyncIterator[AsyncIterator[list[Frame]]]:
+                await trio.sleep(delay)
+                async with inner.vstream(request) as batches:
+                    yield batches
+
+            def vstream(
+                self, request: binlogdata.VStreamRequest
+            ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
+                return self._open(request)
+
+            def stream_health(
+                self,
+            ) -> AbstractAsyncContextManager[AsyncIterator[query.StreamHealthResponse]]:
+                return inner.stream_health()
+
+        return Slow()
+
+
 class _HealthCounting(CountingDirectory):
     """Also counts StreamHealth streams."""
 
@@ -291,3 +326,53 @@ async def test_health_watches_share_one_stream_and_start_with_the_latest_report(
         await watch()  # a later watcher gets the latest report at once
     assert len(got) == 11
     assert directory.health == 1
+
+
+async def test_a_burst_at_current_waits_for_a_new_feed_instead_of_streaming_alone(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup()
+    cluster.apply_random_transactions(30, KS)
+    resume_from = cluster.shard_log(KS, SHARD).position(_seqno(cluster.position(KS, SHARD)) - 3)
+    readers = [Reader(f"current{i}") for i in range(10)]
+    slow = _SlowToAnswer(directory, 0.5)
+    async with open_feed_hub(slow, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            # A client resuming a little way back opens the feed; a burst at
+            # "current" arrives while the tablet has not answered it yet.
+            nursery.start_soon(Reader("resumed").run, source, _request(resume_from))
+            await trio.sleep(0.1)
+            assert hub.counters.feeds_opened == 1
+            for reader in readers:
+                nursery.start_soon(reader.run, source, _request("current"))
+            await _write(cluster, 20)
+            await trio.sleep(2)
+            nursery.cancel_scope.cancel()
+        assert hub.counters.private_streams == 0
+        assert directory.opened == 1
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in readers:
+        # Each starts with the position it joined at, then every later unit.
+        assert reader.seqnos[-1] == end
+        assert _consecutive(reader.seqnos, reader.seqnos[0])
+
+
+async def test_current_joins_an_idle_feed_at_its_position(autojump_clock: trio.abc.Clock) -> None:
+    cluster, directory, settings = _setup()
+    cluster.apply_random_transactions(10, KS)
+    now = cluster.position(KS, SHARD)
+    late = Reader("late")
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(Reader("first").run, source, _request(now))
+            await trio.sleep(3)  # nothing written: the feed hears only heartbeats
+            nursery.start_soon(late.run, source, _request("current"))
+            await trio.sleep(1)
+            await _write(cluster, 5)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+        assert directory.opened == 1 and hub.counters.joins == 1
+    # The first GTID names the position it joined at; the writes follow it.
+    assert late.seqnos == list(range(_seqno(now), _seqno(cluster.position(KS, SHARD)) + 1))

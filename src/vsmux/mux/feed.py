@@ -157,6 +157,10 @@ class Feed:
                 return None
             await self._changed.wait()
 
+    async def changed(self) -> None:
+        """Return at the feed's next change: new units, a heartbeat, or its end."""
+        await self._changed.wait()
+
     def waits(self, now: float) -> list[float]:
         """How long each consumer's next unit has been waiting for it, in seconds."""
         ring = self.ring

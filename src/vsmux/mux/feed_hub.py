@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import trio
 
+from vsmux.core.feed_ring import FeedRing
 from vsmux.core.picking import type_name
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux.affinity import TabletAffinity
@@ -180,12 +181,15 @@ class FeedHub:
         if position == "current":
             if ring.position is None and ring.tail == 0:
                 seq = 0  # the feed started at "current" too and has not moved yet
-            elif ring.last_gtid is not None and (
-                ring.idle or ring.lag <= self._settings.share_join_seconds
+            elif ring.position is not None and (
+                ring.idle
+                or (ring.last_gtid is not None and ring.lag <= self._settings.share_join_seconds)
             ):
+                # Caught up (the tablet sends heartbeats, or its newest unit is
+                # recent): the feed's newest position is the tablet's current one.
                 seq = ring.head
-                position = ring.position or position
-                prelude = _current_start(ring.last_gtid, key[1], key[2])
+                position = ring.position
+                prelude = _current_start(ring, key[1], key[2])
             else:
                 return None
         else:
@@ -205,6 +209,13 @@ class FeedHub:
         if feed is None or feed.done or position in ("", "current"):
             return False
         return self._join_point(feed, position) is not None
+
+    def warming(self, key: FeedKey) -> Feed | None:
+        """``key``'s feed if it is open but has not read a unit with a position yet."""
+        feed = self._feeds.get(key)
+        if feed is None or feed.done or feed.ring.last_gtid is not None or feed.ring.idle:
+            return None
+        return feed
 
     def _join_point(self, feed: Feed, position: str) -> int | None:
         ring = feed.ring
@@ -232,7 +243,9 @@ class FeedHub:
         """The shared health watch of ``source``'s tablet."""
         alias = source.tablet.alias
         known = self._health.get(alias)
-        if known is None or known[0] is not source:
+        # By the tablet, not the source object: a directory may hand out a new
+        # source object per call for the same tablet.
+        if known is None or known[0].tablet != source.tablet:
             if len(self._health) > 4 * max(len(self._topology.tablets), 64):
                 self._forget_idle_health()
             known = (
@@ -316,12 +329,30 @@ def _at(request: binlogdata.VStreamRequest, position: str) -> binlogdata.VStream
     return own
 
 
-def _current_start(gtid: Frame, keyspace: str, shard: str) -> list[Frame]:
-    """What a ``current`` joiner gets first: the feed's newest GTID and an OTHER.
+def _current_start(ring: FeedRing, keyspace: str, shard: str) -> list[Frame]:
+    """What a ``current`` joiner gets first: a GTID at the feed's newest position and an OTHER.
 
     The same two events a stream opened at ``current`` starts with, so the
-    client learns its starting position at once.
+    client learns its starting position at once. The feed's own GTID event
+    is reused when it carries that position.
     """
+    assert ring.position is not None
+    gtid = ring.last_gtid
+    if gtid is None or gtid.header().gtid != ring.position:
+        beat = ring.last_heartbeat
+        when = beat.header() if beat is not None else None
+        gtid = Frame.from_bytes(
+            bytes(
+                binlogdata.VEvent(
+                    type=binlogdata.VEventType.GTID,
+                    gtid=ring.position,
+                    timestamp=when.timestamp if when else 0,
+                    current_time=when.current_time if when else 0,
+                    keyspace=keyspace,
+                    shard=shard,
+                )
+            )
+        )
     header = gtid.header()
     other = binlogdata.VEvent(
         type=binlogdata.VEventType.OTHER,

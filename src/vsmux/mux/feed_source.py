@@ -13,6 +13,10 @@ Behind it, one shard stream moves between two ways of reading:
   every whole unit it asks the hub whether a feed now keeps its position
   within the join distance, and if so closes its stream and attaches there.
 
+A stream at ``current`` that arrives while the feed has not read its first
+unit waits up to :data:`WARM_UP_WAIT` for it, so a burst of new clients
+joins one feed instead of opening a stream each.
+
 Both ways hand the streamer whole units only, and every switch happens
 between two units at the position the consumer has read up to, so nothing
 is lost or repeated. A request in the copy phase (position ``""`` or
@@ -29,6 +33,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from typing import TYPE_CHECKING
 
+import trio
+
 from vsmux.core.feed_reader import FeedReader
 from vsmux.core.feed_ring import FeedRing
 from vsmux.mux.feed import READ_BYTES, Detached
@@ -40,7 +46,12 @@ from vsmux.wire import Frame
 if TYPE_CHECKING:
     from vsmux.mux.feed_hub import FeedHub
 
-__all__ = ["SharedSource"]
+__all__ = ["WARM_UP_WAIT", "SharedSource"]
+
+#: Longest a stream at ``current`` waits for a new feed's first unit before it
+#: reads on its own. A tablet answers a new stream within milliseconds; a feed
+#: still silent after this is catching up from far back.
+WARM_UP_WAIT = 1.0
 
 
 class SharedSource:
@@ -86,8 +97,20 @@ class SharedSource:
         key = hub.key_of(inner.tablet, request)
         position = request.position
         private_count = 0
+        waited = False
         while True:
             attached = hub.attach(key, inner, request, position, handover=private_count > 0)
+            if attached is None and position == "current" and not waited:
+                # A feed that has not read its first unit yet cannot say where
+                # "current" is. Clients arriving in a burst wait a moment for it
+                # rather than each opening a stream of its own.
+                waited = True
+                warming = hub.warming(key)
+                if warming is not None:
+                    with trio.move_on_after(WARM_UP_WAIT):
+                        while hub.warming(key) is warming:
+                            await warming.changed()
+                    continue
             if attached is not None:
                 feed, consumer, prelude = attached
                 try:
