@@ -42,6 +42,8 @@ T = binlogdata.VEventType
 KS = "commerce"
 SHARDS = ["-80", "80-"]
 RESHARDED = ["-40", "40-80", "80-"]
+PRIMARY = topodata.TabletType.PRIMARY
+REPLICA = topodata.TabletType.REPLICA
 
 # What a unit carried, in order: ("row", row event bytes, the fields in force
 # for its table), ("ddl", statement) or ("journal", journal bytes).
@@ -207,7 +209,7 @@ def current_vgtid() -> binlogdata.VGtid:
 def request_for(vgtid: binlogdata.VGtid, plan: ClientPlan) -> vtgate.VStreamRequest:
     rules = [binlogdata.Rule(match=plan.tables)] if plan.tables is not None else None
     return vtgate.VStreamRequest(
-        tablet_type=topodata.TabletType.PRIMARY,
+        tablet_type=REPLICA if plan.replica else PRIMARY,
         vgtid=vgtid,
         filter=binlogdata.Filter(rules=rules) if rules is not None else None,
         flags=vtgate.VStreamFlags(include_reshard_journal_events=plan.journals),
@@ -227,7 +229,8 @@ class ClientPlan:
     seconds away) before the last connection, which lasts until caught up.
     ``journals`` asks to see reshard journals; ``tables`` is a filter rule's
     match (None: no filter), so clients with different filters read
-    different feeds.
+    different feeds; ``replica`` streams from the shard's replica instead of
+    its primary (through the tablet picker).
     """
 
     arrives: float
@@ -236,20 +239,35 @@ class ClientPlan:
     breaks: tuple[tuple[float, float], ...] = ()
     journals: bool = False
     tables: str | None = None
+    replica: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A tablet failure: ``events`` after ``at`` seconds, on the n-th serving shard."""
+    """A tablet failure: ``events`` after ``at`` seconds, on the n-th serving shard.
+
+    The stream fails with UNAVAILABLE (``mid_transaction``: at a point inside
+    a transaction), or with ``ends`` just ends, as a tablet that went away.
+    """
 
     at: float
     shard_index: int
     events: int
     mid_transaction: bool
+    replica: bool = False
+    ends: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
+    """One run of a gateway with feeds.
+
+    The cluster's seed and workload (transactions per second, how many, the
+    odds of a DDL and of a transaction larger than a small ring), when ``-80``
+    is split, the clients, the tablet failures, and the gateway's settings
+    (small share_* bounds make the feeds' edge cases common).
+    """
+
     seed: int
     rate: float
     transactions: int
@@ -279,6 +297,8 @@ class ClientRun:
 
 @dataclass
 class Outcome:
+    """What a run left: each client's calls and oracle, the hub's counters, the cluster."""
+
     clients: list[ClientRun]
     counters: FeedCounters
     cluster: SimulatedCluster
@@ -321,6 +341,7 @@ async def run_scenario(scenario: Scenario) -> Outcome:
         ddl_probability=scenario.ddl_probability,
         large_probability=scenario.large_probability,
         large_rows=(40, 160),
+        tablet_types=("primary", "replica"),
         retention_seconds=1e6,
     )
     runs = [ClientRun(plan) for plan in scenario.clients]
@@ -392,9 +413,13 @@ async def run_scenario(scenario: Scenario) -> Outcome:
                 continue
             serving = cluster.topology.serving_shards(KS)
             shard = serving[failure.shard_index % len(serving)]
-            cluster.tablet(KS, shard).faults.fail_after(
-                failure.events, Code.UNAVAILABLE, mid_transaction=failure.mid_transaction
-            )
+            faults = cluster.tablet(KS, shard, REPLICA if failure.replica else PRIMARY).faults
+            if failure.ends:
+                faults.end_after(failure.events)
+            else:
+                faults.fail_after(
+                    failure.events, Code.UNAVAILABLE, mid_transaction=failure.mid_transaction
+                )
 
     settings = scenario.settings
     async with open_feed_hub(cluster, cluster.topology, settings) as hub:

@@ -83,6 +83,7 @@ clients = st.builds(
     breaks=st.lists(st.tuples(st.floats(0.1, 6.0), st.floats(0.0, 3.0)), max_size=2).map(tuple),
     journals=st.booleans(),
     tables=st.sampled_from([None, None, "/.*", "/customer|corder"]),
+    replica=st.booleans(),
 )
 
 failures = st.builds(
@@ -91,6 +92,8 @@ failures = st.builds(
     shard_index=st.integers(0, 2),
     events=st.integers(0, 40),
     mid_transaction=st.booleans(),
+    replica=st.booleans(),
+    ends=st.booleans(),
 )
 
 share_settings = st.builds(
