@@ -74,7 +74,6 @@ __all__ = ["ACTIVE_SESSIONS", "REQUEST_READ_TIMEOUT_SECONDS", "RunVStream", "Vit
 log = logging.getLogger("vsmux.server")
 
 
-
 class RunVStream(Protocol):
     """``vsmux.mux.run_vstream``'s shape; ``share`` is passed only when it is False."""
 
@@ -257,7 +256,6 @@ class VitessService:
         gauges = self.gateway.metrics.gateway
         gauges[ACTIVE_SESSIONS] += 1
         try:
-
             share = call.metadata.get(SHARE_METADATA, "").strip().lower() not in _SHARE_OFF
 
             async def run(send: SendResponses) -> None:
