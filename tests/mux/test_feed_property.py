@@ -37,6 +37,7 @@ from tests.mux.feed_scenarios import (
     Outcome,
     Scenario,
     T,
+    Unit,
     by_shard,
     delivered,
     run_scenario,
@@ -70,7 +71,19 @@ def assert_as_without_sharing(outcome: Outcome) -> None:
                     f"expected {len(units)}; first difference at {first}: "
                     f"got {[u.brief() for u in mine[first : first + 2]]}, "
                     f"expected {[u.brief() for u in units[first : first + 2]]}"
+                    + _how_they_differ(mine[first : first + 1], units[first : first + 1])
                 )
+
+
+def _how_they_differ(got: list[Unit], expected: list[Unit]) -> str:
+    """For two units at the same position: the first item that differs, and how."""
+    if len(got) != 1 or len(expected) != 1 or got[0].brief() != expected[0].brief():
+        return ""
+    for i, (a, b) in enumerate(zip(got[0].payload, expected[0].payload, strict=True)):
+        if a != b:
+            what = "its fields in force" if a[:2] == b[:2] else "its content"
+            return f"; item {i} ({a[0]}) differs in {what}"
+    return ""
 
 
 # -- scenarios ---------------------------------------------------------------------
@@ -112,7 +125,7 @@ scenarios = st.builds(
     seed=st.integers(0, 2**16),
     rate=st.sampled_from([10.0, 20.0, 40.0]),
     transactions=st.integers(60, 200),
-    ddl_probability=st.sampled_from([0.0, 0.02]),
+    ddl_probability=st.sampled_from([0.0, 0.02, 0.1]),
     large_probability=st.sampled_from([0.0, 0.02]),
     reshard_at=st.floats(1.0, 8.0),
     clients=st.lists(clients, min_size=2, max_size=5).map(tuple),
@@ -153,7 +166,7 @@ def test_joins_handovers_and_detaches_deliver_as_without_sharing() -> None:
         seed=1,
         rate=20.0,
         transactions=160,
-        ddl_probability=0.02,
+        ddl_probability=0.1,
         large_probability=0.02,
         reshard_at=5.0,
         clients=(
