@@ -27,6 +27,7 @@ single frame.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from vsmux.wire.errors import FrameError
 from vsmux.wire.scan import skip_field
@@ -36,6 +37,8 @@ __all__ = [
     "FAST_LAYOUT",
     "FIELD",
     "ROW",
+    "TableName",
+    "find_table_name",
     "name_fields",
     "new_name_field",
     "renamed_parts_walk",
@@ -98,15 +101,21 @@ FAST_LAYOUT = {
 }
 
 
-def renamed_parts_walk(
-    kind: int, raw: bytes, keyspace: str
-) -> tuple[bytes, bytes, bytes, bytes] | None:
-    """The renamed event as four pieces to join, walking the event field by field.
+class TableName(NamedTuple):
+    """Where a ROW or FIELD event's table name sits in its bytes."""
 
-    The pieces are the bytes up to the sub-message's length, its new length,
-    the new ``table_name`` field and the rest of the event; None if the event
-    has no such sub-message. This handles any layout; the packer's fast path
-    (:mod:`vsmux.wire.pack`) handles the usual one and falls back to this.
+    key: int  # the row_event/field_event key
+    length: int  # that sub-message's length
+    start: int  # where the sub-message's content starts
+    name_start: int  # the name's first byte (== name_end: no table_name field)
+    name_end: int  # the end of the table_name field
+
+
+def find_table_name(kind: int, raw: bytes) -> TableName | None:
+    """Where the table name of a ROW or FIELD event is, walking field by field.
+
+    None if the event has no ``row_event``/``field_event``; any layout is
+    handled. Malformed bytes raise :class:`FrameError`.
     """
     want = _ROW_EVENT_KEY if kind == ROW else _FIELD_EVENT_KEY
     end = len(raw)
@@ -125,8 +134,24 @@ def renamed_parts_walk(
         if name_end > stop:
             raise FrameError("table name runs past the end of the table event")
     else:
-        name_end = start
-    old_field = raw[start:name_end]
+        name_start = name_end = start
+    return TableName(pos, length, start, name_start, name_end)
+
+
+def renamed_parts_walk(
+    kind: int, raw: bytes, keyspace: str
+) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The renamed event as four pieces to join, walking the event field by field.
+
+    The pieces are the bytes up to the sub-message's length, its new length,
+    the new ``table_name`` field and the rest of the event; None if the event
+    has no such sub-message. This handles any layout; the packer's fast path
+    (:mod:`vsmux.wire.pack`) handles the usual one and falls back to this.
+    """
+    found = find_table_name(kind, raw)
+    if found is None:
+        return None
+    old_field = raw[found.start : found.name_end]
     new_field = _cache.get(keyspace, {}).get(old_field) or new_name_field(keyspace, old_field)
-    length += len(new_field) - len(old_field)
-    return raw[: pos + 1], encode_varint(length), new_field, raw[name_end:]
+    length = found.length + len(new_field) - len(old_field)
+    return raw[: found.key + 1], encode_varint(length), new_field, raw[found.name_end :]
