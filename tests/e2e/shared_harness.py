@@ -31,7 +31,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 import trio
 
 from tests.interop.official.official_client import StreamReader
@@ -278,6 +277,11 @@ class OfficialClient(StreamReader):
     side at any time.
     """
 
+    # Without BDP probing the HTTP/2 window stays at its initial 64 KiB, so a
+    # client that does not read holds the gateway back instead of grpcio
+    # buffering for it.
+    channel_options = (("grpc.http2.bdp_probe", 0),)
+
     def __init__(
         self,
         official: Any,
@@ -296,30 +300,6 @@ class OfficialClient(StreamReader):
     def _arrived(self, response: Any) -> None:
         super()._arrived(response)
         self.got.official_response(response, time.monotonic())
-
-    def _read(self) -> None:
-        # StreamReader._read with channel options: without BDP probing the
-        # HTTP/2 window stays at its initial 64 KiB, so a client that does
-        # not read holds the gateway back instead of grpcio buffering for it.
-        try:
-            options = [("grpc.http2.bdp_probe", 0)]
-            with grpc.insecure_channel(f"127.0.0.1:{self.port}", options=options) as channel:
-                stub = self.official.vtgateservice_grpc.VitessStub(channel)
-                call = stub.VStream(self.request, timeout=self.deadline, metadata=self.metadata)
-                with self._lock:
-                    self._call = call
-                    if self._stopped:
-                        call.cancel()
-                try:
-                    for response in call:
-                        self._to_trio(self._arrived, response)
-                except grpc.RpcError as exc:
-                    cancelled_by_us = self._stopped and exc.code() == grpc.StatusCode.CANCELLED
-                    if not cancelled_by_us:
-                        self.error = exc
-        finally:
-            self._thread_done.set()
-            self._to_trio(self._wake)
 
     def _to_trio(self, callback: Callable[..., None], *args: Any) -> None:
         super()._to_trio(callback, *args)

@@ -44,6 +44,9 @@ class StreamReader:
     Either way ``ended`` is set.
     """
 
+    #: grpcio channel options (a subclass may set some).
+    channel_options: tuple[tuple[str, Any], ...] = ()
+
     def __init__(
         self,
         official: Any,
@@ -128,7 +131,8 @@ class StreamReader:
 
     def _read(self) -> None:
         try:
-            with grpc.insecure_channel(_target(self.port)) as channel:
+            options = list(self.channel_options)
+            with grpc.insecure_channel(_target(self.port), options=options) as channel:
                 stub = self.official.vtgateservice_grpc.VitessStub(channel)
                 call = stub.VStream(self.request, timeout=self.deadline, metadata=self.metadata)
                 with self._lock:
