@@ -7,6 +7,7 @@ import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.mux.test_session_e2e import KS, Replay, vstream_request
+from tests.server.http_scrape import scrape
 from vsmux.core.metrics import Metrics
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux import FeedStats, Gateway, open_feed_hub, run_vstream
@@ -169,15 +170,8 @@ async def test_scrape_over_http_includes_the_hub() -> None:
         trio.open_nursery() as nursery,
     ):
         port = await nursery.start(serve_metrics, Metrics(), "127.0.0.1", 0, hub)
-        with trio.fail_after(5):
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            async with stream:
-                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-                data = b""
-                while chunk := await stream.receive_some(65536):
-                    data += chunk
+        head, body = await scrape(port)
         nursery.cancel_scope.cancel()
-    head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200 OK")
     assert b"\nvsmux_feeds 0.0\n" in body
     assert b"vsmux_feed_joins_total 0.0" in body

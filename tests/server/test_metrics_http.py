@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import trio
 
+from tests.server.http_scrape import scrape
 from vsmux.core.metrics import Metrics
 from vsmux.server.memory import MEMORY_RELEASES
 from vsmux.server.metrics_http import render_metrics, serve_metrics
@@ -55,15 +56,8 @@ async def test_scrape_over_http() -> None:
     metrics = _metrics()
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_metrics, metrics, "127.0.0.1", 0)
-        with trio.fail_after(5):
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            async with stream:
-                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-                data = b""
-                while chunk := await stream.receive_some(65536):
-                    data += chunk
+        head, body = await scrape(port)
         nursery.cancel_scope.cancel()
-    head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200 OK")
     assert b"vsmux_active_sessions 3.0" in body
     assert b"vsmux_sessions_ended_total 7.0" in body
