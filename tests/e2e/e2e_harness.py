@@ -345,3 +345,17 @@ def unit_seqs(
                     out.setdefault(sg.shard, []).append(n)
                 current[sg.shard] = n
     return out
+
+
+async def banner_address(process: trio.Process) -> str:
+    """The ``HOST:PORT`` a ``vsmux serve`` process says it listens on (its first line)."""
+    assert process.stdout is not None
+    data = b""
+    with trio.fail_after(20):
+        while b"\n" not in data:
+            chunk = await process.stdout.receive_some(1024)
+            assert chunk, "vsmux serve exited before listening"
+            data += chunk
+    first = data.split(b"\n", 1)[0].decode()
+    assert first.startswith("vsmux gateway listening on "), first
+    return first.rsplit(" ", 1)[1]

@@ -12,7 +12,7 @@ import trio
 import trio_asyncio
 from grpclib.const import Status
 
-from tests.e2e.e2e_harness import Reader, request_for
+from tests.e2e.e2e_harness import Reader, banner_address, request_for
 from vsmux.topology import parse_topology
 
 TOPOLOGY = """
@@ -47,19 +47,6 @@ def test_table_lists_from_the_topology_file() -> None:
     assert parse_topology(TOPOLOGY).table_lists() == {"customer": ["customer", "corder"]}
 
 
-async def _banner_address(process: trio.Process) -> str:
-    assert process.stdout is not None
-    data = b""
-    with trio.fail_after(20):
-        while b"\n" not in data:
-            chunk = await process.stdout.receive_some(1024)
-            assert chunk, "vsmux serve exited before listening"
-            data += chunk
-    first = data.split(b"\n", 1)[0].decode()
-    assert first.startswith("vsmux gateway listening on "), first
-    return first.rsplit(" ", 1)[1]
-
-
 async def test_serve_streams_then_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
     topology = tmp_path / "topology.toml"
     topology.write_text(TOPOLOGY)
@@ -80,7 +67,7 @@ async def test_serve_streams_then_shuts_down_gracefully_on_sigterm(tmp_path: Pat
     async with trio.open_nursery() as nursery:
         run = partial(trio.run_process, command, stdout=subprocess.PIPE, check=False)
         process = await nursery.start(run)
-        address = await _banner_address(process)
+        address = await banner_address(process)
         port = int(address.rsplit(":", 1)[1])
         async with trio_asyncio.open_loop(), trio.open_nursery() as clients:
             reader = Reader(port, request_for(("commerce", "", "current")))

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.e2e.e2e_harness import banner_address
 from tests.e2e.shared_harness import (
     OfficialClient,
     Received,
@@ -387,19 +388,6 @@ def topology_file(topology: Topology, unshared: set[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def _listening_port(process: trio.Process) -> int:
-    assert process.stdout is not None
-    data = b""
-    with trio.fail_after(20):
-        while b"\n" not in data:
-            chunk = await process.stdout.receive_some(1024)
-            assert chunk, "vsmux serve exited before listening"
-            data += chunk
-    first = data.split(b"\n", 1)[0].decode()
-    assert first.startswith("vsmux gateway listening on "), first
-    return int(first.rsplit(":", 1)[1])
-
-
 async def wait_open(cluster: SimulatedCluster, keyspace: str, want: int) -> None:
     """Wait (10 s at most) until the tablets of ``keyspace`` have ``want`` VStreams open."""
     with trio.move_on_after(10):
@@ -438,7 +426,7 @@ async def test_share_off_metadata_and_share_false_keyspace_read_their_own_stream
         ]
         process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
         try:
-            port = await _listening_port(process)
+            port = int((await banner_address(process)).rsplit(":", 1)[1])
             for writer in writers:
                 nursery.start_soon(writer.run, 20)
 
