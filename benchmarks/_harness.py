@@ -223,6 +223,72 @@ def spawn(name: str, cmd: Sequence[str], log_dir: Path | None = None) -> Iterato
             stderr.close()
 
 
+@dataclass(frozen=True)
+class ClientBurst:
+    """When a burst of client processes starts and is measured (epoch seconds).
+
+    ``sizes`` holds the clients each process runs (at most ``per_process``).
+    """
+
+    sizes: list[int]
+    start_at: float
+    measure_from: float
+    end_at: float
+
+
+def client_burst(
+    n: int, per_process: int, *, lead: float, warmup: float, seconds: float
+) -> ClientBurst:
+    """``n`` clients over processes, starting ``lead`` s from now (later with more processes)."""
+    procs = max(1, -(-n // per_process))
+    sizes = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    start_at = time.time() + lead + 0.2 * procs
+    measure_from = start_at + warmup
+    return ClientBurst(sizes, start_at, measure_from, measure_from + seconds)
+
+
+def start_clients(
+    stack: contextlib.ExitStack,
+    script: str,
+    burst: ClientBurst,
+    port: int,
+    *,
+    heartbeat_interval: float,
+    keyspace: str,
+    name: str,
+    log_dir: Path | None = None,
+) -> list[Child]:
+    """Start the burst's client processes (``load_client.py``'s options); wait until each is ready.
+
+    They stop when ``stack`` closes.
+    """
+    clients = []
+    for i, size in enumerate(burst.sizes):
+        cmd = python_cmd(
+            script,
+            "--port",
+            str(port),
+            "--clients",
+            str(size),
+            "--start-at",
+            repr(burst.start_at),
+            "--measure-from",
+            repr(burst.measure_from),
+            "--end-at",
+            repr(burst.end_at),
+            "--gap-threshold",
+            str(2.0 * heartbeat_interval),
+            "--heartbeat-interval",
+            str(heartbeat_interval),
+            "--keyspace",
+            keyspace,
+        )
+        clients.append(stack.enter_context(spawn(f"{name}-{i}", cmd, log_dir)))
+    for client in clients:
+        client.read_json_line(60)  # ready
+    return clients
+
+
 def free_port() -> int:
     """A loopback port the OS considers free right now."""
     with socket.socket() as s:

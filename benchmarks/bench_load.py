@@ -72,12 +72,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (
     RESULTS_DIR,
     RssSampler,
+    client_burst,
     free_port,
     machine_info,
     print_table,
     proc_sample,
     python_cmd,
     spawn,
+    start_clients,
     vsmux_serve_cmd,
     wait_for_port,
     write_results,
@@ -178,38 +180,22 @@ def one_count(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
             wait_for_port(port, gw, timeout=60)
             time.sleep(args.idle)
             idle = proc_sample(gw.pid).rss_bytes
-            procs = max(1, math.ceil(n / args.per_process))
-            sizes = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-            start_at = time.time() + args.lead + 0.2 * procs
-            measure_from = start_at + args.warmup
-            end_at = measure_from + args.seconds
+            burst = client_burst(
+                n, args.per_process, lead=args.lead, warmup=args.warmup, seconds=args.seconds
+            )
             profiler = None
             with RssSampler(gw.pid, interval=0.5) as during, contextlib.ExitStack() as stack:
-                clients = []
-                for i, size in enumerate(sizes):
-                    cmd = python_cmd(
-                        "load_client.py",
-                        "--port",
-                        str(port),
-                        "--clients",
-                        str(size),
-                        "--start-at",
-                        repr(start_at),
-                        "--measure-from",
-                        repr(measure_from),
-                        "--end-at",
-                        repr(end_at),
-                        "--gap-threshold",
-                        str(2.0 * args.heartbeat_interval),
-                        "--heartbeat-interval",
-                        str(args.heartbeat_interval),
-                        "--keyspace",
-                        "bench" if args.tablets == "replay" else "commerce",
-                    )
-                    clients.append(stack.enter_context(spawn(f"clients-{n}-{i}", cmd, work)))
-                for c in clients:
-                    c.read_json_line(60)  # ready
-                time.sleep(max(0.0, measure_from - time.time()))
+                clients = start_clients(
+                    stack,
+                    "load_client.py",
+                    burst,
+                    port,
+                    heartbeat_interval=args.heartbeat_interval,
+                    keyspace="bench" if args.tablets == "replay" else "commerce",
+                    name=f"clients-{n}",
+                    log_dir=work,
+                )
+                time.sleep(max(0.0, burst.measure_from - time.time()))
                 cpu0 = {
                     "gateway": proc_sample(gw.pid).cpu_seconds,
                     "tablets": _cpu(cluster),
@@ -219,7 +205,7 @@ def one_count(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
                     profiler = profile_window(
                         gw.pid, args.seconds - 1, RESULTS_DIR / f"profile_load_n{n}.txt"
                     )
-                time.sleep(max(0.0, end_at - time.time()))
+                time.sleep(max(0.0, burst.end_at - time.time()))
                 elapsed = time.monotonic() - t0
                 cpu = {
                     "gateway": (proc_sample(gw.pid).cpu_seconds - cpu0["gateway"]) / elapsed,

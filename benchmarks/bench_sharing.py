@@ -80,12 +80,14 @@ from _harness import (
     REPO_ROOT,
     RESULTS_DIR,
     Child,
+    client_burst,
     free_port,
     machine_info,
     print_table,
     proc_sample,
     python_cmd,
     spawn,
+    start_clients,
     vsmux_serve_cmd,
     wait_for_port,
     write_results,
@@ -194,45 +196,29 @@ def one_cell(
         wait_for_port(port, gw, timeout=60)
         time.sleep(args.idle)
         before = _read_counts(counts_path) if counts_path else {}
-        procs = max(1, math.ceil(n / args.per_process))
-        sizes = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-        start_at = time.time() + args.lead + 0.2 * procs
-        measure_from = start_at + args.warmup
-        end_at = measure_from + args.seconds
+        burst = client_burst(
+            n, args.per_process, lead=args.lead, warmup=args.warmup, seconds=args.seconds
+        )
         profiler = None
         with contextlib.ExitStack() as stack:
-            clients = []
-            for i, size in enumerate(sizes):
-                cmd = python_cmd(
-                    "sharing_client.py",
-                    "--port",
-                    str(port),
-                    "--clients",
-                    str(size),
-                    "--start-at",
-                    repr(start_at),
-                    "--measure-from",
-                    repr(measure_from),
-                    "--end-at",
-                    repr(end_at),
-                    "--gap-threshold",
-                    str(2.0 * args.heartbeat_interval),
-                    "--heartbeat-interval",
-                    str(args.heartbeat_interval),
-                    "--keyspace",
-                    "bench" if args.tablets == "replay" else "commerce",
-                )
-                clients.append(stack.enter_context(spawn(f"clients-{n}-{mode}-{i}", cmd, work)))
-            for c in clients:
-                c.read_json_line(60)  # ready
-            time.sleep(max(0.0, measure_from - time.time()))
+            clients = start_clients(
+                stack,
+                "sharing_client.py",
+                burst,
+                port,
+                heartbeat_interval=args.heartbeat_interval,
+                keyspace="bench" if args.tablets == "replay" else "commerce",
+                name=f"clients-{n}-{mode}",
+                log_dir=work,
+            )
+            time.sleep(max(0.0, burst.measure_from - time.time()))
             gw0 = proc_sample(gw.pid).cpu_seconds
             tab0 = proc_sample(cluster.pid).cpu_seconds
             t0 = time.monotonic()
             if profile:
                 out = RESULTS_DIR / f"profile_sharing_n{n}_{mode}.txt"
                 profiler = profile_window(gw.pid, args.seconds - 1, out)
-            time.sleep(max(0.0, end_at - time.time()))
+            time.sleep(max(0.0, burst.end_at - time.time()))
             elapsed = time.monotonic() - t0
             gw_cpu = proc_sample(gw.pid).cpu_seconds - gw0
             tab_cpu = proc_sample(cluster.pid).cpu_seconds - tab0
