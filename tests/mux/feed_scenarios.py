@@ -212,7 +212,11 @@ def request_for(vgtid: binlogdata.VGtid, plan: ClientPlan) -> vtgate.VStreamRequ
         tablet_type=REPLICA if plan.replica else PRIMARY,
         vgtid=vgtid,
         filter=binlogdata.Filter(rules=rules) if rules is not None else None,
-        flags=vtgate.VStreamFlags(include_reshard_journal_events=plan.journals),
+        flags=vtgate.VStreamFlags(
+            include_reshard_journal_events=plan.journals,
+            minimize_skew=plan.skew,
+            heartbeat_interval=1 if plan.skew else 0,
+        ),
     )
 
 
@@ -230,7 +234,8 @@ class ClientPlan:
     ``journals`` asks to see reshard journals; ``tables`` is a filter rule's
     match (None: no filter), so clients with different filters read
     different feeds; ``replica`` streams from the shard's replica instead of
-    its primary (through the tablet picker).
+    its primary (through the tablet picker); ``skew`` asks for
+    ``minimize_skew`` (and gateway heartbeats every second).
     """
 
     arrives: float
@@ -240,6 +245,7 @@ class ClientPlan:
     journals: bool = False
     tables: str | None = None
     replica: bool = False
+    skew: bool = False
 
 
 @dataclass(frozen=True, slots=True)
