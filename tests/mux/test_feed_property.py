@@ -26,6 +26,9 @@ fixtures and hypothesis examples do not mix).
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+
 import trio
 import trio.testing
 from hypothesis import HealthCheck, Phase, event, given, settings
@@ -33,6 +36,7 @@ from hypothesis import strategies as st
 
 from tests.mux.feed_scenarios import (
     KS,
+    PRIMARY,
     ClientPlan,
     Connection,
     Failure,
@@ -45,7 +49,10 @@ from tests.mux.feed_scenarios import (
     run_scenario,
 )
 from vsmux.core.settings import GatewaySettings
-from vsmux.proto import binlogdata, vtgate
+from vsmux.mux.shared_health import SharedHealth
+from vsmux.proto import binlogdata, query, vtgate
+from vsmux.topology import TabletInfo
+from vsmux.wire import Frame
 
 
 def play(scenario: Scenario) -> Outcome:
@@ -231,3 +238,59 @@ def test_the_framing_check_flags_two_units_in_one_response() -> None:
     split.apply_response(_response(unit("-80", "a:1")[0]))  # a BEGIN, to be continued...
     split.apply_response(_response(*unit("80-", "b:1")))  # ...interrupted by another one
     assert any("80- inside a unit of -80" in p for p in split.problems)
+
+
+class _ReportingTablet:
+    """A tablet whose health stream reports once a second until it is closed."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+
+    @property
+    def tablet(self) -> TabletInfo:
+        return TabletInfo(cell="zone1", uid=100, keyspace=KS, shard="-80", tablet_type=PRIMARY)
+
+    def vstream(
+        self, request: binlogdata.VStreamRequest
+    ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def stream_health(self) -> AsyncIterator[AsyncIterator[query.StreamHealthResponse]]:
+        self.streams += 1
+
+        async def reports() -> AsyncGenerator[query.StreamHealthResponse, None]:
+            while True:
+                yield query.StreamHealthResponse(serving=True)
+                await trio.sleep(1.0)
+
+        async with aclosing(reports()) as stream:
+            yield stream
+
+
+async def test_a_health_watcher_that_comes_as_the_last_one_leaves_gets_reports(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Found by the property test with ``share_linger_seconds=0``.
+
+    A shard stream that retries leaves its tablet's shared health watch and
+    watches again a moment later. If the upstream health stream was already
+    closing (no watcher left, no linger), the new watcher must get a stream
+    of its own, not follow the closing one to its end: an ended health stream
+    means "the tablet stopped reporting health", so the retry failed again,
+    and after three such failures the request gave up.
+    """
+    tablet = _ReportingTablet()
+    async with trio.open_nursery() as nursery:
+        health = SharedHealth(tablet, nursery, linger=0.0)
+        for pause in range(6):  # the moment the new watcher comes, in scheduler turns
+            async with health.watch() as reports:
+                await anext(reports)
+            for _ in range(pause):
+                await trio.lowlevel.checkpoint()
+            async with health.watch() as reports:
+                with trio.fail_after(5):
+                    for _ in range(3):  # the latest report, then new ones
+                        assert await anext(reports, None) is not None, f"ended ({pause} turns)"
+        nursery.cancel_scope.cancel()
+    assert tablet.streams >= 2

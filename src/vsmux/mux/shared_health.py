@@ -107,6 +107,8 @@ class SharedHealth:
                 try:
                     async with self._source.stream_health() as reports:
                         async for report in reports:
+                            if generation != self._generation:
+                                break  # closing, and a newer stream took over
                             self._latest = report
                             self._reports += 1
                             self._wake_changed()
@@ -117,8 +119,9 @@ class SharedHealth:
             error = VStreamError(Code.INTERNAL, f"health watch failed unexpectedly: {exc!r}")
         finally:
             self._ended[generation] = error
-            self._running = False
-            self._latest = None
+            if generation == self._generation:
+                self._running = False
+                self._latest = None
             self._wake_changed()
 
     async def _close_when_unwatched(self, scope: trio.CancelScope) -> None:
@@ -129,6 +132,10 @@ class SharedHealth:
                 while not self._watchers:
                     await self._membership.wait()
             if not self._watchers:
+                # The stream is closing from here on: a watcher that comes
+                # before it has closed starts a new one rather than follow
+                # this one to its end (an end means "stopped reporting").
+                self._running = False
                 scope.cancel()
                 return
 
