@@ -123,7 +123,7 @@ share_settings = st.builds(
     GatewaySettings,
     share_ring_bytes=st.integers(2_000, 20_000),
     share_straggler_seconds=st.sampled_from([0.3, 0.5, 1.0]),
-    share_linger_seconds=st.sampled_from([0.5, 1.0, 2.0]),
+    share_linger_seconds=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
     share_join_transactions=st.integers(2, 40),
     share_join_seconds=st.sampled_from([60.0, 1.0]),
     share_max_feeds=st.sampled_from([256, 256, 2]),
