@@ -49,8 +49,10 @@ from tests.mux.feed_scenarios import (
     run_scenario,
 )
 from vsmux.core.settings import GatewaySettings
+from vsmux.mux import open_feed_hub
 from vsmux.mux.shared_health import SharedHealth
 from vsmux.proto import binlogdata, query, vtgate
+from vsmux.sources._simulated import SimulatedCluster
 from vsmux.topology import TabletInfo
 from vsmux.wire import Frame
 
@@ -294,3 +296,35 @@ async def test_a_health_watcher_that_comes_as_the_last_one_leaves_gets_reports(
                         assert await anext(reports, None) is not None, f"ended ({pause} turns)"
         nursery.cancel_scope.cancel()
     assert tablet.streams >= 2
+
+
+async def test_a_stream_never_attaches_to_a_feed_that_is_closing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Found by the property test with ``share_linger_seconds=0``.
+
+    A feed whose last consumer has left closes its tablet stream. A shard
+    stream that comes before the feed's task has finished (a straggler
+    handed back at once, or a client reconnecting) must get a feed of its
+    own, not be attached to the closing one and fail with "the gateway is
+    stopping": a few of those in a row made a request give up.
+    """
+    cluster = SimulatedCluster.build({KS: ["-80", "80-"]}, seed=3, ddl_probability=0.0)
+    cluster.apply_random_transactions(10, KS)
+    tablet = cluster.tablet(KS, "-80").tablet
+    request = binlogdata.VStreamRequest(
+        target=query.Target(keyspace=KS, shard="-80", tablet_type=PRIMARY, cell=tablet.cell),
+        position=cluster.position(KS, "-80"),
+    )
+    settings = GatewaySettings(share_linger_seconds=0.0)
+    async with open_feed_hub(cluster, cluster.topology, settings) as hub:
+        source = hub.directory.source_for(tablet)
+        for pause in range(6):  # when the next stream comes, in scheduler turns
+            async with source.vstream(request) as batches:
+                await anext(batches)  # the tablet's first response
+            for _ in range(pause):
+                await trio.lowlevel.checkpoint()
+            async with source.vstream(request) as batches:
+                with trio.fail_after(5):
+                    await anext(batches)  # the bug: UNAVAILABLE, the feed was closed
+        assert hub.counters.feeds_opened >= 2

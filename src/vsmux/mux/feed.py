@@ -103,6 +103,7 @@ class Feed:
         self.done = False
         self.error: VStreamError | None = None
         self.events = 0
+        self._pumped = False  # the tablet stream has ended
         self._scope = trio.CancelScope()
         self._changed = trio.Event()  # new units, a heartbeat, or the end
         self._advanced = trio.Event()  # a consumer read on or left
@@ -111,6 +112,15 @@ class Feed:
     @property
     def tablet(self) -> str:
         return self.source.tablet.alias
+
+    @property
+    def closing(self) -> bool:
+        """True once the tablet stream has ended or is being closed: no one may join.
+
+        ``done`` comes a moment later, when the feed's task has finished; a
+        consumer attached in between would only get the end (or "closed").
+        """
+        return self.done or self._pumped or self._scope.cancel_called
 
     # -- consumers ------------------------------------------------------------
 
@@ -185,6 +195,7 @@ class Feed:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._linger)
                     self.error = await self._pump()
+                    self._pumped = True
                     nursery.cancel_scope.cancel()
             if self._scope.cancelled_caught and self.consumers:
                 self.error = closed

@@ -165,7 +165,7 @@ class FeedHub:
         ``current`` joiner's starting position), or None: read privately.
         """
         feed = self._feeds.get(key)
-        if feed is None or feed.done:
+        if feed is None or feed.closing:
             if handover or len(self._feeds) >= self._settings.share_max_feeds:
                 return None
             feed = Feed(
@@ -206,14 +206,14 @@ class FeedHub:
     def can_join(self, key: FeedKey, position: str) -> bool:
         """Whether a private stream at ``position`` could attach to ``key``'s feed now."""
         feed = self._feeds.get(key)
-        if feed is None or feed.done or position in ("", "current"):
+        if feed is None or feed.closing or position in ("", "current"):
             return False
         return self._join_point(feed, position) is not None
 
     def warming(self, key: FeedKey) -> Feed | None:
         """``key``'s feed if it is open but has not read a unit with a position yet."""
         feed = self._feeds.get(key)
-        if feed is None or feed.done or feed.ring.last_gtid is not None or feed.ring.idle:
+        if feed is None or feed.closing or feed.ring.last_gtid is not None or feed.ring.idle:
             return None
         return feed
 
