@@ -75,7 +75,11 @@ class Connection:
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.units: list[Unit] = []
+        #: The VGtid after the last whole unit received. (A large unit may
+        #: bring its VGTID in one response and its COMMIT in the next: a
+        #: client that stops between them has not received the unit.)
         self.vgtid: binlogdata.VGtid | None = None
+        self._unit_vgtid: binlogdata.VGtid | None = None
         #: Every VGtid received, after each unit.
         self.vgtids: list[binlogdata.VGtid] = []
         #: Where forwarded journals were received (shard, position): a VGtid
@@ -159,7 +163,7 @@ class Connection:
             self._payload.append(("journal", bytes(event.journal), ()))
         elif kind == T.VGTID:
             assert event.vgtid is not None
-            self.vgtid = event.vgtid
+            self._unit_vgtid = event.vgtid
             self._gtid = next(
                 (sg.gtid for sg in event.vgtid.shard_gtids if sg.shard == event.shard), None
             )
@@ -171,7 +175,8 @@ class Connection:
             self.units.append(
                 Unit(event.shard, self._gtid or "", T(kind).name, tuple(self._payload))
             )
-            assert self.vgtid is not None
+            assert self._unit_vgtid is not None
+            self.vgtid = self._unit_vgtid
             self.vgtids.append(self.vgtid)
             if any(item[0] == "journal" for item in self._payload):
                 self.journals.add((event.shard, self._gtid or ""))
