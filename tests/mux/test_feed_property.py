@@ -22,6 +22,12 @@ rows they describe.
 
 Everything runs on Trio's MockClock, inside ``trio.run`` per example (pytest
 fixtures and hypothesis examples do not mix).
+
+Below it: one fixed scenario that joins, hands over and detaches (so the
+paths are covered on every run, not just by chance), a check that the
+framing checker sees bad framing, and regression tests for the two races
+the property test found (a feed or a health watch taking a newcomer while
+it was closing).
 """
 
 from __future__ import annotations
