@@ -147,7 +147,9 @@ scenarios = st.builds(
     large_probability=st.sampled_from([0.0, 0.02]),
     reshard_at=st.floats(1.0, 8.0),
     clients=st.lists(clients, min_size=2, max_size=5).map(tuple),
-    failures=st.lists(failures, max_size=3).map(tuple),
+    # Fewer than max_consecutive_failures (3): that many on one tablet at
+    # once make any shard stream give up, shared or not.
+    failures=st.lists(failures, max_size=2).map(tuple),
     settings=share_settings,
 )
 
