@@ -2,8 +2,8 @@
 
 :class:`ResponsePacker` collects frames and cuts them into encoded
 ``VStreamResponse`` bodies of at most ``max_bytes`` each (an event too large
-for that goes alone in its own body). Frames keep their order, so a VGTID
-packed before its COMMIT reaches the client in the same or an earlier body.
+for that goes alone in its own body). Frames keep their order, and a unit
+split over bodies keeps its closing VGTID and COMMIT together.
 :meth:`ResponsePacker.add_unit` starts a new body first: the gateway puts one
 unit (a transaction, a journal, ...) in each response, as vtgate does, so
 frames of two units never share a body.
@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from vsmux.proto import binlogdata
 from vsmux.wire.accel import native
 from vsmux.wire.frames import RECORD_PREFIX, Frame
 from vsmux.wire.rename import (
@@ -41,6 +42,9 @@ from vsmux.wire.rename import (
     renamed_parts_walk,
 )
 from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint, read_varint
+
+_VGTID = int(binlogdata.VEventType.VGTID)
+_COMMIT = int(binlogdata.VEventType.COMMIT)
 
 if TYPE_CHECKING:
     from vsmux.wire._accel import Packer
@@ -125,9 +129,25 @@ class ResponsePacker:
         self._size = 0
 
     def add_unit(self, frames: Sequence[Frame], keyspace: str | None = None) -> None:
-        """:meth:`add` ``frames`` as one unit: they start a new body (see the module doc)."""
+        """:meth:`add` ``frames`` as one unit: they start a new body (see the module doc).
+
+        A unit that ends ``VGTID, COMMIT`` and does not fit one body keeps
+        those two in the same body: a client that takes each response's last
+        VGTID as its position (Debezium does) must not get a transaction's
+        VGTID in a response without its COMMIT.
+        """
         self.cut()
-        self.add(frames, keyspace)
+        if len(frames) < 3 or frames[-1].type != _COMMIT or frames[-2].type != _VGTID:
+            self.add(frames, keyspace)
+            return
+        before = self.pending_bytes
+        self.add(frames[:-2], keyspace)
+        vgtid, commit = frames[-2].raw, frames[-1].raw
+        # Each record is its bytes plus a key and a length of at most 3 bytes here.
+        tail = len(vgtid) + len(commit) + 8
+        if self.pending_bytes - before + tail > self._max_bytes:
+            self.cut()
+        self.add(frames[-2:], keyspace)
 
     def add(self, frames: Sequence[Frame], keyspace: str | None = None) -> None:
         """Append ``frames`` in order; with a ``keyspace``, rename FIELD/ROW tables.
