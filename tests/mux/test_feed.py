@@ -376,3 +376,34 @@ async def test_current_joins_an_idle_feed_at_its_position(autojump_clock: trio.a
         assert directory.opened == 1 and hub.counters.joins == 1
     # The first GTID names the position it joined at; the writes follow it.
     assert late.seqnos == list(range(_seqno(now), _seqno(cluster.position(KS, SHARD)) + 1))
+
+
+async def test_a_burst_resuming_near_the_head_joins_the_first_ones_feed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup()
+    cluster.apply_random_transactions(40, KS)
+    log = cluster.shard_log(KS, SHARD)
+    head = _seqno(cluster.position(KS, SHARD))
+    assert head >= 12
+    starts = [head - 10, *range(head - 8, head + 1), head - 12]
+    readers = [Reader(f"from{n}") for n in starts]
+    async with open_feed_hub(_SlowToAnswer(directory, 0.2), cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            # The first one opens the feed; the rest resume a little way ahead
+            # of it, and the last one behind where it started.
+            for reader, start in zip(readers, starts, strict=True):
+                nursery.start_soon(reader.run, source, _request(log.position(start)))
+                await trio.sleep(0.01)
+            await trio.sleep(3)
+            await _write(cluster, 10)
+            await trio.sleep(2)
+            nursery.cancel_scope.cancel()
+        # Only the one behind the feed's start read a stream of its own.
+        assert hub.counters.private_streams == 1
+        assert hub.counters.handovers == 1
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader, start in zip(readers, starts, strict=True):
+        assert reader.seqnos[-1] == end, reader.name
+        assert _consecutive(reader.seqnos, start + 1), reader.name

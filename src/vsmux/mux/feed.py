@@ -45,7 +45,7 @@ from vsmux.mux.shard_source import ShardSource
 from vsmux.proto import binlogdata
 from vsmux.wire import Frame
 
-__all__ = ["Consumer", "Detached", "Feed", "FeedKey"]
+__all__ = ["SETTLE_SECONDS", "Consumer", "Detached", "Feed", "FeedKey"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,13 @@ log = logging.getLogger(__name__)
 #: keyspace, shard, tablet type, the encoded filter, the encoded options and
 #: the encoded effective caller id (tablets may apply table ACLs per caller).
 FeedKey = tuple[str, str, str, int, bytes, bytes, bytes]
+
+#: How long after a feed opens a stream that cannot join it yet waits for it
+#: instead of reading on its own. A tablet answers a new stream within
+#: milliseconds; a feed still far from a joiner after this is catching up
+#: from far back, or the joiner is behind what it keeps.
+SETTLE_SECONDS = 1.0
+
 
 # Bytes of whole units a consumer takes from the ring per read: about one
 # tablet response (vttablet's default vstream_packet_size is 250,000).

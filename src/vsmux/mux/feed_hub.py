@@ -38,7 +38,7 @@ from vsmux.core.feed_ring import FeedRing
 from vsmux.core.picking import type_name
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux.affinity import TabletAffinity
-from vsmux.mux.feed import Consumer, Feed, FeedKey
+from vsmux.mux.feed import SETTLE_SECONDS, Consumer, Feed, FeedKey
 from vsmux.mux.feed_source import SharedSource
 from vsmux.mux.shard_source import ShardSource, SourceDirectory
 from vsmux.mux.shared_health import SharedHealth
@@ -176,32 +176,33 @@ class FeedHub:
             self.affinity.picked(key[1], key[2], key[3], key[0])
             self._nursery.start_soon(feed.run, name=f"feed {key[1]}/{key[2]} {key[0]}")
             return feed, feed.join(0, position), []
-        ring = feed.ring
-        prelude: list[Frame] = []
-        if position == "current":
-            if ring.position is None and ring.tail == 0:
-                seq = 0  # the feed started at "current" too and has not moved yet
-            elif ring.position is not None and (
-                ring.idle
-                or (ring.last_gtid is not None and ring.lag <= self._settings.share_join_seconds)
-            ):
-                # Caught up (the tablet sends heartbeats, or its newest unit is
-                # recent): the feed's newest position is the tablet's current one.
-                seq = ring.head
-                position = ring.position
-                prelude = _current_start(ring, key[1], key[2])
-            else:
-                return None
-        else:
-            found = self._join_point(feed, position)
-            if found is None:
-                return None
-            seq = found
+        place = self._place(feed, position)
+        if place is None:
+            return None
+        seq, position, prelude = place
         if handover:
             self.counters.handovers += 1
         else:
             self.counters.joins += 1
         return feed, feed.join(seq, position), prelude
+
+    def _place(self, feed: Feed, position: str) -> tuple[int, str, list[Frame]] | None:
+        """Where in ``feed`` a stream at ``position`` starts: seq, position, prelude."""
+        ring = feed.ring
+        if position != "current":
+            found = self._join_point(feed, position)
+            return None if found is None else (found, position, [])
+        if ring.position is None and ring.tail == 0:
+            return 0, position, []  # the feed started at "current" too and has not moved yet
+        if ring.position is not None and (
+            ring.idle
+            or (ring.last_gtid is not None and ring.lag <= self._settings.share_join_seconds)
+        ):
+            # Caught up (the tablet sends heartbeats, or its newest unit is
+            # recent): the feed's newest position is the tablet's current one.
+            _alias, keyspace, shard, *_ = feed.key
+            return ring.head, ring.position, _current_start(ring, keyspace, shard)
+        return None
 
     def can_join(self, key: FeedKey, position: str) -> bool:
         """Whether a private stream at ``position`` could attach to ``key``'s feed now."""
@@ -210,12 +211,21 @@ class FeedHub:
             return False
         return self._join_point(feed, position) is not None
 
-    def warming(self, key: FeedKey) -> Feed | None:
-        """``key``'s feed if it is open but has not read a unit with a position yet."""
+    def settling(self, key: FeedKey, position: str) -> Feed | None:
+        """``key``'s feed if a stream at ``position`` may soon join it by waiting.
+
+        That is a feed opened less than :data:`~vsmux.mux.feed.SETTLE_SECONDS` ago that is
+        still reading towards the tablet's newest events (it has not gone
+        idle), where ``position`` has no place yet: in a burst of clients (a
+        gateway restart, a deploy) the first one's feed usually reaches the
+        others' positions within milliseconds.
+        """
         feed = self._feeds.get(key)
-        if feed is None or feed.closing or feed.ring.last_gtid is not None or feed.ring.idle:
+        if feed is None or feed.closing or feed.ring.idle:
             return None
-        return feed
+        if trio.current_time() - feed.opened >= SETTLE_SECONDS:
+            return None
+        return feed if self._place(feed, position) is None else None
 
     def _join_point(self, feed: Feed, position: str) -> int | None:
         ring = feed.ring

@@ -13,9 +13,11 @@ Behind it, one shard stream moves between two ways of reading:
   every whole unit it asks the hub whether a feed now keeps its position
   within the join distance, and if so closes its stream and attaches there.
 
-A stream at ``current`` that arrives while the feed has not read its first
-unit waits up to :data:`WARM_UP_WAIT` for it, so a burst of new clients
-joins one feed instead of opening a stream each.
+A stream that arrives while a feed opened less than
+:data:`~vsmux.mux.feed.SETTLE_SECONDS` ago has not reached its position
+yet (or, at ``current``, has not caught up) waits for it until then, so a
+burst of clients, at ``current`` or resuming near the head, joins one feed
+instead of opening a stream each.
 
 Both ways hand the streamer whole units only, and every switch happens
 between two units at the position the consumer has read up to, so nothing
@@ -37,7 +39,7 @@ import trio
 
 from vsmux.core.feed_reader import FeedReader
 from vsmux.core.feed_ring import FeedRing
-from vsmux.mux.feed import READ_BYTES, Detached
+from vsmux.mux.feed import READ_BYTES, SETTLE_SECONDS, Detached
 from vsmux.mux.shard_source import ShardSource
 from vsmux.proto import binlogdata, query
 from vsmux.topology import TabletInfo
@@ -46,12 +48,7 @@ from vsmux.wire import Frame
 if TYPE_CHECKING:
     from vsmux.mux.feed_hub import FeedHub
 
-__all__ = ["WARM_UP_WAIT", "SharedSource"]
-
-#: Longest a stream at ``current`` waits for a new feed's first unit before it
-#: reads on its own. A tablet answers a new stream within milliseconds; a feed
-#: still silent after this is catching up from far back.
-WARM_UP_WAIT = 1.0
+__all__ = ["SharedSource"]
 
 
 class SharedSource:
@@ -100,16 +97,17 @@ class SharedSource:
         waited = False
         while True:
             attached = hub.attach(key, inner, request, position, handover=private_count > 0)
-            if attached is None and position == "current" and not waited:
-                # A feed that has not read its first unit yet cannot say where
-                # "current" is. Clients arriving in a burst wait a moment for it
-                # rather than each opening a stream of its own.
+            if attached is None and not waited and private_count == 0:
+                # A feed that opened a moment ago may not have reached our
+                # position (or, for "current", the tablet's newest) yet:
+                # clients arriving in a burst wait for it rather than each
+                # opening a stream of its own.
                 waited = True
-                warming = hub.warming(key)
-                if warming is not None:
-                    with trio.move_on_after(WARM_UP_WAIT):
-                        while hub.warming(key) is warming:
-                            await warming.changed()
+                settling = hub.settling(key, position)
+                if settling is not None:
+                    with trio.move_on_at(settling.opened + SETTLE_SECONDS):
+                        while hub.settling(key, position) is settling:
+                            await settling.changed()
                     continue
             if attached is not None:
                 feed, consumer, prelude = attached
