@@ -15,7 +15,9 @@ nursery, owned by the server, not by any request:
   waits for it, but never longer in total than ``share_straggler_seconds``
   per consumer (counted until it has caught up): then that consumer is
   *detached* and goes on from its own position on a private stream
-  (:mod:`vsmux.mux.feed_source`), and the feed reads on;
+  (:mod:`vsmux.mux.feed_source`), and the feed reads on. One that started
+  at ``current`` and has read no position yet goes on from ``current``:
+  it has been given nothing, so that is still where it asked to start;
 - when the last consumer has left, the feed lingers
   ``share_linger_seconds`` for a new one, then closes its tablet stream.
 
@@ -31,7 +33,6 @@ reading then get UNAVAILABLE.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,7 +76,6 @@ class Consumer:
     """One shard stream reading a feed."""
 
     reader: FeedReader
-    joined: float
     # Seconds the feed has waited for this consumer since it last caught up.
     stalled: float = 0.0
     detached: bool = False
@@ -114,6 +114,7 @@ class Feed:
         self._scope = trio.CancelScope()
         self._changed = trio.Event()  # new units, a heartbeat, or the end
         self._advanced = trio.Event()  # a consumer read on or left
+        self._waiting_for_room = False  # the feed waits on _advanced
         self._membership = trio.Event()  # a consumer joined or left
 
     @property
@@ -135,7 +136,7 @@ class Feed:
         """Attach a consumer that reads entry ``seq`` next, ``position`` being before it."""
         ring = self.ring
         reader = FeedReader(seq, position, ring.fields_at(seq), ring.heartbeats)
-        consumer = Consumer(reader, trio.current_time())
+        consumer = Consumer(reader)
         self.consumers.add(consumer)
         self._wake_membership()
         return consumer
@@ -217,10 +218,6 @@ class Feed:
             self._wake_changed()
             self._on_done(self)
 
-    def close(self) -> None:
-        """Close the tablet stream now (its task ends soon after)."""
-        self._scope.cancel()
-
     async def _pump(self) -> VStreamError | None:
         ring = self.ring
         try:
@@ -252,19 +249,19 @@ class Feed:
             ):
                 return
             blockers = [c for c in self.consumers if c.reader.cursor <= ring.tail]
-            # A consumer that started at "current" and has not read a unit with a
-            # position yet has no position to go on from privately: it is waited
-            # for, never detached.
-            movable = [c for c in blockers if c.reader.position != "current"]
-            overdue = [c for c in movable if c.stalled >= bound - 1e-9]
+            overdue = [c for c in blockers if c.stalled >= bound - 1e-9]
             if overdue:
                 for consumer in overdue:
                     self._detach(consumer)
                 continue
-            budget = bound - max((c.stalled for c in movable), default=-math.inf)
+            budget = bound - max(c.stalled for c in blockers)
             started = trio.current_time()
-            with trio.move_on_after(budget):
-                await self._advanced.wait()
+            self._waiting_for_room = True
+            try:
+                with trio.move_on_after(budget):
+                    await self._advanced.wait()
+            finally:
+                self._waiting_for_room = False
             waited = trio.current_time() - started
             for consumer in blockers:
                 consumer.stalled += waited
@@ -303,7 +300,9 @@ class Feed:
         self._changed = trio.Event()
 
     def _wake_advanced(self) -> None:
-        if self._advanced.statistics().tasks_waiting:
+        # Called on every read: a plain flag, not Event.statistics(), says
+        # whether anyone waits.
+        if self._waiting_for_room:
             self._advanced.set()
             self._advanced = trio.Event()
 

@@ -108,7 +108,7 @@ class FeedHub:
         self._settings = settings
         self._nursery = nursery
         self._feeds: dict[FeedKey, Feed] = {}
-        self._health: dict[str, tuple[ShardSource, SharedHealth]] = {}
+        self._health: dict[str, SharedHealth] = {}
         self.counters = FeedCounters()
         self.affinity = TabletAffinity()
         #: The sources to give streamers whose request may share.
@@ -252,21 +252,18 @@ class FeedHub:
     def health_of(self, source: ShardSource) -> SharedHealth:
         """The shared health watch of ``source``'s tablet."""
         alias = source.tablet.alias
-        known = self._health.get(alias)
+        health = self._health.get(alias)
         # By the tablet, not the source object: a directory may hand out a new
         # source object per call for the same tablet.
-        if known is None or known[0].tablet != source.tablet:
+        if health is None or health.tablet != source.tablet:
             if len(self._health) > 4 * max(len(self._topology.tablets), 64):
                 self._forget_idle_health()
-            known = (
-                source,
-                SharedHealth(source, self._nursery, self._settings.share_linger_seconds),
-            )
-            self._health[alias] = known
-        return known[1]
+            health = SharedHealth(source, self._nursery, self._settings.share_linger_seconds)
+            self._health[alias] = health
+        return health
 
     def _forget_idle_health(self) -> None:
-        for alias, (_source, health) in list(self._health.items()):
+        for alias, health in list(self._health.items()):
             if not health.watchers:
                 del self._health[alias]
 
@@ -307,14 +304,10 @@ class SharingDirectory:
     def __init__(self, hub: FeedHub, inner: SourceDirectory) -> None:
         self._hub = hub
         self._inner = inner
-        self._sources: dict[str, SharedSource] = {}
 
     def source_for(self, tablet: TabletInfo) -> ShardSource:
-        inner = self._inner.source_for(tablet)
-        shared = self._sources.get(tablet.alias)
-        if shared is None or shared.inner is not inner:
-            shared = self._sources[tablet.alias] = SharedSource(self._hub, inner)
-        return shared
+        # A SharedSource holds no state of its own: the hub keeps the feeds.
+        return SharedSource(self._hub, self._inner.source_for(tablet))
 
 
 @asynccontextmanager

@@ -62,11 +62,6 @@ class SharedSource:
     def tablet(self) -> TabletInfo:
         return self._inner.tablet
 
-    @property
-    def inner(self) -> ShardSource:
-        """The tablet's own source."""
-        return self._inner
-
     def stream_health(
         self,
     ) -> AbstractAsyncContextManager[AsyncIterator[query.StreamHealthResponse]]:
@@ -93,11 +88,11 @@ class SharedSource:
         inner = self._inner
         key = hub.key_of(inner.tablet, request)
         position = request.position
-        private_count = 0
+        went_private = False  # from then on, only hand over to a feed that exists
         waited = False
         while True:
-            attached = hub.attach(key, inner, request, position, handover=private_count > 0)
-            if attached is None and not waited and private_count == 0:
+            attached = hub.attach(key, inner, request, position, handover=went_private)
+            if attached is None and not waited and not went_private:
                 # A feed that opened a moment ago may not have reached our
                 # position (or, for "current", the tablet's newest) yet:
                 # clients arriving in a burst wait for it rather than each
@@ -124,7 +119,7 @@ class SharedSource:
                 finally:
                     feed.leave(consumer)
             # A stream of our own until a feed keeps our position.
-            private_count += 1
+            went_private = True
             hub.counters.private_streams += 1
             own = copy.copy(request)
             own.position = position

@@ -25,6 +25,7 @@ import trio
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.shard_source import ShardSource
 from vsmux.proto import query
+from vsmux.topology import TabletInfo
 
 __all__ = ["SharedHealth"]
 
@@ -44,6 +45,10 @@ class SharedHealth:
         self._ended: dict[int, VStreamError | None] = {}
         self._changed = trio.Event()
         self._membership = trio.Event()
+
+    @property
+    def tablet(self) -> TabletInfo:
+        return self._source.tablet
 
     @property
     def watchers(self) -> int:
