@@ -12,9 +12,16 @@ from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import ProtocolError
 from grpclib.server import Server
 from grpclib.stream import send_message
+from h2.config import H2Configuration
+from h2.connection import H2Connection
 
 from tests.server.gw_helpers import in_asyncio
-from vsmux.transport._batched_send import frame_messages, send_batch, send_batch_nowait
+from vsmux.transport._batched_send import (
+    data_frames,
+    frame_messages,
+    send_batch,
+    send_batch_nowait,
+)
 from vsmux.transport._codec import RawCodec, RawMessage
 
 BODIES = [b"", b"a", b"\x0a\x02hi" * 40, bytes(range(256)) * 300]
@@ -155,3 +162,45 @@ async def test_nowait_writes_what_fits_and_declines_what_would_wait(aio_loop: No
     assert service.answers == [False, True, True, False, False]
     assert received == [*BODIES, _NowaitService.BIG]  # in order, nothing twice
     assert service.counts == (len(BODIES) + 1, len(BODIES) + 1)
+
+
+def _open_server_stream(*, end_request: bool) -> H2Connection:
+    """A server-side h2 connection with stream 1 open and its response headers sent."""
+    client = H2Connection(H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(
+        1,
+        [(":method", "POST"), (":scheme", "http"), (":path", "/x"), (":authority", "t")],
+        end_stream=end_request,
+    )
+    server = H2Connection(H2Configuration(client_side=False))
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, [(":status", "200")])
+    server.data_to_send()
+    return server
+
+
+@pytest.mark.parametrize("end_request", [False, True])  # the stream OPEN, or HALF_CLOSED_REMOTE
+@pytest.mark.parametrize("size", [0, 1, 16_383, 16_384, 16_385, 40_000])
+def test_data_frames_are_h2s_own_bytes(end_request: bool, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    by_h2 = _open_server_stream(end_request=end_request)
+    frame = by_h2.max_outbound_frame_size
+    for start in range(0, size, frame):
+        by_h2.send_data(1, data[start : start + frame])
+    ours = _open_server_stream(end_request=end_request)
+    direct = data_frames(ours, 1, data, frame)
+    assert direct == by_h2.data_to_send()
+    assert ours.local_flow_control_window(1) == by_h2.local_flow_control_window(1)
+    assert ours.outbound_flow_control_window == by_h2.outbound_flow_control_window
+
+
+def test_data_frames_leave_other_states_to_h2() -> None:
+    server = _open_server_stream(end_request=False)
+    server.end_stream(1)  # HALF_CLOSED_LOCAL: h2 would refuse the data
+    window = server.outbound_flow_control_window
+    assert data_frames(server, 1, b"late", 16_384) is None
+    assert data_frames(server, 3, b"no such stream", 16_384) is None
+    assert data_frames(object(), 1, b"not h2", 16_384) is None
+    assert server.outbound_flow_control_window == window

@@ -34,7 +34,9 @@ stored offset run ahead of what it processed.
 
 With a heartbeat interval it sends ``[HEARTBEAT]`` (wall-clock timestamp and
 current_time, no keyspace/shard) whenever nothing was sent for that long;
-every send restarts the idle timer. Timers use Trio's clock.
+every send restarts the idle timer. Timers use Trio's clock. The idle time
+is watched by a task beside the sender, which writes the heartbeat itself
+while the sender waits for items, so that wait carries no deadline.
 
 Per item the work is one ``receive_nowait`` while the channel has items, and
 one awaited ``send`` per batch of items: there is no per-event await.
@@ -112,54 +114,112 @@ class Sender:
         self._interval = heartbeat_interval
         self._rename = rename_tables
         self._last_send = trio.current_time()
+        # True while _deliver waits for an item (the heartbeat task may write then).
+        self._waiting = False
+        # Set while the heartbeat task's send is under way.
+        self._heartbeat_sending: trio.Event | None = None
+        self._heartbeat_failure: Exception | None = None
 
     async def run(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
         """Deliver items until Stop or end of channel; see the module doc."""
-        packer = self._packer
         async with receive:
-            while True:
+            if self._interval <= 0:
+                await self._deliver(receive)
+                return
+            failure: Exception | None = None
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._heartbeats, nursery.cancel_scope)
+                try:
+                    await self._deliver(receive)
+                except Exception as exc:  # raised below, not as an exception group
+                    failure = exc
+                nursery.cancel_scope.cancel()
+            failure = failure or self._heartbeat_failure
+            if failure is not None:
+                raise failure
+
+    async def _deliver(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
+        packer = self._packer
+        while True:
+            try:
+                item = receive.receive_nowait()
+            except trio.WouldBlock:
+                # Parked without a deadline: the heartbeat task watches the
+                # idle time, so a wait costs no cancel scope (a deadline set
+                # and cleared per wait was ~6% of a shared stream's delivery).
+                self._waiting = True
+                try:
+                    item = await receive.receive()
+                except trio.EndOfChannel:
+                    await self._heartbeat_sent()
+                    return
+                finally:
+                    self._waiting = False
+            except trio.EndOfChannel:
+                await self._heartbeat_sent()
+                return
+            parcels = 0
+            # Pack this parcel and every one already queued behind it; stop
+            # at a control item, which must wait for the send.
+            while type(item) is Parcel:
+                self._pack(item)
+                parcels += 1
+                if parcels >= MAX_PARCELS_PER_SEND or packer.pending_bytes >= COALESCE_BYTES:
+                    break
                 try:
                     item = receive.receive_nowait()
-                except trio.WouldBlock:
-                    waited = await self._idle(receive)
-                    if waited is None:
-                        return
-                    item = waited
-                except trio.EndOfChannel:
-                    return
-                parcels = 0
-                # Pack this parcel and every one already queued behind it; stop
-                # at a control item, which must wait for the send.
-                while type(item) is Parcel:
-                    self._pack(item)
-                    parcels += 1
-                    if parcels >= MAX_PARCELS_PER_SEND or packer.pending_bytes >= COALESCE_BYTES:
-                        break
-                    try:
-                        item = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break  # the outer loop waits, or sees the end
-                if packer.events:
-                    await self._flush()
-                if type(item) is Barrier:
-                    item.delivered.set()
-                elif type(item) is JournalSwap:
-                    self.book.replace(item.participants, item.shard_gtids)
-                elif type(item) is Stop:
-                    return
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break  # the outer loop waits, or sees the end
+            if packer.events:
+                await self._heartbeat_sent()
+                await self._flush()
+            if type(item) is Barrier:
+                await self._heartbeat_sent()
+                item.delivered.set()
+            elif type(item) is JournalSwap:
+                self.book.replace(item.participants, item.shard_gtids)
+            elif type(item) is Stop:
+                await self._heartbeat_sent()
+                return
 
-    async def _idle(self, receive: trio.MemoryReceiveChannel[Item]) -> Item | None:
-        """The next item, sending heartbeats while none comes; None at end of channel."""
-        try:
-            if self._interval <= 0:
-                return await receive.receive()
-            while True:
-                with trio.move_on_at(self._last_send + self._interval):
-                    return await receive.receive()
+    async def _heartbeats(self, scope: trio.CancelScope) -> None:
+        """Send a heartbeat whenever the sender has waited an interval with nothing sent.
+
+        Runs beside :meth:`_deliver` until cancelled. It writes only while
+        the sender waits for an item (so its packer is empty); a sender that
+        wakes meanwhile waits for the heartbeat's send before its own
+        (:meth:`_heartbeat_sent`), so there is still one writer at a time. A
+        send failure is kept for :meth:`run` and cancels ``scope``.
+        Cancellation may interrupt the heartbeat's send.
+        """
+        interval = self._interval
+        while True:
+            await trio.sleep_until(self._last_send + interval)
+            now = trio.current_time()
+            if now < self._last_send + interval:
+                continue  # something was sent meanwhile
+            if not self._waiting:
+                # Busy (a send waits on a slow client): like the sender's own
+                # loop, no heartbeat then; look again an interval from now.
+                await trio.sleep_until(now + interval)
+                continue
+            sent = self._heartbeat_sending = trio.Event()
+            try:
                 self._packer.add_unit([heartbeat_frame()])
                 await self._flush()
-        except trio.EndOfChannel:
-            return None
+            except Exception as exc:
+                self._heartbeat_failure = exc
+                scope.cancel()
+                return
+            finally:
+                self._heartbeat_sending = None
+                sent.set()
+
+    async def _heartbeat_sent(self) -> None:
+        """Wait until a heartbeat being sent is written (rare: its send waits)."""
+        sending = self._heartbeat_sending
+        if sending is not None:
+            await sending.wait()
 
     def _pack(self, parcel: Parcel) -> None:
         """Apply ``parcel``'s positions and add its frames to the packer (no await)."""

@@ -350,7 +350,17 @@ class ShardStreamer:
         if gate.owner is not None and gate.owner != self.key:
             await gate.wait_turn(self.key)
         # No checkpoint between the gate check and the item entering the channel.
-        await self._channel.send(Parcel(self.key, self._labels, units, self._tablet))
+        parcel = Parcel(self.key, self._labels, units, self._tablet)
+        # A streamer woken by its source after the request ended (its sender
+        # gone) stops here, not at a closed channel.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            # Most puts find room: going on without a yield saves a pass of
+            # Trio's scheduler per tablet response. The streamer still waits
+            # (a checkpoint) whenever it has nothing to read.
+            self._channel.send_nowait(parcel)
+        except trio.WouldBlock:
+            await self._channel.send(parcel)
 
     async def _journal(self, unit: Unit) -> None:
         """Stop at a converging journal; the last participant swaps or stops."""

@@ -35,11 +35,28 @@ import time
 from typing import Any
 
 from grpclib.exceptions import ProtocolError
+from h2.connection import ConnectionState
+from h2.stream import StreamState
 
-__all__ = ["frame_messages", "send_batch", "send_batch_nowait"]
+__all__ = ["data_frames", "frame_messages", "send_batch", "send_batch_nowait"]
 
 # The gRPC message prefix: compressed flag (never set here) and length.
 _PREFIX = struct.Struct(">BI")
+
+# An HTTP/2 frame header: a 24-bit length (as 16 + 8 bits), type, flags, stream id.
+_DATA_HEADER = struct.Struct(">HBBBI")
+
+# The h2 states in which a DATA frame changes nothing but the send windows
+# (h2's own transition tables map SEND_DATA from each to itself).
+_SERVER_OPEN = getattr(ConnectionState, "SERVER_OPEN", None)
+_MAY_SEND_DATA = frozenset(
+    state
+    for state in (
+        getattr(StreamState, "OPEN", None),
+        getattr(StreamState, "HALF_CLOSED_REMOTE", None),
+    )
+    if state is not None
+)
 
 
 def frame_messages(bodies: list[bytes]) -> bytes:
@@ -69,6 +86,42 @@ async def send_batch(stream: Any, bodies: list[bytes]) -> None:
         await stream.send_initial_metadata()
     await stream._stream.send_data(frame_messages(bodies))
     _count_sent(stream, len(bodies))
+
+
+def data_frames(h2: Any, stream_id: int, data: bytes, max_frame: int) -> bytes | None:
+    """``data`` as the DATA frames ``h2.send_data`` would queue, or None to let h2 do it.
+
+    h2 builds a frame object per DATA frame, runs both state machines and
+    serializes the frame: ~10 us per call, paid per client write (a third
+    of the HTTP/2 cost of a shared stream's delivery). When the connection
+    is a server's and open, and the stream may send data, those steps
+    change nothing but the two send windows, so this builds the frames'
+    bytes itself (9-byte header: length, type 0, no flags, stream id) and
+    takes ``len(data)`` off both windows, as h2 does. The caller has
+    checked that the windows hold ``data``; it writes the returned bytes
+    after anything h2 already queued. Anything unexpected (another h2
+    version's internals, another state) answers None, and h2 is used.
+    """
+    try:
+        stream = h2.streams.get(stream_id)
+        if (
+            stream is None
+            or h2.state_machine.state is not _SERVER_OPEN
+            or stream.state_machine.state not in _MAY_SEND_DATA
+        ):
+            return None
+        header = _DATA_HEADER.pack
+        parts: list[bytes] = []
+        for start in range(0, len(data), max_frame):
+            chunk = data[start : start + max_frame]
+            n = len(chunk)
+            parts.append(header(n >> 8, n & 0xFF, 0, 0, stream_id))
+            parts.append(chunk)
+        stream.outbound_flow_control_window -= len(data)
+        h2.outbound_flow_control_window -= len(data)
+    except AttributeError:
+        return None
+    return b"".join(parts)
 
 
 def _count_sent(stream: Any, count: int) -> None:
@@ -120,9 +173,12 @@ def send_batch_nowait(stream: Any, bodies: list[bytes]) -> bool:
     # may be partly queued in h2, so it must not be sent again).
     data = frame_messages(bodies)
     frame = h2.max_outbound_frame_size
-    for start in range(0, size, frame):
-        h2.send_data(h2_stream.id, data[start : start + frame])
-    h2_stream._transport.write(h2.data_to_send())
+    direct = data_frames(h2, h2_stream.id, data, frame)
+    if direct is None:
+        for start in range(0, size, frame):
+            h2.send_data(h2_stream.id, data[start : start + frame])
+        direct = b""
+    h2_stream._transport.write(h2.data_to_send() + direct)
     h2_stream.data_sent += size
     connection.data_sent += size
     connection.data_send_process()
