@@ -19,7 +19,7 @@ from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import open_feed_hub
 from vsmux.mux.feed_hub import FeedHub
-from vsmux.mux.shard_source import ShardSource
+from vsmux.mux.shard_source import PushingSource, ShardSource
 from vsmux.proto import binlogdata, query, topodata
 from vsmux.sources._simulated import SimulatedCluster
 from vsmux.topology import TabletInfo
@@ -407,3 +407,105 @@ async def test_a_burst_resuming_near_the_head_joins_the_first_ones_feed(
     for reader, start in zip(readers, starts, strict=True):
         assert reader.seqnos[-1] == end, reader.name
         assert _consecutive(reader.seqnos, start + 1), reader.name
+
+
+class PushedReader(Reader):
+    """A Reader that also leaves a sink: batches go to it while the reader waits.
+
+    The sink leaves every ``leave_every``-th batch it is offered (it then
+    comes through the iterator, in order), and takes nothing while the
+    reader is paused or would pause, as a streamer's sink declines while its
+    channel is full.
+    """
+
+    def __init__(self, name: str, *, leave_every: int = 0, **kw: object) -> None:
+        super().__init__(name, **kw)  # type: ignore[arg-type]
+        self.leave_every = leave_every
+        self.offered = 0
+        self.taken = 0
+        self.read = 0
+        self._paused = False
+
+    def _record(self, batch: list[Frame]) -> None:
+        for frame in batch:
+            if frame.type == T.GTID:
+                self.seqnos.append(_seqno(frame.header().gtid))
+                self.times.append(trio.current_time())
+
+    def sink(self, batch: list[Frame]) -> bool:
+        self.offered += 1
+        if (
+            self._paused
+            or self.pause(len(self.seqnos)) > 0  # a slow consumer's channel stays full
+            or (self.leave_every and self.offered % self.leave_every == 0)
+        ):
+            return False
+        self.taken += 1
+        self._record(batch)
+        return True
+
+    async def run(self, source: ShardSource, request: binlogdata.VStreamRequest) -> None:
+        assert isinstance(source, PushingSource)
+        try:
+            async with source.vstream_pushing(request, self.sink) as batches:
+                async for batch in batches:
+                    self.read += 1
+                    self._record(batch)
+                    self._paused = True
+                    await trio.sleep(self.pause(len(self.seqnos)))
+                    self._paused = False
+        except VStreamError as err:
+            self.error = err
+
+
+async def test_a_sink_takes_new_units_in_order_and_what_it_leaves_comes_next(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup()
+    start = cluster.position(KS, SHARD)
+    first = _seqno(start) + 1
+    takes_all = PushedReader("takes all")
+    leaves_some = PushedReader("leaves every 3rd", leave_every=3)
+    plain = Reader("no sink")
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            for reader in (takes_all, leaves_some, plain):
+                nursery.start_soon(reader.run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            await _write(cluster, 200)
+            await trio.sleep(5)
+            nursery.cancel_scope.cancel()
+        assert directory.opened == 1
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in (takes_all, leaves_some, plain):
+        assert reader.seqnos[-1] == end, reader.name
+        assert _consecutive(reader.seqnos, first), reader.name
+    # New units went to the sinks; the iterator saw only what a sink left.
+    assert takes_all.taken > 50 and takes_all.read <= 1
+    assert leaves_some.taken > 30 and leaves_some.read >= leaves_some.offered // 3
+
+
+async def test_a_pushed_straggler_is_detached_after_what_its_sink_left_and_misses_nothing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup(share_ring_bytes=4096, share_straggler_seconds=1.0)
+    start = cluster.position(KS, SHARD)
+    first = _seqno(start) + 1
+    fast = PushedReader("fast")
+    slow = PushedReader("slow", pause=lambda n: 30.0 if n < 40 else 0.0)
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fast.run, source, _request(start))
+            nursery.start_soon(slow.run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            await _write(cluster, 300)
+            await trio.sleep(600)
+            nursery.cancel_scope.cancel()
+        assert hub.counters.detaches >= 1
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in (fast, slow):
+        assert reader.seqnos[-1] == end, reader.name
+        assert _consecutive(reader.seqnos, first), reader.name
+    assert fast.taken > 50 and slow.taken > 0  # the slow one's sink takes again once it keeps up

@@ -9,7 +9,11 @@ nursery, owned by the server, not by any request:
   :class:`~vsmux.core.feed_ring.FeedRing` and wakes its consumers;
 - consumers read at their own pace with a
   :class:`~vsmux.core.feed_reader.FeedReader`; the feed never copies a unit
-  per consumer;
+  per consumer. A consumer waiting for new units may leave a *sink*
+  (:data:`~vsmux.mux.shard_source.BatchSink`): the feed then reads for it
+  and hands the events to the sink from its own task, and wakes the
+  consumer only when the sink leaves them (they become its next read) or
+  when it is behind;
 - the ring drops old units only when no attached consumer still needs them.
   When the ring is full and a consumer still needs its oldest unit, the feed
   waits for it, but never longer in total than ``share_straggler_seconds``
@@ -42,7 +46,7 @@ from vsmux.core.feed_reader import FeedReader
 from vsmux.core.feed_ring import FeedRing
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
-from vsmux.mux.shard_source import ShardSource
+from vsmux.mux.shard_source import BatchSink, ShardSource
 from vsmux.proto import binlogdata
 from vsmux.wire import Frame
 
@@ -79,6 +83,11 @@ class Consumer:
     # Seconds the feed has waited for this consumer since it last caught up.
     stalled: float = 0.0
     detached: bool = False
+    # While its task waits in next_frames: what wakes it, and its sink, if any.
+    wakeup: trio.Event | None = None
+    sink: BatchSink | None = None
+    # Events read for it that its sink left: its next read, before anything else.
+    pending: list[Frame] | None = None
 
 
 class Feed:
@@ -148,17 +157,25 @@ class Feed:
             self._wake_membership()
             self._wake_advanced()
 
-    async def next_frames(self, consumer: Consumer) -> list[Frame] | None:
+    async def next_frames(
+        self, consumer: Consumer, sink: BatchSink | None = None
+    ) -> list[Frame] | None:
         """The consumer's next events (whole units, or a heartbeat).
 
         None when the tablet stream ended normally, after every unit before
         the end; its error, raised, when it failed. Raises :class:`Detached`
-        when the feed has let the consumer go. Cancellation leaves the
-        consumer attached (the caller leaves in its ``finally``).
+        when the feed has let the consumer go (after the events its sink
+        left). While it waits, ``sink`` may take new events instead (see
+        the module docstring); what it takes is not returned. Cancellation
+        leaves the consumer attached (the caller leaves in its ``finally``).
         """
         ring = self.ring
         reader = consumer.reader
         while True:
+            frames = consumer.pending
+            if frames is not None:
+                consumer.pending = None
+                return frames
             if consumer.detached:
                 raise Detached
             frames = reader.read(ring, READ_BYTES)
@@ -173,7 +190,13 @@ class Feed:
                     # tasks would chain their tracebacks together.
                     raise VStreamError(self.error.code, self.error.message)
                 return None
-            await self._changed.wait()
+            wakeup = consumer.wakeup = trio.Event()
+            consumer.sink = sink
+            try:
+                await wakeup.wait()
+            finally:
+                consumer.wakeup = None
+                consumer.sink = None
 
     async def changed(self) -> None:
         """Return at the feed's next change: new units, a heartbeat, or its end."""
@@ -215,6 +238,8 @@ class Feed:
             self.error = VStreamError(Code.INTERNAL, f"shared stream failed unexpectedly: {exc!r}")
         finally:
             self.done = True
+            for consumer in self.consumers:
+                self._wake(consumer)
             self._wake_changed()
             self._on_done(self)
 
@@ -228,6 +253,7 @@ class Feed:
                     self.events += len(batch)
                     added = ring.add(batch, trio.current_time())
                     if added or ring.idle:
+                        self._hand_out()
                         self._wake_changed()
                     if added:
                         await self._make_room()
@@ -270,7 +296,7 @@ class Feed:
         consumer.detached = True
         self.leave(consumer)
         self._on_detach(self)
-        self._wake_changed()
+        self._wake(consumer)
         log.info(
             "shared stream from tablet %s: a consumer %d units behind was detached to a "
             "private stream after holding the stream up for %.1fs",
@@ -294,6 +320,32 @@ class Feed:
             await self._membership.wait()
 
     # -- wake-ups -------------------------------------------------------------
+
+    def _hand_out(self) -> None:
+        """New events: give each waiting consumer's sink its read, or wake the consumer."""
+        ring = self.ring
+        for consumer in self.consumers:
+            sink = consumer.sink
+            if sink is not None and consumer.pending is None:
+                reader = consumer.reader
+                frames = reader.read(ring, READ_BYTES)
+                if not frames:
+                    continue
+                if not sink(frames):
+                    consumer.pending = frames
+                elif reader.cursor >= ring.head:
+                    consumer.stalled = 0.0
+                    continue
+                # Left by its sink, or behind: its own task reads on.
+            self._wake(consumer)
+
+    @staticmethod
+    def _wake(consumer: Consumer) -> None:
+        """Wake ``consumer``'s task if it waits; no sink is used until it has run."""
+        wakeup = consumer.wakeup
+        if wakeup is not None:
+            consumer.sink = None
+            wakeup.set()
 
     def _wake_changed(self) -> None:
         self._changed.set()

@@ -40,7 +40,7 @@ import trio
 from vsmux.core.feed_reader import FeedReader
 from vsmux.core.feed_ring import FeedRing
 from vsmux.mux.feed import READ_BYTES, SETTLE_SECONDS, Detached
-from vsmux.mux.shard_source import ShardSource
+from vsmux.mux.shard_source import BatchSink, ShardSource
 from vsmux.proto import binlogdata, query
 from vsmux.topology import TabletInfo
 from vsmux.wire import Frame
@@ -72,17 +72,29 @@ class SharedSource:
     ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
         if not self._hub.may_share(request):
             return self._inner.vstream(request)
-        return self._shared(request)
+        return self._shared(request, None)
+
+    def vstream_pushing(
+        self, request: binlogdata.VStreamRequest, sink: BatchSink
+    ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
+        """``vstream``; while attached to a feed, new units may go to ``sink``.
+
+        See :class:`~vsmux.mux.shard_source.PushingSource`. A private stream
+        never uses the sink: its batches are read as usual.
+        """
+        if not self._hub.may_share(request):
+            return self._inner.vstream(request)
+        return self._shared(request, sink)
 
     @asynccontextmanager
     async def _shared(
-        self, request: binlogdata.VStreamRequest
+        self, request: binlogdata.VStreamRequest, sink: BatchSink | None
     ) -> AsyncIterator[AsyncIterator[list[Frame]]]:
-        async with aclosing(self._batches(request)) as batches:
+        async with aclosing(self._batches(request, sink)) as batches:
             yield batches
 
     async def _batches(
-        self, request: binlogdata.VStreamRequest
+        self, request: binlogdata.VStreamRequest, sink: BatchSink | None
     ) -> AsyncGenerator[list[Frame], None]:
         hub = self._hub
         inner = self._inner
@@ -110,7 +122,7 @@ class SharedSource:
                     if prelude:
                         yield prelude
                     while True:
-                        frames = await feed.next_frames(consumer)
+                        frames = await feed.next_frames(consumer, sink)
                         if frames is None:
                             return  # the tablet ended the stream
                         yield frames

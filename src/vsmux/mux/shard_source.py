@@ -15,19 +15,30 @@ Rules every implementation keeps:
   the upstream stream before returning; nothing keeps running afterwards.
 - Batches are bounded by the tablet's response size: a source never buffers
   without bound.
+
+A source that reads one stream for many streamers (a shared feed) may also be
+a :class:`PushingSource`: it hands a batch straight to a streamer's
+:data:`BatchSink`, from its own task, instead of waking the streamer to read
+it. That saves waking the streamer's task for every batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from vsmux.proto import binlogdata, query
 from vsmux.topology import TabletInfo
 from vsmux.wire import Frame
 
-__all__ = ["ShardSource", "SourceDirectory"]
+__all__ = ["BatchSink", "PushingSource", "ShardSource", "SourceDirectory"]
+
+#: Takes the next batch synchronously, in place of the streamer's own read:
+#: True when it took the batch whole, False when it left it untouched (the
+#: source then gives it to the streamer's read as usual). It never raises
+#: and never waits.
+BatchSink = Callable[[list[Frame]], bool]
 
 
 class ShardSource(Protocol):
@@ -46,6 +57,24 @@ class ShardSource(Protocol):
         self,
     ) -> AbstractAsyncContextManager[AsyncIterator[query.StreamHealthResponse]]:
         """Open ``/queryservice.Query/StreamHealth``; iterate for health reports."""
+        ...
+
+
+@runtime_checkable
+class PushingSource(ShardSource, Protocol):
+    """A source that can hand batches to the streamer without waking it."""
+
+    def vstream_pushing(
+        self, request: binlogdata.VStreamRequest, sink: BatchSink
+    ) -> AbstractAsyncContextManager[AsyncIterator[list[Frame]]]:
+        """``vstream``, where batches may go to ``sink`` instead of the iterator.
+
+        ``sink`` is called only while the streamer waits in the iterator for
+        its next batch, so the streamer's state is between two batches; the
+        batches it takes are not yielded. Order is kept: a batch the sink
+        leaves is the iterator's next, and nothing is offered to the sink
+        until it has been read.
+        """
         ...
 
 
