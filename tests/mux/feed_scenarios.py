@@ -94,12 +94,26 @@ class Connection:
         self._in_tx = False
         # The shard of a unit continued from the previous response.
         self._open_shard: str | None = None
+        self._offers = 0
 
     async def __call__(self, bodies: list[bytes]) -> None:
         for body in bodies:
             self.apply_response(body)
             if self.delay:
                 await trio.sleep(self.delay)
+
+    def now(self, bodies: list[bytes], /) -> bool:
+        """Take ``bodies`` at once (a SendNow), as a connection with room does.
+
+        A slow client never can, and every third offer is refused, as by a
+        connection whose window is full: the sender then awaits the write.
+        """
+        self._offers += 1
+        if self.delay or self._offers % 3 == 0:
+            return False
+        for body in bodies:
+            self.apply_response(body)
+        return True
 
     # -- one response -----------------------------------------------------------
 

@@ -12,12 +12,17 @@
   request before ``run_vstream`` returns.
 - ``share=False`` (the client's ``vsmux-share: off``) makes every shard
   stream of the request read its own tablet stream.
+- ``send`` may also be a :class:`SendNow`: then units a shared stream hands
+  over while the request's sender is idle are written at once from the
+  feed's task, without waking the sender (see
+  :meth:`vsmux.mux.sender.Sender.deliver_now`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.settings import GatewaySettings
@@ -26,9 +31,25 @@ from vsmux.mux.feed_hub import FeedHub
 from vsmux.mux.shard_source import SourceDirectory
 from vsmux.topology import Topology
 
-__all__ = ["Gateway", "SendResponses"]
+__all__ = ["Gateway", "SendNow", "SendResponses"]
 
 SendResponses = Callable[[list[bytes]], Awaitable[None]]
+
+
+@runtime_checkable
+class SendNow(Protocol):
+    """A :data:`SendResponses` that can also write without awaiting."""
+
+    def __call__(self, bodies: list[bytes], /) -> Awaitable[None]: ...
+
+    def now(self, bodies: list[bytes], /) -> bool:
+        """Write ``bodies`` at once if nothing is queued and no wait is needed.
+
+        True when they are the client's (written, or the write failed and
+        the session is being cancelled, as an awaited send would be); False
+        when nothing was done and ``bodies`` must be awaited instead.
+        """
+        ...
 
 
 @dataclass(slots=True)

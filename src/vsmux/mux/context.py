@@ -19,7 +19,7 @@ from vsmux.core.resolve import ResolvedRequest
 from vsmux.core.settings import GatewaySettings
 from vsmux.mux.failover_wait import FailoverBuffers
 from vsmux.mux.gate import SendGate
-from vsmux.mux.items import Item
+from vsmux.mux.items import Item, Parcel
 from vsmux.mux.journal_wait import Convergence
 from vsmux.mux.liveness_wait import Liveness
 from vsmux.mux.picking_wait import TabletPicker
@@ -27,9 +27,10 @@ from vsmux.mux.shard_source import SourceDirectory
 from vsmux.mux.skew_wait import SkewGate
 from vsmux.proto import binlogdata
 
-__all__ = ["RequestContext", "StartStreamer"]
+__all__ = ["DeliverNow", "RequestContext", "StartStreamer"]
 
 StartStreamer = Callable[[binlogdata.ShardGtid, trio.MemorySendChannel[Item]], None]
+DeliverNow = Callable[[Parcel], Item | None]
 
 
 @dataclass(slots=True, eq=False)
@@ -62,6 +63,9 @@ class RequestContext:
     start_streamer: StartStreamer
     type_name: str
     failover: FailoverBuffers
+    #: The sender's :meth:`~vsmux.mux.sender.Sender.deliver_now`, for shard
+    #: streams whose shared source hands them units from its own task.
+    deliver_now: DeliverNow | None = None
 
     def labels(self, key: ShardKey) -> Labels:
         return (key[0], key[1], self.type_name)

@@ -9,7 +9,10 @@ Items are whole units or control messages, never single events:
 - :class:`JournalSwap`: a journal converged; swap its participants for the
   new shards in the position book, after their last units;
 - :class:`Stop`: ``stop_on_reshard`` reached convergence; end the request
-  cleanly once everything before it is delivered.
+  cleanly once everything before it is delivered;
+- :class:`Packed`, :class:`Failed`: what is left of a parcel the sender's
+  :meth:`~vsmux.mux.sender.Sender.deliver_now` handled outside its task:
+  responses whose write must wait, or the error packing raised.
 
 Because the channel is one FIFO, an item sent after another is handled after
 it, whichever streamers sent them.
@@ -24,9 +27,10 @@ import trio
 from vsmux.core.grouping import Unit
 from vsmux.core.metrics import Labels
 from vsmux.core.positions import ShardKey
+from vsmux.errors import VStreamError
 from vsmux.proto import binlogdata
 
-__all__ = ["Barrier", "Item", "JournalSwap", "Parcel", "Stop"]
+__all__ = ["Barrier", "Failed", "Item", "JournalSwap", "Packed", "Parcel", "Stop"]
 
 
 @dataclass(slots=True, eq=False)
@@ -85,4 +89,22 @@ class Stop:
     """
 
 
-Item = Parcel | Barrier | JournalSwap | Stop
+@dataclass(slots=True, eq=False)
+class Packed:
+    """Responses already packed (their positions are in the book): send them as they are.
+
+    Queued by a :meth:`~vsmux.mux.sender.Sender.deliver_now` whose write
+    would have waited; nothing else was queued before it.
+    """
+
+    bodies: list[bytes]
+
+
+@dataclass(slots=True, eq=False)
+class Failed:
+    """Packing a parcel outside the sender's task failed: the sender raises ``error``."""
+
+    error: VStreamError
+
+
+Item = Parcel | Barrier | JournalSwap | Stop | Packed | Failed

@@ -52,8 +52,9 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import PositionBook
-from vsmux.mux.api import SendResponses
-from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
+from vsmux.errors import VStreamError
+from vsmux.mux.api import SendNow, SendResponses
+from vsmux.mux.items import Barrier, Failed, Item, JournalSwap, Packed, Parcel, Stop
 from vsmux.mux.malformed import malformed_event
 from vsmux.proto import binlogdata
 from vsmux.wire import Frame, FrameError, ResponsePacker, frame_of
@@ -109,6 +110,7 @@ class Sender:
     ) -> None:
         self.book = book
         self._send = send
+        self._send_now = send.now if isinstance(send, SendNow) else None
         self._metrics = metrics
         self._packer = ResponsePacker(max_response_bytes)
         self._interval = heartbeat_interval
@@ -173,7 +175,13 @@ class Sender:
             if packer.events:
                 await self._heartbeat_sent()
                 await self._flush()
-            if type(item) is Barrier:
+            if type(item) is Packed:
+                await self._heartbeat_sent()
+                await self._send(item.bodies)
+                self._last_send = trio.current_time()
+            elif type(item) is Failed:
+                raise item.error
+            elif type(item) is Barrier:
                 await self._heartbeat_sent()
                 item.delivered.set()
             elif type(item) is JournalSwap:
@@ -181,6 +189,36 @@ class Sender:
             elif type(item) is Stop:
                 await self._heartbeat_sent()
                 return
+
+    def deliver_now(self, parcel: Parcel) -> Item | None:
+        """Hand ``parcel`` to the client from the caller's task, without waking the sender.
+
+        Only for a caller that has made sure the sender waits for an item
+        with none queued or on its way (the channel is empty and the sender
+        is among its waiting receivers), so nothing may go before
+        ``parcel``. It is packed as the sender would pack it and written if
+        that needs no wait. Returns None when that is done; otherwise the
+        item the caller must queue in its place: ``parcel`` itself when the
+        sender cannot take it now (its ``send`` cannot write at once, or a
+        heartbeat's send is under way), :class:`Packed` when the write must
+        wait (the positions are already applied), :class:`Failed` when
+        packing raised. Never waits; raises only for a bug.
+        """
+        send_now = self._send_now
+        if send_now is None or self._heartbeat_sending is not None or not self._waiting:
+            return parcel
+        try:
+            self._pack(parcel)
+        except VStreamError as err:
+            self._packer.take()  # the request fails: what was packed goes nowhere
+            return Failed(err)
+        bodies = self._packer.take()
+        if not bodies:
+            return None
+        if not send_now(bodies):
+            return Packed(bodies)
+        self._last_send = trio.current_time()
+        return None
 
     async def _heartbeats(self, scope: trio.CancelScope) -> None:
         """Send a heartbeat whenever the sender has waited an interval with nothing sent.

@@ -76,6 +76,14 @@ class _Session:
         if self._share and gateway.feeds is not None:
             sources = gateway.feeds.directory
             affinity = gateway.feeds.affinity
+        sender = Sender(
+            book,
+            self._send,
+            gateway.metrics,
+            max_response_bytes=settings.max_response_bytes,
+            heartbeat_interval=float(flags.heartbeat_interval),
+            rename_tables=not flags.exclude_keyspace_from_table_name,
+        )
         ctx = RequestContext(
             resolved=resolved,
             settings=settings,
@@ -99,14 +107,7 @@ class _Session:
             start_streamer=self._start_streamer,
             type_name=type_name(resolved.tablet_type),
             failover=gateway.failover,
-        )
-        sender = Sender(
-            book,
-            self._send,
-            gateway.metrics,
-            max_response_bytes=settings.max_response_bytes,
-            heartbeat_interval=float(flags.heartbeat_interval),
-            rename_tables=not flags.exclude_keyspace_from_table_name,
+            deliver_now=sender.deliver_now,
         )
         self._ctx = ctx
         # Bounded so a slow client pushes back on the streamers and so on the

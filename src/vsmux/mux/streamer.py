@@ -320,7 +320,9 @@ class ShardStreamer:
         the batch has a JOURNAL, or the channel is full. Requests with
         ``minimize_skew`` or chunked transactions get no sink (their puts
         wait on gates). Units taken after the request ended are dropped with
-        it, as units not yet queued are.
+        it, as units not yet queued are. When the sender waits with nothing
+        queued, the units go to its ``deliver_now`` (written from here, no
+        task woken) instead of the channel.
         """
         ctx = self._ctx
         if ctx.skew is not None or ctx.resolved.flags.transaction_chunk_size > 0:
@@ -328,6 +330,7 @@ class ShardStreamer:
         channel = self._channel
         gate = ctx.gate
         liveness = ctx.liveness
+        deliver_now = ctx.deliver_now
         key = self.key
         labels = self._labels
 
@@ -343,9 +346,20 @@ class ShardStreamer:
             policy.event_received()
             liveness.touch()
             units = grouper.feed(batch)  # no JOURNAL, so nothing to decode or raise
-            if units:
+            if not units:
+                return True
+            parcel = Parcel(key, labels, units, self._tablet)
+            item: Item | None = parcel
+            if (
+                deliver_now is not None
+                and not room.current_buffer_used
+                and room.tasks_waiting_receive
+            ):
+                # The sender waits with nothing queued or on its way to it.
+                item = deliver_now(parcel)
+            if item is not None:
                 try:
-                    channel.send_nowait(Parcel(key, labels, units, self._tablet))
+                    channel.send_nowait(item)
                 except trio.BrokenResourceError:
                     pass  # the sender has returned: the request is ending
             return True

@@ -79,6 +79,26 @@ class ClientGone(Exception):
     """Writing to the client failed: it went away mid-stream."""
 
 
+class _Sending:
+    """The ``send`` a session gets: awaited, or ``now`` when no wait is needed.
+
+    A :class:`vsmux.mux.api.SendNow`. ``now(bodies)`` writes synchronously
+    when nothing is queued or being written and the connection takes the
+    batch without waiting; True when the batch is the client's (or the
+    write failed and the session is cancelled), False when it must be
+    awaited instead.
+    """
+
+    __slots__ = ("_send", "now")
+
+    def __init__(self, send: Write, now: WriteNow) -> None:
+        self._send = send
+        self.now = now
+
+    def __call__(self, bodies: list[bytes], /) -> Awaitable[None]:
+        return self._send(bodies)
+
+
 def to_trio(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Wrap a Trio coroutine function so an asyncio coroutine can await it.
 
@@ -130,29 +150,38 @@ async def pump_responses(
             gauges[RESPONSES_SENT] += len(bodies)
             gauges[BYTES_SENT] += sum(len(body) for body in bodies)
 
+    def send_now(bodies: list[bytes]) -> bool:
+        # Nothing ahead of this batch: write it from here if that needs no
+        # wait, rather than wake the asyncio writer through the asyncio
+        # loop's queue, where it waits behind every other callback. A
+        # failed write cancels the session (as a failed awaited write does)
+        # and counts as done.
+        nonlocal write_failure
+        if write_now is None or queued or writing or write_failure is not None:
+            return False
+        try:
+            written = write_now(bodies)
+        except Exception as exc:  # the transport's errors, whatever they are
+            write_failure = exc
+            assert everything is not None
+            everything.cancel()
+            return True
+        if written:
+            sent(bodies)
+        return written
+
     async def send(bodies: list[bytes]) -> None:
-        nonlocal queued, write_failure
+        nonlocal queued
         if not bodies:
             return
-        if write_now is not None and not queued and not writing and write_failure is None:
-            # Nothing ahead of this batch: write it from here if that needs no
-            # wait, rather than wake the asyncio writer through the asyncio
-            # loop's queue, where it waits behind every other callback.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if send_now(bodies):
+            # No yield after an immediate write: the sender goes on to its
+            # next item, or waits for one (a checkpoint) when none is
+            # queued. A yield here cost a scheduler pass per write. After a
+            # failed one, the checkpoint raises Cancelled.
             await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                written = write_now(bodies)
-            except Exception as exc:  # the transport's errors, whatever they are
-                write_failure = exc
-                assert everything is not None
-                everything.cancel()
-                await trio.lowlevel.checkpoint()  # raises Cancelled
-                raise  # pragma: no cover - the checkpoint above raises
-            if written:
-                # No yield after an immediate write: the sender goes on to
-                # its next item, or waits for one (a checkpoint) when none is
-                # queued. A yield here cost a scheduler pass per write.
-                sent(bodies)
-                return
+            return
         # Counted before the put: the writer may take the batch before
         # `send` returns.
         queued += 1
@@ -215,7 +244,7 @@ async def pump_responses(
                 if stop is not None:
                     run_nursery.start_soon(watch_stop, run_nursery.cancel_scope, stop)
                 try:
-                    await run(send)
+                    await run(_Sending(send, send_now))
                 except Exception as exc:
                     failure = exc
                 finally:
