@@ -17,6 +17,9 @@ from :meth:`PositionBook.shard_gtid`, the last position the client has.
 
 This runs once per transaction, so the VGtid is kept encoded: each shard's
 ``ShardGtid`` bytes are cached and only the shard that moved is re-encoded.
+When a shared stream gives one GTID event to many clients, the first book
+to read it keeps what it read (the gtid, and the ShardGtid's encoding) in
+two small process-wide memos, so the other books skip the read.
 """
 
 from __future__ import annotations
@@ -54,6 +57,16 @@ _GTID_LAYOUT = re.compile(
 _CURRENT_TIME = re.compile(rb"\xa0\x01[\x80-\xff]{0,9}[\x00-\x7f]", re.DOTALL).match
 
 
+# GTID events read lately, by their bytes: (gtid, tail) as the usual-layout
+# read found them. A shared stream hands one event object to every client
+# it feeds, so its bytes are hashed once and each later client skips the
+# read; bounded (cleared when full) since positions never repeat.
+_READ_GTIDS: dict[bytes, tuple[str, bytes]] = {}
+# ShardGtid encodings without table positions, by (keyspace/shard fields, gtid).
+_ENCODED: dict[tuple[bytes, str], bytes] = {}
+_CACHE_ENTRIES = 4096
+
+
 def _text_field(key: bytes, value: str) -> bytes:
     if not value:
         return b""  # proto3 leaves empty strings out
@@ -86,8 +99,19 @@ class _Entry:
         self.encode()
 
     def encode(self) -> None:
-        body = self._head + _text_field(b"\x1a", self.gtid) + self._pks
+        pks = self._pks
+        if not pks:
+            key = (self._head, self.gtid)
+            encoded = _ENCODED.get(key)
+            if encoded is not None:
+                self.encoded = encoded
+                return
+        body = self._head + _text_field(b"\x1a", self.gtid) + pks
         self.encoded = b"\x0a" + encode_varint(len(body)) + body
+        if not pks:
+            if len(_ENCODED) >= _CACHE_ENTRIES:
+                _ENCODED.clear()
+            _ENCODED[key] = self.encoded
 
     def shard_gtid(self) -> binlogdata.ShardGtid:
         return binlogdata.ShardGtid(
@@ -257,6 +281,13 @@ class PositionBook:
         has shown them to be exactly that; anything else reads the header.
         """
         raw = frame.raw
+        read = _READ_GTIDS.get(raw)
+        if read is not None and read[1] in self._known_tails:
+            self.set_gtid(key, read[0])
+            body = self._vgtid
+            if body is None:
+                body = self.vgtid_bytes()
+            return self._vgtid_with_tail(body, read[1])
         match = _GTID_LAYOUT(raw)
         if match is not None:
             start = match.end()
@@ -273,6 +304,9 @@ class PositionBook:
                 except UnicodeDecodeError:
                     pass  # the header read reports it
                 else:
+                    if len(_READ_GTIDS) >= _CACHE_ENTRIES:
+                        _READ_GTIDS.clear()
+                    _READ_GTIDS[raw] = (gtid, tail)
                     self.set_gtid(key, gtid)
                     body = self._vgtid
                     if body is None:
