@@ -14,7 +14,10 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import StreamTerminatedError
 
+from vsmux.core import positions
 from vsmux.core.metrics import Metrics
+from vsmux.core.positions import PositionBook
+from vsmux.proto import binlogdata
 from vsmux.server.memory import (
     MEMORY_RELEASES,
     ReleasePolicy,
@@ -24,6 +27,7 @@ from vsmux.server.memory import (
 from vsmux.transport import SESSIONS_ENDED, drop_finished_calls, open_grpc_server
 from vsmux.transport._bridge import pump_responses
 from vsmux.transport._codec import RawCodec, RawMessage
+from vsmux.wire import frame_of
 
 # -- the policy (pure) ---------------------------------------------------------
 
@@ -171,3 +175,17 @@ async def test_the_bridge_counts_ended_sessions(fails: bool) -> None:
         else:
             await pump_responses(run, write, metrics=metrics)
     assert metrics.gateway[SESSIONS_ENDED] == 1
+
+
+def test_a_release_empties_the_gtid_memos() -> None:
+    # A book that has read a shard's GTID events fills the process-wide memos ...
+    book = PositionBook([binlogdata.ShardGtid(keyspace="ks", shard="-80", gtid="MySQL56/u:1-5")])
+    for n in (6, 7):
+        event = binlogdata.VEvent(
+            type=binlogdata.VEventType.GTID, gtid=f"MySQL56/u:1-{n}", keyspace="ks", shard="-80"
+        )
+        book.apply_controls([frame_of(event)], [0], ("ks", "-80"))
+    assert positions._READ_GTIDS and positions._ENCODED
+    # ... which a release (clients have left) gives back.
+    release_memory([])
+    assert not positions._READ_GTIDS and not positions._ENCODED

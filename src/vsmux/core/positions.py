@@ -32,7 +32,7 @@ from vsmux.proto import binlogdata
 from vsmux.wire import Frame, decode_event
 from vsmux.wire.varint import TABLE_LIMIT, VARINT, encode_varint
 
-__all__ = ["COPY_DONE", "PositionBook", "ShardKey"]
+__all__ = ["COPY_DONE", "PositionBook", "ShardKey", "forget_read_gtids"]
 
 ShardKey = tuple[str, str]  # keyspace, shard
 
@@ -64,7 +64,13 @@ _CURRENT_TIME = re.compile(rb"\xa0\x01[\x80-\xff]{0,9}[\x00-\x7f]", re.DOTALL).m
 _READ_GTIDS: dict[bytes, tuple[str, bytes]] = {}
 # ShardGtid encodings without table positions, by (keyspace/shard fields, gtid).
 _ENCODED: dict[tuple[bytes, str], bytes] = {}
-_CACHE_ENTRIES = 4096
+_CACHE_ENTRIES = 1024
+
+
+def forget_read_gtids() -> None:
+    """Empty the memos (the server does when clients have left, so they pin no memory)."""
+    _READ_GTIDS.clear()
+    _ENCODED.clear()
 
 
 def _text_field(key: bytes, value: str) -> bytes:

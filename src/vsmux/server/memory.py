@@ -48,6 +48,7 @@ from typing import Any
 import trio
 
 from vsmux.core.metrics import Metrics
+from vsmux.core.positions import forget_read_gtids
 from vsmux.transport import SESSIONS_ENDED, drop_finished_calls
 
 __all__ = [
@@ -147,6 +148,7 @@ def release_memory(servers: list[Any]) -> Release:
     """
     started = time.perf_counter()
     dropped = sum(drop_finished_calls(server) for server in servers)
+    forget_read_gtids()  # small objects of the burst, kept only to save reads
     collected = gc.collect()
     trimmed = trim_heap()
     return Release(dropped, collected, trimmed, time.perf_counter() - started)
