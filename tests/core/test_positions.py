@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from vsmux.core.positions import COPY_DONE, PositionBook
 from vsmux.proto import binlogdata, query
 from vsmux.wire import Frame, decode_event, frame_of
+from vsmux.wire.varint import encode_varint
 
 T = binlogdata.VEventType
 
@@ -149,23 +150,38 @@ gtid_events = st.builds(
 )
 
 
+def _encoded(event: binlogdata.VEvent, current_time_last: bool) -> Frame:
+    """``event`` as protobuf writes it, or with current_time last (as the simulator does)."""
+    if not current_time_last or not event.current_time:
+        return frame_of(event)
+    without = binlogdata.VEvent.parse(bytes(event))
+    without.current_time = 0
+    return Frame(int(T.GTID), bytes(without) + b"\xa0\x01" + encode_varint(event.current_time))
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(gtid_events, min_size=1, max_size=6))
-def test_gtid_to_vgtid_fast_path_agrees_with_the_header(events: list[binlogdata.VEvent]) -> None:
+@given(st.lists(gtid_events, min_size=1, max_size=6), st.booleans())
+def test_gtid_to_vgtid_fast_path_agrees_with_the_header(
+    events: list[binlogdata.VEvent], current_time_last: bool
+) -> None:
     """Every GTID event, the first of its shape (header read) and later ones
-    (the regex path), gives the VGTID event a full decode would give."""
-    book = PositionBook([sg("ks", "-80", "MySQL56/a:1"), sg("ks", "80-", "")])
+    (the regex path, or the memo of what another book read), gives the VGTID
+    event a full decode would give, in either field layout."""
+    books = [PositionBook([sg("ks", "-80", "MySQL56/a:1"), sg("ks", "80-", "")]) for _ in range(2)]
     for event in events + events:
-        frames = [frame_of(event)]
-        book.apply_controls(frames, [0], ("ks", "-80"))
-        vgtid = decode_event(frames[0])
-        assert vgtid == binlogdata.VEvent(
-            type=T.VGTID,
-            keyspace=event.keyspace,
-            shard=event.shard,
-            vgtid=binlogdata.VGtid(shard_gtids=[sg("ks", "-80", event.gtid), sg("ks", "80-", "")]),
-        )
-        assert bytes(vgtid) == frames[0].raw
+        for book in books:
+            frames = [_encoded(event, current_time_last)]
+            book.apply_controls(frames, [0], ("ks", "-80"))
+            vgtid = decode_event(frames[0])
+            assert vgtid == binlogdata.VEvent(
+                type=T.VGTID,
+                keyspace=event.keyspace,
+                shard=event.shard,
+                vgtid=binlogdata.VGtid(
+                    shard_gtids=[sg("ks", "-80", event.gtid), sg("ks", "80-", "")]
+                ),
+            )
+            assert bytes(vgtid) == frames[0].raw
 
 
 # One operation on the book: move a shard, change its table positions, or

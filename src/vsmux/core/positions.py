@@ -73,6 +73,12 @@ def forget_read_gtids() -> None:
     _ENCODED.clear()
 
 
+def _remember(raw: bytes, gtid: str, tail: bytes) -> None:
+    if len(_READ_GTIDS) >= _CACHE_ENTRIES:
+        _READ_GTIDS.clear()
+    _READ_GTIDS[raw] = (gtid, tail)
+
+
 def _text_field(key: bytes, value: str) -> bytes:
     if not value:
         return b""  # proto3 leaves empty strings out
@@ -285,10 +291,13 @@ class PositionBook:
         shard) is read with two C regex matches and slices, and the event's
         own keyspace/shard bytes become the VGTID's, once a full header read
         has shown them to be exactly that; anything else reads the header.
+        Either read is remembered by the event's bytes, for the next book.
         """
         raw = frame.raw
         read = _READ_GTIDS.get(raw)
-        if read is not None and read[1] in self._known_tails:
+        if read is not None:
+            # A tail in the memo is exactly the event's keyspace/shard fields
+            # (a header read showed it, or built it from the header's names).
             self.set_gtid(key, read[0])
             body = self._vgtid
             if body is None:
@@ -310,9 +319,7 @@ class PositionBook:
                 except UnicodeDecodeError:
                     pass  # the header read reports it
                 else:
-                    if len(_READ_GTIDS) >= _CACHE_ENTRIES:
-                        _READ_GTIDS.clear()
-                    _READ_GTIDS[raw] = (gtid, tail)
+                    _remember(raw, gtid, tail)
                     self.set_gtid(key, gtid)
                     body = self._vgtid
                     if body is None:
@@ -321,6 +328,11 @@ class PositionBook:
         header = frame.header()
         self.set_gtid(key, header.gtid)
         vgtid = self.vgtid_frame(header.keyspace, header.shard)
+        # Events in another layout (the simulator's put current_time last)
+        # are read once too.
+        names = self._tails.get((header.keyspace, header.shard))
+        if names is not None:
+            _remember(raw, header.gtid, names)
         if match is not None and len(self._known_tails) < 1024:  # bounded like _tails
             known = self._tails.get((header.keyspace, header.shard))
             if known is not None and raw.endswith(known) and header.gtid:
