@@ -17,7 +17,16 @@ It takes items from the request's channel in order and
   :class:`~vsmux.mux.items.JournalSwap` and ends on
   :class:`~vsmux.mux.items.Stop` in channel order, each only after everything
   queued before it was handed to ``send``;
+- sends :class:`~vsmux.mux.items.Packed` responses as they are and raises a
+  :class:`~vsmux.mux.items.Failed` item's error (what is left of a parcel
+  handled by :meth:`Sender.deliver_now`);
 - returns when every streamer has closed its end of the channel.
+
+A shared stream's feed may deliver a parcel without waking the sender:
+while the sender waits with nothing queued, :meth:`Sender.deliver_now`
+packs it and writes it from the feed's task, if the client's connection
+takes it without waiting (the ``send`` must be a
+:class:`~vsmux.mux.api.SendNow`).
 
 One unit per response. A ``VStreamResponse`` holds exactly one unit: one
 transaction (BEGIN ... VGTID, COMMIT, or the events a DDL, OTHER or ROLLBACK
