@@ -8,6 +8,9 @@ error still ends the sender with that error.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import trio
 import trio.testing
 
@@ -57,11 +60,18 @@ def _gtids(client: Recorder) -> list[str]:
     ]
 
 
-async def _idle(
-    sender: Sender, receive: trio.MemoryReceiveChannel[Item], nursery: trio.Nursery
-) -> None:
-    nursery.start_soon(sender.run, receive)
-    await trio.testing.wait_all_tasks_blocked()
+@asynccontextmanager
+async def _running(
+    client: Recorder, interval: float = 0.0
+) -> AsyncIterator[tuple[Sender, trio.MemorySendChannel[Item]]]:
+    """A sender over a new channel, started and waiting for items; closing the channel ends it."""
+    sender = _sender(client, interval)
+    send, receive = trio.open_memory_channel[Item](8)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run, receive)
+        await trio.testing.wait_all_tasks_blocked()
+        async with send:
+            yield sender, send
 
 
 def test_the_bridges_send_is_a_send_now() -> None:
@@ -71,14 +81,10 @@ def test_the_bridges_send_is_a_send_now() -> None:
 
 async def test_an_idle_sender_writes_at_once_without_its_task() -> None:
     client = NowClient()
-    sender = _sender(client)
-    send, receive = trio.open_memory_channel[Item](8)
-    async with trio.open_nursery() as nursery:
-        await _idle(sender, receive, nursery)
+    async with _running(client) as (sender, _send):
         for n in (1, 2, 3):
             assert sender.deliver_now(parcel("-40", n)) is None
         assert len(client.calls) == 3 and client.times == []  # no awaited send at all
-        await send.aclose()
     assert _gtids(client) == [f"MySQL56/-40:1-{n}" for n in (1, 2, 3)]
     # The VGtid of each carries the other shards' positions as the book has them.
     assert sender.book.shard_gtid(("ks", "-40")).gtid == "MySQL56/-40:1-3"  # type: ignore[union-attr]
@@ -86,10 +92,7 @@ async def test_an_idle_sender_writes_at_once_without_its_task() -> None:
 
 async def test_a_write_that_must_wait_is_queued_packed_and_keeps_its_place() -> None:
     client = NowClient()
-    sender = _sender(client)
-    send, receive = trio.open_memory_channel[Item](8)
-    async with trio.open_nursery() as nursery:
-        await _idle(sender, receive, nursery)
+    async with _running(client) as (sender, send):
         assert sender.deliver_now(parcel("-40", 1)) is None
         client.refuse = True
         item = sender.deliver_now(parcel("-40", 2))
@@ -99,7 +102,6 @@ async def test_a_write_that_must_wait_is_queued_packed_and_keeps_its_place() -> 
         send.send_nowait(item)
         send.send_nowait(parcel("-40", 3))  # after it, through the channel as usual
         await trio.testing.wait_all_tasks_blocked()
-        await send.aclose()
     assert _gtids(client) == [f"MySQL56/-40:1-{n}" for n in (1, 2, 3)]
     assert len(client.times) == 2  # the packed one and the parcel after it were awaited
 
@@ -122,10 +124,7 @@ async def test_a_heartbeat_being_sent_makes_the_parcel_wait_behind_it(
     client = NowClient()
     client.refuse = True  # so the heartbeat's send is awaited
     client.gate = trio.Event()  # and held
-    sender = _sender(client, interval=1.0)
-    send, receive = trio.open_memory_channel[Item](8)
-    async with trio.open_nursery() as nursery:
-        await _idle(sender, receive, nursery)
+    async with _running(client, interval=1.0) as (sender, send):
         await trio.sleep(1.5)  # the heartbeat's send is under way, held at the gate
         assert len(client.calls) == 1
         client.refuse = False
@@ -135,7 +134,6 @@ async def test_a_heartbeat_being_sent_makes_the_parcel_wait_behind_it(
         client.gate.set()
         client.gate = None
         await trio.testing.wait_all_tasks_blocked()
-        await send.aclose()
     kinds = [[e.type for body in call for e in body] for call in client.calls]
     assert kinds[0] == [T.HEARTBEAT] and T.COMMIT in kinds[1]
 
