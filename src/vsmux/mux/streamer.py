@@ -49,10 +49,10 @@ from vsmux.mux.failover_wait import RideOutcome
 from vsmux.mux.items import Barrier, Item, JournalSwap, Parcel, Stop
 from vsmux.mux.malformed import malformed_event
 from vsmux.mux.picking_wait import position_lost, watch_health
+from vsmux.mux.pushed import sink_for
 from vsmux.mux.shard_source import BatchSink, PushingSource, ShardSource
 from vsmux.proto import binlogdata, query, topodata
-from vsmux.wire import Frame, FrameError
-from vsmux.wire.frames import type_indexes, type_mask
+from vsmux.wire import FrameError
 
 __all__ = ["IMMEDIATE_CALLER", "ShardStreamer"]
 
@@ -62,8 +62,6 @@ __all__ = ["IMMEDIATE_CALLER", "ShardStreamer"]
 #: only as the effective caller id, never as the immediate one, which tablets
 #: may use for table ACLs.
 IMMEDIATE_CALLER = "vsmux"
-
-_JOURNAL_MASK = type_mask({int(binlogdata.VEventType.JOURNAL)})
 
 
 class ShardStreamer:
@@ -311,60 +309,10 @@ class ShardStreamer:
         return None
 
     def _sink(self, grouper: TransactionGrouper, policy: ShardRetryPolicy) -> BatchSink | None:
-        """What takes plain batches from a shared source's own task, or None.
-
-        The sink does what :meth:`_pump` would do with a batch when that is
-        only grouping it and putting its whole units into a channel that has
-        room, and leaves the batch to :meth:`_pump` (returning False,
-        nothing changed) otherwise: when another shard holds the send gate,
-        the batch has a JOURNAL, or the channel is full. Requests with
-        ``minimize_skew`` or chunked transactions get no sink (their puts
-        wait on gates). Units taken after the request ended are dropped with
-        it, as units not yet queued are. When the sender waits with nothing
-        queued, the units go to its ``deliver_now`` (written from here, no
-        task woken) instead of the channel.
-        """
-        ctx = self._ctx
-        if ctx.skew is not None or ctx.resolved.flags.transaction_chunk_size > 0:
-            return None
-        channel = self._channel
-        gate = ctx.gate
-        liveness = ctx.liveness
-        deliver_now = ctx.deliver_now
-        key = self.key
-        labels = self._labels
-
-        def take(batch: list[Frame]) -> bool:
-            owner = gate.owner
-            if (owner is not None and owner != key) or grouper.finished:
-                return False
-            if type_indexes(batch, _JOURNAL_MASK):
-                return False  # its unit may end the stream: the streamer's own loop decides
-            room = channel.statistics()
-            if room.current_buffer_used >= room.max_buffer_size:
-                return False
-            policy.event_received()
-            liveness.touch()
-            units = grouper.feed(batch)  # no JOURNAL, so nothing to decode or raise
-            if not units:
-                return True
-            parcel = Parcel(key, labels, units, self._tablet)
-            item: Item | None = parcel
-            if (
-                deliver_now is not None
-                and not room.current_buffer_used
-                and room.tasks_waiting_receive
-            ):
-                # The sender waits with nothing queued or on its way to it.
-                item = deliver_now(parcel)
-            if item is not None:
-                try:
-                    channel.send_nowait(item)
-                except trio.BrokenResourceError:
-                    pass  # the sender has returned: the request is ending
-            return True
-
-        return take
+        """What takes plain batches from a shared source's own task (:mod:`vsmux.mux.pushed`)."""
+        return sink_for(
+            self._ctx, self.key, self._labels, self._tablet, self._channel, grouper, policy
+        )
 
     async def _send_units(self, units: list[Unit]) -> Unit | None:
         """Queue ``units`` for the sender, honouring skew and chunk gates.

@@ -1,0 +1,87 @@
+"""What a shard stream does with a batch a shared source pushes to it.
+
+A feed (:mod:`vsmux.mux.feed`) hands new units to the shard streams waiting
+on it from its own task, through the :data:`~vsmux.mux.shard_source.BatchSink`
+each left (:class:`~vsmux.mux.shard_source.PushingSource`). The sink built
+here does what the streamer's own loop would do with the batch, when that is
+only grouping it and putting its whole units into the request's channel
+without a wait:
+
+- it declines (returns False, nothing changed) when another shard holds the
+  send gate, the batch has a JOURNAL (its unit may end the stream, which the
+  streamer's loop handles), or the channel is full; the streamer is then
+  woken and reads the batch itself;
+- requests with ``minimize_skew`` or chunked transactions get no sink at all
+  (their puts wait on gates);
+- when the request's sender waits with nothing queued or on its way to it,
+  the parcel goes to :meth:`~vsmux.mux.sender.Sender.deliver_now`, which
+  packs and writes it from here; what it cannot finish (a write that must
+  wait, a packing error) comes back as an item for the channel.
+
+Units taken after the request ended are dropped with it, as units not yet
+queued are. The sink never waits and never raises.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from vsmux.core.grouping import TransactionGrouper
+from vsmux.core.metrics import Labels
+from vsmux.core.positions import ShardKey
+from vsmux.core.retry import ShardRetryPolicy
+from vsmux.mux.context import RequestContext
+from vsmux.mux.items import Item, Parcel
+from vsmux.mux.shard_source import BatchSink
+from vsmux.proto import binlogdata
+from vsmux.wire import Frame
+from vsmux.wire.frames import type_indexes, type_mask
+
+__all__ = ["sink_for"]
+
+_JOURNAL_MASK = type_mask({int(binlogdata.VEventType.JOURNAL)})
+
+
+def sink_for(
+    ctx: RequestContext,
+    key: ShardKey,
+    labels: Labels,
+    tablet: str,
+    channel: trio.MemorySendChannel[Item],
+    grouper: TransactionGrouper,
+    policy: ShardRetryPolicy,
+) -> BatchSink | None:
+    """The sink of one tablet stream of shard ``key`` (``tablet``), or None (see the module doc)."""
+    if ctx.skew is not None or ctx.resolved.flags.transaction_chunk_size > 0:
+        return None
+    gate = ctx.gate
+    liveness = ctx.liveness
+    deliver_now = ctx.deliver_now
+
+    def take(batch: list[Frame]) -> bool:
+        owner = gate.owner
+        if (owner is not None and owner != key) or grouper.finished:
+            return False
+        if type_indexes(batch, _JOURNAL_MASK):
+            return False
+        room = channel.statistics()
+        if room.current_buffer_used >= room.max_buffer_size:
+            return False
+        policy.event_received()
+        liveness.touch()
+        units = grouper.feed(batch)  # no JOURNAL, so nothing to decode or raise
+        if not units:
+            return True
+        parcel = Parcel(key, labels, units, tablet)
+        item: Item | None = parcel
+        if deliver_now is not None and not room.current_buffer_used and room.tasks_waiting_receive:
+            # The sender waits with nothing queued or on its way to it.
+            item = deliver_now(parcel)
+        if item is not None:
+            try:
+                channel.send_nowait(item)
+            except trio.BrokenResourceError:
+                pass  # the sender has returned: the request is ending
+        return True
+
+    return take
