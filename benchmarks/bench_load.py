@@ -17,9 +17,10 @@ For each client count N (``--clients 50,200,1000``):
      simulates ``commerce`` itself, sharing the gateway's loop.
 
    ``vsmux serve`` runs the gateway on that topology in another process
-   (through ``_load_variant.py`` with ``--variant``, to turn fixes off).
-   Every session streams from its own tablet streams (the gateway has no
-   shared upstream), so N clients cost 4N tablet streams.
+   (through ``_load_variant.py`` with ``--variant``, to turn fixes off),
+   with ``--no-share`` unless ``--share`` is given: every session then
+   streams from its own tablet streams, so N clients cost 4N tablet streams
+   (the setup of the load targets; ``bench_sharing.py`` compares the two).
 2. Once the gateway has idled for ``--idle`` seconds its RSS is taken as
    the idle baseline.
 3. N clients (``load_client.py``, ``--per-process`` of them per process,
@@ -160,7 +161,7 @@ def _cpu(child: Any) -> float:
 def one_count(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
     topology = work / f"topology-{n}.toml"
     topology.unlink(missing_ok=True)
-    extra = list(args.gateway_arg)
+    extra = [*([] if args.share else ["--no-share"]), *args.gateway_arg]
     tablets: contextlib.AbstractContextManager[Any]
     if args.tablets == "inprocess":
         topology.write_text(_inprocess_topology(args.shards))
@@ -324,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-process", type=int, default=250, help="clients per client process")
     p.add_argument("--heartbeat-interval", type=int, default=1)
     p.add_argument("--gateway-arg", action="append", default=[], help="extra vsmux serve option")
+    p.add_argument(
+        "--share", action="store_true", help="let sessions share tablet streams (default: off)"
+    )
     p.add_argument(
         "--variant",
         default="",
