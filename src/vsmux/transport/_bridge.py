@@ -178,9 +178,9 @@ async def pump_responses(
         if send_now(bodies):
             # No yield after an immediate write: the sender goes on to its
             # next item, or waits for one (a checkpoint) when none is
-            # queued. A yield here cost a scheduler pass per write. After a
-            # failed one, the checkpoint raises Cancelled.
-            await trio.lowlevel.checkpoint_if_cancelled()
+            # queued. A yield here cost a scheduler pass per write.
+            if write_failure is not None:
+                await trio.lowlevel.checkpoint()  # the write failed: the session is cancelled
             return
         # Counted before the put: the writer may take the batch before
         # `send` returns.
