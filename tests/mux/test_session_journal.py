@@ -5,10 +5,22 @@ from __future__ import annotations
 import pytest
 import trio
 
-from tests.mux.scripted import HANG, Client, Cluster, T, begin, commit, gtid, journal, request
+from tests.mux.scripted import (
+    HANG,
+    Client,
+    Cluster,
+    T,
+    begin,
+    commit,
+    ev,
+    gtid,
+    heartbeat,
+    journal,
+    request,
+)
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import run_vstream
-from vsmux.proto import binlogdata
+from vsmux.proto import binlogdata, vtgate
 
 P = "MySQL56/"
 
@@ -171,3 +183,75 @@ async def test_journal_convergence_while_another_shard_errors_race(
     assert cluster.open_streams() == 0
     assert gateway.metrics.total("VStreamsCount") == 0
     assert gateway.metrics.total("VStreamsEndedWithErrors") == 1
+
+
+# -- the heartbeat rule: a participant whose stream started past its journal --
+
+JNL = journal(1, "ks", ["-20", "20-40"], [("-40", P + "g04")])
+# Where "current" is, as a tablet's stream opened there begins.
+START = [gtid(P + "g00"), ev(T.OTHER)]
+
+
+def _merge_request() -> vtgate.VStreamRequest:
+    return request(("ks", "-20", "current"), ("ks", "20-40", "current"))
+
+
+async def test_a_participant_past_its_journal_arrives_at_its_next_heartbeat_race(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster = Cluster()
+    cluster.scripted("ks", "-20", [START, 2.0, [begin(), JNL, gtid(P + "g02"), commit()], HANG])
+    # Opened after its journal: nothing but heartbeats follow its start. The
+    # first comes before -20 arrived and proves nothing; the second does.
+    cluster.scripted("ks", "20-40", [START, 1.0, [heartbeat()], 2.0, [heartbeat()], HANG])
+    merged = cluster.scripted("ks", "-40", [[gtid(P + "g05"), commit()], HANG])
+    client = await collect(cluster, _merge_request(), 6)
+    assert client.types() == [T.VGTID, T.OTHER, T.VGTID, T.OTHER, T.VGTID, T.COMMIT]
+    assert client.events[4].vgtid == binlogdata.VGtid(shard_gtids=[sg("ks", "-40", P + "g05")])
+    assert [r.position for r in merged.requests] == [P + "g04"]
+    assert client.send_times[-1] == 3.0
+
+
+async def test_a_heartbeat_before_the_arrival_does_not_count_race(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster = Cluster()
+    cluster.scripted("ks", "-20", [START, 2.0, [begin(), JNL, gtid(P + "g02"), commit()], HANG])
+    # Its heartbeat at 1.0 precedes -20's arrival; its own journal comes at 3.0.
+    cluster.scripted(
+        "ks", "20-40", [START, 1.0, [heartbeat()], 2.0, [begin(), JNL, gtid(P + "g03"), commit()]]
+    )
+    merged = cluster.scripted("ks", "-40", [[gtid(P + "g05"), commit()], HANG])
+    client = await collect(cluster, _merge_request(), 6)
+    assert [r.position for r in merged.requests] == [P + "g04"]
+    assert client.send_times[-1] == 3.0  # when 20-40 read its journal, not before
+
+
+async def test_an_anchored_participant_is_not_taken_past_its_journal(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster = Cluster()
+    cluster.scripted("ks", "-20", [START, 2.0, [begin(), JNL, gtid(P + "g02"), commit()], HANG])
+    # 20-40 read a transaction after its start: its journal is ahead of it,
+    # heartbeats or not, and it must read it (at 6.0).
+    cluster.scripted(
+        "ks",
+        "20-40",
+        [
+            START,
+            0.5,
+            [begin(), gtid(P + "g06"), commit()],
+            2.5,
+            [heartbeat()],
+            1.0,
+            [heartbeat()],
+            2.0,
+            [begin(), JNL, gtid(P + "g07"), commit()],
+            HANG,
+        ],
+    )
+    merged = cluster.scripted("ks", "-40", [[gtid(P + "g05"), commit()], HANG])
+    client = await collect(cluster, _merge_request(), 9)
+    assert client.types()[4:] == [T.BEGIN, T.VGTID, T.COMMIT, T.VGTID, T.COMMIT]
+    assert [r.position for r in merged.requests] == [P + "g04"]
+    assert client.send_times[-1] == 6.0

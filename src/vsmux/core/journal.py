@@ -10,6 +10,29 @@ positions. For a request, a SHARDS journal
 - otherwise makes every participant stop at it; the last one to arrive
   converges it: the participants leave the stream and the new shards join.
 
+A participant arrives by reading its journal, or, when its tablet stream
+started past the journal, by the *heartbeat rule*. A stream that opens at
+``current`` after its shard's journal was written (or reopens at the
+position such a start reported) never reads it: the journal is behind it,
+and the tablet sends it only heartbeats. A stream is *unanchored* while it
+has read nothing of the binlog since it opened (heartbeats are not the
+binlog, nor is the ``GTID, OTHER`` a ``current`` start begins with, see
+:class:`StreamAnchor`); alone it cannot tell whether its journal is
+ahead of it or behind. Another participant that has arrived at a journal
+naming it tells: that journal was written. A tablet sends a heartbeat only
+after a heartbeat interval with nothing to send, so an unanchored stream
+that hears one *after* that arrival was recorded has nothing after its
+start: its journal is behind it, and it counts as arrived
+(:meth:`JournalTracker.passed`). (A reshard stops writes to the old shards
+before it writes their journals, so a journal written a moment after that
+heartbeat has nothing before it that the stream would miss either.) The
+rule rests on the order: the arrival recorded first, the heartbeat seen by
+the stream's task after it; in one Trio process the synchronous record and
+the synchronous question give exactly that order. A heartbeat seen before
+the arrival proves nothing and is not remembered. A stream that reads
+events becomes anchored and reaches its journal by reading it; one that
+hears nothing (its tablet unreachable) keeps waiting, as before.
+
 :class:`JournalTracker` keeps the stream's current shards and, per journal id,
 who has arrived. It decides; the Trio layer waits and starts streamers.
 """
@@ -22,8 +45,44 @@ from dataclasses import dataclass, field
 from vsmux.core.positions import ShardKey
 from vsmux.errors import Code, VStreamError
 from vsmux.proto import binlogdata
+from vsmux.wire import Frame
 
-__all__ = ["JournalTracker"]
+__all__ = ["JournalTracker", "StreamAnchor"]
+
+_T = binlogdata.VEventType
+_HEARTBEAT = int(_T.HEARTBEAT)
+# What a tablet stream opened at ``current`` begins with: where ``current`` is.
+_CURRENT_START = [int(_T.GTID), int(_T.OTHER)]
+
+
+class StreamAnchor:
+    """Whether one tablet stream has read anything of the binlog since it opened.
+
+    Feed it every batch the stream delivers (:meth:`read`) until
+    :attr:`anchored`. Heartbeats do not count. A stream opened at
+    ``current`` (``at_current``) first gets ``GTID, OTHER``, the tablet
+    saying where ``current`` is: that does not count either, since it is
+    not an event written after the start.
+    """
+
+    __slots__ = ("_start_due", "anchored")
+
+    def __init__(self, at_current: bool) -> None:
+        #: True once the stream read an event of the binlog after its start.
+        self.anchored = False
+        # The ``GTID, OTHER`` of a current start may still come.
+        self._start_due = at_current
+
+    def read(self, batch: list[Frame]) -> None:
+        """Note one batch of the stream's events."""
+        kinds = [frame.type for frame in batch if frame.type != _HEARTBEAT]
+        if not kinds:
+            return
+        if self._start_due and kinds[:2] == _CURRENT_START:
+            del kinds[:2]
+        self._start_due = False
+        if kinds:
+            self.anchored = True
 
 
 def _names(keys: Iterable[ShardKey]) -> str:
@@ -79,6 +138,21 @@ class JournalTracker:
         conv = self._open[journal.id]
         conv.arrived.add(stream)
         return conv.arrived >= conv.participants
+
+    def passed(self, stream: ShardKey) -> binlogdata.Journal | None:
+        """The journal an unanchored ``stream`` has passed, now that it heard a heartbeat.
+
+        Call it when ``stream``'s tablet stream, having read nothing of the
+        binlog since it opened, delivers a tablet heartbeat (see the module
+        docstring). Returns an open journal naming ``stream`` that another
+        participant has already arrived at, for the stream to arrive at as
+        if it had read it; None if there is none (no reshard, or no other
+        participant there yet: the stream reads on).
+        """
+        for conv in self._open.values():
+            if stream in conv.participants and stream not in conv.arrived and conv.arrived:
+                return conv.journal
+        return None
 
     def participants(self, journal: binlogdata.Journal) -> list[ShardKey]:
         """The journal's participants, in the stream's order."""

@@ -29,9 +29,14 @@ class Convergence:
     The decisions are :class:`vsmux.core.journal.JournalTracker`'s; this class
     adds one trio Event per journal.
 
+    A stream that started past its journal never reads it; it arrives by
+    the heartbeat rule instead (:meth:`passed`, see
+    :mod:`vsmux.core.journal`), once another participant has arrived.
+
     A cancelled :meth:`wait` raises and leaves nothing to undo. There is no
     timeout: a participant that never arrives either fails, which ends the
-    request, or goes silent, which the liveness watch catches.
+    request, goes silent, which the liveness watch catches, or hears its
+    tablet's heartbeats, which make it arrive.
     """
 
     def __init__(self, tracker: JournalTracker) -> None:
@@ -40,6 +45,10 @@ class Convergence:
 
     def concerns(self, journal: binlogdata.Journal, key: ShardKey) -> bool:
         return self.tracker.concerns(journal, key)
+
+    def passed(self, key: ShardKey) -> binlogdata.Journal | None:
+        """The journal ``key``'s unanchored stream passed: ask on each heartbeat it hears."""
+        return self.tracker.passed(key)
 
     def arrive(self, journal: binlogdata.Journal, key: ShardKey) -> bool:
         """Record ``key``'s arrival; True if it is the last participant."""
@@ -50,7 +59,8 @@ class Convergence:
         """Wait until the last participant released the journal.
 
         No timeout: a participant that never arrives is either failing (and
-        the request fails with it) or caught by the liveness check.
+        the request fails with it), caught by the liveness check, or past its
+        journal, which its tablet's next heartbeat shows (:meth:`passed`).
         """
         await self._done[journal.id].wait()
 

@@ -28,7 +28,13 @@ sending idle heartbeats meanwhile.
 
 A SHARDS journal that concerns the stream ends it: the streamer waits for the
 other participants; the last one swaps the shards (or stops the request for
-``stop_on_reshard``) and starts the new shards' streamers.
+``stop_on_reshard``) and starts the new shards' streamers. A tablet stream
+that opened past its journal (at ``current``, after the reshard) never reads
+it; while it has read nothing of the binlog, every tablet heartbeat it hears
+asks the journal tracker whether another participant has arrived at a
+journal naming it, and if so it arrives too (the heartbeat rule of
+:mod:`vsmux.core.journal`). So that it hears them all, it leaves a shared
+source's sink nothing until it has read something of the binlog.
 
 Cancellation closes the tablet stream and the health watch before
 propagating; the channel clone is closed on every exit.
@@ -42,6 +48,7 @@ import trio
 
 from vsmux.core.failover import is_failover_signature
 from vsmux.core.grouping import TransactionGrouper, Unit, UnitKind
+from vsmux.core.journal import StreamAnchor
 from vsmux.core.retry import RetryAction, ShardRetryPolicy, ended_unexpectedly
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.context import RequestContext
@@ -52,7 +59,7 @@ from vsmux.mux.picking_wait import position_lost, watch_health
 from vsmux.mux.pushed import sink_for
 from vsmux.mux.shard_source import BatchSink, PushingSource, ShardSource
 from vsmux.proto import binlogdata, query, topodata
-from vsmux.wire import FrameError
+from vsmux.wire import Frame, FrameError
 
 __all__ = ["IMMEDIATE_CALLER", "ShardStreamer"]
 
@@ -281,11 +288,17 @@ class ShardStreamer:
         grouper: TransactionGrouper,
         policy: ShardRetryPolicy,
     ) -> Unit | None:
-        """Stream batches until the tablet ends the stream or a journal ends it."""
+        """Stream batches until the tablet ends the stream or a journal ends it.
+
+        The journal is the one the stream read, or, for a stream that has
+        read nothing of the binlog yet, the one a tablet heartbeat shows it
+        has passed (then a JOURNAL unit without events).
+        """
         ctx = self._ctx
         liveness = ctx.liveness
         skew = ctx.skew
-        sink = self._sink(grouper, policy)
+        anchor = StreamAnchor(request.position == "current")
+        sink = self._sink(grouper, policy, anchor)
         if sink is not None and isinstance(source, PushingSource):
             opened = source.vstream_pushing(request, sink)
         else:
@@ -302,17 +315,48 @@ class ShardStreamer:
                     raise malformed_event(err, source.tablet.alias, self.key) from None
                 if skew is not None and grouper.heartbeat is not None:
                     skew.observe(self.key, grouper.heartbeat)
+                passed = None
+                if not anchor.anchored:
+                    passed = self._passed(anchor, batch, grouper)
                 if units:
                     journal = await self._send_units(units)
                     if journal is not None:
                         return journal
+                if passed is not None:
+                    return Unit([], [], UnitKind.JOURNAL, journal=passed)
         return None
 
-    def _sink(self, grouper: TransactionGrouper, policy: ShardRetryPolicy) -> BatchSink | None:
-        """What takes plain batches from a shared source's own task (:mod:`vsmux.mux.pushed`)."""
-        return sink_for(
+    def _passed(
+        self, anchor: StreamAnchor, batch: list[Frame], grouper: TransactionGrouper
+    ) -> binlogdata.Journal | None:
+        """The journal an unanchored stream has passed, if ``batch`` shows it.
+
+        Asked as the batch is read, before any await: only an arrival
+        recorded before the stream saw the heartbeat may count.
+        """
+        anchor.read(batch)
+        if anchor.anchored or grouper.heartbeat is None:
+            return None
+        return self._ctx.convergence.passed(self.key)
+
+    def _sink(
+        self, grouper: TransactionGrouper, policy: ShardRetryPolicy, anchor: StreamAnchor
+    ) -> BatchSink | None:
+        """What takes plain batches from a shared source's own task (:mod:`vsmux.mux.pushed`).
+
+        It takes nothing while the stream is unanchored: the streamer must
+        see those batches itself, heartbeats included (the heartbeat rule).
+        """
+        take = sink_for(
             self._ctx, self.key, self._labels, self._tablet, self._channel, grouper, policy
         )
+        if take is None:
+            return None
+
+        def take_once_anchored(batch: list[Frame]) -> bool:
+            return anchor.anchored and take(batch)
+
+        return take_once_anchored
 
     async def _send_units(self, units: list[Unit]) -> Unit | None:
         """Queue ``units`` for the sender, honouring skew and chunk gates.
