@@ -1,6 +1,6 @@
 """Giving a finished session's memory back to the operating system.
 
-Three things kept a gateway at ~5x its idle RSS after its clients left
+Four things kept a gateway far above its idle RSS after its clients left
 (``benchmarks/bench_load.py``; BENCHMARKS.md has the numbers):
 
 1. **grpclib keeps finished calls.** Its server holds each connection's
@@ -14,7 +14,10 @@ Three things kept a gateway at ~5x its idle RSS after its clients left
 2. **Cycles wait for a full collection.** Exceptions and their tracebacks
    form reference cycles; once dropped they are freed only by a full pass of
    the cyclic collector, which an idle process may not run for a long time.
-3. **Freed memory stays in the heap.** glibc keeps freed chunks for reuse
+3. **Timers that can no longer fire.** Trio's deadline heap and
+   trio-asyncio's timer heap delete lazily; the stale entries left from the
+   burst pin the allocator's arenas (:mod:`vsmux.server.stale_timers`).
+4. **Freed memory stays in the heap.** glibc keeps freed chunks for reuse
    and returns only the top of the heap; ``malloc_trim(0)`` returns every
    free page.
 
@@ -22,7 +25,7 @@ Three things kept a gateway at ~5x its idle RSS after its clients left
 after sessions have ended and the number ended has been still for
 ``settle`` seconds (the leaving burst is over), at most once per
 ``min_interval``, and within ``max_wait`` of the first unreleased end even
-while sessions keep ending. :func:`release_memory` does the three steps,
+while sessions keep ending. :func:`release_memory` does the four steps,
 and :func:`return_memory` runs the policy in the gateway's nursery.
 
 A release costs a full collection (tens of milliseconds with hundreds of
@@ -49,6 +52,7 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import forget_read_gtids
+from vsmux.server.stale_timers import forget_cancelled_asyncio_timers, prune_trio_deadlines
 from vsmux.transport import SESSIONS_ENDED, drop_finished_calls
 
 __all__ = [
@@ -114,6 +118,8 @@ class Release:
     """What one release did, for the log."""
 
     handlers_dropped: int
+    #: Stale Trio deadlines and cancelled asyncio timers dropped.
+    timers_dropped: int
     objects_collected: int
     trimmed: bool
     seconds: float
@@ -142,16 +148,19 @@ def trim_heap() -> bool:
 
 
 def release_memory(servers: list[Any]) -> Release:
-    """Drop the ``servers``' finished calls, collect cycles, trim the heap (blocks the loop).
+    """Drop finished calls and stale timers, collect cycles, trim the heap (blocks the loop).
+
+    Call it from the Trio thread (the stale Trio deadlines are the running run's).
 
     ``servers`` are what :func:`vsmux.transport.drop_finished_calls` takes.
     """
     started = time.perf_counter()
     dropped = sum(drop_finished_calls(server) for server in servers)
     forget_read_gtids()  # small objects of the burst, kept only to save reads
+    timers = prune_trio_deadlines() + forget_cancelled_asyncio_timers()
     collected = gc.collect()
     trimmed = trim_heap()
-    return Release(dropped, collected, trimmed, time.perf_counter() - started)
+    return Release(dropped, timers, collected, trimmed, time.perf_counter() - started)
 
 
 async def return_memory(
@@ -174,9 +183,10 @@ async def return_memory(
         policy.released(trio.current_time())
         gauges[MEMORY_RELEASES] += 1
         log.debug(
-            "memory released: %d finished connections dropped, %d objects collected, "
-            "heap %s, %.1f ms",
+            "memory released: %d finished connections dropped, %d stale timers dropped, "
+            "%d objects collected, heap %s, %.1f ms",
             done.handlers_dropped,
+            done.timers_dropped,
             done.objects_collected,
             "trimmed" if done.trimmed else "not trimmable",
             done.seconds * 1000,
