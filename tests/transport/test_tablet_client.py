@@ -439,3 +439,34 @@ async def test_a_busy_tablets_new_connections_give_smaller_windows(aio_loop: Non
             assert quiet >= busy + 4  # 512 KiB holds eight of them
     finally:
         channels.close()
+
+
+async def test_closed_streams_are_forgotten_by_an_idle_connection(aio_loop: None) -> None:
+    tablet = ScriptedTablet()
+    tablet.responses = [events(2)]
+    tablet.hang = True
+    async with (
+        open_grpc_server([tablet]) as (_, port),
+        open_tablet_channels() as channels,
+    ):
+        source = channels.source(tablet_at(port))
+        # Five streams open at once, then left (opening a stream makes h2 drop
+        # the closed ones, so one after another would leave only the last).
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(5):
+                batches = await stack.enter_async_context(source.vstream(REQUEST))
+                assert [f.type for f in await anext(batches)] == [2]
+        # The connection's HTTP/2 state still holds the five ended streams ...
+        (connection,) = channels._pools[f"127.0.0.1:{port}"]
+        h2 = connection.channel._protocol.connection._connection
+        await poll_until(lambda: sum(s.closed for s in h2.streams.values()) == 5)
+        # ... until asked to let them go; it keeps working after.
+        assert channels.forget_closed_streams() == 5
+        assert h2.streams == {}
+        assert channels.forget_closed_streams() == 0
+        async with source.vstream(REQUEST) as batches:
+            assert [f.type for f in await anext(batches)] == [2]
+
+
+def test_a_pool_without_connections_forgets_nothing() -> None:
+    assert TabletChannels().forget_closed_streams() == 0

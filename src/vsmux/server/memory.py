@@ -45,6 +45,7 @@ import gc
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,7 @@ import trio
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import forget_read_gtids
 from vsmux.server.stale_timers import forget_cancelled_asyncio_timers, prune_trio_deadlines
-from vsmux.transport import SESSIONS_ENDED, drop_finished_calls
+from vsmux.transport import SESSIONS_ENDED, TabletChannels, drop_finished_calls
 
 __all__ = [
     "MEMORY_RELEASES",
@@ -118,6 +119,8 @@ class Release:
     """What one release did, for the log."""
 
     handlers_dropped: int
+    #: Closed HTTP/2 streams the tablet connections forgot.
+    streams_dropped: int
     #: Stale Trio deadlines and cancelled asyncio timers dropped.
     timers_dropped: int
     objects_collected: int
@@ -147,20 +150,22 @@ def trim_heap() -> bool:
     return True
 
 
-def release_memory(servers: list[Any]) -> Release:
-    """Drop finished calls and stale timers, collect cycles, trim the heap (blocks the loop).
+def release_memory(servers: list[Any], tablet_channels: Sequence[TabletChannels] = ()) -> Release:
+    """Drop finished calls, closed tablet streams and stale timers, collect cycles, trim.
 
-    Call it from the Trio thread (the stale Trio deadlines are the running run's).
-
-    ``servers`` are what :func:`vsmux.transport.drop_finished_calls` takes.
+    Blocks the loop while it runs. Call it from the Trio thread (the stale
+    Trio deadlines are the running run's). ``servers`` are what
+    :func:`vsmux.transport.drop_finished_calls` takes; ``tablet_channels``
+    the pools whose connections forget their closed HTTP/2 streams.
     """
     started = time.perf_counter()
     dropped = sum(drop_finished_calls(server) for server in servers)
+    streams = sum(channels.forget_closed_streams() for channels in tablet_channels)
     forget_read_gtids()  # small objects of the burst, kept only to save reads
     timers = prune_trio_deadlines() + forget_cancelled_asyncio_timers()
     collected = gc.collect()
     trimmed = trim_heap()
-    return Release(dropped, timers, collected, trimmed, time.perf_counter() - started)
+    return Release(dropped, streams, timers, collected, trimmed, time.perf_counter() - started)
 
 
 async def return_memory(
@@ -169,8 +174,12 @@ async def return_memory(
     policy: ReleasePolicy | None = None,
     *,
     poll: float = POLL_SECONDS,
+    tablet_channels: Sequence[TabletChannels] = (),
 ) -> None:
-    """Release memory as ``policy`` decides after sessions end; runs until cancelled."""
+    """Release memory as ``policy`` decides after sessions end; runs until cancelled.
+
+    ``servers`` and ``tablet_channels`` as :func:`release_memory` takes them.
+    """
     policy = policy if policy is not None else ReleasePolicy()
     gauges = metrics.gateway
     while True:
@@ -179,13 +188,14 @@ async def return_memory(
         policy.observe(now, int(gauges[SESSIONS_ENDED]))
         if not policy.due(now):
             continue
-        done = release_memory(servers)
+        done = release_memory(servers, tablet_channels)
         policy.released(trio.current_time())
         gauges[MEMORY_RELEASES] += 1
         log.debug(
-            "memory released: %d finished connections dropped, %d stale timers dropped, "
-            "%d objects collected, heap %s, %.1f ms",
+            "memory released: %d finished connections dropped, %d closed tablet streams "
+            "and %d stale timers forgotten, %d objects collected, heap %s, %.1f ms",
             done.handlers_dropped,
+            done.streams_dropped,
             done.timers_dropped,
             done.objects_collected,
             "trimmed" if done.trimmed else "not trimmable",

@@ -24,6 +24,7 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import trio
@@ -179,7 +180,11 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                     frozen = settle_gc()
                     log.debug("garbage collector: %d start-up objects frozen", frozen)
                     # What ended sessions leave behind goes back to the system.
-                    nursery.start_soon(return_memory, [server.server], gateway.metrics)
+                    nursery.start_soon(
+                        partial(return_memory, tablet_channels=[channels]),
+                        [server.server],
+                        gateway.metrics,
+                    )
                     if not ACCELERATED:
                         log.warning(
                             "the C wire loops are off (%s set, or vsmux.wire._accel not "
