@@ -255,3 +255,26 @@ async def test_an_anchored_participant_is_not_taken_past_its_journal(
     assert client.types()[4:] == [T.BEGIN, T.VGTID, T.COMMIT, T.VGTID, T.COMMIT]
     assert [r.position for r in merged.requests] == [P + "g04"]
     assert client.send_times[-1] == 6.0
+
+
+async def test_a_participant_at_its_journal_holds_no_one_back_for_skew(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # -20 stops at the journal with its last event at 0 s; 20-40's transaction
+    # at 5 s is more than max_skew_seconds (2) ahead of that, but -20 streams
+    # no more: 20-40 must go on to its own journal.
+    cluster = Cluster()
+    cluster.scripted(
+        "ks", "-20", [[begin(), gtid(P + "g01"), commit(1, 1_000_000_000)], [begin(), JNL], HANG]
+    )
+    cluster.scripted(
+        "ks",
+        "20-40",
+        [5.0, [begin(), gtid(P + "g02"), commit(5, 5_000_000_000)], [begin(), JNL], HANG],
+    )
+    merged = cluster.scripted("ks", "-40", [[gtid(P + "g05"), commit(6, 6_000_000_000)], HANG])
+    req = request(("ks", "-20", "current"), ("ks", "20-40", "current"), minimize_skew=True)
+    client = await collect(cluster, req, 8)
+    assert client.types() == [T.BEGIN, T.VGTID, T.COMMIT] * 2 + [T.VGTID, T.COMMIT]
+    assert [r.position for r in merged.requests] == [P + "g04"]
+    assert client.send_times[-1] == 5.0

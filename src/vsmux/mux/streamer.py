@@ -425,6 +425,11 @@ class ShardStreamer:
         assert journal is not None
         if unit.frames:
             await self._put([unit])
+        if ctx.skew is not None:
+            # Stopped here, this shard sends nothing more: with minimize_skew
+            # its last event time would hold the other participants back from
+            # reaching their journals, and the request would wait for good.
+            ctx.skew.remove(self.key)
         convergence = ctx.convergence
         if not convergence.arrive(journal, self.key):
             await convergence.wait(journal)
