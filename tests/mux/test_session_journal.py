@@ -278,3 +278,22 @@ async def test_a_participant_at_its_journal_holds_no_one_back_for_skew(
     assert client.types() == [T.BEGIN, T.VGTID, T.COMMIT] * 2 + [T.VGTID, T.COMMIT]
     assert [r.position for r in merged.requests] == [P + "g04"]
     assert client.send_times[-1] == 5.0
+
+
+async def test_stop_on_reshard_ends_when_the_last_participant_passed_its_journal(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster = Cluster()
+    cluster.scripted("ks", "-20", [START, 1.0, [begin(), JNL, gtid(P + "g02"), commit()], HANG])
+    cluster.scripted("ks", "20-40", [START, 2.0, [heartbeat()], HANG])
+    merged = cluster.scripted("ks", "-40", [HANG])
+    client = Client()
+    req = request(("ks", "-20", "current"), ("ks", "20-40", "current"), stop_on_reshard=True)
+    with trio.fail_after(60):
+        await run_vstream(req, cluster.gateway(), client)
+    # -20's journal transaction reaches the client; 20-40 has none to send.
+    journal_tx = [T.BEGIN, T.JOURNAL, T.VGTID, T.COMMIT]
+    assert client.types() == [T.VGTID, T.OTHER, T.VGTID, T.OTHER, *journal_tx]
+    assert trio.current_time() == 2.0
+    assert merged.requests == []
+    assert cluster.open_streams() == 0
