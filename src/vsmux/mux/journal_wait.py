@@ -34,9 +34,10 @@ class Convergence:
     :mod:`vsmux.core.journal`), once another participant has arrived.
 
     A cancelled :meth:`wait` raises and leaves nothing to undo. There is no
-    timeout: a participant that never arrives either fails, which ends the
-    request, goes silent, which the liveness watch catches, or hears its
-    tablet's heartbeats, which make it arrive.
+    timeout: a participant that has not arrived yet reads its journal later,
+    fails, which ends the request, goes silent, which the liveness watch
+    catches, or, having started past its journal, arrives at its tablet's
+    next heartbeat.
     """
 
     def __init__(self, tracker: JournalTracker) -> None:
