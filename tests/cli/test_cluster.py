@@ -5,12 +5,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio_asyncio
 from grpclib.client import Channel
 
+from vsmux.cli import tablets
 from vsmux.proto import binlogdata, query, queryservice
+from vsmux.server.signals import StopSignals
 from vsmux.sources._simulated import SimulatedCluster
 from vsmux.topology import dump_topology, load_topology
 from vsmux.transport import serve_cluster_tablets
@@ -96,3 +101,33 @@ def test_bad_shards_are_reported_not_raised(capsys: object) -> None:
 
     assert main(["cluster", "--topology-out", "/nonexistent/x.toml", "--shards", "-80"]) == 2
     assert main(["fake-tablet", "--shard", "zz"]) == 2
+
+
+async def _no_signals() -> AsyncIterator[int]:
+    return
+    yield
+
+
+async def test_the_cluster_runs_asyncio_callbacks_in_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its loop serves as many tablet streams as the gateway opens: it must run
+    # asyncio callbacks the gateway's way, not one per Trio step.
+    asked: list[dict[str, bool]] = []
+
+    class _Stop(Exception):
+        pass
+
+    @asynccontextmanager
+    async def recording_loop(**kwargs: bool) -> AsyncIterator[None]:
+        asked.append(kwargs)
+        raise _Stop
+        yield
+
+    monkeypatch.setattr(tablets, "asyncio_loop", recording_loop)
+    cluster = SimulatedCluster.build({"commerce": ["-80", "80-"]}, seed=2)
+    with pytest.raises(_Stop):
+        await tablets._serve(
+            cluster, "127.0.0.1", 0, 0.0, None, [], StopSignals(_no_signals()), None
+        )
+    assert asked == [{"batch_callbacks": True}]

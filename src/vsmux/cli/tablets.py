@@ -121,7 +121,10 @@ async def _serve(
     etcd: tuple[str, str] | None = None,
     reshard_after: float | None = None,
 ) -> int:
-    async with asyncio_loop(), trio.open_nursery() as nursery:
+    # Batched asyncio callbacks, as the gateway runs them: with hundreds of
+    # tablet streams, one callback per Trio step left the streams opened last
+    # a fraction of the others' rate (BENCHMARKS.md, "Load", 200 clients).
+    async with asyncio_loop(batch_callbacks=True), trio.open_nursery() as nursery:
         if failover_signals:
             await nursery.start(failovers_on_signals, cluster)
         try:
