@@ -42,6 +42,10 @@ T = binlogdata.VEventType
 KS = "commerce"
 SHARDS = ["-80", "80-"]
 RESHARDED = ["-40", "40-80", "80-"]
+# Whether a scenario splits -80 (a journal with one participant) or merges
+# -40 and 40-80 (two participants, which meet at the journal).
+SPLIT = (SHARDS, RESHARDED)
+MERGE = (RESHARDED, SHARDS)
 PRIMARY = topodata.TabletType.PRIMARY
 REPLICA = topodata.TabletType.REPLICA
 
@@ -288,9 +292,10 @@ class Scenario:
     """One run of a gateway with feeds.
 
     The cluster's seed and workload (transactions per second, how many, the
-    odds of a DDL and of a transaction larger than a small ring), when ``-80``
-    is split, the clients, the tablet failures, and the gateway's settings
-    (small share_* bounds make the feeds' edge cases common).
+    odds of a DDL and of a transaction larger than a small ring), when the
+    keyspace is resharded, the clients, the tablet failures, the gateway's
+    settings (small share_* bounds make the feeds' edge cases common), and
+    whether the reshard splits ``-80`` or merges ``-40`` and ``40-80`` into it.
     """
 
     seed: int
@@ -302,6 +307,7 @@ class Scenario:
     clients: tuple[ClientPlan, ...]
     failures: tuple[Failure, ...]
     settings: GatewaySettings
+    merge: bool = False
 
 
 @dataclass
@@ -332,12 +338,17 @@ class Outcome:
 def clear_of_reshard(at: float, reshard_at: float, margin: float) -> float:
     """``at``, or half a second after the reshard if it is less than ``margin`` before that.
 
-    Clients arriving and tablets failing keep clear of the reshard's moment
-    because of a race of the gateway that has nothing to do with sharing (it
-    happens with sharing off too): a request resolved just before the reshard
-    whose shard stream opens at ``current`` (or, after a failure before its
-    first unit, reopens there) just after the journal starts past the journal
-    and waits on the old shard for good.
+    What the gateway still cannot do (it happens with sharing off too): a
+    request resolved just before the reshard whose streams of *every*
+    participant of the journal open at ``current`` (or, after a failure
+    before their first unit, reopen there) only after the journal start past
+    it and wait on the old shards for good. A split's journal has one
+    participant, so one such stream is enough; a client arriving at that
+    moment can do it to all of a merge's. (When another participant reads
+    the journal, a stream that started past it arrives by the heartbeat rule
+    of :mod:`vsmux.core.journal`; ``tests/mux/test_session_journal_passed.py``
+    and ``tests/mux/test_session_journal.py`` test that, with and without
+    sharing.) Arrivals and failures keep clear of that moment.
     """
     if reshard_at - margin <= at < reshard_at + 0.5:
         return reshard_at + 0.5
@@ -360,8 +371,9 @@ async def _until(condition: Callable[[], bool], limit: float, what: str) -> None
 
 async def run_scenario(scenario: Scenario) -> Outcome:
     """Play ``scenario`` with sharing, then each client's request without it."""
+    shards, resharded = MERGE if scenario.merge else SPLIT
     cluster = SimulatedCluster.build(
-        {KS: SHARDS},
+        {KS: shards},
         seed=scenario.seed,
         ddl_probability=scenario.ddl_probability,
         large_probability=scenario.large_probability,
@@ -434,7 +446,7 @@ async def run_scenario(scenario: Scenario) -> Outcome:
             now = at
             if failure is None:
                 if journal is None:
-                    journal = cluster.reshard(KS, RESHARDED)
+                    journal = cluster.reshard(KS, resharded)
                 continue
             serving = cluster.topology.serving_shards(KS)
             shard = serving[failure.shard_index % len(serving)]
@@ -456,7 +468,7 @@ async def run_scenario(scenario: Scenario) -> Outcome:
                 work.start_soon(disturb)
                 await cluster.run_workload(scenario.rate, max_transactions=scenario.transactions)
             if journal is None:
-                journal = cluster.reshard(KS, RESHARDED)
+                journal = cluster.reshard(KS, resharded)
             # Every new shard gets a transaction, so a client's VGtid names it.
             while any(cluster.position(KS, sg.shard) == sg.gtid for sg in journal.shard_gtids):
                 cluster.apply_random_transactions(4, KS)

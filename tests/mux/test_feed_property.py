@@ -7,10 +7,11 @@ exactly the units it would have got with sharing off.
 
 The property test draws random scenarios (:mod:`tests.mux.feed_scenarios`):
 a workload (with schema changes and large transactions) with tablet
-failures and a reshard, clients that arrive at random times, start at
-``current`` or at a VGtid an earlier client received, read at random speeds
-and disconnect and resume from their last VGtid (some from replicas, with a
-filter, with journals or with minimize_skew). Small rings, join distances
+failures and a reshard (a split, or a merge whose two participants meet at
+the journal), clients that arrive at random times, start at ``current`` or
+at a VGtid an earlier client received, read at random speeds and disconnect
+and resume from their last VGtid (some from replicas, with a filter, with
+journals or with minimize_skew). Small rings, join distances
 and straggler bounds make joins, hand-overs and detaches happen. Each
 client's request is then streamed again through a gateway without feeds,
 from the same start, and the two must agree shard by shard: the same units
@@ -32,6 +33,7 @@ it was closing).
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 
@@ -151,14 +153,16 @@ scenarios = st.builds(
     # once make any shard stream give up, shared or not.
     failures=st.lists(failures, max_size=2).map(tuple),
     settings=share_settings,
+    merge=st.booleans(),
 )
 
 
 # No shrinking: an example takes up to a second and shrinking one took minutes.
 # A failure prints its whole scenario and a blob to replay it (Trio still
 # varies the order of tasks that are ready at once, so a race may need a few runs).
+# VSMUX_PROPERTY_EXAMPLES asks for more examples than the 30 of a test run.
 @settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("VSMUX_PROPERTY_EXAMPLES", "30")),
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     print_blob=True,
