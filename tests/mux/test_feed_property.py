@@ -25,7 +25,8 @@ Everything runs on Trio's MockClock, inside ``trio.run`` per example (pytest
 fixtures and hypothesis examples do not mix).
 
 Below it: one fixed scenario that joins, hands over and detaches (so the
-paths are covered on every run, not just by chance), a check that the
+paths are covered on every run, not just by chance), one where a merge's
+participant reopens past its journal (the heartbeat rule), a check that the
 framing checker sees bad framing, and regression tests for the two races
 the property test found (a feed or a health watch taking a newcomer while
 it was closing).
@@ -216,6 +217,39 @@ def test_joins_handovers_and_detaches_deliver_as_without_sharing() -> None:
     assert counters.detaches > 0
     assert outcome.clients[3].start is not None  # it did start from a received VGtid
     assert_as_without_sharing(outcome)
+
+
+def test_a_merge_participant_reopened_past_its_journal_delivers_as_without_sharing() -> None:
+    """The heartbeat rule through feeds, checked against the plain gateway.
+
+    -40 and 40-80 merge at 5 s. The one client comes at 4.4 s; 40-80's
+    primary fails its first send (armed at 1 s, when nobody streams from
+    it), so its stream retries after 1-2 s, at ``current``, past its
+    journal. -40 reads the journal; 40-80's next tablet heartbeat brings it
+    to the journal too, and the client goes on with -80. The replay without
+    feeds starts 40-80 at that same position past the journal.
+    """
+    scenario = Scenario(
+        seed=5,
+        rate=20.0,
+        transactions=160,
+        ddl_probability=0.0,
+        large_probability=0.0,
+        reshard_at=5.0,
+        clients=(ClientPlan(arrives=4.4, start=None, delay=0.0),),
+        failures=(Failure(at=1.0, shard_index=1, events=0, mid_transaction=False),),
+        settings=GatewaySettings(
+            retry_backoff_initial=2.0, retry_backoff_max=2.0, failover_buffer_enabled=False
+        ),
+        merge=True,
+    )
+    outcome = play(scenario)
+    assert_as_without_sharing(outcome)
+    run = outcome.clients[0]
+    first = run.connections[0].vgtids[0]
+    assert {sg.shard for sg in first.shard_gtids} == {"-40", "40-80", "80-"}
+    shards = {sg.shard for sg in run.connections[-1].vgtids[-1].shard_gtids}
+    assert shards == {"-80", "80-"}
 
 
 def _response(*events: binlogdata.VEvent) -> bytes:
