@@ -86,9 +86,12 @@ def test_copy_completed_flushes_a_unit_of_its_own_kind() -> None:
     assert units[1].controls == [0]
 
 
-def _journal(mtype: binlogdata.MigrationType = binlogdata.MigrationType.SHARDS) -> Frame:
+def _journal(
+    mtype: binlogdata.MigrationType = binlogdata.MigrationType.SHARDS, timestamp: int = 0
+) -> Frame:
     return ev(
         T.JOURNAL,
+        timestamp=timestamp,
         journal=binlogdata.Journal(
             id=7,
             migration_type=mtype,
@@ -119,6 +122,13 @@ def test_journal_ends_the_stream_and_drops_what_follows() -> None:
     assert g.finished
     with pytest.raises(RuntimeError):
         g.feed([])
+
+
+@pytest.mark.parametrize("forward", [False, True])
+def test_a_journal_unit_says_when_the_tablet_wrote_the_journal(forward: bool) -> None:
+    g = TransactionGrouper(forward_journals=forward)
+    (unit,) = g.feed([ev(T.BEGIN), _journal(timestamp=1_700_000_123), ev(T.COMMIT)])
+    assert unit.kind == UnitKind.JOURNAL and unit.written_at == 1_700_000_123
 
 
 def test_forwarded_journal_carries_the_buffered_events() -> None:

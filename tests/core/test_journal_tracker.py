@@ -85,6 +85,30 @@ def test_passed_names_the_journal_once_another_participant_arrived() -> None:
     assert t.passed(("ks", "20-40")) is None  # converged: nothing open any more
 
 
+def test_passed_needs_a_heartbeat_from_after_the_journal_was_written() -> None:
+    # A heartbeat sent before the reshard stopped writes may reach the gateway
+    # late, ahead of writes the old shard still has to send: only one from a
+    # later second than the journal counts.
+    t = JournalTracker([("ks", "-20"), ("ks", "20-40")])
+    j = journal(5, ["-20", "20-40"], ["-40"])
+    assert t.concerns(j, ("ks", "-20"))
+    assert not t.arrive(j, ("ks", "-20"), written_at=1_700_000_010)
+    assert t.passed(("ks", "20-40"), heard_at=1_700_000_009) is None
+    assert t.passed(("ks", "20-40"), heard_at=1_700_000_010) is None  # the same second
+    assert t.passed(("ks", "20-40"), heard_at=1_700_000_011) is j
+
+
+def test_the_earliest_write_time_read_is_the_bound() -> None:
+    # Every journal of a reshard is written after writes stopped: the earliest
+    # one read is enough to show a heartbeat came after that.
+    t = JournalTracker([("ks", "-20"), ("ks", "20-30"), ("ks", "30-40")])
+    j = journal(6, ["-20", "20-30", "30-40"], ["-40"])
+    assert t.concerns(j, ("ks", "-20"))
+    assert not t.arrive(j, ("ks", "-20"), written_at=120)
+    assert not t.arrive(j, ("ks", "20-30"), written_at=100)
+    assert t.passed(("ks", "30-40"), heard_at=101) is j
+
+
 def test_passed_is_none_for_the_participant_that_arrived() -> None:
     t = JournalTracker([("ks", "-20"), ("ks", "20-40")])
     j = journal(5, ["-20", "20-40"], ["-40"])

@@ -81,9 +81,16 @@ def heartbeat(ts: int = 1, ct: int = 1_000_000_000) -> Frame:
     return ev(T.HEARTBEAT, timestamp=ts, current_time=ct)
 
 
-def journal(jid: int, keyspace: str, participants: list[str], new: list[tuple[str, str]]) -> Frame:
+def journal(
+    jid: int,
+    keyspace: str,
+    participants: list[str],
+    new: list[tuple[str, str]],
+    timestamp: int = 0,
+) -> Frame:
     return ev(
         T.JOURNAL,
+        timestamp=timestamp,
         journal=binlogdata.Journal(
             id=jid,
             migration_type=binlogdata.MigrationType.SHARDS,

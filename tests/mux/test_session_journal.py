@@ -227,6 +227,26 @@ async def test_a_heartbeat_before_the_arrival_does_not_count_race(
     assert client.send_times[-1] == 3.0  # when 20-40 read its journal, not before
 
 
+async def test_a_heartbeat_sent_before_the_journal_was_written_does_not_count_race(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # -20 reads its journal, written at tablet second 100. 20-40's heartbeat of
+    # second 100 arrives after that (late, it may be ahead of writes still on
+    # their way); only its heartbeat of second 101 shows it is past the journal.
+    cluster = Cluster()
+    written = journal(1, "ks", ["-20", "20-40"], [("-40", P + "g04")], timestamp=100)
+    cluster.scripted("ks", "-20", [START, 2.0, [begin(), written, gtid(P + "g02"), commit()], HANG])
+    cluster.scripted(
+        "ks",
+        "20-40",
+        [START, 3.0, [heartbeat(ts=100)], 1.0, [heartbeat(ts=101, ct=101_000_000_000)], HANG],
+    )
+    merged = cluster.scripted("ks", "-40", [[gtid(P + "g05"), commit()], HANG])
+    client = await collect(cluster, _merge_request(), 6)
+    assert [r.position for r in merged.requests] == [P + "g04"]
+    assert client.send_times[-1] == 4.0  # at the second heartbeat, not the first
+
+
 async def test_an_anchored_participant_is_not_taken_past_its_journal(
     autojump_clock: trio.abc.Clock,
 ) -> None:

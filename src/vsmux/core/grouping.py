@@ -79,6 +79,8 @@ class Unit:
     final: bool = True
     # The journal that ended the stream, for JOURNAL units.
     journal: binlogdata.Journal | None = field(default=None, repr=False)
+    # When the tablet wrote that journal (its event's timestamp, seconds; 0 unknown).
+    written_at: int = 0
 
     @property
     def size(self) -> int:
@@ -193,6 +195,7 @@ class TransactionGrouper:
                 else:
                     unit = Unit([], [], UnitKind.JOURNAL)
                 unit.journal = journal
+                unit.written_at = frame.header().timestamp
                 units.append(unit)
                 pending = []
                 controls = []

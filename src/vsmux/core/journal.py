@@ -29,9 +29,16 @@ heartbeat has nothing before it that the stream would miss either.) The
 rule rests on the order: the arrival recorded first, the heartbeat seen by
 the stream's task after it; in one Trio process the synchronous record and
 the synchronous question give exactly that order. A heartbeat seen before
-the arrival proves nothing and is not remembered. A stream that reads
-events becomes anchored and reaches its journal by reading it; one that
-hears nothing (its tablet unreachable) keeps waiting, as before.
+the arrival proves nothing and is not remembered. Seen after the arrival
+is not yet sent after it, though: a heartbeat held up on its way (a slow
+tablet connection, a busy gateway) may come ahead of writes the old shard
+made after it. So when the participant that read the journal saw its write
+time (the JOURNAL event's timestamp), the heartbeat must also be from a
+later second, that is sent after writes had stopped; tablets' clocks that
+disagree by more than the reshard's own pause between stopping writes and
+writing journals could still mislead it. A stream that reads events becomes
+anchored and reaches its journal by reading it; one that hears nothing (its
+tablet unreachable) keeps waiting, as before.
 
 :class:`JournalTracker` keeps the stream's current shards and, per journal id,
 who has arrived. It decides; the Trio layer waits and starts streamers.
@@ -94,6 +101,8 @@ class _Convergence:
     journal: binlogdata.Journal
     participants: frozenset[ShardKey]
     arrived: set[ShardKey] = field(default_factory=set)
+    # The earliest time (tablet seconds) a participant read it written at; 0: unknown.
+    written_at: int = 0
 
 
 class JournalTracker:
@@ -133,13 +142,19 @@ class JournalTracker:
             conv = self._open[journal.id] = _Convergence(journal, frozenset(participants))
         return stream in conv.participants
 
-    def arrive(self, journal: binlogdata.Journal, stream: ShardKey) -> bool:
-        """``stream`` reached ``journal``; True if it is the last participant to."""
+    def arrive(self, journal: binlogdata.Journal, stream: ShardKey, written_at: int = 0) -> bool:
+        """``stream`` reached ``journal``; True if it is the last participant to.
+
+        ``written_at`` is the JOURNAL event's timestamp when ``stream`` read
+        it (0 when it arrived by the heartbeat rule or the tablet sent none).
+        """
         conv = self._open[journal.id]
         conv.arrived.add(stream)
+        if written_at and (not conv.written_at or written_at < conv.written_at):
+            conv.written_at = written_at
         return conv.arrived >= conv.participants
 
-    def passed(self, stream: ShardKey) -> binlogdata.Journal | None:
+    def passed(self, stream: ShardKey, heard_at: int = 0) -> binlogdata.Journal | None:
         """The journal an unanchored ``stream`` has passed, now that it heard a heartbeat.
 
         Call it when ``stream``'s tablet stream, having read nothing of the
@@ -148,9 +163,18 @@ class JournalTracker:
         participant has already arrived at, for the stream to arrive at as
         if it had read it; None if there is none (no reshard, or no other
         participant there yet: the stream reads on).
+
+        ``heard_at`` is the heartbeat's timestamp. When the journal's write
+        time is known, the heartbeat must be from a later second: a reshard
+        stops writes before it writes any journal, so a heartbeat sent after
+        a journal was written has nothing of the old shard behind it, while
+        one sent earlier may have been delayed on its way past the writes
+        that followed it.
         """
         for conv in self._open.values():
             if stream in conv.participants and stream not in conv.arrived and conv.arrived:
+                if conv.written_at and heard_at <= conv.written_at:
+                    return None  # not shown to be after the journal yet
                 return conv.journal
         return None
 

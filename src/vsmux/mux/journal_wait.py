@@ -47,14 +47,14 @@ class Convergence:
     def concerns(self, journal: binlogdata.Journal, key: ShardKey) -> bool:
         return self.tracker.concerns(journal, key)
 
-    def passed(self, key: ShardKey) -> binlogdata.Journal | None:
+    def passed(self, key: ShardKey, heard_at: int) -> binlogdata.Journal | None:
         """The journal ``key``'s unanchored stream passed: ask on each heartbeat it hears."""
-        return self.tracker.passed(key)
+        return self.tracker.passed(key, heard_at)
 
-    def arrive(self, journal: binlogdata.Journal, key: ShardKey) -> bool:
-        """Record ``key``'s arrival; True if it is the last participant."""
+    def arrive(self, journal: binlogdata.Journal, key: ShardKey, written_at: int = 0) -> bool:
+        """Record ``key``'s arrival (``written_at``: the JOURNAL's timestamp); True if last."""
         self._done.setdefault(journal.id, trio.Event())
-        return self.tracker.arrive(journal, key)
+        return self.tracker.arrive(journal, key, written_at)
 
     async def wait(self, journal: binlogdata.Journal) -> None:
         """Wait until the last participant released the journal.

@@ -337,7 +337,7 @@ class ShardStreamer:
         anchor.read(batch)
         if anchor.anchored or grouper.heartbeat is None:
             return None
-        return self._ctx.convergence.passed(self.key)
+        return self._ctx.convergence.passed(self.key, grouper.heartbeat.header().timestamp)
 
     def _sink(
         self, grouper: TransactionGrouper, policy: ShardRetryPolicy, anchor: StreamAnchor
@@ -431,7 +431,7 @@ class ShardStreamer:
             # reaching their journals, and the request would wait for good.
             ctx.skew.remove(self.key)
         convergence = ctx.convergence
-        if not convergence.arrive(journal, self.key):
+        if not convergence.arrive(journal, self.key, unit.written_at):
             await convergence.wait(journal)
             return
         participants = convergence.tracker.participants(journal)
