@@ -1,6 +1,6 @@
 """Giving a finished session's memory back to the operating system.
 
-Four things kept a gateway far above its idle RSS after its clients left
+A gateway held on to memory after its clients left in four ways
 (``benchmarks/bench_load.py``; BENCHMARKS.md has the numbers):
 
 1. **grpclib keeps finished calls.** Its server holds each connection's
@@ -14,9 +14,12 @@ Four things kept a gateway far above its idle RSS after its clients left
 2. **Cycles wait for a full collection.** Exceptions and their tracebacks
    form reference cycles; once dropped they are freed only by a full pass of
    the cyclic collector, which an idle process may not run for a long time.
-3. **Timers that can no longer fire.** Trio's deadline heap and
-   trio-asyncio's timer heap delete lazily; the stale entries left from the
-   burst pin the allocator's arenas (:mod:`vsmux.server.stale_timers`).
+3. **Timers that can no longer fire, streams that have closed.** Trio's
+   deadline heap and trio-asyncio's timer heap delete lazily
+   (:mod:`vsmux.server.stale_timers`), and h2 keeps a pooled tablet
+   connection's closed streams until the next one opens
+   (``TabletChannels.forget_closed_streams``). They are dropped too,
+   though that alone did not lower RSS measurably (see below).
 4. **Freed memory stays in the heap.** glibc keeps freed chunks for reuse
    and returns only the top of the heap; ``malloc_trim(0)`` returns every
    free page.
@@ -34,7 +37,9 @@ minimum interval bounds how often that pause can happen.
 
 What is not returned: CPython's small-object allocator keeps a 1 MiB arena
 while any object in it lives, so long-lived objects created during a burst
-(tablet connections, metrics series, caches) keep their arenas resident.
+(tablet connections, metrics series, caches, the item arrays of containers
+that grew) keep their arenas resident: about 1.5x the idle RSS a minute
+after 50 clients leave (BENCHMARKS.md, "Memory after a burst").
 """
 
 from __future__ import annotations

@@ -14,10 +14,11 @@ Both timer heaps the gateway runs on delete lazily:
 An entry is a few small objects, but the ones left when a burst of clients
 ends were allocated during the burst, scattered over the small-object
 allocator's 1 MiB arenas, and an arena goes back to the system only when
-nothing in it lives: after 50 clients left, the arenas those entries (and
-the cancel scopes and task names they hold) kept measured tens of MB for up
-to a minute (BENCHMARKS.md, "Memory after a burst"). The memory release
-(:mod:`vsmux.server.memory`) drops them.
+nothing in it lives: after 50 clients left, they were among the blocks that
+kept those arenas (with the cancel scopes and task names they hold). The
+memory release (:mod:`vsmux.server.memory`) drops them. On their own that
+did not lower the RSS measurably: other long-lived blocks keep the same
+arenas (BENCHMARKS.md, "Memory after a burst").
 
 Both reach into private structures (Trio's ``Deadlines`` and trio-asyncio's
 ``_timers``); when those are not what is expected, nothing is touched and 0
