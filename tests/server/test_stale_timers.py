@@ -10,7 +10,8 @@ import trio.testing
 import trio_asyncio
 
 from vsmux.server.memory import release_memory
-from vsmux.server.stale_timers import forget_cancelled_asyncio_timers, prune_trio_deadlines
+from vsmux.server.stale_timers import prune_trio_deadlines
+from vsmux.transport import forget_cancelled_asyncio_timers
 
 
 def _must_not_run() -> None:

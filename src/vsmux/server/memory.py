@@ -58,8 +58,13 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import forget_read_gtids
-from vsmux.server.stale_timers import forget_cancelled_asyncio_timers, prune_trio_deadlines
-from vsmux.transport import SESSIONS_ENDED, TabletChannels, drop_finished_calls
+from vsmux.server.stale_timers import prune_trio_deadlines
+from vsmux.transport import (
+    SESSIONS_ENDED,
+    TabletChannels,
+    drop_finished_calls,
+    forget_cancelled_asyncio_timers,
+)
 
 __all__ = [
     "MEMORY_RELEASES",

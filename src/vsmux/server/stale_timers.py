@@ -9,7 +9,9 @@ Both timer heaps the gateway runs on delete lazily:
   such a scope on every wait for asyncio work, with the next asyncio timer
   as its deadline, so a busy gateway keeps about a thousand stale entries.
 - **trio-asyncio's timer heap.** A cancelled asyncio timer (grpclib's call
-  deadlines and keep-alives) stays in the loop's heap until its time.
+  deadlines and keep-alives) stays in the loop's heap until its time
+  (:func:`vsmux.transport.forget_cancelled_asyncio_timers`, beside the loop
+  it belongs to).
 
 An entry is a few small objects, but the ones left when a burst of clients
 ends were allocated during the burst, scattered over the small-object
@@ -27,13 +29,11 @@ is returned.
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 import trio
-import trio_asyncio
 
-__all__ = ["forget_cancelled_asyncio_timers", "prune_trio_deadlines"]
+__all__ = ["prune_trio_deadlines"]
 
 
 def prune_trio_deadlines() -> int:
@@ -53,21 +53,3 @@ def prune_trio_deadlines() -> int:
         return 0
     prune()
     return len(heap) - len(deadlines._heap)
-
-
-def forget_cancelled_asyncio_timers() -> int:
-    """Remove cancelled timers from the current trio-asyncio loop's heap; returns how many.
-
-    0 when no trio-asyncio loop runs in this context. Timers not cancelled
-    stay and fire as before.
-    """
-    loop = trio_asyncio.current_loop.get(None)
-    timers = getattr(loop, "_timers", None)
-    if not isinstance(timers, list):
-        return 0
-    kept = [timer for timer in timers if not timer.cancelled()]
-    dropped = len(timers) - len(kept)
-    if dropped:
-        heapq.heapify(kept)
-        timers[:] = kept  # in place: the loop's driver holds this list
-    return dropped

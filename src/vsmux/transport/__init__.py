@@ -16,7 +16,7 @@ from vsmux.transport._etcd import (
     open_etcd,
 )
 from vsmux.transport._hosting import SHUTDOWN_GRACE_SECONDS, open_grpc_server
-from vsmux.transport._loop import asyncio_loop
+from vsmux.transport._loop import asyncio_loop, forget_cancelled_asyncio_timers
 from vsmux.transport._service import INTERNAL_MESSAGE, Call, Method, TrioService
 from vsmux.transport._simulated_tablet import SimulatedQueryService, serve_cluster_tablets
 from vsmux.transport._status import error_of, grpc_error, status_of
@@ -55,6 +55,7 @@ __all__ = [
     "asyncio_loop",
     "drop_finished_calls",
     "error_of",
+    "forget_cancelled_asyncio_timers",
     "grpc_connector",
     "grpc_error",
     "open_etcd",

@@ -9,6 +9,7 @@ have been closed.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ import trio_asyncio
 
 from vsmux.transport._aio_batching import batch_ready_callbacks
 
-__all__ = ["asyncio_loop"]
+__all__ = ["asyncio_loop", "forget_cancelled_asyncio_timers"]
 
 log = logging.getLogger("vsmux.transport")
 
@@ -38,3 +39,25 @@ async def asyncio_loop(*, batch_callbacks: bool = False) -> AsyncIterator[None]:
         )
     async with trio_asyncio.open_loop():
         yield
+
+
+def forget_cancelled_asyncio_timers() -> int:
+    """Remove cancelled timers from the current trio-asyncio loop's heap; returns how many.
+
+    trio-asyncio keeps a cancelled asyncio timer (grpclib's call deadlines
+    and keep-alives) in its heap until the timer's time comes; the memory
+    release drops them (see :mod:`vsmux.server.stale_timers`). Reaches into
+    trio-asyncio's private ``_timers``; 0 when that is not a list or no
+    trio-asyncio loop runs in this context. Timers not cancelled stay and
+    fire as before.
+    """
+    loop = trio_asyncio.current_loop.get(None)
+    timers = getattr(loop, "_timers", None)
+    if not isinstance(timers, list):
+        return 0
+    kept = [timer for timer in timers if not timer.cancelled()]
+    dropped = len(timers) - len(kept)
+    if dropped:
+        heapq.heapify(kept)
+        timers[:] = kept  # in place: the loop's driver holds this list
+    return dropped
