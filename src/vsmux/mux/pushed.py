@@ -7,10 +7,12 @@ here does what the streamer's own loop would do with the batch, when that is
 only grouping it and putting its whole units into the request's channel
 without a wait:
 
-- it declines (returns False, nothing changed) when another shard holds the
-  send gate, the batch has a JOURNAL (its unit may end the stream, which the
-  streamer's loop handles), or the channel is full; the streamer is then
-  woken and reads the batch itself;
+- it declines (returns False, nothing changed) while the tablet stream has
+  read nothing of the binlog (the streamer must see those batches itself,
+  heartbeats included: the heartbeat rule of :mod:`vsmux.core.journal`),
+  when another shard holds the send gate, the batch has a JOURNAL (its unit
+  may end the stream, which the streamer's loop handles), or the channel is
+  full; the streamer is then woken and reads the batch itself;
 - requests with ``minimize_skew`` or chunked transactions get no sink at all
   (their puts wait on gates);
 - when the request's sender waits with nothing queued or on its way to it,
@@ -27,6 +29,7 @@ from __future__ import annotations
 import trio
 
 from vsmux.core.grouping import TransactionGrouper
+from vsmux.core.journal import StreamAnchor
 from vsmux.core.metrics import Labels
 from vsmux.core.positions import ShardKey
 from vsmux.core.retry import ShardRetryPolicy
@@ -50,6 +53,7 @@ def sink_for(
     channel: trio.MemorySendChannel[Item],
     grouper: TransactionGrouper,
     policy: ShardRetryPolicy,
+    anchor: StreamAnchor,
 ) -> BatchSink | None:
     """The sink of one tablet stream of shard ``key`` (``tablet``), or None (see the module doc)."""
     if ctx.skew is not None or ctx.resolved.flags.transaction_chunk_size > 0:
@@ -60,7 +64,7 @@ def sink_for(
 
     def take(batch: list[Frame]) -> bool:
         owner = gate.owner
-        if (owner is not None and owner != key) or grouper.finished:
+        if not anchor.anchored or (owner is not None and owner != key) or grouper.finished:
             return False
         if type_indexes(batch, _JOURNAL_MASK):
             return False

@@ -347,16 +347,9 @@ class ShardStreamer:
         It takes nothing while the stream is unanchored: the streamer must
         see those batches itself, heartbeats included (the heartbeat rule).
         """
-        take = sink_for(
-            self._ctx, self.key, self._labels, self._tablet, self._channel, grouper, policy
+        return sink_for(
+            self._ctx, self.key, self._labels, self._tablet, self._channel, grouper, policy, anchor
         )
-        if take is None:
-            return None
-
-        def take_once_anchored(batch: list[Frame]) -> bool:
-            return anchor.anchored and take(batch)
-
-        return take_once_anchored
 
     async def _send_units(self, units: list[Unit]) -> Unit | None:
         """Queue ``units`` for the sender, honouring skew and chunk gates.
