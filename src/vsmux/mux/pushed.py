@@ -33,6 +33,7 @@ from vsmux.core.journal import StreamAnchor
 from vsmux.core.metrics import Labels
 from vsmux.core.positions import ShardKey
 from vsmux.core.retry import ShardRetryPolicy
+from vsmux.mux.channel_room import channel_room
 from vsmux.mux.context import RequestContext
 from vsmux.mux.items import Item, Parcel
 from vsmux.mux.shard_source import BatchSink
@@ -61,6 +62,7 @@ def sink_for(
     gate = ctx.gate
     liveness = ctx.liveness
     deliver_now = ctx.deliver_now
+    room = channel_room(channel)
 
     def take(batch: list[Frame]) -> bool:
         owner = gate.owner
@@ -68,8 +70,8 @@ def sink_for(
             return False
         if type_indexes(batch, _JOURNAL_MASK):
             return False
-        room = channel.statistics()
-        if room.current_buffer_used >= room.max_buffer_size:
+        queued, full, receivers = room()
+        if full:
             return False
         policy.event_received()
         liveness.touch()
@@ -78,7 +80,7 @@ def sink_for(
             return True
         parcel = Parcel(key, labels, units, tablet)
         item: Item | None = parcel
-        if deliver_now is not None and not room.current_buffer_used and room.tasks_waiting_receive:
+        if deliver_now is not None and not queued and receivers:
             # The sender waits with nothing queued or on its way to it.
             item = deliver_now(parcel)
         if item is not None:
