@@ -33,7 +33,6 @@ from grpclib.const import Handler, Status
 from grpclib.server import Server
 
 from vsmux.errors import VStreamError
-from vsmux.transport._coalescing import coalesce_server_writes
 from vsmux.transport._request import read_request
 from vsmux.transport._status import grpc_error
 from vsmux.transport._tls import ServerTls
@@ -67,7 +66,6 @@ async def open_grpc_server(
     codec: Any = None,
     max_request_bytes: int | None = None,
     tls: ServerTls | None = None,
-    coalesce_writes: bool = False,
 ) -> AsyncIterator[tuple[Server, int]]:
     """Serve ``services`` on ``host:port`` while the block runs.
 
@@ -79,16 +77,11 @@ async def open_grpc_server(
     only TLS (mutual TLS if it has a CA), with the certificates it holds at
     each handshake (:meth:`ServerTls.reload`). On exit, normal or by
     cancellation, the listener is closed and open calls get up to
-    ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope. With
-    ``coalesce_writes`` each connection's writes of one asyncio loop pass
-    leave as one socket write, as a vttablet's do
-    (:mod:`vsmux.transport._coalescing`).
+    ``SHUTDOWN_GRACE_SECONDS`` to finish, in a shielded scope.
     """
     if max_request_bytes is not None:
         services = [_BoundedRequests(service, max_request_bytes) for service in services]
     server = Server(list(services), codec=codec)
-    if coalesce_writes:
-        coalesce_server_writes(server)
     await trio_asyncio.aio_as_trio(server.start)(
         host, port, backlog=LISTEN_BACKLOG, ssl=tls.context if tls is not None else None
     )

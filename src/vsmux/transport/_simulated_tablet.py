@@ -15,8 +15,6 @@ tablet stream there; responses come back through
 queue), so a slow client holds the simulated tablet back. Tablet errors
 become gRPC statuses with the same code (vtrpc codes are gRPC codes) and the
 tablet's message. A client that goes away cancels the Trio side at once.
-Like a vttablet's, each connection's responses that are ready in one loop
-pass leave in one socket write (``coalesce_writes``).
 
 :func:`serve_cluster_tablets` gives every tablet of a simulated cluster its
 own server (``vsmux cluster``, ``vsmux fake-tablet`` and the tests use it).
@@ -134,12 +132,7 @@ async def serve_cluster_tablets(
             port = base_port + index if base_port else 0
             _, bound = await stack.enter_async_context(
                 open_grpc_server(
-                    [SimulatedQueryService(tablet)],
-                    host,
-                    port,
-                    codec=RawCodec(),
-                    tls=tls,
-                    coalesce_writes=True,
+                    [SimulatedQueryService(tablet)], host, port, codec=RawCodec(), tls=tls
                 )
             )
             addressed.append(replace(tablet.info, address=f"{host}:{bound}"))
