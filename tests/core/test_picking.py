@@ -78,8 +78,8 @@ def uids(tablets: list[TabletInfo]) -> list[int]:
             ["zone3", "zone2"],
             "preferlocalwithalias",
             [],
-            [300, 200, 202],
-            id="local-cell-not-requested-is-out-of-scope",
+            [101, 102, 300, 200, 202],
+            id="local-cell-not-requested-still-comes-first",
         ),
         pytest.param(
             REPLICA,
@@ -235,12 +235,17 @@ def test_candidates_properties(
         if t.shard == "-80"
         and t.tablet_type == tablet_type
         and t.alias not in ignore
-        and (tablet_type == PRIMARY or t.cell in cells)
+        and (
+            tablet_type == PRIMARY
+            or t.cell in cells
+            or (preference == "preferlocalwithalias" and t.cell == "zone1")
+        )
     ]
     # Exactly the eligible tablets, each once.
     assert sorted(got, key=lambda t: t.alias) == sorted(eligible, key=lambda t: t.alias)
     if tablet_type != PRIMARY:
-        ranks = [list(dict.fromkeys(cells)).index(t.cell) for t in got]
+        order = list(dict.fromkeys(cells))
+        ranks = [-1 if t.cell not in order else order.index(t.cell) for t in got]
         if preference == "preferlocalwithalias":
             ranks = [-1 if t.cell == "zone1" else r for t, r in zip(got, ranks, strict=True)]
         assert ranks == sorted(ranks), "cells appear as whole groups in preference order"

@@ -7,12 +7,13 @@ Cell rules (``docs/vitess.md`` §6.1):
 
 - PRIMARY streams go to the shard's primary wherever it lives: there is only
   one, and the requested cells do not apply.
-- Other types use tablets in the requested cells only. With
-  ``preferlocalwithalias`` the gateway's own cell comes first, then the other
-  requested cells in the order given; with ``onlyspecified`` the requested
-  cells are used in the order given. Vitess cell *aliases* (named groups of
-  cells that also count as local) are not modelled: the topology has no
-  alias groups, so every requested cell is simply in scope.
+- Other types: with ``preferlocalwithalias`` (the default) the gateway's
+  own cell comes first, whether or not the request lists it, then the other
+  requested cells in the order given, as vtgate's tablet picker does; with
+  ``onlyspecified`` only the requested cells are used, in the order given.
+  Vitess cell *aliases* (named groups of cells that also count as local)
+  are not modelled: the topology has no alias groups, so every requested
+  cell is simply in scope.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def candidates(
     if tablet_type == topodata.TabletType.PRIMARY:
         return tablets
     order = list(dict.fromkeys(cells))  # requested cells, duplicates dropped
-    if cell_preference == "preferlocalwithalias" and local_cell in order:
-        order.remove(local_cell)
+    if cell_preference == "preferlocalwithalias" and local_cell:
+        # In scope even when not requested (vtgate adds its own cell too).
+        if local_cell in order:
+            order.remove(local_cell)
         order.insert(0, local_cell)
     ranked: list[TabletInfo] = []
     for cell in order:
