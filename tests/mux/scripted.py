@@ -29,6 +29,7 @@ import trio.lowlevel
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import Gateway
+from vsmux.mux.session import run_vstream
 from vsmux.proto import binlogdata, query, topodata, vtgate
 from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 from vsmux.wire import Frame, decode_event, frame_of, split_response
@@ -356,6 +357,22 @@ class Client:
 
     def types(self) -> list[int]:
         return [int(e.type) for e in self.events]
+
+
+async def outcome_within(
+    seconds: float, req: vtgate.VStreamRequest, gateway: Gateway, client: Client
+) -> VStreamError | None:
+    """Run ``req`` for at most ``seconds`` (Trio time): the error it ended with, else None.
+
+    None when it ended cleanly or was still running at the deadline (then it
+    is cancelled there).
+    """
+    with trio.move_on_after(seconds):
+        try:
+            await run_vstream(req, gateway, client)
+        except VStreamError as err:
+            return err
+    return None
 
 
 def request(

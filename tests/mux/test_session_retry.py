@@ -14,6 +14,7 @@ from tests.mux.scripted import (
     commit,
     gtid,
     log_position,
+    outcome_within,
     request,
     row,
 )
@@ -65,12 +66,7 @@ async def test_retriable_error_table(
     a.attempts = b.attempts = shared  # whichever tablet is picked plays the next attempt
     client = Client()
     req = request(("ks", "-20", "current"), tablet_type=REPLICA)
-    outcome: VStreamError | None = None
-    with trio.move_on_after(3.0):
-        try:
-            await run_vstream(req, cluster.gateway(), client)
-        except VStreamError as err:
-            outcome = err
+    outcome = await outcome_within(3.0, req, cluster.gateway(), client)
     if retried:
         assert outcome is None
         assert client.types() == [T.VGTID, T.COMMIT]

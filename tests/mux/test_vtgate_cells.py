@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from tests.mux.scripted import HANG, Client, Cluster, T, commit, gtid, request
-from vsmux.errors import VStreamError
-from vsmux.mux import run_vstream
+from tests.mux.scripted import HANG, Client, Cluster, T, commit, gtid, outcome_within, request
 from vsmux.proto import topodata
 
 REPLICA = topodata.TabletType.REPLICA
@@ -31,11 +29,6 @@ async def test_local_cell_is_a_candidate_even_when_not_requested(
     cluster.scripted("ks", "-20", [[gtid("MySQL56/a:1-1"), commit()], HANG], tablet_type=REPLICA)
     client = Client()
     req = request(("ks", "-20", "current"), tablet_type=REPLICA, cells="zone2")
-    outcome: VStreamError | None = None
-    with trio.move_on_after(200):
-        try:
-            await run_vstream(req, cluster.gateway(), client)
-        except VStreamError as err:
-            outcome = err
+    outcome = await outcome_within(200, req, cluster.gateway(), client)
     assert outcome is None, f"vsmux gave up at {trio.current_time()} s: {outcome}"
     assert client.types() == [T.VGTID, T.COMMIT]

@@ -53,6 +53,7 @@ from tests.mux.scripted import (
     healthy,
     heartbeat,
     journal,
+    outcome_within,
     request,
     row,
 )
@@ -494,12 +495,7 @@ async def test_retriable_errors_across_cells(
     cluster.tablets[remote_info.alias] = remote
     client = Client()
     req = request(("ks", "-20", "current"), tablet_type=REPLICA, cells="zone1,zone2")
-    outcome: VStreamError | None = None
-    with trio.move_on_after(10):
-        try:
-            await run_vstream(req, cluster.gateway(), client)
-        except VStreamError as err:
-            outcome = err
+    outcome = await outcome_within(10, req, cluster.gateway(), client)
     if retried:
         assert outcome is None
         assert client.responses == [[binlogdata.VEvent(type=T.COMMIT)]]
