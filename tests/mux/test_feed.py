@@ -15,10 +15,12 @@ import pytest
 import trio
 import trio.testing
 
-from tests.mux.test_session_e2e import CountingDirectory
+from tests.mux.test_session_e2e import CountingDirectory, Replay, by_shard, vstream_request
+from vsmux.cli import sharing
+from vsmux.cli.main import build_parser
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
-from vsmux.mux import open_feed_hub
+from vsmux.mux import Gateway, open_feed_hub, run_vstream
 from vsmux.mux.feed_hub import FeedHub
 from vsmux.mux.shard_source import PushingSource, ShardSource
 from vsmux.proto import binlogdata, query, topodata
@@ -491,3 +493,205 @@ async def test_a_sink_takes_new_units_in_order_and_what_it_leaves_comes_next(
     # New units went to the sinks; the iterator saw only what a sink left.
     assert takes_all.taken > 50 and takes_all.read <= 1
     assert leaves_some.taken > 30 and leaves_some.read >= leaves_some.offered // 3
+
+
+async def test_a_resumed_copy_reads_privately_beside_a_feed_at_its_position(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A position plus table_last_p_ks resumes an interrupted copy: the
+    # tablet replays only changes to rows already copied, then copies the
+    # rest, so it never reads a feed, even one at the same position and filter.
+    cluster, directory, settings = _setup()
+    start = cluster.position(KS, SHARD)
+    resumed = _request(start)
+    resumed.table_last_p_ks = [binlogdata.TableLastPk(table_name="customer")]
+    live = Reader("live")
+    copies = [Reader(f"copy{i}") for i in range(2)]
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        assert hub.may_share(_request(start))
+        assert not hub.may_share(resumed)
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(live.run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            assert hub.counters.feeds_opened == 1
+            for reader in copies:
+                nursery.start_soon(reader.run, source, resumed)
+            await _write(cluster, 20)
+            await trio.sleep(2)
+            assert [len(feed.consumers) for feed in hub.feeds] == [1]
+            nursery.cancel_scope.cancel()
+        assert directory.opened == 1 + len(copies)
+        assert hub.counters.feeds_opened == 1
+        assert hub.counters.joins == hub.counters.handovers == hub.counters.private_streams == 0
+    end = _seqno(cluster.position(KS, SHARD))
+    assert _consecutive(live.seqnos, _seqno(start) + 1) and live.seqnos[-1] == end
+    for reader in copies:
+        # Each read the tablet on its own, up to its newest transaction.
+        assert reader.error is None and reader.seqnos and reader.seqnos[-1] == end, reader.name
+
+
+async def test_a_detached_straggler_that_catches_up_rejoins_the_feed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup(share_ring_bytes=4096, share_straggler_seconds=1.0)
+    start = cluster.position(KS, SHARD)
+    first = _seqno(start) + 1
+    fast = Reader("fast")
+    # Crawls over its first 40 transactions, then reads at full speed.
+    slow = Reader("slow", pause=lambda n: 30.0 if n < 40 else 0.0)
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fast.run, source, _request(start))
+            nursery.start_soon(slow.run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            await _write(cluster, 300)
+            await trio.sleep(5)
+            # The slow one was let go and reads a stream of its own.
+            assert hub.counters.detaches >= 1
+            assert [len(feed.consumers) for feed in hub.feeds] == [1]
+            await trio.sleep(1500)  # 40 pauses of 30 s, then it races to the end
+            # Caught up: handed over to the same feed, which both read again.
+            assert hub.counters.handovers >= 1
+            assert hub.counters.private_streams == hub.counters.detaches
+            assert hub.counters.handovers == hub.counters.private_streams
+            assert hub.counters.feeds_opened == 1
+            assert [len(feed.consumers) for feed in hub.feeds] == [2]
+            opened = directory.opened
+            assert opened == 1 + hub.counters.private_streams
+            # More writes reach both from the feed: no stream is opened for them.
+            await _write(cluster, 50)
+            await trio.sleep(5)
+            assert directory.opened == opened
+            assert [len(feed.consumers) for feed in hub.feeds] == [2]
+            nursery.cancel_scope.cancel()
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in (fast, slow):
+        assert reader.error is None, reader.name
+        assert reader.seqnos[-1] == end, reader.name
+        assert _consecutive(reader.seqnos, first), reader.name
+
+
+async def test_at_share_max_feeds_a_new_key_reads_privately(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup(share_max_feeds=1)
+    start = cluster.position(KS, SHARD)
+    first = _seqno(start) + 1
+    readers = {
+        "all": Reader("all"),
+        "all again": Reader("all again"),
+        "customer": Reader("customer"),
+        "customer again": Reader("customer again"),
+    }
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(readers["all"].run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            # The one feed is open: another filter is another key, and reads alone.
+            nursery.start_soon(readers["customer"].run, source, _request(start, "customer"))
+            nursery.start_soon(readers["customer again"].run, source, _request(start, "customer"))
+            # The open feed still takes joiners.
+            nursery.start_soon(readers["all again"].run, source, _request(start))
+            await _write(cluster, 30)
+            await trio.sleep(3)
+            assert len(hub.feeds) == 1
+            assert [len(feed.consumers) for feed in hub.feeds] == [2]
+            nursery.cancel_scope.cancel()
+        assert hub.counters.feeds_opened == 1 and hub.counters.joins == 1
+        assert hub.counters.private_streams == 2 and hub.counters.handovers == 0
+        assert directory.opened == 3
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in readers.values():
+        assert reader.seqnos and reader.seqnos[-1] == end, reader.name
+        assert _consecutive(reader.seqnos, first), reader.name
+
+
+async def test_a_joiner_whose_next_unit_sat_longer_than_join_seconds_reads_privately(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Two joiners at the same position, the same 20 transactions behind the
+    # feed's newest: the first comes while its next unit has sat in the feed
+    # 3 s and joins; the second 8 s after it arrived, and does not.
+    cluster, directory, settings = _setup(share_join_seconds=5.0)
+    start = cluster.position(KS, SHARD)
+    first = _seqno(start) + 1
+    soon = Reader("soon")
+    late = Reader("late")
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(Reader("opener").run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            await _write(cluster, 20)
+            written = trio.current_time()
+            await trio.sleep(3)
+            nursery.start_soon(soon.run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            assert hub.counters.joins == 1 and hub.counters.private_streams == 0
+            await trio.sleep_until(written + 8)
+            ring = hub.feeds[0].ring
+            assert ring.join_point(start) == 0  # still kept: only its age keeps it out
+            nursery.start_soon(late.run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            assert hub.counters.joins == 1 and hub.counters.private_streams == 1
+            # It reads the 20 on its own, then is handed over at the newest one.
+            await trio.sleep(3)
+            assert hub.counters.handovers == 1
+            assert [len(feed.consumers) for feed in hub.feeds] == [3]
+            await _write(cluster, 5)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+        assert directory.opened == 2
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in (soon, late):
+        assert reader.seqnos and reader.seqnos[-1] == end, reader.name
+        assert _consecutive(reader.seqnos, first), reader.name
+
+
+def test_serve_no_share_turns_sharing_off_and_share_or_nothing_leaves_it_on() -> None:
+    parser = build_parser()
+
+    def parsed(*options: str) -> dict[str, object]:
+        return sharing.settings_from(parser.parse_args(["serve", *options]))
+
+    assert parsed("--no-share") == {"share_streams": False}
+    assert parsed("--share") == {"share_streams": True}
+    assert parsed() == {}
+    assert GatewaySettings().share_streams is True
+    assert GatewaySettings(**parsed("--no-share")).share_streams is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "tablet_streams"), [((), 2), (("--no-share",), 6)], ids=["share", "no-share"]
+)
+async def test_sessions_under_serve_no_share_read_streams_of_their_own(
+    autojump_clock: trio.abc.Clock, options: tuple[str, ...], tablet_streams: int
+) -> None:
+    # Three sessions on a 2-shard keyspace, with the settings `vsmux serve`
+    # builds from its options (the same settings_from call), and a feed hub.
+    args = build_parser().parse_args(["serve", *options])
+    settings = GatewaySettings(**sharing.settings_from(args))  # type: ignore[arg-type]
+    cluster, directory, _ = _setup()
+    clients = [Replay() for _ in range(3)]
+    current = binlogdata.VGtid(shard_gtids=[binlogdata.ShardGtid(keyspace=KS, gtid="current")])
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        gateway = Gateway(cluster.topology, hub.sources, settings, feeds=hub)
+        async with trio.open_nursery() as nursery:
+            for client in clients:
+                nursery.start_soon(run_vstream, vstream_request(current), gateway, client)
+                await trio.testing.wait_all_tasks_blocked()
+            await cluster.run_workload(20.0, keyspace=KS, max_transactions=30)
+            await trio.sleep(2)
+            assert all(client.caught_up(cluster) for client in clients)
+            assert directory.opened == tablet_streams
+            assert len(hub.feeds) == (0 if settings.share_streams is False else 2)
+            nursery.cancel_scope.cancel()
+        if not settings.share_streams:
+            assert hub.counters == type(hub.counters)()  # the hub was never asked
+    # Each got the same transactions, shard by shard.
+    assert len(clients[0].transactions) >= 30
+    for client in clients[1:]:
+        assert by_shard(client.transactions) == by_shard(clients[0].transactions)
