@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-clients lint typecheck pytest protos check-protos bench clean
 
-# setup.py builds the optional C extension; a changed C source rebuilds it.
-$(STAMP): pyproject.toml setup.py src/vsmux/wire/_accel.c
+# setup.py builds the optional C extensions; a changed C source rebuilds them.
+$(STAMP): pyproject.toml setup.py src/vsmux/wire/_accel.c src/vsmux/server/_pools.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -49,4 +49,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
-	rm -f src/vsmux/wire/_accel.*.so
+	rm -f src/vsmux/wire/_accel.*.so src/vsmux/server/_pools.*.so

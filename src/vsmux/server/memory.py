@@ -1,6 +1,6 @@
 """Giving a finished session's memory back to the operating system.
 
-A gateway held on to memory after its clients left in four ways
+A gateway held on to memory after its clients left in five ways
 (``benchmarks/bench_load.py``; BENCHMARKS.md has the numbers):
 
 1. **grpclib keeps finished calls.** Its server holds each connection's
@@ -23,23 +23,27 @@ A gateway held on to memory after its clients left in four ways
 4. **Freed memory stays in the heap.** glibc keeps freed chunks for reuse
    and returns only the top of the heap; ``malloc_trim(0)`` returns every
    free page.
+5. **Empty pools stay in arenas.** CPython's small-object allocator keeps a
+   1 MiB arena while any object in it lives, so long-lived objects created
+   during a burst (tablet connections, metrics series, caches, the item
+   arrays of containers that grew) keep their arenas resident, empty pools
+   and all. :mod:`vsmux.server.pools` gives the system all but the first
+   page of each empty pool.
 
 :class:`ReleasePolicy` decides when (pure, tested with a fake clock):
 after sessions have ended and the number ended has been still for
 ``settle`` seconds (the leaving burst is over), at most once per
 ``min_interval``, and within ``max_wait`` of the first unreleased end even
-while sessions keep ending. :func:`release_memory` does the four steps,
+while sessions keep ending. :func:`release_memory` does the five steps,
 and :func:`return_memory` runs the policy in the gateway's nursery.
 
 A release costs a full collection (tens of milliseconds with hundreds of
 sessions alive) during which the loop does nothing else; the policy's
 minimum interval bounds how often that pause can happen.
 
-What is not returned: CPython's small-object allocator keeps a 1 MiB arena
-while any object in it lives, so long-lived objects created during a burst
-(tablet connections, metrics series, caches, the item arrays of containers
-that grew) keep their arenas resident: about 1.5x the idle RSS a minute
-after 50 clients leave (BENCHMARKS.md, "Memory after a burst").
+What is not returned: the objects that live on and the pools that hold
+them, and the first page of every empty pool in their arenas (BENCHMARKS.md,
+"Memory after a burst").
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import forget_read_gtids
+from vsmux.server.pools import release_empty_pools
 from vsmux.server.stale_timers import prune_trio_deadlines
 from vsmux.transport import (
     SESSIONS_ENDED,
@@ -135,6 +140,8 @@ class Release:
     timers_dropped: int
     objects_collected: int
     trimmed: bool
+    #: Empty allocator pools whose pages went back to the system.
+    pools_released: int
     seconds: float
 
 
@@ -161,7 +168,7 @@ def trim_heap() -> bool:
 
 
 def release_memory(servers: list[Any], tablet_channels: Sequence[TabletChannels] = ()) -> Release:
-    """Drop finished calls, closed tablet streams and stale timers, collect cycles, trim.
+    """Drop finished calls, closed tablet streams and stale timers, collect, trim, release pools.
 
     Blocks the loop while it runs. Call it from the Trio thread (the stale
     Trio deadlines are the running run's). ``servers`` are what
@@ -175,7 +182,10 @@ def release_memory(servers: list[Any], tablet_channels: Sequence[TabletChannels]
     timers = prune_trio_deadlines() + forget_cancelled_asyncio_timers()
     collected = gc.collect()
     trimmed = trim_heap()
-    return Release(dropped, streams, timers, collected, trimmed, time.perf_counter() - started)
+    pools = release_empty_pools()
+    return Release(
+        dropped, streams, timers, collected, trimmed, pools, time.perf_counter() - started
+    )
 
 
 async def return_memory(
@@ -203,11 +213,13 @@ async def return_memory(
         gauges[MEMORY_RELEASES] += 1
         log.debug(
             "memory released: %d finished connections dropped, %d closed tablet streams "
-            "and %d stale timers forgotten, %d objects collected, heap %s, %.1f ms",
+            "and %d stale timers forgotten, %d objects collected, heap %s, "
+            "%d empty pools released, %.1f ms",
             done.handlers_dropped,
             done.streams_dropped,
             done.timers_dropped,
             done.objects_collected,
             "trimmed" if done.trimmed else "not trimmable",
+            done.pools_released,
             done.seconds * 1000,
         )

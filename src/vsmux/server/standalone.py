@@ -39,6 +39,7 @@ from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
 from vsmux.server.memory import return_memory
 from vsmux.server.metrics_http import serve_metrics
+from vsmux.server.pools import track_arenas
 from vsmux.server.signals import stop_signals
 from vsmux.server.tables import ClusterTableCatalog, StaticTableCatalog, TopologyTableCatalog
 from vsmux.sources import SimulatedCluster
@@ -179,6 +180,8 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                         _report_topology_health(watcher, server)
                     frozen = settle_gc()
                     log.debug("garbage collector: %d start-up objects frozen", frozen)
+                    if not track_arenas():
+                        log.debug("empty allocator pools stay resident (see vsmux.server.pools)")
                     # What ended sessions leave behind goes back to the system.
                     nursery.start_soon(
                         partial(return_memory, tablet_channels=[channels]),
