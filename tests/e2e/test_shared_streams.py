@@ -13,12 +13,16 @@ what the gateway costs them is read on their side, not the gateway's:
   latency stays where it was, and it still gets every transaction in order;
 - ``vsmux serve`` with a topology file: the metadata ``vsmux-share: off``
   makes a client read streams of its own, and a keyspace with
-  ``share = false`` is never shared.
+  ``share = false`` is never shared;
+- ``vsmux serve --metrics``: the feed metrics it serves count the feeds,
+  their consumers and the joins of shared clients (and stay at zero under
+  ``--no-share``, where every client reads streams of its own).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +33,7 @@ from typing import Any
 
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.e2e_harness import banner_address
 from tests.e2e.shared_harness import (
@@ -43,6 +48,7 @@ from tests.e2e.shared_harness import (
 )
 from tests.interop.official.official_checks import assert_clean
 from tests.interop.official.official_codegen import PACKAGE, Official, generate
+from tests.server.http_scrape import scrape
 from vsmux.cli import sharing
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code
@@ -54,8 +60,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.clients]
 
 KS = "commerce"
 SHARDS = ["-40", "40-80", "80-c0", "c0-"]
-FAST_RETRIES = {"retry_backoff_initial": 0.01, "retry_backoff_max": 0.05}
-LINGER = {"share_linger_seconds": 1.0}  # feeds without consumers close after this
+FAST_RETRIES: dict[str, Any] = {"retry_backoff_initial": 0.01, "retry_backoff_max": 0.05}
+LINGER: dict[str, Any] = {"share_linger_seconds": 1.0}  # feeds without consumers close after this
 
 
 @pytest.fixture(scope="module")
@@ -456,6 +462,158 @@ async def test_share_off_metadata_and_share_false_keyspace_read_their_own_stream
                 f"\n{KS}: {cluster.stream_counts(KS)}; solo (share = false): "
                 f"{cluster.stream_counts('solo')}"
             )
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True), trio.fail_after(20):
+                process.send_signal(signal.SIGTERM)
+                code = await process.wait()
+    assert code == 0
+
+
+# -- vsmux serve --metrics: the feeds of shared clients --------------------------------
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample ``name`` in a Prometheus exposition: its labels and value."""
+    return [
+        (sample.labels, float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The one sample ``name`` with exactly ``labels`` in a Prometheus exposition."""
+    found = [value for have, value in samples(text, name) if have == labels]
+    assert len(found) == 1, f"{name}{labels}: {found}"
+    return found[0]
+
+
+async def metrics_port(log: Path) -> int:
+    """The port ``vsmux serve --metrics HOST:0`` says (in its log) it serves metrics on."""
+    text = ""
+    with trio.move_on_after(10):
+        while True:
+            text = await trio.Path(log).read_text()
+            found = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", text)
+            if found:
+                return int(found.group(1))
+            await trio.sleep(0.05)
+    raise AssertionError(f"no metrics address in the log:\n{text}")
+
+
+async def scrape_until(port: int, pred: Any, timeout: float, what: str) -> str:
+    """Scrape ``/metrics`` every 50 ms until ``pred(text)`` holds; that text."""
+    text = ""
+    with trio.move_on_after(timeout):
+        while True:
+            head, body = await scrape(port)
+            assert head.startswith(b"HTTP/1.0 200 OK"), head
+            text = body.decode()
+            if pred(text):
+                return text
+            await trio.sleep(0.05)
+    raise AssertionError(f"never {what} in {timeout}s:\n{text}")
+
+
+@pytest.mark.parametrize("share", [True, False], ids=["share", "no-share"])
+async def test_serve_metrics_count_the_feeds_and_joins_of_shared_clients(
+    official: Any, tmp_path: Path, share: bool
+) -> None:
+    cluster = build_cluster()
+    writer = Writer(cluster, KS)
+    for _ in range(8):
+        writer.write_one()
+    clients_n = 3
+    async with (
+        asyncio_loop(),
+        serve_cluster_tablets(cluster, "127.0.0.1") as topology,
+        trio.open_nursery() as nursery,
+    ):
+        path = tmp_path / "topology.toml"
+        path.write_text(topology_file(topology, unshared=set()))
+        log = tmp_path / "serve.log"
+        command = [
+            sys.executable,
+            "-m",
+            "vsmux",
+            "serve",
+            "--topology",
+            str(path),
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--log-level",
+            "INFO",
+            *(() if share else ("--no-share",)),
+        ]
+        with log.open("wb") as log_file:
+            process = await trio.lowlevel.open_process(
+                command, stdout=subprocess.PIPE, stderr=log_file
+            )
+        try:
+            port = int((await banner_address(process)).rsplit(":", 1)[1])
+            scrape_port = await metrics_port(log)
+            nursery.start_soon(writer.run, 20)
+            clients = []
+            for i in range(clients_n):
+                # One at a time: each comes to feeds that are open and caught up.
+                client = OfficialClient(official, port, KS, f"client-{i}")
+                nursery.start_soon(client.run)
+                await client.got.wait(lambda g: g.has_data_on(SHARDS), 20)
+                clients.append(client)
+            streams = len(SHARDS) * (1 if share else clients_n)
+            await wait_open(cluster, KS, streams)
+            feeds = len(SHARDS) if share else 0
+            consumers = clients_n if share else 0
+            text = await scrape_until(
+                scrape_port,
+                lambda t: metric(t, "vsmux_feed_consumers_min") == consumers,
+                10,
+                f"{consumers} consumers a feed",
+            )
+            print(f"\nsharing {'on' if share else 'off'}: tablets {cluster.stream_counts(KS)}")
+            assert metric(text, "vsmux_feeds") == feeds
+            assert metric(text, "vsmux_feed_consumers_max") == consumers
+            assert metric(text, "vsmux_feed_consumers_avg") == consumers
+            assert metric(text, "vsmux_feeds_opened_total") == feeds
+            # Each later client joined every shard's feed when it started.
+            assert metric(text, "vsmux_feed_joins_total") == (clients_n - 1) * feeds
+            for counter in ("handovers", "detaches", "private_streams"):
+                assert metric(text, f"vsmux_feed_{counter}_total") == 0, counter
+            # The session metrics count every client's shard streams either way.
+            assert sum(
+                metric(text, "vsmux_vstreams_count", keyspace=KS, shard=s, tablet_type="PRIMARY")
+                for s in SHARDS
+            ) == clients_n * len(SHARDS)
+            # Per feed: one series per shard's tablet, or none without feeds.
+            assert len(samples(text, "vsmux_feed_consumers")) == feeds
+            assert len(samples(text, "vsmux_feed_position_info")) == feeds
+            for shard in SHARDS if share else ():
+                labels = {
+                    "keyspace": KS,
+                    "shard": shard,
+                    "tablet_type": "PRIMARY",
+                    "tablet": cluster.tablet(KS, shard).alias,
+                }
+                assert metric(text, "vsmux_feed_consumers", **labels) == clients_n
+                assert metric(text, "vsmux_feed_kept_units", **labels) > 0
+            if share:
+                # A client leaves: its feeds count one consumer less.
+                clients[0].stop()
+                text = await scrape_until(
+                    scrape_port,
+                    lambda t: metric(t, "vsmux_feed_consumers_max") == clients_n - 1,
+                    10,
+                    "one consumer less",
+                )
+                assert metric(text, "vsmux_feeds") == len(SHARDS)
+                assert metric(text, "vsmux_feed_consumers_min") == clients_n - 1
+                assert metric(text, "vsmux_feed_joins_total") == (clients_n - 1) * len(SHARDS)
+                await wait_open(cluster, KS, len(SHARDS))
+            assert all(c.error is None for c in clients[1:])
         finally:
             nursery.cancel_scope.cancel()
             with trio.CancelScope(shield=True), trio.fail_after(20):
