@@ -6,6 +6,11 @@ import trio
 import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.mux.test_feed import KS as FEED_KS
+from tests.mux.test_feed import Reader
+from tests.mux.test_feed import _request as feed_request
+from tests.mux.test_feed import _setup as feed_setup
+from tests.mux.test_feed import _source as feed_source
 from tests.mux.test_session_e2e import KS, Replay, vstream_request
 from tests.server.http_scrape import scrape
 from vsmux.core.metrics import Metrics
@@ -175,3 +180,58 @@ async def test_scrape_over_http_includes_the_hub() -> None:
     assert head.startswith(b"HTTP/1.0 200 OK")
     assert b"\nvsmux_feeds 0.0\n" in body
     assert b"vsmux_feed_joins_total 0.0" in body
+
+
+async def test_a_straggler_shows_as_a_wait_then_a_detach_then_a_handover(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A small ring: the crawling reader holds the feed up within a few transactions.
+    cluster, directory, settings = feed_setup(share_ring_bytes=4096, share_straggler_seconds=1.0)
+    start = cluster.position(FEED_KS, "-80")
+    fast = Reader("fast")
+    slow = Reader("slow", pause=lambda n: 30.0 if n < 40 else 0.0)
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = feed_source(hub, cluster)
+        labels = {
+            "keyspace": FEED_KS,
+            "shard": "-80",
+            "tablet_type": "PRIMARY",
+            "tablet": cluster.tablet(FEED_KS, "-80").alias,
+        }
+
+        def scrape_now() -> str:
+            return render_metrics(Metrics(), hub).decode()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fast.run, source, feed_request(start))
+            nursery.start_soon(slow.run, source, feed_request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(
+                lambda: cluster.run_workload(50.0, keyspace=FEED_KS, max_transactions=300)
+            )
+            await trio.sleep(0.5)
+            # The slow reader's next transaction waits for it; the fast one's does not.
+            text = scrape_now()
+            assert _value(text, "vsmux_feed_consumers", **labels) == 2
+            assert _value(text, "vsmux_feed_wait_seconds_max") >= 0.3
+            assert _value(text, "vsmux_feed_wait_seconds_min") == 0
+            assert _value(text, "vsmux_feed_detaches_total") == 0
+            with trio.fail_after(30):
+                while hub.counters.detaches == 0:  # noqa: ASYNC110 - a counter, polled
+                    await trio.sleep(0.1)
+            # Let go (it opens a stream of its own when it reads next): the
+            # feed has one consumer left.
+            text = scrape_now()
+            assert _value(text, "vsmux_feed_consumers", **labels) == 1
+            assert _value(text, "vsmux_feed_detaches_total") >= 1
+            assert _value(text, "vsmux_feed_handovers_total") == 0
+            await trio.sleep(1500)  # it crawls through 40, then catches up
+            text = scrape_now()
+            assert _value(text, "vsmux_feeds") == 1
+            assert _value(text, "vsmux_feed_consumers", **labels) == 2
+            handovers = _value(text, "vsmux_feed_handovers_total")
+            assert handovers >= 1
+            assert handovers == _value(text, "vsmux_feed_private_streams_total")
+            assert _value(text, "vsmux_feed_joins_total") == 1  # the second reader, at the start
+            assert _value(text, "vsmux_feed_wait_seconds_max") == 0
+            nursery.cancel_scope.cancel()
