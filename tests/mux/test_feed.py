@@ -18,6 +18,7 @@ import trio.testing
 from tests.mux.test_session_e2e import CountingDirectory, Replay, by_shard, vstream_request
 from vsmux.cli import sharing
 from vsmux.cli.main import build_parser
+from vsmux.core.prepared import PreparedUnit, unprepared
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux import Gateway, open_feed_hub, run_vstream
@@ -441,7 +442,7 @@ class PushedReader(Reader):
         self.read = 0
         self._paused = False
 
-    def sink(self, batch: list[Frame]) -> bool:
+    def sink(self, batch: list[list[Frame] | PreparedUnit]) -> bool:
         self.offered += 1
         if (
             self._paused
@@ -450,7 +451,7 @@ class PushedReader(Reader):
         ):
             return False
         self.taken += 1
-        self._record(batch)
+        self._record(unprepared(batch))
         return True
 
     async def run(self, source: ShardSource, request: binlogdata.VStreamRequest) -> None:
@@ -493,6 +494,45 @@ async def test_a_sink_takes_new_units_in_order_and_what_it_leaves_comes_next(
     # New units went to the sinks; the iterator saw only what a sink left.
     assert takes_all.taken > 50 and takes_all.read <= 1
     assert leaves_some.taken > 30 and leaves_some.read >= leaves_some.offered // 3
+
+
+class KeepingReader(PushedReader):
+    """A PushedReader that keeps the prepared units its sink took."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.prepared: list[PreparedUnit] = []
+
+    def sink(self, batch: list[list[Frame] | PreparedUnit]) -> bool:
+        took = super().sink(batch)
+        if took:
+            self.prepared += [part for part in batch if isinstance(part, PreparedUnit)]
+        return took
+
+
+async def test_sinks_get_each_new_unit_prepared_once_for_all_of_them(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cluster, directory, settings = _setup()
+    start = cluster.position(KS, SHARD)
+    readers = [KeepingReader(f"sink {i}") for i in range(3)]
+    async with open_feed_hub(directory, cluster.topology, settings) as hub:
+        source = _source(hub, cluster)
+        async with trio.open_nursery() as nursery:
+            for reader in readers:
+                nursery.start_soon(reader.run, source, _request(start))
+            await trio.testing.wait_all_tasks_blocked()
+            await _write(cluster, 100)
+            await trio.sleep(5)
+            nursery.cancel_scope.cancel()
+    end = _seqno(cluster.position(KS, SHARD))
+    for reader in readers:
+        assert _consecutive(reader.seqnos, _seqno(start) + 1) and reader.seqnos[-1] == end
+        assert len(reader.prepared) > 50, reader.name
+    # The same objects: the feed packed each unit once, not once per sink.
+    shared = {id(unit) for unit in readers[0].prepared}
+    for reader in readers[1:]:
+        assert len(shared & {id(unit) for unit in reader.prepared}) > 50, reader.name
 
 
 async def test_a_resumed_copy_reads_privately_beside_a_feed_at_its_position(

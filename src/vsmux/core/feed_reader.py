@@ -55,24 +55,37 @@ class FeedReader:
         (``cursor >= ring.tail``): the feed detaches a reader before it
         drops an entry the reader needs.
         """
+        out: list[Frame] = []
+        for part in self.read_parts(ring, max_bytes):
+            out += part.frames if isinstance(part, FeedEntry) else part
+        return out
+
+    def read_parts(self, ring: FeedRing, max_bytes: int) -> list[FeedEntry | list[Frame]]:
+        """:meth:`read`, unit by unit: a kept entry as it is, or the events read in its place.
+
+        An entry comes as itself when the consumer reads it unchanged; as a
+        new list of events when missing FIELDs go in front of its rows. A
+        heartbeat comes as a one-event list. Nobody may change an entry's
+        ``frames``.
+        """
         if self.cursor >= ring.head:
             if ring.heartbeats > self._heartbeats and ring.last_heartbeat is not None:
                 self._heartbeats = ring.heartbeats
-                return [ring.last_heartbeat]
+                return [[ring.last_heartbeat]]
             return []
         if self.cursor < ring.tail:
             raise IndexError(f"entry {self.cursor} was dropped (kept from {ring.tail})")
         self._heartbeats = ring.heartbeats
         entries = ring.entries(self.cursor, max_bytes)
-        out: list[Frame] = []
+        out: list[FeedEntry | list[Frame]] = []
         missing = self._missing
         for entry in entries:
             if missing and (
                 entry.field_tables or not missing.keys().isdisjoint(entry.row_tables())
             ):
-                out += self._with_fields(entry)
+                out.append(self._with_fields(entry))
             else:
-                out += entry.frames
+                out.append(entry)
             if entry.position is not None:
                 self.position = entry.position
         self.cursor = entries[-1].seq + 1

@@ -129,6 +129,11 @@ class TransactionGrouper:
         return self._chunking
 
     @property
+    def holding(self) -> bool:
+        """Events of an unfinished unit are buffered."""
+        return bool(self._pending)
+
+    @property
     def buffered_bytes(self) -> int:
         return sum(len(f.raw) for f in self._pending)
 

@@ -275,7 +275,7 @@ class PositionBook:
             frame = frames[index]
             kind = frame.type
             if kind == _GTID:
-                frames[index] = self._gtid_to_vgtid(frame, key)
+                frames[index] = self.gtid_vgtid(frame, key)
             elif kind == _LASTPK:
                 event = decode_event(frame)
                 self.apply_lastpk(key, event.last_p_k_event or binlogdata.LastPkEvent())
@@ -284,7 +284,7 @@ class PositionBook:
                 frames.insert(index + 1, COPY_DONE)
                 inserted += 1
 
-    def _gtid_to_vgtid(self, frame: Frame, key: ShardKey) -> Frame:
+    def gtid_vgtid(self, frame: Frame, key: ShardKey) -> Frame:
         """Record a GTID event's position; the VGTID event that replaces it.
 
         The usual layout (type, timestamp, gtid, current_time, keyspace,

@@ -13,7 +13,8 @@ nursery, owned by the server, not by any request:
   (:data:`~vsmux.mux.shard_source.BatchSink`): the feed then reads for it
   and hands the events to the sink from its own task, and wakes the
   consumer only when the sink leaves them (they become its next read) or
-  when it is behind;
+  when it is behind. A unit that sinks take is packed once for all of them
+  (:mod:`vsmux.core.prepared`);
 - the ring drops old units only when no attached consumer still needs them.
   When the ring is full and a consumer still needs its oldest unit, the feed
   waits for it, but never longer in total than ``share_straggler_seconds``
@@ -43,12 +44,13 @@ from dataclasses import dataclass
 import trio
 
 from vsmux.core.feed_reader import FeedReader
-from vsmux.core.feed_ring import FeedRing
+from vsmux.core.feed_ring import FeedEntry, FeedRing
+from vsmux.core.prepared import PreparedUnit, prepare_unit, unprepared
 from vsmux.core.settings import GatewaySettings
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.shard_source import BatchSink, ShardSource
 from vsmux.proto import binlogdata
-from vsmux.wire import Frame
+from vsmux.wire import Frame, FrameError
 
 __all__ = ["SETTLE_SECONDS", "Consumer", "Detached", "Feed", "FeedKey"]
 
@@ -322,22 +324,47 @@ class Feed:
     # -- wake-ups -------------------------------------------------------------
 
     def _hand_out(self) -> None:
-        """New events: give each waiting consumer's sink its read, or wake the consumer."""
+        """New events: give each waiting consumer's sink its read, or wake the consumer.
+
+        A unit that several sinks take is prepared once (:mod:`vsmux.core.prepared`)
+        and given to all of them in that form; the prepared copies are dropped
+        when this returns, so the ring's bound still counts what it keeps.
+        """
         ring = self.ring
+        prepared: dict[int, PreparedUnit | None] = {}
         for consumer in self.consumers:
             sink = consumer.sink
             if sink is not None and consumer.pending is None:
                 reader = consumer.reader
-                frames = reader.read(ring, READ_BYTES)
-                if not frames:
+                parts = reader.read_parts(ring, READ_BYTES)
+                if not parts:
                     continue
-                if not sink(frames):
-                    consumer.pending = frames
+                batch = [
+                    self._prepared(part, prepared) if isinstance(part, FeedEntry) else part
+                    for part in parts
+                ]
+                if not sink(batch):
+                    consumer.pending = unprepared(batch)
                 elif reader.cursor >= ring.head:
                     consumer.stalled = 0.0
                     continue
                 # Left by its sink, or behind: its own task reads on.
             self._wake(consumer)
+
+    def _prepared(
+        self, entry: FeedEntry, prepared: dict[int, PreparedUnit | None]
+    ) -> PreparedUnit | list[Frame]:
+        """``entry`` prepared for this feed's clients, or its events when it cannot be."""
+        seq = entry.seq
+        if seq in prepared:
+            unit = prepared[seq]
+        else:
+            try:
+                unit = prepare_unit(entry.frames, self.key[1], self._settings.max_response_bytes)
+            except FrameError:
+                unit = None  # the usual path reports the malformed event
+            prepared[seq] = unit
+        return entry.frames if unit is None else unit
 
     @staticmethod
     def _wake(consumer: Consumer) -> None:

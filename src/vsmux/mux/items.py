@@ -20,6 +20,7 @@ it, whichever streamers sent them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -27,6 +28,7 @@ import trio
 from vsmux.core.grouping import Unit
 from vsmux.core.metrics import Labels
 from vsmux.core.positions import ShardKey
+from vsmux.core.prepared import PreparedUnit
 from vsmux.errors import VStreamError
 from vsmux.proto import binlogdata
 
@@ -45,7 +47,8 @@ class Parcel:
 
     key: ShardKey
     labels: Labels
-    units: list[Unit]
+    # Units a feed prepared for its clients are never changed (core.prepared).
+    units: Sequence[Unit | PreparedUnit]
     # Alias of the tablet the units came from, for error messages.
     tablet: str = ""
 

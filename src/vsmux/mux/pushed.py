@@ -15,6 +15,8 @@ without a wait:
   full; the streamer is then woken and reads the batch itself;
 - requests with ``minimize_skew`` or chunked transactions get no sink at all
   (their puts wait on gates);
+- units the feed prepared (:mod:`vsmux.core.prepared`) go into the parcel
+  as they are; the rest are grouped as the streamer would group them;
 - when the request's sender waits with nothing queued or on its way to it,
   the parcel goes to :meth:`~vsmux.mux.sender.Sender.deliver_now`, which
   packs and writes it from here; what it cannot finish (a write that must
@@ -28,10 +30,11 @@ from __future__ import annotations
 
 import trio
 
-from vsmux.core.grouping import TransactionGrouper
+from vsmux.core.grouping import TransactionGrouper, Unit
 from vsmux.core.journal import StreamAnchor
 from vsmux.core.metrics import Labels
 from vsmux.core.positions import ShardKey
+from vsmux.core.prepared import PreparedUnit
 from vsmux.core.retry import ShardRetryPolicy
 from vsmux.mux.channel_room import channel_room
 from vsmux.mux.context import RequestContext
@@ -64,18 +67,30 @@ def sink_for(
     deliver_now = ctx.deliver_now
     room = channel_room(channel)
 
-    def take(batch: list[Frame]) -> bool:
+    def take(batch: list[list[Frame] | PreparedUnit]) -> bool:
         owner = gate.owner
         if not anchor.anchored or (owner is not None and owner != key) or grouper.finished:
             return False
-        if type_indexes(batch, _JOURNAL_MASK):
-            return False
+        for part in batch:
+            # A prepared unit has no JOURNAL (core.prepared).
+            if not isinstance(part, PreparedUnit) and type_indexes(part, _JOURNAL_MASK):
+                return False
         queued, full, receivers = room()
         if full:
             return False
         policy.event_received()
         liveness.touch()
-        units = grouper.feed(batch)  # no JOURNAL, so nothing to decode or raise
+        # No JOURNAL, so nothing to decode or raise. A feed hands over whole
+        # units, so the grouper holds nothing before a prepared unit, which
+        # is then the unit it would have cut.
+        units: list[Unit | PreparedUnit] = []
+        for part in batch:
+            if not isinstance(part, PreparedUnit):
+                units += grouper.feed(part)
+            elif grouper.holding:
+                units += grouper.feed(part.frames)
+            else:
+                units.append(part)
         if not units:
             return True
         parcel = Parcel(key, labels, units, tablet)

@@ -6,7 +6,8 @@ It takes items from the request's channel in order and
   to the :class:`~vsmux.core.positions.PositionBook` (GTID/LASTPK become VGTID
   events, in place, so a VGTID always precedes its COMMIT) and packs each
   unit into its own responses (see "One unit per response" below), adding the
-  ``<keyspace>.`` table prefix to FIELD/ROW events as they are written;
+  ``<keyspace>.`` table prefix to FIELD/ROW events as they are written; a
+  unit a feed prepared (:mod:`vsmux.core.prepared`) only gets its VGTID;
 - coalesces below the message layer: after the first parcel it keeps taking
   every parcel already queued (no waiting) until :data:`COALESCE_BYTES` are
   packed or :data:`MAX_PARCELS_PER_SEND` parcels are, and hands all of their
@@ -61,6 +62,7 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import PositionBook
+from vsmux.core.prepared import PreparedUnit
 from vsmux.errors import VStreamError
 from vsmux.mux.api import SendNow, SendResponses
 from vsmux.mux.items import Barrier, Failed, Item, JournalSwap, Packed, Parcel, Stop
@@ -269,28 +271,37 @@ class Sender:
             await sending.wait()
 
     def _pack(self, parcel: Parcel) -> None:
-        """Apply ``parcel``'s positions and add its frames to the packer (no await)."""
+        """Apply ``parcel``'s positions and add its units to the packer (no await)."""
         book = self.book
         key = parcel.key
-        units = parcel.units
-        try:
-            for unit in units:
-                if unit.controls:
-                    book.apply_controls(unit.frames, unit.controls, key)
-        except FrameError as err:
-            raise malformed_event(err, parcel.tablet, key, "position event") from None
+        packer = self._packer
         keyspace = key[0] if self._rename else None
         events = 0
         last: Frame | None = None
-        try:
-            for unit in units:
+        for unit in parcel.units:
+            if isinstance(unit, PreparedUnit):
+                try:
+                    vgtid = book.gtid_vgtid(unit.gtid, key)
+                except FrameError as err:
+                    raise malformed_event(err, parcel.tablet, key, "position event") from None
                 frames = unit.frames
-                if frames:
-                    self._packer.add_unit(frames, keyspace)
-                    events += len(frames)
-                    last = frames[-1]
-        except FrameError as err:
-            raise malformed_event(err, parcel.tablet, key) from None
+                body = unit.body(vgtid) if keyspace is not None else None
+                if body is not None and unit.max_bytes == packer.max_bytes:
+                    packer.add_body(body, len(frames))
+                else:
+                    self._add_unit(unit.with_vgtid(vgtid), keyspace, parcel)
+            else:
+                frames = unit.frames
+                if unit.controls:
+                    try:
+                        book.apply_controls(frames, unit.controls, key)
+                    except FrameError as err:
+                        raise malformed_event(err, parcel.tablet, key, "position event") from None
+                if not frames:
+                    continue
+                self._add_unit(frames, keyspace, parcel)
+            events += len(frames)
+            last = frames[-1]
         if last is None:
             return
         metrics = self._metrics
@@ -299,6 +310,12 @@ class Sender:
         if header.timestamp and header.current_time:
             lag = header.current_time / 1e9 - header.timestamp
             metrics.set("VStreamsLag", parcel.labels, max(lag, 0.0))
+
+    def _add_unit(self, frames: list[Frame], keyspace: str | None, parcel: Parcel) -> None:
+        try:
+            self._packer.add_unit(frames, keyspace)
+        except FrameError as err:
+            raise malformed_event(err, parcel.tablet, parcel.key) from None
 
     async def _flush(self) -> None:
         """Hand everything packed to the client in one call."""

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
+from vsmux.core.prepared import PreparedUnit
 from vsmux.proto import binlogdata, query
 from vsmux.topology import TabletInfo
 from vsmux.wire import Frame
@@ -37,8 +38,10 @@ __all__ = ["BatchSink", "PushingSource", "ShardSource", "SourceDirectory"]
 #: Takes the next batch synchronously, in place of the streamer's own read:
 #: True when it took the batch whole, False when it left it untouched (the
 #: source then gives it to the streamer's read as usual). It never raises
-#: and never waits.
-BatchSink = Callable[[list[Frame]], bool]
+#: and never waits. A batch is a list of whole units (lists of events) and
+#: units prepared once for every sink (:mod:`vsmux.core.prepared`), in order;
+#: a sink never changes any of them.
+BatchSink = Callable[[list[list[Frame] | PreparedUnit]], bool]
 
 
 class ShardSource(Protocol):

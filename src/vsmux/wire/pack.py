@@ -104,6 +104,11 @@ class ResponsePacker:
         self.events = 0
 
     @property
+    def max_bytes(self) -> int:
+        """The largest body this packer makes (but for an event alone in its body)."""
+        return self._max_bytes
+
+    @property
     def native(self) -> bool:
         """Whether this packer writes through the C loop."""
         return self._core is not None
@@ -112,8 +117,27 @@ class ResponsePacker:
     def pending_bytes(self) -> int:
         """Encoded bytes packed since the last :meth:`take`."""
         if self._core is not None:
-            return self._core.pending_bytes
+            return self._finished + self._core.pending_bytes
         return self._finished + self._size
+
+    def add_body(self, body: bytes, events: int) -> None:
+        """Append ``body``, a response of ``events`` events packed elsewhere, as it is.
+
+        It comes after everything added before and starts a body of its own;
+        what is added next starts a new one.
+        """
+        self.events += events
+        core = self._core
+        if core is not None:
+            # C keeps its bodies until take(): move them here, to keep the order.
+            done = core.take()
+            if done:
+                self._bodies += done
+                self._finished += sum(map(len, done))
+        elif self._parts:
+            self._finish_body()
+        self._bodies.append(body)
+        self._finished += len(body)
 
     def cut(self) -> None:
         """End the body being filled; what is added next starts a new body."""
@@ -267,7 +291,13 @@ class ResponsePacker:
         """Every body so far (the last one possibly short); the packer starts empty."""
         if self._core is not None:
             self.events = 0
-            return self._core.take()
+            if not self._bodies:
+                return self._core.take()
+            bodies = self._bodies
+            bodies += self._core.take()
+            self._bodies = []
+            self._finished = 0
+            return bodies
         if self._parts:
             self._finish_body()
         bodies = self._bodies
