@@ -21,7 +21,7 @@ _OPTIONS = {
         "share_join_seconds",
         positive_float,
         "SECONDS",
-        "... and at most this many seconds behind it",
+        "... and its next transaction has been in the feed at most this long",
     ),
     "--share-ring-bytes": (
         "share_ring_bytes",

@@ -89,8 +89,9 @@ class GatewaySettings:
     # the topology file and per request with the metadata "vsmux-share: off".
     share_streams: bool = True
     # A consumer joins a feed where its next transaction is kept, if that is at most
-    # this many transactions and seconds behind the feed's newest; farther behind it
-    # streams on its own and is handed to the feed when it reaches that distance.
+    # this many transactions behind the feed's newest and has been in the feed at most
+    # this many seconds; farther behind it streams on its own and is handed to the
+    # feed when it reaches that distance.
     share_join_transactions: int = 10_000
     share_join_seconds: float = 60.0
     # Bytes of recent whole transactions each feed keeps for joining consumers; also

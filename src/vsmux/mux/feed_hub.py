@@ -10,7 +10,8 @@ events: the same keyspace, shard, tablet type, filter, options (the
 keyspace-heartbeat table) and effective caller (tablets may apply table
 ACLs per caller) — the :data:`~vsmux.mux.feed.FeedKey` — and their positions
 are close: the joiner's next transaction is kept in the feed's ring, at most
-``share_join_transactions`` and ``share_join_seconds`` behind its newest.
+``share_join_transactions`` behind its newest, and has been there at most
+``share_join_seconds``.
 A request at ``current`` joins a caught-up feed at its newest position.
 What never shares: the copy phase (position ``""`` or ``table_last_p_ks``),
 keyspaces with ``share = false`` in the topology, requests with the gRPC
