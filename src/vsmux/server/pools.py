@@ -16,26 +16,14 @@ built, refuses, or ``VSMUX_KEEP_POOLS=1`` is set, both functions do nothing.
 
 from __future__ import annotations
 
-import os
-from types import ModuleType
+from vsmux.wire.accel import optional_extension
 
 __all__ = ["DISABLE_ENV", "arenas_tracked", "release_empty_pools", "track_arenas"]
 
 #: Environment variable that, set to anything but "" or "0", keeps pools as CPython does.
 DISABLE_ENV = "VSMUX_KEEP_POOLS"
 
-
-def _load() -> ModuleType | None:
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return None
-    try:
-        from vsmux.server import _pools
-    except ImportError:  # not built: no compiler when vsmux was installed
-        return None
-    return _pools
-
-
-_native = _load()
+_native = optional_extension("vsmux.server._pools", DISABLE_ENV)
 _tracking = False
 
 

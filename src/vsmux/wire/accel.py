@@ -12,26 +12,30 @@ fallback); ``ACCELERATED`` says which is in use.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
-__all__ = ["ACCELERATED", "DISABLE_ENV", "native"]
+__all__ = ["ACCELERATED", "DISABLE_ENV", "native", "optional_extension"]
 
 #: Environment variable that, set to anything but "" or "0", keeps the C loops off.
 DISABLE_ENV = "VSMUX_PURE_PYTHON"
 
 
-def _load() -> ModuleType | None:
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+def optional_extension(name: str, disable_env: str) -> ModuleType | None:
+    """The optional C extension ``name``, or None when it is not built or is switched off.
+
+    ``disable_env`` set to anything but "" or "0" switches it off.
+    """
+    if os.environ.get(disable_env, "") not in ("", "0"):
         return None
     try:
-        from vsmux.wire import _accel
+        return importlib.import_module(name)
     except ImportError:  # not built: no compiler when vsmux was installed
         return None
-    return _accel
 
 
 #: The extension module, or None when the pure-Python loops run.
-native: ModuleType | None = _load()
+native: ModuleType | None = optional_extension("vsmux.wire._accel", DISABLE_ENV)
 #: True when the C loops are in use.
 ACCELERATED = native is not None
