@@ -13,9 +13,12 @@ reshard).
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -359,3 +362,27 @@ async def banner_address(process: trio.Process) -> str:
     first = data.split(b"\n", 1)[0].decode()
     assert first.startswith("vsmux gateway listening on "), first
     return first.rsplit(" ", 1)[1]
+
+
+def serve_command(topology: Path, *options: str, log_level: str = "WARNING") -> list[str]:
+    """``vsmux serve`` on ``topology`` at 127.0.0.1, any free port, as a user runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "vsmux",
+        "serve",
+        "--topology",
+        str(topology),
+        "--listen",
+        "127.0.0.1:0",
+        *options,
+        "--log-level",
+        log_level,
+    ]
+
+
+async def stop_serve(process: trio.Process, seconds: float = 20.0) -> int:
+    """SIGTERM ``process`` (a ``vsmux serve``) and wait for its exit code, shielded."""
+    with trio.CancelScope(shield=True), trio.fail_after(seconds):
+        process.send_signal(signal.SIGTERM)
+        return await process.wait()

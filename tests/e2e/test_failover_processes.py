@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 import trio_asyncio
 
-from tests.e2e.e2e_harness import Reader, request_for, unit_seqs
+from tests.e2e.e2e_harness import Reader, request_for, serve_command, unit_seqs
 
 
 class Lines:
@@ -61,19 +61,8 @@ async def test_stream_rides_through_failovers_of_a_cluster_process(tmp_path: Pat
         "--rate",
         "40",
     ]
-    serve_cmd = [
-        *vsmux,
-        "serve",
-        "--topology",
-        str(topology),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-level",
-        "WARNING",
-        # The two signals may pick the same shard a second apart: buffer both.
-        "--failover-min-time-between",
-        "0.5",
-    ]
+    # The two signals may pick the same shard a second apart: buffer both.
+    serve_cmd = serve_command(topology, "--failover-min-time-between", "0.5")
     async with trio.open_nursery() as nursery:
         run = partial(trio.run_process, stdout=subprocess.PIPE, check=False)
         cluster = await nursery.start(partial(run, cluster_cmd))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import trio
 import trio_asyncio
 from grpclib.const import Status
 
-from tests.e2e.e2e_harness import Reader, banner_address, request_for
+from tests.e2e.e2e_harness import Reader, banner_address, request_for, serve_command
 from vsmux.topology import parse_topology
 
 TOPOLOGY = """
@@ -50,20 +49,7 @@ def test_table_lists_from_the_topology_file() -> None:
 async def test_serve_streams_then_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
     topology = tmp_path / "topology.toml"
     topology.write_text(TOPOLOGY)
-    command = [
-        sys.executable,
-        "-m",
-        "vsmux",
-        "serve",
-        "--topology",
-        str(topology),
-        "--listen",
-        "127.0.0.1:0",
-        "--workload-rate",
-        "50",
-        "--log-level",
-        "WARNING",
-    ]
+    command = serve_command(topology, "--workload-rate", "50")
     async with trio.open_nursery() as nursery:
         run = partial(trio.run_process, command, stdout=subprocess.PIPE, check=False)
         process = await nursery.start(run)

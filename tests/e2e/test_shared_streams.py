@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.e2e_harness import banner_address
+from tests.e2e.e2e_harness import banner_address, serve_command, stop_serve
 from tests.e2e.shared_harness import (
     OfficialClient,
     Received,
@@ -418,18 +417,7 @@ async def test_share_off_metadata_and_share_false_keyspace_read_their_own_stream
     ):
         path = tmp_path / "topology.toml"
         path.write_text(topology_file(topology, unshared={"solo"}))
-        command = [
-            sys.executable,
-            "-m",
-            "vsmux",
-            "serve",
-            "--topology",
-            str(path),
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "WARNING",
-        ]
+        command = serve_command(path)
         process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
         try:
             port = int((await banner_address(process)).rsplit(":", 1)[1])
@@ -464,9 +452,7 @@ async def test_share_off_metadata_and_share_false_keyspace_read_their_own_stream
             )
         finally:
             nursery.cancel_scope.cancel()
-            with trio.CancelScope(shield=True), trio.fail_after(20):
-                process.send_signal(signal.SIGTERM)
-                code = await process.wait()
+            code = await stop_serve(process)
     assert code == 0
 
 
@@ -534,21 +520,13 @@ async def test_serve_metrics_count_the_feeds_and_joins_of_shared_clients(
         path = tmp_path / "topology.toml"
         path.write_text(topology_file(topology, unshared=set()))
         log = tmp_path / "serve.log"
-        command = [
-            sys.executable,
-            "-m",
-            "vsmux",
-            "serve",
-            "--topology",
-            str(path),
-            "--listen",
-            "127.0.0.1:0",
+        command = serve_command(
+            path,
             "--metrics",
             "127.0.0.1:0",
-            "--log-level",
-            "INFO",
             *(() if share else ("--no-share",)),
-        ]
+            log_level="INFO",
+        )
         with log.open("wb") as log_file:
             process = await trio.lowlevel.open_process(
                 command, stdout=subprocess.PIPE, stderr=log_file
@@ -616,7 +594,5 @@ async def test_serve_metrics_count_the_feeds_and_joins_of_shared_clients(
             assert all(c.error is None for c in clients[1:])
         finally:
             nursery.cancel_scope.cancel()
-            with trio.CancelScope(shield=True), trio.fail_after(20):
-                process.send_signal(signal.SIGTERM)
-                code = await process.wait()
+            code = await stop_serve(process)
     assert code == 0

@@ -468,25 +468,36 @@ class PushedReader(Reader):
             self.error = err
 
 
-async def test_a_sink_takes_new_units_in_order_and_what_it_leaves_comes_next(
-    autojump_clock: trio.abc.Clock,
-) -> None:
+async def _read_together(
+    readers: list[Reader], transactions: int
+) -> tuple[SimulatedCluster, CountingDirectory, str]:
+    """Start ``readers`` at the shard's position, write ``transactions``, read 5 s more.
+
+    Returns the cluster, the directory and the position the readers started at.
+    """
     cluster, directory, settings = _setup()
     start = cluster.position(KS, SHARD)
-    first = _seqno(start) + 1
-    takes_all = PushedReader("takes all")
-    leaves_some = PushedReader("leaves every 3rd", leave_every=3)
-    plain = Reader("no sink")
     async with open_feed_hub(directory, cluster.topology, settings) as hub:
         source = _source(hub, cluster)
         async with trio.open_nursery() as nursery:
-            for reader in (takes_all, leaves_some, plain):
+            for reader in readers:
                 nursery.start_soon(reader.run, source, _request(start))
             await trio.testing.wait_all_tasks_blocked()
-            await _write(cluster, 200)
+            await _write(cluster, transactions)
             await trio.sleep(5)
             nursery.cancel_scope.cancel()
-        assert directory.opened == 1
+    return cluster, directory, start
+
+
+async def test_a_sink_takes_new_units_in_order_and_what_it_leaves_comes_next(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    takes_all = PushedReader("takes all")
+    leaves_some = PushedReader("leaves every 3rd", leave_every=3)
+    plain = Reader("no sink")
+    cluster, directory, start = await _read_together([takes_all, leaves_some, plain], 200)
+    assert directory.opened == 1
+    first = _seqno(start) + 1
     end = _seqno(cluster.position(KS, SHARD))
     for reader in (takes_all, leaves_some, plain):
         assert reader.seqnos[-1] == end, reader.name
@@ -513,18 +524,9 @@ class KeepingReader(PushedReader):
 async def test_sinks_get_each_new_unit_prepared_once_for_all_of_them(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    cluster, directory, settings = _setup()
-    start = cluster.position(KS, SHARD)
     readers = [KeepingReader(f"sink {i}") for i in range(3)]
-    async with open_feed_hub(directory, cluster.topology, settings) as hub:
-        source = _source(hub, cluster)
-        async with trio.open_nursery() as nursery:
-            for reader in readers:
-                nursery.start_soon(reader.run, source, _request(start))
-            await trio.testing.wait_all_tasks_blocked()
-            await _write(cluster, 100)
-            await trio.sleep(5)
-            nursery.cancel_scope.cancel()
+    cluster, directory, start = await _read_together(list(readers), 100)
+    assert directory.opened == 1
     end = _seqno(cluster.position(KS, SHARD))
     for reader in readers:
         assert _consecutive(reader.seqnos, _seqno(start) + 1) and reader.seqnos[-1] == end
