@@ -123,3 +123,23 @@ def test_without_tracking_nothing_is_released() -> None:
         pytest.skip("another test in this process started tracking")
     assert pools.release_empty_pools() == 0
     assert pools.arenas_tracked() == 0
+
+
+@needs_extension
+def test_the_gateways_memory_release_gives_empty_pools_back() -> None:
+    script = textwrap.dedent(
+        """
+        from vsmux.server import pools
+        from vsmux.server.memory import release_memory
+
+        assert pools.track_arenas()
+        freed = [str(i) * 3 for i in range(300_000)]
+        kept = freed[::500]  # survivors keep the arenas
+        del freed
+        print(release_memory([]).pools_released)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert int(done.stdout.strip().splitlines()[-1]) > 100
