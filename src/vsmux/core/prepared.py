@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from vsmux.proto import binlogdata
 from vsmux.wire import Frame, ResponsePacker
 from vsmux.wire.frames import RECORD_PREFIX, type_indexes, type_mask
+from vsmux.wire.pack import closing_pair_fits
 from vsmux.wire.varint import TABLE_LIMIT, encode_varint
 
 __all__ = ["PreparedUnit", "prepare_unit", "unprepared"]
 
 _T = binlogdata.VEventType
 _GTID = int(_T.GTID)
+_COMMIT = int(_T.COMMIT)
 # Events that make a unit more than "records, one GTID, records".
 _CONTROLS = type_mask({_GTID, int(_T.LASTPK), int(_T.COPY_COMPLETED), int(_T.JOURNAL)})
 
@@ -50,11 +52,23 @@ class PreparedUnit:
         return self.frames[self.gtid_index]
 
     def body(self, vgtid: Frame) -> bytes | None:
-        """The unit's response with ``vgtid`` in place of its GTID; None if too large."""
+        """The unit's response with ``vgtid`` in place of its GTID, or None.
+
+        None when packing the unit alone would not make one response of it:
+        it is too large, or the packer would cut before its closing VGTID
+        and COMMIT (:func:`~vsmux.wire.pack.closing_pair_fits`).
+        """
         raw = vgtid.raw
         n = len(raw)
         prefix = RECORD_PREFIX[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
         if len(self.head) + len(prefix) + n + len(self.tail) > self.max_bytes:
+            return None
+        frames = self.frames
+        if (
+            self.gtid_index == len(frames) - 2
+            and frames[-1].type == _COMMIT
+            and not closing_pair_fits(len(self.head), raw, frames[-1].raw, self.max_bytes)
+        ):
             return None
         return b"".join((self.head, prefix, raw, self.tail))
 

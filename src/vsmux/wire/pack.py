@@ -49,7 +49,7 @@ _COMMIT = int(binlogdata.VEventType.COMMIT)
 if TYPE_CHECKING:
     from vsmux.wire._accel import Packer
 
-__all__ = ["ResponsePacker", "pack_responses", "rename_table"]
+__all__ = ["ResponsePacker", "closing_pair_fits", "pack_responses", "rename_table"]
 
 _FAST_ROW = FAST_LAYOUT[ROW]
 _FAST_FIELD = FAST_LAYOUT[FIELD]
@@ -67,6 +67,16 @@ def _name_prefix(keyspace: str) -> bytes:
             _PREFIXES.clear()
         prefix = _PREFIXES[keyspace] = keyspace.encode() + b"."
     return prefix
+
+
+def closing_pair_fits(packed: int, vgtid: bytes, commit: bytes, max_bytes: int) -> bool:
+    """Whether a unit's closing VGTID and COMMIT join the ``packed`` bytes of its body.
+
+    :meth:`ResponsePacker.add_unit` cuts the body before them otherwise,
+    so that the two always travel in one response.
+    """
+    # Each record is its bytes plus a key and a length of at most 3 bytes here.
+    return packed + len(vgtid) + len(commit) + 8 <= max_bytes
 
 
 def _event_bytes(frame: Frame, keyspace: str | None) -> bytes:
@@ -166,10 +176,8 @@ class ResponsePacker:
             return
         before = self.pending_bytes
         self.add(frames[:-2], keyspace)
-        vgtid, commit = frames[-2].raw, frames[-1].raw
-        # Each record is its bytes plus a key and a length of at most 3 bytes here.
-        tail = len(vgtid) + len(commit) + 8
-        if self.pending_bytes - before + tail > self._max_bytes:
+        packed = self.pending_bytes - before
+        if not closing_pair_fits(packed, frames[-2].raw, frames[-1].raw, self._max_bytes):
             self.cut()
         self.add(frames[-2:], keyspace)
 
