@@ -46,6 +46,9 @@ class PreparedUnit:
     tail: bytes
     #: The largest response the unit may make.
     max_bytes: int
+    #: The closing COMMIT's bytes when the unit ends ``GTID, COMMIT`` (the
+    #: packer keeps the VGTID and COMMIT of such a unit in one response).
+    commit: bytes | None
 
     @property
     def gtid(self) -> Frame:
@@ -63,11 +66,9 @@ class PreparedUnit:
         prefix = RECORD_PREFIX[n] if n < TABLE_LIMIT else b"\x0a" + encode_varint(n)
         if len(self.head) + len(prefix) + n + len(self.tail) > self.max_bytes:
             return None
-        frames = self.frames
-        if (
-            self.gtid_index == len(frames) - 2
-            and frames[-1].type == _COMMIT
-            and not closing_pair_fits(len(self.head), raw, frames[-1].raw, self.max_bytes)
+        commit = self.commit
+        if commit is not None and not closing_pair_fits(
+            len(self.head), raw, commit, self.max_bytes
         ):
             return None
         return b"".join((self.head, prefix, raw, self.tail))
@@ -97,7 +98,9 @@ def prepare_unit(frames: list[Frame], keyspace: str, max_bytes: int) -> Prepared
     tail = b"".join(packer.take())
     if len(head) + len(tail) >= max_bytes:
         return None
-    return PreparedUnit(frames, index, head, tail, max_bytes)
+    last = frames[-1]
+    commit = last.raw if index == len(frames) - 2 and last.type == _COMMIT else None
+    return PreparedUnit(frames, index, head, tail, max_bytes, commit)
 
 
 def unprepared(batch: list[list[Frame] | PreparedUnit]) -> list[Frame]:
