@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from h2.connection import H2Connection
 
 from tests.server.gw_helpers import in_asyncio
 from vsmux.transport._batched_send import (
+    DirectWriter,
     data_frames,
     frame_messages,
     send_batch,
@@ -204,3 +206,112 @@ def test_data_frames_leave_other_states_to_h2() -> None:
     assert data_frames(server, 3, b"no such stream", 16_384) is None
     assert data_frames(object(), 1, b"not h2", 16_384) is None
     assert server.outbound_flow_control_window == window
+
+
+class _FakeConnection:
+    """grpclib's connection, as far as a direct write uses it."""
+
+    def __init__(self) -> None:
+        self.write_ready = asyncio.Event()
+        self.write_ready.set()
+        self.data_sent = 0
+        self.messages_sent = 0
+        self.last_message_sent: float | None = None
+        self.data_sends = 0
+
+    def data_send_process(self) -> None:
+        self.data_sends += 1
+
+
+class _FakeTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+def _fake_server_stream(h2: H2Connection) -> Any:
+    """grpclib's server stream on stream 1 of ``h2``, its headers sent."""
+    h2_stream = SimpleNamespace(
+        id=1,
+        _h2_connection=h2,
+        connection=_FakeConnection(),
+        _transport=_FakeTransport(),
+        data_sent=0,
+    )
+    return SimpleNamespace(
+        _stream=h2_stream,
+        _cardinality=Cardinality.UNARY_STREAM,
+        _send_initial_metadata_done=True,
+        _send_trailing_metadata_done=False,
+        _send_message_done=False,
+        _messages_sent=0,
+    )
+
+
+BATCHES = [[b"a"], [b"\x0a\x02hi" * 40], [b"", b"b"], [bytes(range(256)) * 100], [b"c"] * 3]
+
+
+@pytest.mark.parametrize("queued_first", [False, True])
+def test_a_kept_writer_writes_h2s_own_bytes_batch_after_batch(queued_first: bool) -> None:
+    by_h2 = _open_server_stream(end_request=False)
+    ours = _open_server_stream(end_request=False)
+    stream = _fake_server_stream(ours)
+    writer = DirectWriter(stream)
+    expected: list[bytes] = []
+    for number, batch in enumerate(BATCHES):
+        if queued_first and number % 2:
+            # Something h2 queued meanwhile (a PING's answer, say) goes out first.
+            for h2 in (by_h2, ours):
+                h2.ping(b"12345678")
+        data = frame_messages(batch)
+        frame = by_h2.max_outbound_frame_size
+        for start in range(0, len(data), frame):
+            by_h2.send_data(1, data[start : start + frame])
+        expected.append(by_h2.data_to_send())
+        assert writer.write(batch)
+    assert stream._stream._transport.writes == expected
+    assert ours.local_flow_control_window(1) == by_h2.local_flow_control_window(1)
+    assert ours.outbound_flow_control_window == by_h2.outbound_flow_control_window
+    sent = sum(map(len, BATCHES[0] + BATCHES[1] + BATCHES[2] + BATCHES[3] + BATCHES[4]))
+    messages = sum(map(len, BATCHES))
+    assert stream._stream.data_sent == sent + 5 * messages
+    assert stream._messages_sent == messages
+    assert stream._stream.connection.messages_sent == messages
+    assert stream._stream.connection.data_sends == len(BATCHES)
+
+
+def test_a_kept_writer_declines_what_would_wait_and_writes_nothing() -> None:
+    h2 = _open_server_stream(end_request=False)
+    stream = _fake_server_stream(h2)
+    writer = DirectWriter(stream)
+    writes = stream._stream._transport.writes
+    window = h2.local_flow_control_window(1)
+    assert writer.write([])  # nothing to write is always done
+    assert not writer.write([b"x" * window])  # the prefix makes it one over the window
+    assert writer.write([b"x" * (window - 5)])  # exactly the window
+    assert not writer.write([b"y"])  # the window is spent
+    stream._stream.connection.write_ready.clear()  # the transport is paused
+    # The client's WINDOW_UPDATEs, as far as the send windows go.
+    h2.streams[1].outbound_flow_control_window += 1000
+    h2.outbound_flow_control_window += 1000
+    assert not writer.write([b"y"])
+    stream._stream.connection.write_ready.set()
+    assert writer.write([b"y"])
+    stream._send_trailing_metadata_done = True
+    assert not writer.write([b"late"])
+    assert len(writes) == 2
+    assert stream._messages_sent == 2
+
+
+def test_a_writer_before_the_headers_or_without_h2_declines() -> None:
+    h2 = _open_server_stream(end_request=False)
+    stream = _fake_server_stream(h2)
+    stream._send_initial_metadata_done = False
+    assert not DirectWriter(stream).write([b"a"])
+    closed = _open_server_stream(end_request=False)
+    closed.reset_stream(1)
+    assert not DirectWriter(_fake_server_stream(closed)).write([b"a"])
+    assert not DirectWriter(SimpleNamespace()).write([b"a"])  # not grpclib at all
+    assert stream._stream._transport.writes == []

@@ -38,13 +38,16 @@ from grpclib.exceptions import ProtocolError
 from h2.connection import ConnectionState
 from h2.stream import StreamState
 
-__all__ = ["data_frames", "frame_messages", "send_batch", "send_batch_nowait"]
+__all__ = ["DirectWriter", "data_frames", "frame_messages", "send_batch", "send_batch_nowait"]
 
 # The gRPC message prefix: compressed flag (never set here) and length.
 _PREFIX = struct.Struct(">BI")
 
 # An HTTP/2 frame header: a 24-bit length (as 16 + 8 bits), type, flags, stream id.
 _DATA_HEADER = struct.Struct(">HBBBI")
+
+# Both at once, for a response that fits one frame.
+_DATA_AND_PREFIX = struct.Struct(">HBBBIBI")
 
 # The h2 states in which a DATA frame changes nothing but the send windows
 # (h2's own transition tables map SEND_DATA from each to itself).
@@ -110,17 +113,23 @@ def data_frames(h2: Any, stream_id: int, data: bytes, max_frame: int) -> bytes |
             or stream.state_machine.state not in _MAY_SEND_DATA
         ):
             return None
-        header = _DATA_HEADER.pack
-        parts: list[bytes] = []
-        for start in range(0, len(data), max_frame):
-            chunk = data[start : start + max_frame]
-            n = len(chunk)
-            parts.append(header(n >> 8, n & 0xFF, 0, 0, stream_id))
-            parts.append(chunk)
+        frames = _frames(stream_id, data, max_frame)
         stream.outbound_flow_control_window -= len(data)
         h2.outbound_flow_control_window -= len(data)
     except AttributeError:
         return None
+    return frames
+
+
+def _frames(stream_id: int, data: bytes, max_frame: int) -> bytes:
+    """``data`` cut into DATA frames of ``stream_id``: 9-byte headers, no flags."""
+    header = _DATA_HEADER.pack
+    parts: list[bytes] = []
+    for start in range(0, len(data), max_frame):
+        chunk = data[start : start + max_frame]
+        n = len(chunk)
+        parts.append(header(n >> 8, n & 0xFF, 0, 0, stream_id))
+        parts.append(chunk)
     return b"".join(parts)
 
 
@@ -136,51 +145,110 @@ def _count_sent(stream: Any, count: int) -> None:
 def send_batch_nowait(stream: Any, bodies: list[bytes]) -> bool:
     """:func:`send_batch` without waiting: True if written now, False if it would wait.
 
-    Writes only when ``send_batch`` would not wait at all: the initial
-    metadata is already sent, the transport is not paused, and the stream's
-    and connection's send windows hold the whole batch. Then it writes the
-    same bytes ``send_batch`` would (DATA frames of at most the peer's frame
-    size) with one transport write, synchronously, and advances the same
-    counters. Otherwise nothing is written and the caller uses
-    ``send_batch``. A grpclib or h2 error while checking also answers False
-    (the awaited path raises it properly); one while writing is raised.
-
-    Lets a Trio task write to a client that keeps up without a hop through
-    the asyncio loop's queue (see :mod:`vsmux.transport._bridge`).
+    One write through a :class:`DirectWriter` made for it; a caller that
+    writes to the same stream again and again keeps a writer instead.
     """
-    if not bodies:
-        return True
-    try:
-        if (
-            not stream._cardinality.server_streaming
-            or stream._send_trailing_metadata_done
-            or not stream._send_initial_metadata_done
-        ):
+    return DirectWriter(stream).write(bodies)
+
+
+class DirectWriter:
+    """Writes batches to one grpclib server ``stream`` when that needs no wait.
+
+    :meth:`write` writes only when :func:`send_batch` would not wait at all:
+    the initial metadata is already sent, the transport is not paused, the
+    connection and the stream are open (the only states in which a DATA
+    frame changes nothing in h2 but the send windows, see
+    :func:`data_frames`), and the stream's and connection's send windows hold
+    the whole batch. Then it writes the same bytes ``send_batch`` would (DATA
+    frames of at most the peer's frame size, after anything h2 already
+    queued) with one transport write, synchronously, takes the batch off both
+    windows and advances the counters ``send_message`` would. Otherwise
+    nothing is written and the caller uses ``send_batch``. A grpclib or h2
+    surprise while checking also answers False (the awaited path reports it
+    properly); the transport's own error while writing is raised.
+
+    The grpclib and h2 objects a write goes through are looked up on the
+    first write after the headers went out and kept: a session writes
+    thousands of small batches to the same stream, and those lookups were a
+    third of the cost of each. Lets a Trio task write to a client that keeps
+    up without a hop through the asyncio loop's queue (see
+    :mod:`vsmux.transport._bridge`).
+    """
+
+    __slots__ = ("_connection", "_h2", "_h2_stream", "_pending", "_state", "_stream", "_transport")
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._state: Any = None  # h2's stream, once found
+        self._h2_stream: Any = None
+        self._connection: Any = None
+        self._h2: Any = None
+        self._transport: Any = None
+        self._pending = False  # h2 keeps its queued bytes where expected
+
+    def _find(self) -> bool:
+        stream = self._stream
+        if not stream._cardinality.server_streaming:
             return False
         h2_stream = stream._stream
-        connection = h2_stream.connection
         h2 = h2_stream._h2_connection
-        if not connection.write_ready.is_set():
+        state = h2.streams.get(h2_stream.id)
+        if state is None:
             return False
-        # The framed size, without framing: a batch that must wait is framed
-        # by send_batch instead.
-        size = sum(map(len, bodies)) + _PREFIX.size * len(bodies)
-        if h2.local_flow_control_window(h2_stream.id) < size:
+        self._h2_stream = h2_stream
+        self._connection = h2_stream.connection
+        self._h2 = h2
+        self._transport = h2_stream._transport
+        self._pending = isinstance(getattr(h2, "_data_to_send", None), bytearray)
+        self._state = state
+        return True
+
+    def write(self, bodies: list[bytes]) -> bool:
+        """Write ``bodies`` now if that needs no wait; see the class docstring."""
+        if not bodies:
+            return True
+        stream = self._stream
+        try:
+            if stream._send_trailing_metadata_done or not stream._send_initial_metadata_done:
+                return False
+            state = self._state
+            if state is None:
+                if not self._find():
+                    return False
+                state = self._state
+            h2 = self._h2
+            connection = self._connection
+            if (
+                not connection.write_ready.is_set()
+                or h2.state_machine.state is not _SERVER_OPEN
+                or state.state_machine.state not in _MAY_SEND_DATA
+            ):
+                return False
+            if len(bodies) == 1:
+                size = len(bodies[0]) + _PREFIX.size
+            else:
+                # The framed size, without framing: a batch that must wait
+                # is framed by send_batch instead.
+                size = sum(map(len, bodies)) + _PREFIX.size * len(bodies)
+            if state.outbound_flow_control_window < size or h2.outbound_flow_control_window < size:
+                return False
+            frame = h2.max_outbound_frame_size
+            stream_id = self._h2_stream.id
+        except Exception:  # a closed stream, say: the awaited path reports it properly
             return False
-    except Exception:  # a closed stream, say: the awaited path reports it properly
-        return False
-    # Past the checks nothing should fail; if h2 does, it raises (the batch
-    # may be partly queued in h2, so it must not be sent again).
-    data = frame_messages(bodies)
-    frame = h2.max_outbound_frame_size
-    direct = data_frames(h2, h2_stream.id, data, frame)
-    if direct is None:
-        for start in range(0, size, frame):
-            h2.send_data(h2_stream.id, data[start : start + frame])
-        direct = b""
-    h2_stream._transport.write(h2.data_to_send() + direct)
-    h2_stream.data_sent += size
-    connection.data_sent += size
-    connection.data_send_process()
-    _count_sent(stream, len(bodies))
-    return True
+        if len(bodies) == 1 and size <= frame:
+            # The usual case: one response in one frame, both headers at once.
+            data = _DATA_AND_PREFIX.pack(size >> 8, size & 0xFF, 0, 0, stream_id, 0, size - 5)
+            data += bodies[0]
+        else:
+            data = _frames(stream_id, frame_messages(bodies), frame)
+        state.outbound_flow_control_window -= size
+        h2.outbound_flow_control_window -= size
+        if not self._pending or h2._data_to_send:
+            data = h2.data_to_send() + data  # what h2 queued goes first
+        self._transport.write(data)
+        self._h2_stream.data_sent += size
+        connection.data_sent += size
+        connection.data_send_process()
+        _count_sent(stream, len(bodies))
+        return True

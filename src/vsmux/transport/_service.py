@@ -43,7 +43,7 @@ from grpclib.const import Cardinality, Handler, Status
 from vsmux.core.metrics import Metrics
 from vsmux.errors import Code, VStreamError
 from vsmux.mux.api import SendResponses
-from vsmux.transport._batched_send import send_batch, send_batch_nowait
+from vsmux.transport._batched_send import DirectWriter, send_batch
 from vsmux.transport._bridge import ClientGone, pump_responses, to_trio
 from vsmux.transport._codec import RawMessage
 from vsmux.transport._request import read_request
@@ -141,9 +141,11 @@ class Call:
             await send_batch(stream, bodies)
             self._count(bodies)
 
+        direct = DirectWriter(stream)
+
         def write_now(bodies: list[bytes]) -> bool:
             # The same from the session's Trio task, when it needs no wait.
-            if not send_batch_nowait(stream, bodies):
+            if not direct.write(bodies):
                 return False
             self._count(bodies)
             return True
