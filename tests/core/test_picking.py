@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vsmux.core.picking import candidates, health_problem, type_name
+from vsmux.core.picking import candidates, cell_tiers, expand_cells, health_problem, type_name
 from vsmux.proto import query, topodata
 from vsmux.topology import KeyspaceInfo, TabletInfo, Topology
 
@@ -126,6 +126,126 @@ def test_shuffle_stays_within_cells() -> None:
     assert len(seen_first) > 1, "shuffling must spread streams over the local replicas"
 
 
+def make_aliased_topology() -> Topology:
+    """Replicas of customer/-80 in four cells, grouped in two aliases."""
+
+    def t(cell: str, uid: int, tablet_type: topodata.TabletType = REPLICA) -> TabletInfo:
+        return TabletInfo("customer", "-80", cell, uid, tablet_type)
+
+    return Topology(
+        cell="zone1",
+        keyspaces={"customer": KeyspaceInfo("customer", ["-80"])},
+        tablets=[
+            t("zone4", 400),
+            t("zone2", 200),
+            t("zone1", 100, PRIMARY),
+            t("zone1", 101),
+            t("zone3", 300),
+            t("zone1", 102),
+            t("zone2", 202),
+        ],
+        cells_aliases={"region1": ["zone1", "zone2"], "region2": ["zone3", "zone4"]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("cells", "preference", "local", "expected"),
+    [
+        pytest.param(
+            ["zone1"], "preferlocalwithalias", "zone1", [101, 102, 200, 202],
+            id="alias-cells-count-as-local-unrequested",
+        ),
+        pytest.param(
+            ["zone3"], "preferlocalwithalias", "zone1", [101, 102, 200, 202, 300],
+            id="local-then-alias-then-requested",
+        ),
+        pytest.param(
+            ["zone4", "zone2"], "preferlocalwithalias", "zone1", [101, 102, 200, 202, 400],
+            id="requested-alias-cell-ranks-as-local",
+        ),
+        pytest.param(
+            ["region2"], "preferlocalwithalias", "zone1", [101, 102, 200, 202, 300, 400],
+            id="requested-alias-name-expands",
+        ),
+        pytest.param(
+            ["zone1"], "preferlocalwithalias", "zone4", [400, 300, 101, 102],
+            id="other-local-cell-uses-its-own-alias",
+        ),
+        pytest.param(
+            ["nowhere"], "preferlocalwithalias", "zone1", [101, 102, 200, 202],
+            id="unknown-name-finds-nothing",
+        ),
+        pytest.param(
+            ["zone2"], "onlyspecified", "zone1", [200, 202], id="onlyspecified-no-widening"
+        ),
+        pytest.param(["region2"], "onlyspecified", "zone1", [300, 400], id="onlyspecified-alias"),
+        pytest.param(
+            ["zone3", "region1"], "onlyspecified", "zone1", [300, 101, 102, 200, 202],
+            id="onlyspecified-alias-expands-in-place",
+        ),
+        pytest.param(
+            ["region1", "zone1", "region1"], "onlyspecified", "zone1", [101, 102, 200, 202],
+            id="onlyspecified-each-cell-once",
+        ),
+    ],
+)  # fmt: skip
+def test_candidates_with_cell_aliases(
+    cells: list[str], preference: str, local: str, expected: list[int]
+) -> None:
+    got = candidates(
+        make_aliased_topology(), "customer", "-80", REPLICA, cells, preference, local,
+        frozenset(),
+    )  # fmt: skip
+    assert uids(got) == expected
+
+
+def test_primary_ignores_cell_aliases() -> None:
+    got = candidates(
+        make_aliased_topology(), "customer", "-80", PRIMARY, ["region2"], "onlyspecified",
+        "zone4", frozenset(),
+    )  # fmt: skip
+    assert uids(got) == [100]
+
+
+def test_cell_tiers() -> None:
+    aliases = {"region1": ["zone1", "zone2", "zone3"], "region2": ["zone8"]}
+    tiers = cell_tiers(["zone9", "zone2", "region2"], "preferlocalwithalias", "zone1", aliases)
+    assert tiers == [["zone1"], ["zone2", "zone3"], ["zone9"], ["zone8"]]
+    # No aliases: the local cell, then the requested cells one by one.
+    assert cell_tiers(["zone2", "zone1", "zone2"], "preferlocalwithalias", "zone1", {}) == [
+        ["zone1"],
+        ["zone2"],
+    ]
+    assert cell_tiers(["zone2", "region2"], "onlyspecified", "zone1", aliases) == [
+        ["zone2"],
+        ["zone8"],
+    ]
+    # Without a local cell there is nothing to prefer.
+    assert cell_tiers(["zone2"], "preferlocalwithalias", "", aliases) == [["zone2"]]
+
+
+def test_expand_cells() -> None:
+    aliases = {"region1": ["zone1", "zone2"]}
+    assert expand_cells(["zone2", "region1", "zone3"], aliases) == ["zone2", "zone1", "zone3"]
+    assert expand_cells([], aliases) == []
+
+
+def test_the_local_alias_is_shuffled_as_one_group() -> None:
+    topo = make_aliased_topology()
+    topo.cells_aliases = {"region1": ["zone1", "zone2", "zone3"]}
+    second_cells: set[str] = set()
+    for seed in range(30):
+        got = candidates(
+            topo, "customer", "-80", REPLICA, ["zone4"], "preferlocalwithalias", "zone1",
+            frozenset(), rng=random.Random(seed),
+        )  # fmt: skip
+        assert [t.cell for t in got[:2]] == ["zone1", "zone1"]
+        assert sorted(uids(got[2:5])) == [200, 202, 300]
+        assert got[5].cell == "zone4"
+        second_cells.add(got[2].cell)
+    assert second_cells == {"zone2", "zone3"}, "every cell of the alias gets streams"
+
+
 def report(
     tablet_type: topodata.TabletType = REPLICA,
     *,
@@ -206,7 +326,8 @@ _tablets = st.lists(
 @given(
     tablets=_tablets,
     tablet_type=_types,
-    cells=st.lists(_cells, min_size=1, max_size=3),
+    cells=st.lists(st.sampled_from(["zone1", "zone2", "zone3", "region1"]), min_size=1, max_size=3),
+    aliased=st.booleans(),
     preference=st.sampled_from(["preferlocalwithalias", "onlyspecified"]),
     ignore_uids=st.sets(st.integers(1, 50), max_size=5),
     seed=st.integers(0, 100),
@@ -215,15 +336,21 @@ def test_candidates_properties(
     tablets: list[tuple[str, int, topodata.TabletType, str]],
     tablet_type: topodata.TabletType,
     cells: list[str],
+    aliased: bool,
     preference: str,
     ignore_uids: set[int],
     seed: int,
 ) -> None:
+    aliases = {"region1": ["zone1", "zone2"]} if aliased else {}
     topo = Topology(
         cell="zone1",
         keyspaces={"customer": KeyspaceInfo("customer", ["-80", "80-"])},
         tablets=[TabletInfo("customer", shard, c, uid, tt) for c, uid, tt, shard in tablets],
+        cells_aliases=aliases,
     )
+    # What the request's cells stand for, in order: alias names become their cells.
+    requested = list(dict.fromkeys(c for name in cells for c in aliases.get(name, [name])))
+    local = ["zone1", *aliases.get("region1", [])] if preference == "preferlocalwithalias" else []
     ignore = frozenset(t.alias for t in topo.tablets if t.uid in ignore_uids)
     got = candidates(
         topo, "customer", "-80", tablet_type, cells, preference, "zone1", ignore,
@@ -235,17 +362,18 @@ def test_candidates_properties(
         if t.shard == "-80"
         and t.tablet_type == tablet_type
         and t.alias not in ignore
-        and (
-            tablet_type == PRIMARY
-            or t.cell in cells
-            or (preference == "preferlocalwithalias" and t.cell == "zone1")
-        )
+        and (tablet_type == PRIMARY or t.cell in requested or t.cell in local)
     ]
     # Exactly the eligible tablets, each once.
     assert sorted(got, key=lambda t: t.alias) == sorted(eligible, key=lambda t: t.alias)
     if tablet_type != PRIMARY:
-        order = list(dict.fromkeys(cells))
-        ranks = [-1 if t.cell not in order else order.index(t.cell) for t in got]
-        if preference == "preferlocalwithalias":
-            ranks = [-1 if t.cell == "zone1" else r for t, r in zip(got, ranks, strict=True)]
+        # The local cell, then the rest of its alias, then the requested cells in order.
+        def rank(cell: str) -> int:
+            if cell == "zone1" and local:
+                return -2
+            if cell in local:
+                return -1
+            return requested.index(cell)
+
+        ranks = [rank(t.cell) for t in got]
         assert ranks == sorted(ranks), "cells appear as whole groups in preference order"

@@ -231,3 +231,74 @@ def test_share_must_be_a_boolean() -> None:
     with pytest.raises(TopologyError) as info:
         load_topology(text)
     assert "keyspaces.lookup.share: must be true or false" in str(info.value)
+
+
+def test_cells_aliases_load_and_survive_a_dump() -> None:
+    from vsmux.topology import dump_topology
+
+    text = GOOD + '\n[cells_aliases]\nregion1 = ["zone1", "zone2"]\n"west-2" = ["zone7"]\n'
+    topology = load_topology(text)
+    assert topology.cells_aliases == {"region1": ["zone1", "zone2"], "west-2": ["zone7"]}
+    assert topology.alias_of("zone2") == "region1"
+    assert topology.alias_of("zone3") is None
+    assert load_topology(dump_topology(topology)).cells_aliases == topology.cells_aliases
+    assert load_topology(GOOD).cells_aliases == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        pytest.param(
+            'region1 = ["zone1"]\nregion2 = ["zone3", "zone1"]',
+            ":32: cells_aliases.region2: cell 'zone1' is already in alias 'region1'; "
+            "a cell may belong to one alias only",
+            id="cell-in-two-aliases",
+        ),
+        pytest.param(
+            'region1 = ["zone1", "zone1"]',
+            ":31: cells_aliases.region1: lists cell 'zone1' twice",
+            id="cell-twice",
+        ),
+        pytest.param(
+            "region1 = []",
+            "cells_aliases.region1: must be a non-empty list of cell names",
+            id="empty",
+        ),
+        pytest.param(
+            'region1 = "zone1"',
+            "cells_aliases.region1: must be a non-empty list of cell names",
+            id="not-a-list",
+        ),
+        pytest.param(
+            'region1 = ["zone1", 2]',
+            "cells_aliases.region1: must be a non-empty list of cell names",
+            id="not-names",
+        ),
+        pytest.param(
+            'zone2 = ["zone3"]',
+            ":31: cells_aliases.zone2: 'zone2' is also the name of a cell; "
+            "give the alias a name of its own",
+            id="named-like-a-tablet-cell",
+        ),
+        pytest.param(
+            'region1 = ["zone3", "region2"]\nregion2 = ["zone4"]',
+            ":32: cells_aliases.region2: 'region2' is also the name of a cell",
+            id="named-like-an-aliased-cell",
+        ),
+        pytest.param(
+            '"" = ["zone3"]', "cells_aliases.: an alias needs a non-empty name", id="no-name"
+        ),
+    ],
+)
+def test_bad_cells_aliases_say_what_is_wrong(table: str, words: str) -> None:
+    text = GOOD + f"\n[cells_aliases]\n{table}\n"
+    with pytest.raises(TopologyError) as info:
+        load_topology(text)
+    assert words in str(info.value)
+
+
+def test_cells_aliases_must_be_a_table() -> None:
+    text = 'cells_aliases = ["zone1"]\n' + GOOD
+    with pytest.raises(TopologyError) as info:
+        load_topology(text)
+    assert ":1: cells_aliases: must be a table: [cells_aliases] with lines like" in str(info.value)

@@ -177,6 +177,11 @@ class Topology:
     #: The file's ``[failover_buffer]`` table, as GatewaySettings field names
     #: (``failover_window``, ...) to values; empty when the file has none.
     failover_buffer: dict[str, float | bool] = field(default_factory=dict)
+    #: Vitess cell aliases: an alias name to the cells it groups, in the
+    #: order given. A cell is in at most one alias. The tablet picker treats
+    #: the cells of the gateway's own alias as local, and expands an alias
+    #: named in a request's cells (``vsmux.core.picking``).
+    cells_aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._indexed()
@@ -189,6 +194,13 @@ class Topology:
 
     def keyspace_names(self) -> list[str]:
         return sorted(self.keyspaces)
+
+    def alias_of(self, cell: str) -> str | None:
+        """The name of the cell alias ``cell`` belongs to, or None."""
+        for name, cells in self.cells_aliases.items():
+            if cell in cells:
+                return name
+        return None
 
     def table_lists(self) -> dict[str, list[str]]:
         """The table names given per keyspace, for keyspaces that have a list."""

@@ -14,6 +14,8 @@ The format (documented in the README, section "Topology file")::
     type = "primary"               # primary | replica | rdonly
     uid = 101
     address = "127.0.0.1:15101"    # or: simulated = true
+    [cells_aliases]                # optional: Vitess cell aliases
+    region1 = ["zone1", "zone2"]   # a cell belongs to one alias at most
 
 Everything is checked before a :class:`Topology` is returned; the first
 problem raises :class:`TopologyError` naming the line (where it can be found)
@@ -41,7 +43,7 @@ __all__ = [
     "read_topology",
 ]
 
-_TOP_KEYS = {"cell", "keyspaces", "tablets", "failover_buffer"}
+_TOP_KEYS = {"cell", "keyspaces", "tablets", "failover_buffer", "cells_aliases"}
 # [failover_buffer] keys -> (GatewaySettings field, kind): seconds are > 0.
 _FAILOVER_KEYS: dict[str, tuple[str, type]] = {
     "enabled": ("failover_buffer_enabled", bool),
@@ -154,10 +156,16 @@ class _Lines:
 
     def keyspace_key(self, name: str, key: str) -> int | None:
         """The line of ``key = `` inside ``[keyspaces.<name>]`` (else the header's)."""
-        header = self.keyspace(name)
+        return self.section_key(self.keyspace(name), key)
+
+    def section_key(self, header: int | None, key: str) -> int | None:
+        """The line of ``key = `` (bare or quoted) in the table whose header is on line ``header``.
+
+        The header's line when the key is not found there; None without a header.
+        """
         if header is None:
             return None
-        regex = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        regex = re.compile(rf'^\s*(?:{re.escape(key)}|"{re.escape(key)}")\s*=')
         for number in range(header + 1, len(self.lines) + 1):
             line = self.lines[number - 1]
             if line.lstrip().startswith("["):
@@ -216,6 +224,7 @@ class _Checker:
         if not isinstance(tablets, list):
             raise self._fail("tablets", "must be an array of tables: use [[tablets]]")
         uids: dict[int, int] = {}
+        tablet_cells: set[str] = set()
         with_tablets: set[tuple[str, str]] = set()
         simulated: dict[str, set[bool]] = {}
         checked: list[TabletInfo] = []
@@ -230,6 +239,7 @@ class _Checker:
                     self.where.tablet(index),
                 )
             with_tablets.add((tablet.keyspace, tablet.shard))
+            tablet_cells.add(tablet.cell)
             simulated.setdefault(tablet.keyspace, set()).add(tablet.address is None)
             checked.append(tablet)
         topology.tablets.extend(checked)
@@ -248,7 +258,65 @@ class _Checker:
                     "simulated or real",
                     self.where.keyspace(name),
                 )
+        topology.cells_aliases = self._cells_aliases(
+            raw.get("cells_aliases"), {cell, *tablet_cells}
+        )
         return topology
+
+    def _cells_aliases(self, spec: Any, cells: set[str]) -> dict[str, list[str]]:
+        """The ``[cells_aliases]`` table: alias name -> its cells (none given: empty).
+
+        ``cells`` are the cells the file names elsewhere (the gateway's and
+        the tablets'). As in Vitess, a cell belongs to one alias at most; an
+        alias may not share its name with a cell, since a requested cell name
+        must mean one thing.
+        """
+        if spec is None:
+            return {}
+        header = self.where.first(r"^\s*\[\s*cells_aliases\s*\]") or self.where.key("cells_aliases")
+        if not isinstance(spec, dict):
+            raise self._fail(
+                "cells_aliases",
+                'must be a table: [cells_aliases] with lines like region1 = ["zone1", "zone2"]',
+                header,
+            )
+        aliases: dict[str, list[str]] = {}
+        owner: dict[str, str] = {}  # cell -> the alias that has it
+        for name, members in spec.items():
+
+            def fail(message: str, name: str = name) -> TopologyError:
+                return self._fail(
+                    f"cells_aliases.{name}", message, self.where.section_key(header, name)
+                )
+
+            if not name:
+                raise fail("an alias needs a non-empty name")
+            if (
+                not isinstance(members, list)
+                or not members
+                or not all(isinstance(m, str) and m for m in members)
+            ):
+                raise fail(f'must be a non-empty list of cell names, e.g. {name} = ["zone1"]')
+            seen: set[str] = set()
+            for member in members:
+                if member in seen:
+                    raise fail(f"lists cell {member!r} twice")
+                seen.add(member)
+                other = owner.setdefault(member, name)
+                if other != name:
+                    raise fail(
+                        f"cell {member!r} is already in alias {other!r}; a cell may belong "
+                        "to one alias only (Vitess refuses overlapping aliases)"
+                    )
+            aliases[name] = list(members)
+        for name in aliases:
+            if name in cells or name in owner:
+                raise self._fail(
+                    f"cells_aliases.{name}",
+                    f"{name!r} is also the name of a cell; give the alias a name of its own",
+                    self.where.section_key(header, name),
+                )
+        return aliases
 
     def _failover(self, spec: Any) -> dict[str, float | bool]:
         """The ``[failover_buffer]`` table as settings (none given: empty)."""
@@ -413,6 +481,11 @@ def dump_topology(topology: Topology) -> str:
         for setting, value in topology.failover_buffer.items():
             text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
             lines.append(f"{keys[setting]} = {text}")
+        lines.append("")
+    if topology.cells_aliases:
+        lines.append("[cells_aliases]")
+        for name, cells in topology.cells_aliases.items():
+            lines.append(f"{_quote(name)} = [{', '.join(_quote(c) for c in cells)}]")
         lines.append("")
     for name, info in topology.keyspaces.items():
         shards = ", ".join(_quote(s) for s in info.shards)
