@@ -12,6 +12,7 @@ from vsmux.topology import (
     TabletInfo,
     Topology,
     VitessRecords,
+    cells_alias_record,
     serving_shards,
     vitess_records,
 )
@@ -296,3 +297,102 @@ def test_a_reload_deletes_what_is_gone_and_keeps_last_good_values() -> None:
     # The global records: a shard record gone takes its primary with it.
     assert records.load_global({f"{GLOBAL}/cells/zone1/CellInfo": _cell_info()}) == []
     assert records.cell_location() == location
+
+
+def _alias_key(name: str) -> str:
+    return f"{GLOBAL}/cells_aliases/{name}/CellsAlias"
+
+
+def test_cells_alias_records_become_the_topology_s_aliases() -> None:
+    records = _records()
+    # Field 2, as in Vitess's topodata.proto; written by hand to pin the wire format.
+    assert records.apply_global(_alias_key("region1"), b"\x12\x05zone1\x12\x05zone2") is None
+    assert records.apply_global(_alias_key("region2"), cells_alias_record(["zone3"])) is None
+    topology = records.topology()
+    assert topology.cells_aliases == {"region1": ["zone1", "zone2"], "region2": ["zone3"]}
+    assert topology.alias_of("zone2") == "region1"
+
+
+def test_a_cells_alias_change_and_deletion_reach_the_topology() -> None:
+    records = _records()
+    topology = records.topology()
+    assert topology.cells_aliases == {}
+    key = _alias_key("region1")
+    assert records.apply_global(key, cells_alias_record(["zone1"])) is None
+    assert records.update(topology)
+    assert topology.cells_aliases == {"region1": ["zone1"]}
+    assert records.apply_global(key, cells_alias_record(["zone1", "zone2", "zone1"])) is None
+    assert records.update(topology)
+    assert topology.cells_aliases == {"region1": ["zone1", "zone2"]}, "each cell once"
+    assert records.update(topology) is False
+    assert records.apply_global(key, None) is None
+    assert records.update(topology)
+    assert topology.cells_aliases == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        pytest.param(
+            cells_alias_record(["zone4", "zone2"]),
+            "cell 'zone2' is already in alias 'region1'; a cell belongs to one alias at most",
+            id="overlap",
+        ),
+        pytest.param(b"\x12\x05zo", "not a topodata.CellsAlias record", id="truncated"),
+        pytest.param(b"\x12\x02\xff\xfe", "not a topodata.CellsAlias record", id="not-utf8"),
+        pytest.param(cells_alias_record(["zone4", ""]), "it names an empty cell", id="empty-cell"),
+    ],
+)
+def test_a_bad_cells_alias_is_refused_and_the_last_good_one_stays(
+    value: bytes, reason: str
+) -> None:
+    records = _records()
+    assert (
+        records.apply_global(_alias_key("region1"), cells_alias_record(["zone1", "zone2"])) is None
+    )
+    assert records.apply_global(_alias_key("region2"), cells_alias_record(["zone3"])) is None
+    problem = records.apply_global(_alias_key("region2"), value)
+    assert problem is not None
+    assert problem.startswith(_alias_key("region2") + ": ")
+    assert reason in problem
+    assert problem.endswith("; skipped")
+    assert records.cells_aliases() == {"region1": ["zone1", "zone2"], "region2": ["zone3"]}
+
+
+def test_overlapping_aliases_at_load_keep_the_first_by_name() -> None:
+    records = VitessRecords("zone1", GLOBAL)
+    problems = records.load_global(
+        {
+            _alias_key("b"): cells_alias_record(["zone2", "zone3"]),
+            _alias_key("a"): cells_alias_record(["zone1", "zone2"]),
+        }
+    )
+    assert problems == [
+        f"{_alias_key('b')}: cell 'zone2' is already in alias 'a'; a cell belongs to one "
+        "alias at most (remove it from one of them); skipped"
+    ]
+    assert records.cells_aliases() == {"a": ["zone1", "zone2"]}
+
+
+def test_an_alias_named_like_a_cell_is_read_as_the_cell() -> None:
+    records = _records()  # has the CellInfo of zone1
+    assert records.apply_global(_alias_key("zone1"), cells_alias_record(["zone7"])) is None
+    assert records.cells_aliases() == {}
+    assert records.apply_global(f"{GLOBAL}/cells/zone1/CellInfo", None) is None
+    assert records.cells_aliases() == {"zone1": ["zone7"]}
+
+
+def test_published_cells_aliases_read_back() -> None:
+    topology = Topology(
+        cell="zone1",
+        keyspaces={"commerce": KeyspaceInfo("commerce", ["0"])},
+        tablets=[TabletInfo("commerce", "0", "zone1", 1, TabletType.PRIMARY, "127.0.0.1:15001")],
+        cells_aliases={"region1": ["zone1", "zone2"], "region2": ["zone3"]},
+    )
+    published = vitess_records(
+        topology, global_root=GLOBAL, cell_root=CELL, cell_address="127.0.0.1:2379"
+    )
+    records = VitessRecords("zone1", GLOBAL)
+    assert records.load_global(published) == []
+    assert records.load_cell(CELL, published) == []
+    assert records.topology().cells_aliases == topology.cells_aliases

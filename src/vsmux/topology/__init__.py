@@ -21,6 +21,7 @@ from vsmux.topology._vitess_records import (
     CellLocation,
     RecordError,
     VitessRecords,
+    cells_alias_record,
     serving_shards,
     vitess_records,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Topology",
     "TopologyError",
     "VitessRecords",
+    "cells_alias_record",
     "dump_topology",
     "load_topology",
     "parse_topology",

@@ -4,11 +4,12 @@ Rules of this module:
 
 - Keys follow Vitess's etcd2 layout. Under the global root:
   ``keyspaces/<ks>/Keyspace``, ``keyspaces/<ks>/shards/<shard>/Shard``,
-  ``cells/<cell>/CellInfo``. Under a cell's root (``CellInfo.root`` on
-  ``CellInfo.server_address``): ``tablets/<cell>-<uid>/Tablet``,
-  ``keyspaces/<ks>/SrvKeyspace``, ``SrvVSchema``. Values are the binary
-  protobuf of the ``topodata`` (and ``vschema``) messages. Any other key
-  (locks, ShardReplication, elections, ...) is ignored.
+  ``cells/<cell>/CellInfo``, ``cells_aliases/<name>/CellsAlias``. Under a
+  cell's root (``CellInfo.root`` on ``CellInfo.server_address``):
+  ``tablets/<cell>-<uid>/Tablet``, ``keyspaces/<ks>/SrvKeyspace``,
+  ``SrvVSchema``. Values are the binary protobuf of the ``topodata`` (and
+  ``vschema``) messages. Any other key (locks, ShardReplication, elections,
+  ...) is ignored.
 - Pure: records go in as ``(key, bytes or None)``, a :class:`Topology` comes
   out. No I/O, no waiting; the watcher that feeds it lives above.
 - A record that does not parse or does not make sense (a tablet without a
@@ -21,6 +22,11 @@ Rules of this module:
   ``hostname:port_map["grpc"]``. A Shard record's ``primary_alias`` wins
   over a tablet's own type: that tablet is PRIMARY, another one still
   recorded PRIMARY is taken as a REPLICA (its record is stale).
+- Cell aliases come from the CellsAlias records (``cells``). Vitess refuses
+  to write an alias that shares a cell with another one; a record that does
+  anyway is refused here the same way (the alias already holding the cell
+  keeps it). An alias named like a cell that has a CellInfo is left out of
+  the topology: vtgate reads a requested name as a cell first.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
-from google.protobuf import message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from vsmux.proto import topodata, vschema
 from vsmux.proto.google_proto_descriptor_pool import default_google_proto_descriptor_pool
@@ -38,7 +44,14 @@ from vsmux.proto.topodata import TabletType
 from vsmux.topology._address import split_address
 from vsmux.topology._model import KeyRange, KeyspaceInfo, TabletInfo, Topology, tablet_alias
 
-__all__ = ["CellLocation", "RecordError", "VitessRecords", "serving_shards", "vitess_records"]
+__all__ = [
+    "CellLocation",
+    "RecordError",
+    "VitessRecords",
+    "cells_alias_record",
+    "serving_shards",
+    "vitess_records",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +95,40 @@ def _parse(message_type: Any, value: bytes) -> object:
     # wrong types, whatever the field it stopped at leads to.
     except Exception:
         raise RecordError(f"not a {full_name} record (malformed protobuf)") from None
+
+
+@cache
+def _cells_alias_class() -> Any:
+    """A protobuf class for Vitess's ``topodata.CellsAlias``: ``repeated string cells = 2``.
+
+    Described here rather than in the generated messages: it is the only
+    message of its kind the gateway reads, and one field is all it has.
+    """
+    field = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="vsmux/topology/cells_alias.proto", package="topodata", syntax="proto3"
+    )
+    message = file.message_type.add(name="CellsAlias")
+    message.field.add(name="cells", number=2, type=field.TYPE_STRING, label=field.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("topodata.CellsAlias"))
+
+
+def cells_alias_record(cells: list[str]) -> bytes:
+    """The bytes of a ``topodata.CellsAlias`` record grouping ``cells``."""
+    return bytes(_cells_alias_class()(cells=cells).SerializeToString())
+
+
+def _alias_cells(value: bytes) -> list[str]:
+    """The cells a CellsAlias record groups, each once; RecordError if it is not one."""
+    try:
+        cells = list(_cells_alias_class().FromString(value).cells)
+    except Exception:  # DecodeError, or bytes that are not UTF-8 in a string field
+        raise RecordError("not a topodata.CellsAlias record (malformed protobuf)") from None
+    if not all(cells):
+        raise RecordError("it names an empty cell")
+    return list(dict.fromkeys(cells))
 
 
 def _key_range(message: topodata.KeyRange | None, shard: str) -> KeyRange:
@@ -168,6 +215,7 @@ class VitessRecords:
         self._tablets: dict[str, TabletInfo | None] = {}
         self._serving: dict[str, list[str]] = {}
         self._tables: dict[str, list[str]] | None = None
+        self._aliases: dict[str, list[str]] = {}
         # The accepted value of every record key, per root.
         self._global_values: dict[str, bytes] = {}
         self._cell_values: dict[str, bytes] = {}
@@ -216,12 +264,36 @@ class VitessRecords:
                         if not info.server_address or not info.root:
                             raise RecordError("it needs both server_address and root")
                         self._cells[cell] = CellLocation(info.server_address, info.root)
+                case ["cells_aliases", name, "CellsAlias"]:
+                    if value is None:
+                        self._aliases.pop(name, None)
+                    else:
+                        self._aliases[name] = self._unshared(name, _alias_cells(value))
                 case _:
                     return None  # locks, elections, ...: not read
         except RecordError as exc:
             return f"{key}: {exc}; skipped"
         _remember(self._global_values, key, value)
         return None
+
+    def _unshared(self, name: str, cells: list[str]) -> list[str]:
+        """``cells``, unless another alias than ``name`` already has one of them."""
+        for other, others in sorted(self._aliases.items()):
+            shared = [cell for cell in cells if cell in others]
+            if other != name and shared:
+                raise RecordError(
+                    f"cell {shared[0]!r} is already in alias {other!r}; a cell belongs to "
+                    "one alias at most (remove it from one of them)"
+                )
+        return cells
+
+    def cells_aliases(self) -> dict[str, list[str]]:
+        """Alias name -> cells, by name; an alias named like a known cell is left out."""
+        return {
+            name: list(cells)
+            for name, cells in sorted(self._aliases.items())
+            if name not in self._cells
+        }
 
     # -- the cell's records -----------------------------------------------------
 
@@ -318,7 +390,12 @@ class VitessRecords:
 
     def topology(self) -> Topology:
         """A new :class:`Topology` of what the records say now."""
-        return Topology(cell=self.cell, keyspaces=self.keyspaces(), tablets=self.tablets())
+        return Topology(
+            cell=self.cell,
+            keyspaces=self.keyspaces(),
+            tablets=self.tablets(),
+            cells_aliases=self.cells_aliases(),
+        )
 
     def update(self, topology: Topology) -> bool:
         """Make ``topology`` say what the records say, in place; True if anything changed.
@@ -348,6 +425,10 @@ class VitessRecords:
         if list(topology.tablets) != tablets:
             topology.tablets[:] = tablets
             changed = True
+        aliases = self.cells_aliases()
+        if topology.cells_aliases != aliases:
+            topology.cells_aliases = aliases
+            changed = True
         return changed
 
     def describe(self) -> str:
@@ -376,7 +457,8 @@ def vitess_records(
     What vttablets and vtctld would write for it: a Keyspace per keyspace, a
     Shard per shard that has tablets (its first PRIMARY tablet as
     ``primary_alias``, ``is_primary_serving`` when the keyspace serves it),
-    the cell's CellInfo (``cell_address`` and ``cell_root``), and under the
+    the cell's CellInfo (``cell_address`` and ``cell_root``), a CellsAlias
+    per cell alias, and under the
     cell's root each Tablet (from its ``host:port`` address, as its gRPC
     port), a SrvKeyspace per keyspace (PRIMARY, REPLICA and RDONLY partitions
     of the serving shards) and the SrvVSchema (the keyspaces' tables, where
@@ -388,6 +470,8 @@ def vitess_records(
         topodata.CellInfo(server_address=cell_address, root=cell_root)
     )
     shards: dict[tuple[str, str], list[TabletInfo]] = {}
+    for name, cells in topology.cells_aliases.items():
+        records[_join(global_root, f"cells_aliases/{name}/CellsAlias")] = cells_alias_record(cells)
     for tablet in topology.tablets:
         shards.setdefault((tablet.keyspace, tablet.shard), []).append(tablet)
     srv_vschema = vschema.SrvVSchema()
