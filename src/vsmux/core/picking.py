@@ -85,10 +85,11 @@ def candidates(
 ) -> list[TabletInfo]:
     """Tablets of ``keyspace/shard`` that may serve ``tablet_type``, best first.
 
-    Tablets whose alias is in ``ignore`` are left out. The order follows
-    :func:`cell_tiers` over the topology's cell aliases. Within one tier the
-    topology order is kept, or shuffled with ``rng`` when given, so that many
-    streams spread over the tier's replicas instead of all taking the first.
+    Tablets whose tablet alias (``zone1-0000000101``) is in ``ignore`` are
+    left out. The order follows :func:`cell_tiers` over the topology's cell
+    aliases. Within one tier the topology order is kept, or shuffled with
+    ``rng`` when given, so that many streams spread over the tier's replicas
+    instead of all taking the first.
     """
     tablets = [
         t

@@ -195,13 +195,6 @@ class Topology:
     def keyspace_names(self) -> list[str]:
         return sorted(self.keyspaces)
 
-    def alias_of(self, cell: str) -> str | None:
-        """The name of the cell alias ``cell`` belongs to, or None."""
-        for name, cells in self.cells_aliases.items():
-            if cell in cells:
-                return name
-        return None
-
     def table_lists(self) -> dict[str, list[str]]:
         """The table names given per keyspace, for keyspaces that have a list."""
         return {
