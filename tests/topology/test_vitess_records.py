@@ -395,3 +395,105 @@ def test_published_cells_aliases_read_back() -> None:
     assert records.load_global(published) == []
     assert records.load_cell(CELL, published) == []
     assert records.topology().cells_aliases == topology.cells_aliases
+
+
+ZONE2 = "/vitess/zone2"
+
+
+def _zone2_tablet(uid: int, shard: str, kind: TabletType = TabletType.REPLICA) -> bytes:
+    return bytes(
+        topodata.Tablet(
+            alias=topodata.TabletAlias(cell="zone2", uid=uid),
+            hostname="10.0.0.2",
+            port_map={"grpc": 16000 + uid},
+            keyspace="commerce",
+            shard=shard,
+            type=kind,
+        )
+    )
+
+
+def test_another_cells_tablets_join_the_topology_but_not_its_routing() -> None:
+    records = _records()
+    problems = records.load_other_cell(
+        "zone2",
+        ZONE2,
+        {
+            f"{ZONE2}/tablets/zone2-0000000301/Tablet": _zone2_tablet(301, "-80"),
+            # Recorded PRIMARY, but the Shard record names zone1-101: a replica.
+            f"{ZONE2}/tablets/zone2-0000000302/Tablet": _zone2_tablet(
+                302, "-80", TabletType.PRIMARY
+            ),
+            # Another cell's serving graph does not route the gateway's requests.
+            f"{ZONE2}/keyspaces/other/SrvKeyspace": _srv("-"),
+            f"{ZONE2}/SrvVSchema": bytes(vschema.SrvVSchema()),
+        },
+    )
+    assert problems == []
+    topology = records.topology()
+    assert list(topology.keyspaces) == ["commerce"]
+    assert {t.alias: t.tablet_type for t in topology.tablets_for("commerce", "-80")} == {
+        "zone1-0000000101": TabletType.PRIMARY,
+        "zone1-0000000102": TabletType.REPLICA,
+        "zone2-0000000301": TabletType.REPLICA,
+        "zone2-0000000302": TabletType.REPLICA,
+    }
+    assert records.other_cell_tablets("zone2") == 2
+    assert records.describe() == "1 keyspaces, 2 serving shards, 5 tablets"
+
+
+def test_another_cells_changes_bad_records_and_forgetting() -> None:
+    records = _records()
+    records.load_other_cell(
+        "zone2", ZONE2, {f"{ZONE2}/tablets/zone2-0000000301/Tablet": _zone2_tablet(301, "-80")}
+    )
+    key = f"{ZONE2}/tablets/zone2-0000000302/Tablet"
+    assert records.apply_other_cell("zone2", key, _zone2_tablet(302, "80-")) is None
+    problem = records.apply_other_cell("zone2", key, b"\x0a\x10truncated")
+    assert problem is not None
+    assert problem.startswith(f"{key}: not a topodata.Tablet record")
+    # The refused value leaves the last good one.
+    assert [t.uid for t in records.topology().tablets_for("commerce", "80-")] == [201, 302]
+    # A key outside the cell's root, or of a cell never loaded, is ignored.
+    assert (
+        records.apply_other_cell("zone2", f"{CELL}/tablets/zone1-0000000109/Tablet", b"x") is None
+    )
+    assert records.apply_other_cell("zone3", key, b"x") is None
+    assert records.apply_other_cell("zone2", key, None) is None
+    assert records.other_cell_tablets("zone2") == 1
+    # A load from another root starts the cell afresh.
+    assert records.load_other_cell("zone2", "/elsewhere/zone2", {}) == []
+    assert records.other_cell_tablets("zone2") == 0
+    records.load_other_cell(
+        "zone2", ZONE2, {f"{ZONE2}/tablets/zone2-0000000301/Tablet": _zone2_tablet(301, "-80")}
+    )
+    records.forget_other_cell("zone2")
+    assert all(t.cell == "zone1" for t in records.topology().tablets)
+
+
+def test_a_bad_tablet_of_another_cell_at_load_is_reported_and_the_rest_is_used() -> None:
+    records = _records()
+    bad = f"{ZONE2}/tablets/zone2-0000000399/Tablet"
+    problems = records.load_other_cell(
+        "zone2",
+        ZONE2,
+        {
+            bad: _zone2_tablet(398, "-80"),  # its alias is not the key's
+            f"{ZONE2}/tablets/zone2-0000000301/Tablet": _zone2_tablet(301, "-80"),
+        },
+    )
+    assert problems == [f"{bad}: its alias does not match the key's 'zone2-0000000399'; skipped"]
+    assert records.other_cell_tablets("zone2") == 1
+
+
+def test_a_cell_location_by_name() -> None:
+    records = _records()
+    assert records.cell_location("zone2") is None
+    records.apply_global(
+        f"{GLOBAL}/cells/zone2/CellInfo",
+        bytes(topodata.CellInfo(server_address="etcd2:2379", root=ZONE2)),
+    )
+    location = records.cell_location("zone2")
+    assert location is not None
+    assert (location.server_address, location.root) == ("etcd2:2379", ZONE2)
+    assert records.cell_location() == records.cell_location("zone1")

@@ -19,7 +19,10 @@ Rules of this module:
 - What the gateway reads: a keyspace is served with the shards of its cell's
   SrvKeyspace PRIMARY partition, in key-range order; its tables come from
   SrvVSchema; tablets from the cell's Tablet records, addressed as
-  ``hostname:port_map["grpc"]``. A Shard record's ``primary_alias`` wins
+  ``hostname:port_map["grpc"]``, and from the Tablet records of any other
+  cell it is told to watch (each under its own CellInfo root). Only the own
+  cell's SrvKeyspace and SrvVSchema route requests, as in vtgate; of the
+  other cells only tablets are read. A Shard record's ``primary_alias`` wins
   over a tablet's own type: that tablet is PRIMARY, another one still
   recorded PRIMARY is taken as a REPLICA (its record is stale).
 - Cell aliases come from the CellsAlias records (``cells``). Vitess refuses
@@ -188,6 +191,13 @@ def _tablet(alias_text: str, record: topodata.Tablet) -> TabletInfo | None:
     )
 
 
+def _tablet_record(alias_text: str, value: bytes) -> TabletInfo | None:
+    """The tablet a Tablet record's bytes describe; RecordError if it cannot be used."""
+    record = _parse(topodata.Tablet, value)
+    assert isinstance(record, topodata.Tablet)
+    return _tablet(alias_text, record)
+
+
 def _remember(values: dict[str, bytes], key: str, value: bytes | None) -> None:
     if value is None:
         values.pop(key, None)
@@ -195,15 +205,57 @@ def _remember(values: dict[str, bytes], key: str, value: bytes | None) -> None:
         values[key] = value
 
 
+class _TabletRecords:
+    """The Tablet records under one root: those of a cell other than the gateway's own.
+
+    Same rules as the own cell's tablets: a record that cannot be used is
+    refused with its key and the key keeps its last good value.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.tablets: dict[str, TabletInfo | None] = {}
+        self._values: dict[str, bytes] = {}
+
+    def load(self, values: Mapping[str, bytes]) -> list[str]:
+        for key in [k for k in self._values if k not in values]:
+            self.apply(key, None)
+        return [
+            problem
+            for key, value in sorted(values.items())
+            if self._values.get(key) != value and (problem := self.apply(key, value))
+        ]
+
+    def apply(self, key: str, value: bytes | None) -> str | None:
+        relative = _relative(self.root, key)
+        if relative is None:
+            return None
+        match relative.split("/"):
+            case ["tablets", alias, "Tablet"]:
+                try:
+                    if value is None:
+                        self.tablets.pop(alias, None)
+                    else:
+                        self.tablets[alias] = _tablet_record(alias, value)
+                except RecordError as exc:
+                    return f"{key}: {exc}; skipped"
+                _remember(self._values, key, value)
+        # Anything else (SrvKeyspace, ShardReplication, ...) is not read from
+        # another cell: routing follows the gateway's own cell.
+        return None
+
+
 class VitessRecords:
-    """The records of one global root and one cell's root, kept by key.
+    """The records of one global root, one cell's root and other cells' tablets, kept by key.
 
     ``apply_*`` take a full key and its new value (None: deleted) and return
     a problem (a string naming the key) when the value is refused;
     ``load_*`` make a root's records equal to a full read of it (after a
     reconnect: keys gone are deleted, changed ones applied, with the same
-    refusals) and return the problems found. :meth:`update` writes the result into a
-    :class:`Topology` in place, as the simulated cluster does on a reshard.
+    refusals) and return the problems found. ``*_other_cell`` do the same for
+    the Tablet records of a cell other than ``cell``, under that cell's root.
+    :meth:`update` writes the result into a :class:`Topology` in place, as the
+    simulated cluster does on a reshard.
     """
 
     def __init__(self, cell: str, global_root: str) -> None:
@@ -216,15 +268,16 @@ class VitessRecords:
         self._serving: dict[str, list[str]] = {}
         self._tables: dict[str, list[str]] | None = None
         self._aliases: dict[str, list[str]] = {}
+        self._other_cells: dict[str, _TabletRecords] = {}
         # The accepted value of every record key, per root.
         self._global_values: dict[str, bytes] = {}
         self._cell_values: dict[str, bytes] = {}
 
     # -- global records -------------------------------------------------------
 
-    def cell_location(self) -> CellLocation | None:
-        """Where this gateway's cell keeps its records (its CellInfo), if known."""
-        return self._cells.get(self.cell)
+    def cell_location(self, cell: str | None = None) -> CellLocation | None:
+        """Where a cell (by default this gateway's) keeps its records (its CellInfo), if known."""
+        return self._cells.get(self.cell if cell is None else cell)
 
     def load_global(self, values: Mapping[str, bytes]) -> list[str]:
         for key in [k for k in self._global_values if k not in values]:
@@ -325,9 +378,7 @@ class VitessRecords:
                     if value is None:
                         self._tablets.pop(alias, None)
                     else:
-                        record = _parse(topodata.Tablet, value)
-                        assert isinstance(record, topodata.Tablet)
-                        self._tablets[alias] = _tablet(alias, record)
+                        self._tablets[alias] = _tablet_record(alias, value)
                 case ["keyspaces", keyspace, "SrvKeyspace"]:
                     if value is None:
                         self._serving.pop(keyspace, None)
@@ -351,6 +402,29 @@ class VitessRecords:
         _remember(self._cell_values, key, value)
         return None
 
+    # -- other cells' tablets -----------------------------------------------------
+
+    def load_other_cell(self, cell: str, root: str, values: Mapping[str, bytes]) -> list[str]:
+        """Make ``cell``'s tablets those of a full read of ``root``; the problems found."""
+        records = self._other_cells.get(cell)
+        if records is None or records.root != root:  # another root: nothing carries over
+            records = self._other_cells[cell] = _TabletRecords(root)
+        return records.load(values)
+
+    def apply_other_cell(self, cell: str, key: str, value: bytes | None) -> str | None:
+        """Apply one changed key of ``cell``'s root (ignored before its first load)."""
+        records = self._other_cells.get(cell)
+        return None if records is None else records.apply(key, value)
+
+    def forget_other_cell(self, cell: str) -> None:
+        """Drop what is known of ``cell``'s tablets (its CellInfo is gone)."""
+        self._other_cells.pop(cell, None)
+
+    def other_cell_tablets(self, cell: str) -> int:
+        """How many tablets of ``cell``'s root serve a shard."""
+        records = self._other_cells.get(cell)
+        return 0 if records is None else sum(1 for t in records.tablets.values() if t is not None)
+
     # -- the result ---------------------------------------------------------------
 
     def _primaries(self) -> dict[tuple[str, str], str]:
@@ -360,12 +434,21 @@ class VitessRecords:
             if record.primary_alias is not None and record.primary_alias.cell
         }
 
+    def _all_tablets(self) -> dict[str, TabletInfo | None]:
+        """Every known tablet by alias: the own cell's, then other cells' not seen yet."""
+        found = dict(self._tablets)
+        for cell in sorted(self._other_cells):
+            for alias, tablet in self._other_cells[cell].tablets.items():
+                found.setdefault(alias, tablet)
+        return found
+
     def tablets(self) -> list[TabletInfo]:
-        """The cell's tablets in alias order, typed by the Shard records' primaries."""
+        """The watched cells' tablets in alias order, typed by the Shard records' primaries."""
         primaries = self._primaries()
+        known = self._all_tablets()
         out = []
-        for alias in sorted(self._tablets):
-            tablet = self._tablets[alias]
+        for alias in sorted(known):
+            tablet = known[alias]
             if tablet is None:
                 continue
             primary = primaries.get((tablet.keyspace, tablet.shard))
@@ -434,7 +517,7 @@ class VitessRecords:
     def describe(self) -> str:
         """One line for a log: how many keyspaces, shards and tablets."""
         shards = sum(len(s) for s in self._serving.values())
-        tablets = sum(1 for t in self._tablets.values() if t is not None)
+        tablets = sum(1 for t in self._all_tablets().values() if t is not None)
         return f"{len(self._serving)} keyspaces, {shards} serving shards, {tablets} tablets"
 
 
