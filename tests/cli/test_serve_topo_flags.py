@@ -53,6 +53,60 @@ def test_the_global_root_defaults_to_vitess_global(monkeypatch: pytest.MonkeyPat
     assert config.etcd.global_root == "/vitess/global"
 
 
+@pytest.mark.parametrize("option", ["--cells-to-watch", "--cells_to_watch"])
+def test_cells_to_watch_in_either_spelling(monkeypatch: pytest.MonkeyPatch, option: str) -> None:
+    config = config_for(
+        monkeypatch,
+        "--topo-implementation=etcd2",
+        "--topo-global-server-address=etcd:2379",
+        "--cell=zone1",
+        option,
+        " zone1,zone2,,zone3,zone2",
+    )
+    assert config.etcd.cells_to_watch == ("zone1", "zone2", "zone3")
+    assert config.etcd.other_cells() == ["zone2", "zone3"]
+
+
+def test_without_cells_to_watch_only_the_own_cell_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = config_for(
+        monkeypatch,
+        "--topo-implementation=etcd2",
+        "--topo-global-server-address=etcd:2379",
+        "--cell=zone1",
+    )
+    assert config.etcd.cells_to_watch == ()
+    assert config.etcd.other_cells() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "expected one or more cell names"),
+        (",,", "expected one or more cell names"),
+        ("zone1,a/b", "'a/b' is not a cell name"),
+        ("zone1,a b", "'a b' is not a cell name"),
+    ],
+)
+def test_bad_cells_to_watch_are_refused(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(
+            [
+                "serve",
+                "--topo-implementation=etcd2",
+                "--topo-global-server-address=etcd:2379",
+                "--cell=zone1",
+                f"--cells-to-watch={value}",
+            ]
+        )
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--cells-to-watch" in err and message in err
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -66,6 +120,10 @@ def test_the_global_root_defaults_to_vitess_global(monkeypatch: pytest.MonkeyPat
         (
             ["--topology", "t.toml", "--topo-global-server-address", "e:1", "--cell", "z"],
             "either --topology or the --topo-* flags, not both",
+        ),
+        (
+            ["--topology", "t.toml", "--cells-to-watch", "zone2"],
+            "--cells-to-watch is for --topo-implementation etcd2",
         ),
     ],
 )

@@ -10,6 +10,7 @@ from vsmux.topology import AddressError, split_address
 __all__ = [
     "SHARD_OPTIONS",
     "attach_shard_values",
+    "cell_list",
     "parse_hostport",
     "positive_float",
     "positive_int",
@@ -57,6 +58,21 @@ def attach_shard_values(argv: list[str]) -> list[str]:
         out.append(arg)
         i += 1
     return out
+
+
+def cell_list(text: str) -> tuple[str, ...]:
+    """``zone1,zone2`` as cell names, each once; empty entries are skipped, as vtgate does.
+
+    A name with "/" or whitespace is refused: it would name a different
+    path in the topology server.
+    """
+    cells = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not cells:
+        raise argparse.ArgumentTypeError("expected one or more cell names, comma-separated")
+    for cell in cells:
+        if "/" in cell or any(ch.isspace() for ch in cell):
+            raise argparse.ArgumentTypeError(f"{cell!r} is not a cell name")
+    return cells
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from vsmux.cli import sharing, simulated, tls
-from vsmux.cli.args import parse_hostport, positive_float, positive_int
+from vsmux.cli.args import cell_list, parse_hostport, positive_float, positive_int
 from vsmux.core.admission import OPTIONS as ADMISSION_OPTIONS
 from vsmux.core.limits import OPTIONS as LIMIT_OPTIONS
 from vsmux.core.ratelimit import OPTION as RATE_OPTION
@@ -204,6 +204,15 @@ def _add_topo_arguments(parser: argparse.ArgumentParser) -> None:
             default=default,
             help=f"{text} (default {default})" if default else text,
         )
+    group.add_argument(
+        "--cells-to-watch",
+        "--cells_to_watch",
+        dest="cells_to_watch",
+        type=cell_list,
+        metavar="CELL,CELL",
+        help="cells whose tablets the gateway knows, each read under its own CellInfo "
+        "(default: --cell only; --cell is always read: its SrvKeyspace routes)",
+    )
 
 
 def _etcd_config(args: argparse.Namespace) -> tuple[EtcdTopoConfig | None, str | None]:
@@ -214,6 +223,11 @@ def _etcd_config(args: argparse.Namespace) -> tuple[EtcdTopoConfig | None, str |
     if not given:
         if args.topology is None:
             return None, "give --topology FILE, or --topo-implementation etcd2 and its flags"
+        if args.cells_to_watch is not None:
+            return None, (
+                "--cells-to-watch is for --topo-implementation etcd2: a topology file "
+                "lists the tablets of every cell"
+            )
         return None, None
     if args.topology is not None:
         return None, "give either --topology or the --topo-* flags, not both"
@@ -225,7 +239,13 @@ def _etcd_config(args: argparse.Namespace) -> tuple[EtcdTopoConfig | None, str |
         return None, "--topo-implementation etcd2 needs --topo-global-server-address HOST:PORT"
     if not args.cell:
         return None, "--topo-implementation etcd2 needs --cell (the cell whose tablets to use)"
-    return EtcdTopoConfig(args.topo_global_server_address, args.topo_global_root, args.cell), None
+    config = EtcdTopoConfig(
+        args.topo_global_server_address,
+        args.topo_global_root,
+        args.cell,
+        cells_to_watch=args.cells_to_watch or (),
+    )
+    return config, None
 
 
 def _failover_settings(args: argparse.Namespace, topology: Topology) -> dict[str, object]:

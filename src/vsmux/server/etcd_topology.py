@@ -4,17 +4,29 @@
 global records under ``--topo-global-root`` on
 ``--topo-global-server-address`` (keyspaces, shards, cells), then the
 records of its ``--cell`` under that cell's CellInfo root and address
-(tablets, SrvKeyspace, SrvVSchema). :class:`EtcdTopologyWatcher` loads them
-into a :class:`Topology`, reports itself started, and then follows both
-prefixes with etcd watches, writing each change into the same object the
-gateway reads (``VitessRecords.update``), as the simulated cluster does on
-a reshard: new requests resolve against the new shards, a new primary is
-what the tablet picker sees next.
+(tablets, SrvKeyspace, SrvVSchema), and the Tablet records of every other
+cell named by ``--cells-to-watch`` (vtgate's ``--cells_to_watch``), each
+under its own CellInfo root and address. :class:`EtcdTopologyWatcher` loads
+them into a :class:`Topology`, reports itself started, and then follows
+every prefix with etcd watches, writing each change into the same object
+the gateway reads (``VitessRecords.update``), as the simulated cluster does
+on a reshard: new requests resolve against the new shards, a new primary is
+what the tablet picker sees next. One connection serves every root on the
+same etcd server address.
 
 When etcd goes away (a restart, a partition) the last topology stays in
 use; the watcher logs it, reconnects with exponential backoff, reads every
 record again (so changes made meanwhile are caught up) and watches on from
 there. A record that cannot be used is logged with its key and skipped.
+
+Another watched cell is followed on its own: one that has no CellInfo, or
+whose etcd does not answer, is logged and counted
+(``topo_server_cells_unavailable``) and retried without holding up the
+global records, the own cell or the other cells; its last tablets stay in
+use meanwhile. A cell whose CellInfo changes is read again from where it now
+points; one whose CellInfo is deleted loses its tablets. Only the own cell's
+SrvKeyspace and SrvVSchema route requests, as in vtgate.
+
 The rules live in ``vsmux.topology`` (``VitessRecords``); this is the
 waiting.
 """
@@ -22,9 +34,9 @@ waiting.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 
 import trio
 
@@ -37,6 +49,7 @@ __all__ = [
     "RECONNECT_BACKOFF_MAX_SECONDS",
     "RECONNECT_BACKOFF_START_SECONDS",
     "TOPO_BAD_RECORDS",
+    "TOPO_CELLS_UNAVAILABLE",
     "TOPO_CHANGES",
     "TOPO_CONNECTED",
     "TOPO_LOADS",
@@ -52,6 +65,9 @@ TOPO_CONNECTED = "topo_server_connected"
 TOPO_LOADS = "topo_server_loads"
 TOPO_CHANGES = "topo_server_changes"
 TOPO_BAD_RECORDS = "topo_server_bad_records"
+#: Cells of --cells-to-watch (besides the own cell) whose tablets are not
+#: followed now: no CellInfo, or their etcd does not answer.
+TOPO_CELLS_UNAVAILABLE = "topo_server_cells_unavailable"
 
 RECONNECT_BACKOFF_START_SECONDS = 0.25
 RECONNECT_BACKOFF_MAX_SECONDS = 8.0
@@ -63,13 +79,22 @@ CHANGES_QUEUE = 2
 
 @dataclass(frozen=True, slots=True)
 class EtcdTopoConfig:
-    """Where the cluster's topology is: vtgate's ``--topo-global-*`` and ``--cell``."""
+    """Where the cluster's topology is: vtgate's ``--topo-global-*``, ``--cell``
+    and ``--cells_to_watch``."""
 
     global_address: str
     global_root: str
     cell: str
     #: Seconds between pings of an idle etcd connection (see open_etcd).
     keepalive: float = ETCD_KEEPALIVE_SECONDS
+    #: Cells whose Tablet records are read too. The own cell is always read
+    #: (its SrvKeyspace routes, and vtgate's picker always adds the local
+    #: cell), listed or not.
+    cells_to_watch: tuple[str, ...] = ()
+
+    def other_cells(self) -> list[str]:
+        """The watched cells besides the own one, each once, in the order given."""
+        return [cell for cell in dict.fromkeys(self.cells_to_watch) if cell != self.cell]
 
 
 @dataclass(slots=True)
@@ -82,6 +107,29 @@ class EtcdTopologyState:
     #: Changed keys applied from the watches.
     changes: int = 0
     last_error: str = ""
+    #: Other watched cells whose tablets are not followed now, and why.
+    cells_unavailable: dict[str, str] = field(default_factory=dict)
+
+
+class _Connections:
+    """One etcd client per server address for one round of reading; closed with ``stack``.
+
+    Clients connect at their first call and again after a dropped
+    connection, so a client stays usable after one of its calls failed.
+    """
+
+    def __init__(self, stack: AsyncExitStack, keepalive: float) -> None:
+        self._stack = stack
+        self._keepalive = keepalive
+        self._clients: dict[str, EtcdClient] = {}
+
+    async def get(self, address: str) -> EtcdClient:
+        """The client for ``address``, opened on first use (INVALID_ARGUMENT if not host:port)."""
+        client = self._clients.get(address)
+        if client is None:
+            opened = open_etcd(address, keepalive=self._keepalive)
+            client = self._clients[address] = await self._stack.enter_async_context(opened)
+        return client
 
 
 class _Resync(Exception):
@@ -127,6 +175,9 @@ class EtcdTopologyWatcher:
         self._metrics = metrics if metrics is not None else Metrics()
         self._records = VitessRecords(config.cell, config.global_root)
         self._task_status: trio.TaskStatus[None] | None = None
+        # Other watched cell -> the CellInfo its reader uses (None: none yet)
+        # and the scope to cancel when that changes.
+        self._other_cells: dict[str, tuple[CellLocation | None, trio.CancelScope]] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load, then follow the records until cancelled.
@@ -167,7 +218,9 @@ class EtcdTopologyWatcher:
 
     async def _load_and_follow(self) -> None:
         config, records = self.config, self._records
-        async with open_etcd(config.global_address, keepalive=config.keepalive) as global_etcd:
+        async with AsyncExitStack() as stack:
+            connections = _Connections(stack, config.keepalive)
+            global_etcd = await connections.get(config.global_address)
             global_snapshot = await global_etcd.get_prefix(_prefix(config.global_root))
             self._log_problems(records.load_global(_decoded(global_snapshot.values)))
             location = records.cell_location()
@@ -177,47 +230,193 @@ class EtcdTopologyWatcher:
                     f"etcd at {config.global_address} has no CellInfo for cell {config.cell!r} "
                     f"under {config.global_root!r} (check --cell and --topo-global-root)",
                 )
-            async with self._cell_etcd(global_etcd, location) as cell_etcd:
-                cell_snapshot = await cell_etcd.get_prefix(_prefix(location.root))
-                self._log_problems(records.load_cell(location.root, _decoded(cell_snapshot.values)))
-                records.update(self.topology)
-                if self.state.last_error:
-                    log.info("topology server back: records read again")
-                self._set_connected(True)
-                self.state.last_error = ""
-                self.state.loads += 1
-                self._metrics.gateway[TOPO_LOADS] += 1
-                log.info(
-                    "topology of cell %r from etcd at %s: %s",
-                    config.cell,
-                    config.global_address,
-                    records.describe(),
-                )
+            cell_etcd = await connections.get(location.server_address)
+            cell_snapshot = await cell_etcd.get_prefix(_prefix(location.root))
+            self._log_problems(records.load_cell(location.root, _decoded(cell_snapshot.values)))
+            records.update(self.topology)
+            if self.state.last_error:
+                log.info("topology server back: records read again")
+            self._set_connected(True)
+            self.state.last_error = ""
+            self.state.loads += 1
+            self._metrics.gateway[TOPO_LOADS] += 1
+            log.info(
+                "topology of cell %r from etcd at %s: %s",
+                config.cell,
+                config.global_address,
+                records.describe(),
+            )
+            self._log_unwatched_alias_cells()
+            ended: Exception | None = None
+            async with trio.open_nursery() as nursery:
+                # Each other cell is tried once before the gateway starts, so
+                # that normally their tablets are there from its first request.
+                for cell in config.other_cells():
+                    await nursery.start(self._follow_other_cell, cell, connections)
                 if self._task_status is not None:
                     self._task_status.started()
                     self._task_status = None
-                await self._follow(
-                    (global_etcd, _prefix(config.global_root), global_snapshot.revision + 1),
-                    (cell_etcd, _prefix(location.root), cell_snapshot.revision + 1),
-                    location,
-                )
+                try:
+                    await self._follow(
+                        (global_etcd, _prefix(config.global_root), global_snapshot.revision + 1),
+                        (cell_etcd, _prefix(location.root), cell_snapshot.revision + 1),
+                        location,
+                    )
+                except (VStreamError, _Resync) as exc:
+                    ended = exc
+                # The other cells are read again after the reconnect.
+                nursery.cancel_scope.cancel()
+            # Raised after the nursery, so it is not wrapped in a group.
+            if ended is not None:
+                raise ended
 
     def _log_problems(self, problems: list[str]) -> None:
         for problem in problems:
             log.warning("topology record %s", problem)
         self._metrics.gateway[TOPO_BAD_RECORDS] += len(problems)
 
-    @asynccontextmanager
-    async def _cell_etcd(
-        self, global_etcd: EtcdClient, location: CellLocation
-    ) -> AsyncIterator[EtcdClient]:
-        if location.server_address == global_etcd.address:
-            yield global_etcd
-        else:
-            async with open_etcd(
-                location.server_address, keepalive=self.config.keepalive
-            ) as cell_etcd:
-                yield cell_etcd
+    def _log_unwatched_alias_cells(self) -> None:
+        """Say which cells of the own cell's alias are not watched: vtgate's
+        health check does not add them either, so their tablets stay unknown."""
+        watched = {self.config.cell, *self.config.cells_to_watch}
+        for name, cells in self._records.cells_aliases().items():
+            unwatched = [cell for cell in cells if cell not in watched]
+            if self.config.cell in cells and unwatched:
+                log.info(
+                    "cells %s of alias %r (which holds cell %r) are not in --cells-to-watch: "
+                    "their tablets are not known",
+                    ", ".join(repr(cell) for cell in unwatched),
+                    name,
+                    self.config.cell,
+                )
+
+    # -- other watched cells ------------------------------------------------------
+
+    async def _follow_other_cell(
+        self,
+        cell: str,
+        connections: _Connections,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Read and follow the Tablet records of another watched cell until cancelled.
+
+        Reports started after the first try, whether the cell could be read
+        or not: a cell without CellInfo waits for one, an etcd that does not
+        answer is retried with backoff, and neither holds up the rest.
+        Cancelling it ends its etcd calls; what it read stays in the records.
+        """
+        reported = False
+
+        def report_started() -> None:
+            nonlocal reported
+            if not reported:
+                reported = True
+                task_status.started()
+
+        backoff = RECONNECT_BACKOFF_START_SECONDS
+        while True:
+            location = self._records.cell_location(cell)
+            # Cancelled by _check_other_cells when the cell's CellInfo changes.
+            with trio.CancelScope() as scope:
+                self._other_cells[cell] = (location, scope)
+                if location is None:
+                    self._no_cell_info(cell)
+                    report_started()
+                    await trio.sleep_forever()  # until one appears (or changes)
+                try:
+                    etcd = await connections.get(location.server_address)
+                    snapshot = await etcd.get_prefix(_prefix(location.root))
+                    self._log_problems(
+                        self._records.load_other_cell(
+                            cell, location.root, _decoded(snapshot.values)
+                        )
+                    )
+                    self._records.update(self.topology)
+                    self._other_cell_read(cell, location)
+                    report_started()
+                    backoff = RECONNECT_BACKOFF_START_SECONDS
+                    async with etcd.watch_prefix(
+                        _prefix(location.root), snapshot.revision + 1
+                    ) as next_changes:
+                        while True:
+                            self._apply_other_cell(cell, await next_changes())
+                except VStreamError as exc:
+                    self._other_cell_unavailable(cell, location, exc.message, backoff)
+                    report_started()
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
+
+    def _no_cell_info(self, cell: str) -> None:
+        """A watched cell without CellInfo: its tablets are dropped until one appears."""
+        self._records.forget_other_cell(cell)
+        if self._records.update(self.topology):
+            log.info("topology changed: %s", self._records.describe())
+        why = (
+            f"etcd at {self.config.global_address} has no CellInfo for cell {cell!r} "
+            f"under {self.config.global_root!r}"
+        )
+        self._set_cell_unavailable(cell, why)
+        log.warning(
+            "--cells-to-watch: %s; its tablets are not known until one appears (check the "
+            "cell's name)",
+            why,
+        )
+
+    def _other_cell_unavailable(
+        self, cell: str, location: CellLocation, message: str, backoff: float
+    ) -> None:
+        known = self._records.other_cell_tablets(cell)
+        self._set_cell_unavailable(cell, message)
+        kept = f"its last {known} tablets stay in use" if known else "none of its tablets known"
+        log.warning(
+            "tablets of cell %r under %r: %s; %s, reconnecting in %.2fs",
+            cell,
+            location.root,
+            message,
+            kept,
+            backoff,
+        )
+
+    def _other_cell_read(self, cell: str, location: CellLocation) -> None:
+        was_unavailable = self.state.cells_unavailable.pop(cell, None) is not None
+        self._metrics.gateway[TOPO_CELLS_UNAVAILABLE] = len(self.state.cells_unavailable)
+        log.info(
+            "tablets of cell %r from etcd at %s under %r%s: %d tablets",
+            cell,
+            location.server_address,
+            location.root,
+            " (back)" if was_unavailable else "",
+            self._records.other_cell_tablets(cell),
+        )
+
+    def _set_cell_unavailable(self, cell: str, why: str) -> None:
+        self.state.cells_unavailable[cell] = why
+        self._metrics.gateway[TOPO_CELLS_UNAVAILABLE] = len(self.state.cells_unavailable)
+
+    def _apply_other_cell(self, cell: str, changes: list[KeyChange]) -> None:
+        records = self._records
+        self._log_problems(
+            [
+                problem
+                for change in changes
+                if (
+                    problem := records.apply_other_cell(
+                        cell, change.key.decode(errors="replace"), change.value
+                    )
+                )
+            ]
+        )
+        self.state.changes += len(changes)
+        self._metrics.gateway[TOPO_CHANGES] += len(changes)
+        if records.update(self.topology):
+            log.info("topology changed: %s", records.describe())
+
+    def _check_other_cells(self) -> None:
+        """Restart the reading of every other cell whose CellInfo changed."""
+        for cell, (location, scope) in self._other_cells.items():
+            if self._records.cell_location(cell) != location:
+                scope.cancel()
 
     async def _follow(
         self,
@@ -239,6 +438,8 @@ class EtcdTopologyWatcher:
                     ended = _Resync()
                 if ended is not None:
                     break
+                if batch.scope == "global":
+                    self._check_other_cells()
             # Exceptions leave after the nursery, so they are not wrapped in a group.
             nursery.cancel_scope.cancel()
         if ended is not None:
