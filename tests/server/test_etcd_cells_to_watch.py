@@ -266,7 +266,7 @@ async def test_a_listed_cell_without_cell_info_is_reported_and_skipped(
         nursery.cancel_scope.cancel()
 
 
-async def test_a_cell_on_an_etcd_that_never_answers_does_not_hold_up_the_start(
+async def test_a_cell_whose_etcd_does_not_answer_holds_up_no_other(
     aio_loop: None, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     address = etcd_server.address
@@ -277,14 +277,16 @@ async def test_a_cell_on_an_etcd_that_never_answers_does_not_hold_up_the_start(
         # A CellInfo pointing at a port nothing listens on.
         info = topodata.CellInfo(server_address="127.0.0.1:9", root=ZONE2)
         await etcd.put(f"{GLOBAL}/cells/zone2/CellInfo".encode(), bytes(info))
-        config = EtcdTopoConfig(address, GLOBAL, "zone1", cells_to_watch=("zone2",))
+        await _put_cell(etcd, etcd, "zone3", "/vitess/zone3", [301])
+        config = EtcdTopoConfig(address, GLOBAL, "zone1", cells_to_watch=("zone2", "zone3"))
         with caplog.at_level(logging.WARNING, "vsmux.topology"), trio.fail_after(10):
             await nursery.start(EtcdTopologyWatcher(config, topology, state).run)
         assert "tablets of cell 'zone2' under '/vitess/zone2'" in caplog.text
         assert "none of its tablets known" in caplog.text
-        assert "zone2" in state.cells_unavailable
+        assert set(state.cells_unavailable) == {"zone2"}
         assert state.connected
         assert _uids(topology, "zone1") == [101, 102]
+        assert _uids(topology, "zone3") == [301]
         nursery.cancel_scope.cancel()
 
 

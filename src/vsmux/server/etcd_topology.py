@@ -182,8 +182,10 @@ class EtcdTopologyWatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load, then follow the records until cancelled.
 
-        Reports started once every record has been read the first time
-        (until then it retries, logging why). Must run inside
+        Reports started once every record of the global root and the own
+        cell has been read the first time (until then it retries, logging
+        why) and every other watched cell has been tried once (one that
+        could not be read is retried in the background). Must run inside
         :func:`~vsmux.transport.asyncio_loop`; cancelling it ends its etcd
         calls.
         """
@@ -250,9 +252,14 @@ class EtcdTopologyWatcher:
             ended: Exception | None = None
             async with trio.open_nursery() as nursery:
                 # Each other cell is tried once before the gateway starts, so
-                # that normally their tablets are there from its first request.
-                for cell in config.other_cells():
-                    await nursery.start(self._follow_other_cell, cell, connections)
+                # that normally their tablets are there from its first request;
+                # all at once, so that cells on etcds that do not answer wait
+                # one call timeout together, not one each.
+                async with trio.open_nursery() as first_tries:
+                    for cell in config.other_cells():
+                        first_tries.start_soon(
+                            nursery.start, self._follow_other_cell, cell, connections
+                        )
                 if self._task_status is not None:
                     self._task_status.started()
                     self._task_status = None
