@@ -21,6 +21,7 @@ from vsmux.server.etcd_topology import (
     EtcdTopologyState,
     EtcdTopologyWatcher,
 )
+from vsmux.server.metrics_http import render_metrics
 from vsmux.topology import KeyspaceInfo, TabletInfo, Topology, vitess_records
 from vsmux.transport import EtcdClient, open_etcd
 
@@ -251,6 +252,7 @@ async def test_a_listed_cell_without_cell_info_is_reported_and_skipped(
         assert "its tablets are not known until one appears" in caplog.text
         assert set(state.cells_unavailable) == {"zone9"}
         assert metrics.gateway[TOPO_CELLS_UNAVAILABLE] == 1
+        assert b"vsmux_topo_server_cells_unavailable 1.0" in render_metrics(metrics)
         # The rest serves.
         assert state.connected
         assert _uids(topology, "zone1") == [101, 102]

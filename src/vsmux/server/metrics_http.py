@@ -23,7 +23,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vsmux.core.metrics import METRICS, Metrics
 from vsmux.mux import FeedHub
-from vsmux.server.etcd_topology import TOPO_BAD_RECORDS, TOPO_CHANGES, TOPO_CONNECTED, TOPO_LOADS
+from vsmux.server.etcd_topology import (
+    TOPO_BAD_RECORDS,
+    TOPO_CELLS_UNAVAILABLE,
+    TOPO_CHANGES,
+    TOPO_CONNECTED,
+    TOPO_LOADS,
+)
 from vsmux.server.feed_metrics import feed_families
 from vsmux.server.memory import MEMORY_RELEASES
 from vsmux.transport import SESSIONS_ENDED
@@ -72,6 +78,12 @@ _GATEWAY_VALUES: dict[str, tuple[str, str, str]] = {
         "vsmux_topo_server_bad_records",
         "counter",
         "Topology records refused (logged with their key and skipped)",
+    ),
+    TOPO_CELLS_UNAVAILABLE: (
+        "vsmux_topo_server_cells_unavailable",
+        "gauge",
+        "Cells of --cells-to-watch whose tablets are not followed now "
+        "(no CellInfo, or their etcd does not answer)",
     ),
 }
 
