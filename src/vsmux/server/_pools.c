@@ -20,6 +20,15 @@
  * takes it next, instead of following a list of free blocks whose pages are
  * now zeros.
  *
+ * release_used() does the same for pools still in use, page by page: a page
+ * (other than the header's) that holds no block in use is given back too.
+ * The free blocks that touch it are first taken out of the pool's list of
+ * free blocks, the only place pymalloc reads a free block, so nothing reads
+ * that page again before writing it. Those blocks are lost to the pool until
+ * it is next set up afresh (when it is empty and released, or reused for
+ * another size); pymalloc counts blocks in use, not free ones, so it never
+ * misses them.
+ *
  * The pool header's layout is CPython's own business. track() accepts only
  * the versions whose layout is known, and checks it on a live pool before it
  * says yes; a Python built without pymalloc, or running with debug hooks
@@ -34,6 +43,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -217,6 +227,122 @@ release(PyObject *module, PyObject *unused)
     return PyLong_FromSsize_t(released);
 }
 
+/* A page of a pool: the pages a block of `size` bytes at `offset` touches. */
+#define FIRST_PAGE(offset, page) ((offset) / (page))
+#define LAST_PAGE(offset, size, page) (((offset) + (size) - 1) / (page))
+
+/* The pages of the used pool at `p` that hold no block in use go back to the
+ * system (see the module comment); returns how many. A pool that is full,
+ * whose free list does not look as pymalloc keeps it, or whose free list
+ * would be left empty (a pool in pymalloc's used lists must have a free
+ * block) is left alone. */
+static Py_ssize_t
+release_used_pool_pages(uintptr_t p, uintptr_t page)
+{
+    enum { MAX_PAGES = 16, MAX_BLOCKS = 1024 }; /* 4 pages and 1,021 blocks here */
+    pool_header *pool = (pool_header *)p;
+    if (pool->ref.count == 0 || pool->szidx == DUMMY_SIZE_IDX || pool->freeblock == NULL) {
+        return 0;
+    }
+    uintptr_t size = (uintptr_t)(pool->szidx + 1) << ALIGNMENT_SHIFT;
+    if (pool->maxnextoffset != POOL_SIZE - size || pool->nextoffset < POOL_OVERHEAD + size ||
+        pool->nextoffset > POOL_SIZE || (pool->nextoffset - POOL_OVERHEAD) % size != 0) {
+        return 0;
+    }
+    uintptr_t n_pages = POOL_SIZE / page;
+    /* Blocks below nextoffset have been handed out at least once: each is in
+     * use or on the free list. Those above it have never been touched. */
+    uintptr_t carved = (pool->nextoffset - POOL_OVERHEAD) / size;
+    if (n_pages > MAX_PAGES || carved > MAX_BLOCKS) {
+        return 0;
+    }
+    unsigned char is_free[MAX_BLOCKS];
+    memset(is_free, 0, carved);
+    uintptr_t n_free = 0;
+    uintptr_t end = p + POOL_OVERHEAD + carved * size;
+    for (uintptr_t b = (uintptr_t)pool->freeblock; b != 0; b = *(uintptr_t *)b) {
+        if (b < p + POOL_OVERHEAD || b >= end || (b - p - POOL_OVERHEAD) % size != 0 ||
+            n_free == carved) {
+            return 0; /* not a list of this pool's blocks: leave the pool alone */
+        }
+        uintptr_t i = (b - p - POOL_OVERHEAD) / size;
+        if (is_free[i]) {
+            return 0; /* a cycle */
+        }
+        is_free[i] = 1;
+        n_free++;
+    }
+    /* The header's page stays, and every page a block in use touches. */
+    unsigned char keep[MAX_PAGES] = {1};
+    for (uintptr_t i = 0; i < carved; i++) {
+        if (!is_free[i]) {
+            uintptr_t offset = POOL_OVERHEAD + i * size;
+            for (uintptr_t k = FIRST_PAGE(offset, page); k <= LAST_PAGE(offset, size, page); k++) {
+                keep[k] = 1;
+            }
+        }
+    }
+    int any = 0;
+    for (uintptr_t k = 1; k < n_pages; k++) {
+        any |= !keep[k];
+    }
+    if (!any) {
+        return 0;
+    }
+    /* Relink the free list, in its order, without the blocks that touch a
+     * page to be given back. A block's link is read before it is rewritten:
+     * `link` trails behind `b`. */
+    uintptr_t head = 0;
+    uintptr_t *link = &head;
+    for (uintptr_t b = (uintptr_t)pool->freeblock; b != 0; b = *(uintptr_t *)b) {
+        uintptr_t offset = b - p;
+        int stays = 1;
+        for (uintptr_t k = FIRST_PAGE(offset, page); k <= LAST_PAGE(offset, size, page); k++) {
+            stays &= keep[k];
+        }
+        if (stays) {
+            *link = b;
+            link = (uintptr_t *)b;
+        }
+    }
+    if (head == 0) {
+        return 0; /* nothing written yet: the list is as it was */
+    }
+    *link = 0;
+    pool->freeblock = (void *)head;
+    Py_ssize_t released = 0;
+    for (uintptr_t k = 1; k < n_pages; k++) {
+        if (!keep[k] && madvise((void *)(p + k * page), page, MADV_DONTNEED) == 0) {
+            released++;
+        }
+    }
+    return released;
+}
+
+PyDoc_STRVAR(release_used_doc,
+"release_used() -> int: let the system take back every page of a pool in use\n"
+"(in the arenas seen since track()) that holds no block in use, but the\n"
+"pool's first; returns how many pages (0 when track() said False).");
+
+static PyObject *
+release_used(PyObject *module, PyObject *unused)
+{
+    Py_ssize_t released = 0;
+    if (usable) {
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        for (size_t i = 0; i < n_arenas; i++) {
+            uintptr_t end = arenas[i] + ARENA_SIZE;
+            uintptr_t start = (arenas[i] + POOL_SIZE - 1) & ~(POOL_SIZE - 1);
+            for (uintptr_t p = start; p + POOL_SIZE <= end; p += POOL_SIZE) {
+                if (((pool_header *)p)->maxnextoffset != 0) { /* carved from the arena */
+                    released += release_used_pool_pages(p, page);
+                }
+            }
+        }
+    }
+    return PyLong_FromSsize_t(released);
+}
+
 PyDoc_STRVAR(arenas_doc, "arenas() -> int: arenas seen since track() and still held.");
 
 static PyObject *
@@ -228,6 +354,7 @@ arenas_held(PyObject *module, PyObject *unused)
 static PyMethodDef module_methods[] = {
     {"track", track, METH_NOARGS, track_doc},
     {"release", release, METH_NOARGS, release_doc},
+    {"release_used", release_used, METH_NOARGS, release_used_doc},
     {"arenas", arenas_held, METH_NOARGS, arenas_doc},
     {NULL, NULL, 0, NULL},
 };

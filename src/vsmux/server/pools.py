@@ -8,6 +8,9 @@ install time) watches the arenas taken from :func:`track_arenas` on, and
 :func:`release_empty_pools` gives the system every page of their empty pools
 but the first (which holds the pool's header). A released pool is set up
 afresh when it is used again, so nothing changes for the program but RSS.
+:func:`release_unused_pages` does the same for the pages of pools still in
+use that hold no block in use (the free blocks on them leave the pool's
+free list until the pool is set up afresh).
 
 The extension checks that it knows the allocator's layout before it does
 anything (CPython 3.11-3.13, pymalloc without debug hooks). Where it is not
@@ -18,7 +21,13 @@ from __future__ import annotations
 
 from vsmux.wire.accel import optional_extension
 
-__all__ = ["DISABLE_ENV", "arenas_tracked", "release_empty_pools", "track_arenas"]
+__all__ = [
+    "DISABLE_ENV",
+    "arenas_tracked",
+    "release_empty_pools",
+    "release_unused_pages",
+    "track_arenas",
+]
 
 #: Environment variable that, set to anything but "" or "0", keeps pools as CPython does.
 DISABLE_ENV = "VSMUX_KEEP_POOLS"
@@ -48,6 +57,19 @@ def release_empty_pools() -> int:
     if not _tracking or _native is None:
         return 0
     released: int = _native.release()
+    return released
+
+
+def release_unused_pages() -> int:
+    """Give the system the pages of pools in use that hold no block in use; how many.
+
+    A pool keeps its first page, and every page a block in use touches. Like
+    :func:`release_empty_pools`: blocks the loop for a few milliseconds, best
+    after the cyclic collector, 0 when off.
+    """
+    if not _tracking or _native is None:
+        return 0
+    released: int = _native.release_used()
     return released
 
 
