@@ -75,6 +75,16 @@ def test_busy_gateway_still_releases_within_max_wait() -> None:
     assert due_at == 120  # the first end was seen at 100
 
 
+def test_after_linger_waits_for_the_linger_then_settles() -> None:
+    # Feeds and health watches close 5 s after the last session; what they
+    # hold is garbage only then.
+    policy = ReleasePolicy.after_linger(5.0)
+    policy.observe(10.0, 50)  # the burst of leaving sessions
+    assert not policy.due(16.9)
+    assert policy.due(17.0)
+    assert ReleasePolicy.after_linger(0.0).settle == ReleasePolicy().settle
+
+
 async def test_return_memory_releases_after_sessions_end(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -175,6 +185,27 @@ async def test_the_bridge_counts_ended_sessions(fails: bool) -> None:
         else:
             await pump_responses(run, write, metrics=metrics)
     assert metrics.gateway[SESSIONS_ENDED] == 1
+
+
+class _Pool:
+    """A tablet connection pool as far as a release uses it."""
+
+    def __init__(self, closed: int, idle: int) -> None:
+        self.closed, self.idle = closed, idle
+
+    def forget_closed_streams(self) -> int:
+        return self.closed
+
+    def close_idle(self) -> int:
+        closing, self.idle = self.idle, 0
+        return closing
+
+
+def test_a_release_closes_idle_tablet_connections() -> None:
+    pools = [_Pool(closed=3, idle=2), _Pool(closed=0, idle=1)]
+    done = release_memory([], pools)  # type: ignore[arg-type]
+    assert (done.streams_dropped, done.connections_closed) == (3, 3)
+    assert release_memory([], pools).connections_closed == 0  # type: ignore[arg-type]
 
 
 def test_a_release_empties_the_gtid_memos() -> None:

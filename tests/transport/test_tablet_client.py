@@ -470,3 +470,53 @@ async def test_closed_streams_are_forgotten_by_an_idle_connection(aio_loop: None
 
 def test_a_pool_without_connections_forgets_nothing() -> None:
     assert TabletChannels().forget_closed_streams() == 0
+    assert TabletChannels().close_idle() == 0
+
+
+async def test_idle_connections_close_and_the_next_stream_reconnects(aio_loop: None) -> None:
+    tablet = ScriptedTablet()
+    tablet.responses = [events(2)]
+    tablet.hang = True
+    channels = TabletChannels(streams_per_connection=2)
+    address = None
+    try:
+        async with open_grpc_server([tablet]) as (_, port), contextlib.AsyncExitStack() as held:
+            address = f"127.0.0.1:{port}"
+            source = channels.source(tablet_at(port))
+            async with contextlib.AsyncExitStack() as left:
+                # Three streams: two on the first connection, one on a second.
+                for stack in (held, left, left):
+                    batches = await stack.enter_async_context(source.vstream(REQUEST))
+                    assert [f.type for f in await anext(batches)] == [2]
+                assert channels.connections(address) == [2, 1]
+            # The second connection closed with its last stream; the first
+            # carries the stream still held, so it stays.
+            await poll_until(lambda: channels.connections(address) == [1])
+            assert channels.close_idle() == 0
+        # No stream left: the first connection stays open ...
+        await poll_until(lambda: channels.connections(address) == [0])
+        (first,) = channels._pools[address]
+        protocol = first.channel._protocol
+        # ... until the idle ones are closed.
+        assert channels.close_idle() == 1
+        assert channels.connections(address) == []
+        assert channels.close_idle() == 0
+        await poll_until(lambda: protocol.handler.connection_lost)
+    finally:
+        channels.close()
+
+
+async def test_a_stream_after_close_idle_connects_again(aio_loop: None) -> None:
+    tablet = ScriptedTablet()
+    tablet.responses = [events(2)]
+    tablet.hang = True
+    async with (
+        open_grpc_server([tablet]) as (_, port),
+        open_tablet_channels() as channels,
+    ):
+        source = channels.source(tablet_at(port))
+        for _ in range(2):
+            async with source.vstream(REQUEST) as batches:
+                assert [f.type for f in await anext(batches)] == [2]
+            await poll_until(lambda: channels.connections(f"127.0.0.1:{port}") == [0])
+            assert channels.close_idle() == 1

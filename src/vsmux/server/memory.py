@@ -14,12 +14,13 @@ A gateway held on to memory after its clients left in five ways
 2. **Cycles wait for a full collection.** Exceptions and their tracebacks
    form reference cycles; once dropped they are freed only by a full pass of
    the cyclic collector, which an idle process may not run for a long time.
-3. **Timers that can no longer fire, streams that have closed.** Trio's
-   deadline heap and trio-asyncio's timer heap delete lazily
-   (:mod:`vsmux.server.stale_timers`), and h2 keeps a pooled tablet
+3. **Timers that can no longer fire, streams and connections no one
+   uses.** Trio's deadline heap and trio-asyncio's timer heap delete
+   lazily (:mod:`vsmux.server.stale_timers`), h2 keeps a pooled tablet
    connection's closed streams until the next one opens
-   (``TabletChannels.forget_closed_streams``). They are dropped too,
-   though that alone did not lower RSS measurably (see below).
+   (``TabletChannels.forget_closed_streams``), and the first connection to
+   each tablet stays open after its last stream
+   (``TabletChannels.close_idle`` closes it).
 4. **Freed memory stays in the heap.** glibc keeps freed chunks for reuse
    and returns only the top of the heap; ``malloc_trim(0)`` returns every
    free page.
@@ -28,11 +29,14 @@ A gateway held on to memory after its clients left in five ways
    during a burst (tablet connections, metrics series, caches, the item
    arrays of containers that grew) keep their arenas resident, empty pools
    and all. :mod:`vsmux.server.pools` gives the system all but the first
-   page of each empty pool.
+   page of each empty pool, and the pages of pools in use that hold no
+   live block.
 
 :class:`ReleasePolicy` decides when (pure, tested with a fake clock):
 after sessions have ended and the number ended has been still for
-``settle`` seconds (the leaving burst is over), at most once per
+``settle`` seconds (the leaving burst is over, and what lingers after the
+last session, shared feeds and health watches, has closed: see
+:meth:`ReleasePolicy.after_linger`), at most once per
 ``min_interval``, and within ``max_wait`` of the first unreleased end even
 while sessions keep ending. :func:`release_memory` does the five steps,
 and :func:`return_memory` runs the policy in the gateway's nursery.
@@ -62,7 +66,7 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.core.positions import forget_read_gtids
-from vsmux.server.pools import release_empty_pools
+from vsmux.server.pools import release_empty_pools, release_unused_pages
 from vsmux.server.stale_timers import prune_trio_deadlines
 from vsmux.transport import (
     SESSIONS_ENDED,
@@ -88,6 +92,9 @@ MEMORY_RELEASES = "memory_releases"
 #: How often the session count is looked at.
 POLL_SECONDS = 1.0
 
+#: How long the count of ended sessions must be still before a release.
+SETTLE_SECONDS = 2.0
+
 
 @dataclass
 class ReleasePolicy:
@@ -98,12 +105,22 @@ class ReleasePolicy:
     """
 
     #: The count must have been unchanged this long (clients leave in bursts).
-    settle: float = 2.0
+    settle: float = SETTLE_SECONDS
     #: At least this long between two releases (each costs a full GC pass).
     min_interval: float = 30.0
     #: Release at most this long after the first unreleased end, even if
     #: sessions keep ending (busy gateways get a release now and then).
     max_wait: float = 30.0
+
+    @classmethod
+    def after_linger(cls, linger: float) -> ReleasePolicy:
+        """The policy for a gateway whose feeds and health watches stay ``linger`` s.
+
+        What they hold is freed only when they close, and a release frees
+        what is garbage by then; so the count of ended sessions must have
+        been still for the linger and the usual settle time after it.
+        """
+        return cls(settle=linger + SETTLE_SECONDS)
 
     _ended: int = field(default=0, init=False)
     _ended_at_release: int = field(default=0, init=False)
@@ -136,12 +153,16 @@ class Release:
     handlers_dropped: int
     #: Closed HTTP/2 streams the tablet connections forgot.
     streams_dropped: int
+    #: Tablet connections closed because no stream used them.
+    connections_closed: int
     #: Stale Trio deadlines and cancelled asyncio timers dropped.
     timers_dropped: int
     objects_collected: int
     trimmed: bool
     #: Empty allocator pools whose pages went back to the system.
     pools_released: int
+    #: Pages of allocator pools in use that went back (no live block on them).
+    pages_released: int
     seconds: float
 
 
@@ -168,23 +189,35 @@ def trim_heap() -> bool:
 
 
 def release_memory(servers: list[Any], tablet_channels: Sequence[TabletChannels] = ()) -> Release:
-    """Drop finished calls, closed tablet streams and stale timers, collect, trim, release pools.
+    """Drop finished calls, closed streams, idle tablet connections and stale timers; collect,
+    trim, release pools.
 
     Blocks the loop while it runs. Call it from the Trio thread (the stale
     Trio deadlines are the running run's). ``servers`` are what
     :func:`vsmux.transport.drop_finished_calls` takes; ``tablet_channels``
-    the pools whose connections forget their closed HTTP/2 streams.
+    the pools whose connections forget their closed HTTP/2 streams and
+    close when no stream uses them.
     """
     started = time.perf_counter()
     dropped = sum(drop_finished_calls(server) for server in servers)
     streams = sum(channels.forget_closed_streams() for channels in tablet_channels)
+    closed = sum(channels.close_idle() for channels in tablet_channels)
     forget_read_gtids()  # small objects of the burst, kept only to save reads
     timers = prune_trio_deadlines() + forget_cancelled_asyncio_timers()
     collected = gc.collect()
     trimmed = trim_heap()
     pools = release_empty_pools()
+    pages = release_unused_pages()
     return Release(
-        dropped, streams, timers, collected, trimmed, pools, time.perf_counter() - started
+        dropped,
+        streams,
+        closed,
+        timers,
+        collected,
+        trimmed,
+        pools,
+        pages,
+        time.perf_counter() - started,
     )
 
 
@@ -213,13 +246,16 @@ async def return_memory(
         gauges[MEMORY_RELEASES] += 1
         log.debug(
             "memory released: %d finished connections dropped, %d closed tablet streams "
-            "and %d stale timers forgotten, %d objects collected, heap %s, "
-            "%d empty pools released, %.1f ms",
+            "and %d stale timers forgotten, %d idle tablet connections closed, "
+            "%d objects collected, heap %s, "
+            "%d empty pools and %d unused pages of pools in use released, %.1f ms",
             done.handlers_dropped,
             done.streams_dropped,
             done.timers_dropped,
+            done.connections_closed,
             done.objects_collected,
             "trimmed" if done.trimmed else "not trimmable",
             done.pools_released,
+            done.pages_released,
             done.seconds * 1000,
         )

@@ -37,7 +37,7 @@ from vsmux.server.directory import RoutingDirectory
 from vsmux.server.etcd_topology import EtcdTopoConfig, EtcdTopologyWatcher
 from vsmux.server.execute import TableCatalog
 from vsmux.server.gcsettings import settle_gc
-from vsmux.server.memory import return_memory
+from vsmux.server.memory import ReleasePolicy, return_memory
 from vsmux.server.metrics_http import serve_metrics
 from vsmux.server.pools import track_arenas
 from vsmux.server.signals import stop_signals
@@ -187,6 +187,7 @@ async def serve_until_signal(config: ServeConfig, *, ready: Sequence[str] = ()) 
                         partial(return_memory, tablet_channels=[channels]),
                         [server.server],
                         gateway.metrics,
+                        ReleasePolicy.after_linger(config.settings.share_linger_seconds),
                     )
                     if not ACCELERATED:
                         log.warning(

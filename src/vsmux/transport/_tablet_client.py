@@ -154,8 +154,11 @@ class TabletChannels:
     the gateway has yet to return ever holds up another stream. Connections
     opened to a tablet that already carries ``busy_tablet_streams`` streams
     give each stream ``busy_stream_window_bytes`` instead. The first
-    connection to an address stays open for the pool's life; further ones
-    close when their last stream ends. Connections are made on first use
+    connection to an address stays open while it has streams and after, so
+    that a stream that ends and reopens does not reconnect; further ones
+    close when their last stream ends. :meth:`close_idle` closes the first
+    ones too once nothing uses them (the gateway's memory release calls it
+    after its sessions have gone). Connections are made on first use
     (inside asyncio, :meth:`TabletConnection.ready`) and closed by
     :func:`open_tablet_channels` when its block ends. With ``tls`` every
     connection is TLS, the tablet's certificate checked against
@@ -245,6 +248,29 @@ class TabletChannels:
                 h2.open_outbound_streams  # noqa: B018 (reading it prunes closed streams)
                 dropped += before - len(h2.streams)
         return dropped
+
+    def close_idle(self) -> int:
+        """Close every connection that carries no stream; returns how many.
+
+        A connection to a tablet that no session uses any more keeps its
+        socket, its grpclib and h2 state and the tasks reading it; made
+        during a burst of clients, those objects keep the allocator's arenas
+        of that burst resident (BENCHMARKS.md, "Memory after a burst"). The
+        next stream to the tablet connects again (:meth:`acquire`). A
+        connection that a stream has just acquired counts that stream
+        already, so it is never closed under a stream being opened.
+        """
+        closed = 0
+        for address in list(self._pools):
+            pool = self._pools[address]
+            idle = [connection for connection in pool if connection.streams == 0]
+            for connection in idle:
+                pool.remove(connection)
+                connection.channel.close()
+                closed += 1
+            if not pool:
+                del self._pools[address]
+        return closed
 
     def close(self) -> None:
         for pool in self._pools.values():
