@@ -25,7 +25,9 @@ whose etcd does not answer, is logged and counted
 global records, the own cell or the other cells; its last tablets stay in
 use meanwhile. A cell whose CellInfo changes is read again from where it now
 points; one whose CellInfo is deleted loses its tablets. Only the own cell's
-SrvKeyspace and SrvVSchema route requests, as in vtgate.
+SrvKeyspace and SrvVSchema route requests, as in vtgate. The readers of the
+other cells, and the per-address connections, are in
+:mod:`vsmux.server.etcd_other_cells`.
 
 The rules live in ``vsmux.topology`` (``VitessRecords``); this is the
 waiting.
@@ -42,8 +44,17 @@ import trio
 
 from vsmux.core.metrics import Metrics
 from vsmux.errors import Code, VStreamError
+from vsmux.server.etcd_other_cells import (
+    RECONNECT_BACKOFF_MAX_SECONDS,
+    RECONNECT_BACKOFF_START_SECONDS,
+    TOPO_CELLS_UNAVAILABLE,
+    EtcdConnections,
+    OtherCells,
+    decoded_keys,
+    etcd_prefix,
+)
 from vsmux.topology import CellLocation, Topology, VitessRecords
-from vsmux.transport import ETCD_KEEPALIVE_SECONDS, EtcdClient, KeyChange, open_etcd
+from vsmux.transport import ETCD_KEEPALIVE_SECONDS, EtcdClient, KeyChange
 
 __all__ = [
     "RECONNECT_BACKOFF_MAX_SECONDS",
@@ -65,12 +76,10 @@ TOPO_CONNECTED = "topo_server_connected"
 TOPO_LOADS = "topo_server_loads"
 TOPO_CHANGES = "topo_server_changes"
 TOPO_BAD_RECORDS = "topo_server_bad_records"
-#: Cells of --cells-to-watch (besides the own cell) whose tablets are not
-#: followed now: no CellInfo, or their etcd does not answer.
-TOPO_CELLS_UNAVAILABLE = "topo_server_cells_unavailable"
+# TOPO_CELLS_UNAVAILABLE and the RECONNECT_BACKOFF_* constants live in
+# etcd_other_cells, which uses them too; they stay part of this module's
+# interface (__all__), where the metrics page and the tests import them.
 
-RECONNECT_BACKOFF_START_SECONDS = 0.25
-RECONNECT_BACKOFF_MAX_SECONDS = 8.0
 #: Batches of changes from the two watches waiting to be applied; a watch
 #: waits while the queue is full, so etcd is read no faster than changes
 #: are applied.
@@ -111,27 +120,6 @@ class EtcdTopologyState:
     cells_unavailable: dict[str, str] = field(default_factory=dict)
 
 
-class _Connections:
-    """One etcd client per server address for one round of reading; closed with ``stack``.
-
-    Clients connect at their first call and again after a dropped
-    connection, so a client stays usable after one of its calls failed.
-    """
-
-    def __init__(self, stack: AsyncExitStack, keepalive: float) -> None:
-        self._stack = stack
-        self._keepalive = keepalive
-        self._clients: dict[str, EtcdClient] = {}
-
-    async def get(self, address: str) -> EtcdClient:
-        """The client for ``address``, opened on first use (INVALID_ARGUMENT if not host:port)."""
-        client = self._clients.get(address)
-        if client is None:
-            opened = open_etcd(address, keepalive=self._keepalive)
-            client = self._clients[address] = await self._stack.enter_async_context(opened)
-        return client
-
-
 class _Resync(Exception):
     """Our cell's CellInfo changed: read everything again from where it points."""
 
@@ -141,14 +129,6 @@ class _Batch:
     scope: str  # "global" or "cell"
     changes: list[KeyChange]
     error: VStreamError | None = None  # set: the watch ended with it
-
-
-def _prefix(root: str) -> bytes:
-    return (root.rstrip("/") + "/").encode()
-
-
-def _decoded(values: dict[bytes, bytes]) -> dict[str, bytes]:
-    return {key.decode(errors="replace"): value for key, value in values.items()}
 
 
 class EtcdTopologyWatcher:
@@ -175,9 +155,17 @@ class EtcdTopologyWatcher:
         self._metrics = metrics if metrics is not None else Metrics()
         self._records = VitessRecords(config.cell, config.global_root)
         self._task_status: trio.TaskStatus[None] | None = None
-        # Other watched cell -> the CellInfo its reader uses (None: none yet)
-        # and the scope to cancel when that changes.
-        self._other_cells: dict[str, tuple[CellLocation | None, trio.CancelScope]] = {}
+        # Lives as long as the watcher: its readers are started again on
+        # every reconnect, but it remembers which CellInfo each one uses.
+        self._other_cells = OtherCells(
+            config,
+            self._records,
+            topology,
+            self.state,
+            self._metrics,
+            log_problems=self._log_problems,
+            count_changes=self._count_changes,
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load, then follow the records until cancelled.
@@ -221,10 +209,10 @@ class EtcdTopologyWatcher:
     async def _load_and_follow(self) -> None:
         config, records = self.config, self._records
         async with AsyncExitStack() as stack:
-            connections = _Connections(stack, config.keepalive)
+            connections = EtcdConnections(stack, config.keepalive)
             global_etcd = await connections.get(config.global_address)
-            global_snapshot = await global_etcd.get_prefix(_prefix(config.global_root))
-            self._log_problems(records.load_global(_decoded(global_snapshot.values)))
+            global_snapshot = await global_etcd.get_prefix(etcd_prefix(config.global_root))
+            self._log_problems(records.load_global(decoded_keys(global_snapshot.values)))
             location = records.cell_location()
             if location is None:
                 raise VStreamError(
@@ -233,8 +221,8 @@ class EtcdTopologyWatcher:
                     f"under {config.global_root!r} (check --cell and --topo-global-root)",
                 )
             cell_etcd = await connections.get(location.server_address)
-            cell_snapshot = await cell_etcd.get_prefix(_prefix(location.root))
-            self._log_problems(records.load_cell(location.root, _decoded(cell_snapshot.values)))
+            cell_snapshot = await cell_etcd.get_prefix(etcd_prefix(location.root))
+            self._log_problems(records.load_cell(location.root, decoded_keys(cell_snapshot.values)))
             records.update(self.topology)
             if self.state.last_error:
                 log.info("topology server back: records read again")
@@ -251,22 +239,19 @@ class EtcdTopologyWatcher:
             self._log_unwatched_alias_cells()
             ended: Exception | None = None
             async with trio.open_nursery() as nursery:
-                # Each other cell is tried once before the gateway starts, so
-                # that normally their tablets are there from its first request;
-                # all at once, so that cells on etcds that do not answer wait
-                # one call timeout together, not one each.
-                async with trio.open_nursery() as first_tries:
-                    for cell in config.other_cells():
-                        first_tries.start_soon(
-                            nursery.start, self._follow_other_cell, cell, connections
-                        )
+                # Each other cell is tried once before the gateway starts.
+                await self._other_cells.start(nursery, connections)
                 if self._task_status is not None:
                     self._task_status.started()
                     self._task_status = None
                 try:
                     await self._follow(
-                        (global_etcd, _prefix(config.global_root), global_snapshot.revision + 1),
-                        (cell_etcd, _prefix(location.root), cell_snapshot.revision + 1),
+                        (
+                            global_etcd,
+                            etcd_prefix(config.global_root),
+                            global_snapshot.revision + 1,
+                        ),
+                        (cell_etcd, etcd_prefix(location.root), cell_snapshot.revision + 1),
                         location,
                     )
                 except (VStreamError, _Resync) as exc:
@@ -282,6 +267,10 @@ class EtcdTopologyWatcher:
             log.warning("topology record %s", problem)
         self._metrics.gateway[TOPO_BAD_RECORDS] += len(problems)
 
+    def _count_changes(self, count: int) -> None:
+        self.state.changes += count
+        self._metrics.gateway[TOPO_CHANGES] += count
+
     def _log_unwatched_alias_cells(self) -> None:
         """Say which cells of the own cell's alias are not watched: vtgate's
         health check does not add them either, so their tablets stay unknown."""
@@ -296,134 +285,6 @@ class EtcdTopologyWatcher:
                     name,
                     self.config.cell,
                 )
-
-    # -- other watched cells ------------------------------------------------------
-
-    async def _follow_other_cell(
-        self,
-        cell: str,
-        connections: _Connections,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Read and follow the Tablet records of another watched cell until cancelled.
-
-        Reports started after the first try, whether the cell could be read
-        or not: a cell without CellInfo waits for one, an etcd that does not
-        answer is retried with backoff, and neither holds up the rest.
-        Cancelling it ends its etcd calls; what it read stays in the records.
-        """
-        reported = False
-
-        def report_started() -> None:
-            nonlocal reported
-            if not reported:
-                reported = True
-                task_status.started()
-
-        backoff = RECONNECT_BACKOFF_START_SECONDS
-        while True:
-            location = self._records.cell_location(cell)
-            # Cancelled by _check_other_cells when the cell's CellInfo changes.
-            with trio.CancelScope() as scope:
-                self._other_cells[cell] = (location, scope)
-                if location is None:
-                    self._no_cell_info(cell)
-                    report_started()
-                    await trio.sleep_forever()  # until one appears (or changes)
-                try:
-                    etcd = await connections.get(location.server_address)
-                    snapshot = await etcd.get_prefix(_prefix(location.root))
-                    self._log_problems(
-                        self._records.load_other_cell(
-                            cell, location.root, _decoded(snapshot.values)
-                        )
-                    )
-                    self._records.update(self.topology)
-                    self._other_cell_read(cell, location)
-                    report_started()
-                    backoff = RECONNECT_BACKOFF_START_SECONDS
-                    async with etcd.watch_prefix(
-                        _prefix(location.root), snapshot.revision + 1
-                    ) as next_changes:
-                        while True:
-                            self._apply_other_cell(cell, await next_changes())
-                except VStreamError as exc:
-                    self._other_cell_unavailable(cell, location, exc.message, backoff)
-                    report_started()
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_SECONDS)
-
-    def _no_cell_info(self, cell: str) -> None:
-        """A watched cell without CellInfo: its tablets are dropped until one appears."""
-        self._records.forget_other_cell(cell)
-        if self._records.update(self.topology):
-            log.info("topology changed: %s", self._records.describe())
-        why = (
-            f"etcd at {self.config.global_address} has no CellInfo for cell {cell!r} "
-            f"under {self.config.global_root!r}"
-        )
-        self._set_cell_unavailable(cell, why)
-        log.warning(
-            "--cells-to-watch: %s; its tablets are not known until one appears (check the "
-            "cell's name)",
-            why,
-        )
-
-    def _other_cell_unavailable(
-        self, cell: str, location: CellLocation, message: str, backoff: float
-    ) -> None:
-        known = self._records.other_cell_tablets(cell)
-        self._set_cell_unavailable(cell, message)
-        kept = f"its last {known} tablets stay in use" if known else "none of its tablets known"
-        log.warning(
-            "tablets of cell %r under %r: %s; %s, reconnecting in %.2fs",
-            cell,
-            location.root,
-            message,
-            kept,
-            backoff,
-        )
-
-    def _other_cell_read(self, cell: str, location: CellLocation) -> None:
-        was_unavailable = self.state.cells_unavailable.pop(cell, None) is not None
-        self._metrics.gateway[TOPO_CELLS_UNAVAILABLE] = len(self.state.cells_unavailable)
-        log.info(
-            "tablets of cell %r from etcd at %s under %r%s: %d tablets",
-            cell,
-            location.server_address,
-            location.root,
-            " (back)" if was_unavailable else "",
-            self._records.other_cell_tablets(cell),
-        )
-
-    def _set_cell_unavailable(self, cell: str, why: str) -> None:
-        self.state.cells_unavailable[cell] = why
-        self._metrics.gateway[TOPO_CELLS_UNAVAILABLE] = len(self.state.cells_unavailable)
-
-    def _apply_other_cell(self, cell: str, changes: list[KeyChange]) -> None:
-        records = self._records
-        self._log_problems(
-            [
-                problem
-                for change in changes
-                if (
-                    problem := records.apply_other_cell(
-                        cell, change.key.decode(errors="replace"), change.value
-                    )
-                )
-            ]
-        )
-        self.state.changes += len(changes)
-        self._metrics.gateway[TOPO_CHANGES] += len(changes)
-        if records.update(self.topology):
-            log.info("topology changed: %s", records.describe())
-
-    def _check_other_cells(self) -> None:
-        """Restart the reading of every other cell whose CellInfo changed."""
-        for cell, (location, scope) in self._other_cells.items():
-            if self._records.cell_location(cell) != location:
-                scope.cancel()
 
     async def _follow(
         self,
@@ -446,7 +307,7 @@ class EtcdTopologyWatcher:
                 if ended is not None:
                     break
                 if batch.scope == "global":
-                    self._check_other_cells()
+                    self._other_cells.reread_moved()
             # Exceptions leave after the nursery, so they are not wrapped in a group.
             nursery.cancel_scope.cancel()
         if ended is not None:
@@ -479,8 +340,7 @@ class EtcdTopologyWatcher:
                 if (problem := apply(change.key.decode(errors="replace"), change.value))
             ]
         )
-        self.state.changes += len(batch.changes)
-        self._metrics.gateway[TOPO_CHANGES] += len(batch.changes)
+        self._count_changes(len(batch.changes))
         if records.cell_location() != location:
             return False
         if records.update(self.topology):
