@@ -197,6 +197,44 @@ track(PyObject *module, PyObject *unused)
     return PyBool_FromLong(usable);
 }
 
+/* Calls `each(pool, page size)` for every pool carved from an arena seen
+ * since track() (a pool never carved reads as zeros: maxnextoffset 0) and
+ * adds up what it returns. */
+static Py_ssize_t
+sum_over_pools(Py_ssize_t (*each)(uintptr_t, uintptr_t))
+{
+    Py_ssize_t total = 0;
+    if (!usable) {
+        return 0;
+    }
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < n_arenas; i++) {
+        uintptr_t end = arenas[i] + ARENA_SIZE;
+        uintptr_t start = (arenas[i] + POOL_SIZE - 1) & ~(POOL_SIZE - 1);
+        for (uintptr_t p = start; p + POOL_SIZE <= end; p += POOL_SIZE) {
+            if (((pool_header *)p)->maxnextoffset != 0) {
+                total += each(p, page);
+            }
+        }
+    }
+    return total;
+}
+
+/* The empty pool at `p` gives back all its pages but the first; 1 if it did. */
+static Py_ssize_t
+release_empty_pool(uintptr_t p, uintptr_t page)
+{
+    pool_header *pool = (pool_header *)p;
+    if (pool->ref.count != 0 || pool->szidx == DUMMY_SIZE_IDX) {
+        return 0; /* in use, or already released */
+    }
+    if (madvise((void *)(p + page), POOL_SIZE - page, MADV_DONTNEED) != 0) {
+        return 0;
+    }
+    pool->szidx = DUMMY_SIZE_IDX;
+    return 1;
+}
+
 PyDoc_STRVAR(release_doc,
 "release() -> int: let the system take back the pages of every empty pool in\n"
 "the arenas seen since track() but the first page of each; returns how many\n"
@@ -205,26 +243,7 @@ PyDoc_STRVAR(release_doc,
 static PyObject *
 release(PyObject *module, PyObject *unused)
 {
-    Py_ssize_t released = 0;
-    if (usable) {
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        for (size_t i = 0; i < n_arenas; i++) {
-            uintptr_t end = arenas[i] + ARENA_SIZE;
-            uintptr_t start = (arenas[i] + POOL_SIZE - 1) & ~(POOL_SIZE - 1);
-            for (uintptr_t p = start; p + POOL_SIZE <= end; p += POOL_SIZE) {
-                pool_header *pool = (pool_header *)p;
-                if (pool->ref.count != 0 || pool->maxnextoffset == 0 ||
-                    pool->szidx == DUMMY_SIZE_IDX) {
-                    continue; /* in use, never used, or already released */
-                }
-                if (madvise((void *)(p + page), POOL_SIZE - page, MADV_DONTNEED) == 0) {
-                    pool->szidx = DUMMY_SIZE_IDX;
-                    released++;
-                }
-            }
-        }
-    }
-    return PyLong_FromSsize_t(released);
+    return PyLong_FromSsize_t(sum_over_pools(release_empty_pool));
 }
 
 /* A page of a pool: the pages a block of `size` bytes at `offset` touches. */
@@ -327,20 +346,7 @@ PyDoc_STRVAR(release_used_doc,
 static PyObject *
 release_used(PyObject *module, PyObject *unused)
 {
-    Py_ssize_t released = 0;
-    if (usable) {
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        for (size_t i = 0; i < n_arenas; i++) {
-            uintptr_t end = arenas[i] + ARENA_SIZE;
-            uintptr_t start = (arenas[i] + POOL_SIZE - 1) & ~(POOL_SIZE - 1);
-            for (uintptr_t p = start; p + POOL_SIZE <= end; p += POOL_SIZE) {
-                if (((pool_header *)p)->maxnextoffset != 0) { /* carved from the arena */
-                    released += release_used_pool_pages(p, page);
-                }
-            }
-        }
-    }
-    return PyLong_FromSsize_t(released);
+    return PyLong_FromSsize_t(sum_over_pools(release_used_pool_pages));
 }
 
 PyDoc_STRVAR(arenas_doc, "arenas() -> int: arenas seen since track() and still held.");
