@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.transport.etcd_server import EtcdServer, running_etcd
+from tests.transport.etcd_server import EtcdServer, eventually, running_etcd
 from vsmux.core.metrics import Metrics
 from vsmux.core.picking import candidates
 from vsmux.proto.topodata import TabletType
@@ -24,15 +24,6 @@ CELL = "/vitess/zone1"
 def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
     with running_etcd(tmp_path) as server:
         yield server
-
-
-async def _eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait (real time: etcd is a real process) until ``check()`` holds."""
-    with trio.fail_after(seconds):
-        while True:
-            if check():
-                return
-            await trio.sleep(0.02)
 
 
 async def test_aliases_are_read_followed_and_rank_the_alias_cells_next(
@@ -81,12 +72,10 @@ async def test_aliases_are_read_followed_and_rank_the_alias_cells_next(
             f"{GLOBAL}/cells_aliases/region1/CellsAlias".encode(),
             cells_alias_record(["zone1", "zone2", "zone3"]),
         )
-        await _eventually(
-            lambda: topology.cells_aliases == {"region1": ["zone1", "zone2", "zone3"]}
-        )
+        await eventually(lambda: topology.cells_aliases == {"region1": ["zone1", "zone2", "zone3"]})
         assert picked(["zone1"]) == [102, 201, 301]
 
         await etcd.delete(f"{GLOBAL}/cells_aliases/region1/CellsAlias".encode())
-        await _eventually(lambda: topology.cells_aliases == {})
+        await eventually(lambda: topology.cells_aliases == {})
         assert picked(["zone1"]) == [102]
         nursery.cancel_scope.cancel()

@@ -4,13 +4,13 @@ each cell under its own CellInfo, one that is missing or unreachable skipped."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.transport.etcd_server import EtcdServer, running_etcd
+from tests.transport.etcd_server import EtcdServer, eventually, running_etcd
 from vsmux.core.metrics import Metrics
 from vsmux.core.picking import candidates
 from vsmux.proto import topodata
@@ -42,15 +42,6 @@ def second_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
     (tmp_path / "second").mkdir()
     with running_etcd(tmp_path / "second") as server:
         yield server
-
-
-async def _eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait (real time: etcd is a real process) until ``check()`` holds."""
-    with trio.fail_after(seconds):
-        while True:
-            if check():
-                return
-            await trio.sleep(0.02)
 
 
 def _zone1() -> Topology:
@@ -145,13 +136,13 @@ async def test_another_cell_on_the_same_etcd_is_read_followed_and_picked(
         # A tablet added and one removed in zone2 are followed.
         await etcd.put(_tablet_key(ZONE2, "zone2", 203), _tablet_record("zone2", 203))
         await etcd.delete(_tablet_key(ZONE2, "zone2", 201))
-        await _eventually(lambda: _uids(topology, "zone2") == [202, 203])
+        await eventually(lambda: _uids(topology, "zone2") == [202, 203])
 
         # A bad record there is logged with its key; the rest keeps serving.
         bad = _tablet_key(ZONE2, "zone2", 202)
         with caplog.at_level(logging.WARNING, "vsmux.topology"):
             await etcd.put(bad, b"\x0a\x10truncated")
-            await _eventually(lambda: f"{bad.decode()}: not a topodata.Tablet" in caplog.text)
+            await eventually(lambda: f"{bad.decode()}: not a topodata.Tablet" in caplog.text)
         assert _uids(topology, "zone2") == [202, 203]
 
         # The Shard record's primary retypes a tablet of the other cell too.
@@ -159,7 +150,7 @@ async def test_another_cell_on_the_same_etcd_is_read_followed_and_picked(
             primary_alias=topodata.TabletAlias(cell="zone2", uid=203), is_primary_serving=True
         )
         await etcd.put(f"{GLOBAL}/keyspaces/commerce/shards/0/Shard".encode(), bytes(shard))
-        await _eventually(
+        await eventually(
             lambda: (
                 {t.uid: t.tablet_type for t in topology.tablets if t.cell == "zone2"}
                 == {202: TabletType.REPLICA, 203: TabletType.PRIMARY}
@@ -168,7 +159,7 @@ async def test_another_cell_on_the_same_etcd_is_read_followed_and_picked(
 
         # zone2 moves to another root: read again from there.
         await _put_cell(etcd, etcd, "zone2", "/moved/zone2", [211])
-        await _eventually(lambda: _uids(topology, "zone2") == [211])
+        await eventually(lambda: _uids(topology, "zone2") == [211])
         nursery.cancel_scope.cancel()
 
 
@@ -192,21 +183,21 @@ async def test_a_cell_on_its_own_etcd_is_kept_through_its_outage(
 
         with caplog.at_level(logging.INFO, "vsmux.topology"):
             second_etcd.stop()
-            await _eventually(lambda: "zone2" in state.cells_unavailable)
+            await eventually(lambda: "zone2" in state.cells_unavailable)
             assert metrics.gateway[TOPO_CELLS_UNAVAILABLE] == 1
             assert "its last 1 tablets stay in use" in caplog.text
             # The own cell is still followed, and zone2's last tablets stay.
             assert state.connected
             async with open_etcd(address) as etcd:
                 await etcd.put(_tablet_key(ZONE1, "zone1", 103), _tablet_record("zone1", 103))
-            await _eventually(lambda: _uids(topology, "zone1") == [101, 102, 103])
+            await eventually(lambda: _uids(topology, "zone1") == [101, 102, 103])
             assert _uids(topology, "zone2") == [201]
 
             second_etcd.start()
             async with open_etcd(second_etcd.address) as etcd2:
                 await etcd2.put(_tablet_key(ZONE2, "zone2", 202), _tablet_record("zone2", 202))
-            await _eventually(lambda: _uids(topology, "zone2") == [201, 202], 15)
-            await _eventually(lambda: not state.cells_unavailable)
+            await eventually(lambda: _uids(topology, "zone2") == [201, 202], 15)
+            await eventually(lambda: not state.cells_unavailable)
         assert metrics.gateway[TOPO_CELLS_UNAVAILABLE] == 0
         assert "tablets of cell 'zone2'" in caplog.text and "(back)" in caplog.text
         nursery.cancel_scope.cancel()
@@ -225,13 +216,13 @@ async def test_the_own_etcds_restart_reads_the_other_cells_again(
         config = EtcdTopoConfig(address, GLOBAL, "zone1", cells_to_watch=("zone2",))
         await nursery.start(EtcdTopologyWatcher(config, topology, state).run)
         etcd_server.stop()
-        await _eventually(lambda: not state.connected)
+        await eventually(lambda: not state.connected)
         assert _uids(topology, "zone2") == [201]
         etcd_server.start()
         async with open_etcd(address) as etcd:
             await etcd.put(_tablet_key(ZONE2, "zone2", 202), _tablet_record("zone2", 202))
-        await _eventually(lambda: state.connected, 15)
-        await _eventually(lambda: _uids(topology, "zone2") == [201, 202])
+        await eventually(lambda: state.connected, 15)
+        await eventually(lambda: _uids(topology, "zone2") == [201, 202])
         assert state.loads >= 2
         nursery.cancel_scope.cancel()
 
@@ -259,11 +250,11 @@ async def test_a_listed_cell_without_cell_info_is_reported_and_skipped(
 
         # The CellInfo appears: zone9 is read from then on.
         await _put_cell(etcd, etcd, "zone9", "/vitess/zone9", [901])
-        await _eventually(lambda: _uids(topology, "zone9") == [901])
+        await eventually(lambda: _uids(topology, "zone9") == [901])
         assert metrics.gateway[TOPO_CELLS_UNAVAILABLE] == 0
         # And deleted: its tablets go.
         await etcd.delete(b"/vitess/global/cells/zone9/CellInfo")
-        await _eventually(lambda: _uids(topology, "zone9") == [])
+        await eventually(lambda: _uids(topology, "zone9") == [])
         assert set(state.cells_unavailable) == {"zone9"}
         nursery.cancel_scope.cancel()
 

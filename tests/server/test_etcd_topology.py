@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.transport.etcd_server import EtcdServer, running_etcd
+from tests.transport.etcd_server import EtcdServer, eventually, running_etcd
 from vsmux.core.metrics import Metrics
 from vsmux.proto import topodata
 from vsmux.proto.topodata import TabletType
@@ -48,15 +48,6 @@ async def _publish(etcd: EtcdClient, topology: Topology, address: str) -> None:
         await etcd.put(key.encode(), value)
 
 
-async def _eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait (real time: etcd is a real process) until ``check()`` holds."""
-    with trio.fail_after(seconds):
-        while True:
-            if check():
-                return
-            await trio.sleep(0.02)
-
-
 async def test_loads_then_follows_a_reshard_and_a_primary_change(
     aio_loop: None, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -75,7 +66,7 @@ async def test_loads_then_follows_a_reshard_and_a_primary_change(
         # A reshard: the new shards' tablets and records, then SrvKeyspace.
         shards = ["-40", "40-80", "80-c0", "c0-"]
         await _publish(etcd, _cluster(shards), address)
-        await _eventually(lambda: topology.serving_shards("commerce") == shards)
+        await eventually(lambda: topology.serving_shards("commerce") == shards)
         assert topology.tablets_for("commerce", "c0-")
 
         # A primary change written only to the Shard record.
@@ -83,7 +74,7 @@ async def test_loads_then_follows_a_reshard_and_a_primary_change(
             primary_alias=topodata.TabletAlias(cell="zone1", uid=102), is_primary_serving=True
         )
         await etcd.put(f"{GLOBAL}/keyspaces/commerce/shards/-40/Shard".encode(), bytes(shard))
-        await _eventually(
+        await eventually(
             lambda: (
                 {t.uid: t.tablet_type for t in topology.tablets_for("commerce", "-40")}
                 == {101: TabletType.REPLICA, 102: TabletType.PRIMARY}
@@ -114,7 +105,7 @@ async def test_loads_then_follows_a_reshard_and_a_primary_change(
                     )
                 ),
             )
-            await _eventually(lambda: "SrvKeyspace: key-range gap" in caplog.text)
+            await eventually(lambda: "SrvKeyspace: key-range gap" in caplog.text)
         assert f"{bad_key}: not a topodata.Tablet record" in caplog.text
         assert topology.serving_shards("commerce") == shards
         assert 101 in {t.uid for t in topology.tablets_for("commerce", "-40")}
@@ -138,7 +129,7 @@ async def test_an_etcd_restart_keeps_the_topology_and_catches_up(
         assert b"vsmux_topo_server_connected 1.0" in render_metrics(metrics)
         with caplog.at_level(logging.INFO, "vsmux.topology"):
             etcd_server.stop()
-            await _eventually(lambda: not state.connected)
+            await eventually(lambda: not state.connected)
             assert b"vsmux_topo_server_connected 0.0" in render_metrics(metrics)
             # Still the last topology while etcd is away.
             assert topology.serving_shards("commerce") == ["-80", "80-"]
@@ -148,10 +139,8 @@ async def test_an_etcd_restart_keeps_the_topology_and_catches_up(
             # reconnecting or already watching, it must see the change.
             async with open_etcd(address) as etcd:
                 await _publish(etcd, _cluster(["-40", "40-80", "80-"]), address)
-            await _eventually(lambda: state.connected, 15)
-            await _eventually(
-                lambda: topology.serving_shards("commerce") == ["-40", "40-80", "80-"]
-            )
+            await eventually(lambda: state.connected, 15)
+            await eventually(lambda: topology.serving_shards("commerce") == ["-40", "40-80", "80-"])
         assert state.loads >= 2
         assert "topology server back" in caplog.text
         exposed = render_metrics(metrics)
@@ -170,11 +159,11 @@ async def test_no_cell_info_is_retried_until_it_appears(
     async with trio.open_nursery() as nursery:
         with caplog.at_level(logging.WARNING, "vsmux.topology"):
             nursery.start_soon(watcher.run)
-            await _eventually(lambda: "no CellInfo for cell 'zone1'" in caplog.text)
+            await eventually(lambda: "no CellInfo for cell 'zone1'" in caplog.text)
         assert "no topology yet" in caplog.text
         async with open_etcd(address) as etcd:
             await _publish(etcd, _cluster(["-"]), address)
-        await _eventually(lambda: "commerce" in topology.keyspaces, 15)
+        await eventually(lambda: "commerce" in topology.keyspaces, 15)
         nursery.cancel_scope.cancel()
 
 
@@ -192,12 +181,12 @@ async def test_a_partition_is_noticed_and_survived(
         await nursery.start(EtcdTopologyWatcher(config, topology, state).run)
         etcd_server.pause()
         try:
-            await _eventually(lambda: not state.connected)
+            await eventually(lambda: not state.connected)
             assert topology.serving_shards("commerce") == ["-80", "80-"]
         finally:
             etcd_server.resume()
         async with open_etcd(address) as etcd:
             await _publish(etcd, _cluster(["-"]), address)
-        await _eventually(lambda: topology.serving_shards("commerce") == ["-"], 15)
+        await eventually(lambda: topology.serving_shards("commerce") == ["-"], 15)
         assert state.connected
         nursery.cancel_scope.cancel()

@@ -12,15 +12,16 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trio
 
 from vsmux.demo.runner import find_etcd
 
-__all__ = ["EtcdServer", "etcd_binary", "running_etcd"]
+__all__ = ["EtcdServer", "etcd_binary", "eventually", "running_etcd"]
 
 STARTUP_SECONDS = 20.0
 
@@ -124,3 +125,12 @@ def running_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         yield server
     finally:
         server.stop()
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait (real time: etcd is a real process) until ``check()`` holds."""
+    with trio.fail_after(seconds):
+        while True:
+            if check():
+                return
+            await trio.sleep(0.02)

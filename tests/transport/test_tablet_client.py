@@ -441,12 +441,17 @@ async def test_a_busy_tablets_new_connections_give_smaller_windows(aio_loop: Non
         channels.close()
 
 
-async def test_closed_streams_are_forgotten_by_an_idle_connection(aio_loop: None) -> None:
+def _hanging_tablet() -> ScriptedTablet:
+    """A tablet that sends each stream one batch (a BEGIN) and then nothing."""
     tablet = ScriptedTablet()
     tablet.responses = [events(2)]
     tablet.hang = True
+    return tablet
+
+
+async def test_closed_streams_are_forgotten_by_an_idle_connection(aio_loop: None) -> None:
     async with (
-        open_grpc_server([tablet]) as (_, port),
+        open_grpc_server([_hanging_tablet()]) as (_, port),
         open_tablet_channels() as channels,
     ):
         source = channels.source(tablet_at(port))
@@ -474,44 +479,40 @@ def test_a_pool_without_connections_forgets_nothing() -> None:
 
 
 async def test_idle_connections_close_and_the_next_stream_reconnects(aio_loop: None) -> None:
-    tablet = ScriptedTablet()
-    tablet.responses = [events(2)]
-    tablet.hang = True
     channels = TabletChannels(streams_per_connection=2)
-    address = None
     try:
-        async with open_grpc_server([tablet]) as (_, port), contextlib.AsyncExitStack() as held:
+        async with open_grpc_server([_hanging_tablet()]) as (_, port):
             address = f"127.0.0.1:{port}"
             source = channels.source(tablet_at(port))
-            async with contextlib.AsyncExitStack() as left:
-                # Three streams: two on the first connection, one on a second.
-                for stack in (held, left, left):
-                    batches = await stack.enter_async_context(source.vstream(REQUEST))
-                    assert [f.type for f in await anext(batches)] == [2]
-                assert channels.connections(address) == [2, 1]
-            # The second connection closed with its last stream; the first
-            # carries the stream still held, so it stays.
-            await poll_until(lambda: channels.connections(address) == [1])
+            async with contextlib.AsyncExitStack() as held:
+                async with contextlib.AsyncExitStack() as left:
+                    # Three streams: two on the first connection, one on a second.
+                    for stack in (held, left, left):
+                        batches = await stack.enter_async_context(source.vstream(REQUEST))
+                        assert [f.type for f in await anext(batches)] == [2]
+                    assert channels.connections(address) == [2, 1]
+                # The second connection closed with its last stream; the first
+                # carries the stream still held, so it stays.
+                await poll_until(lambda: channels.connections(address) == [1])
+                assert channels.close_idle() == 0
+            # No stream left: the first connection stays open ...
+            await poll_until(lambda: channels.connections(address) == [0])
+            (first,) = channels._pools[address]
+            protocol = first.channel._protocol
+            await trio.sleep(0.2)
+            assert not protocol.handler.connection_lost
+            # ... until the idle ones are closed (the tablet still serving).
+            assert channels.close_idle() == 1
+            assert channels.connections(address) == []
             assert channels.close_idle() == 0
-        # No stream left: the first connection stays open ...
-        await poll_until(lambda: channels.connections(address) == [0])
-        (first,) = channels._pools[address]
-        protocol = first.channel._protocol
-        # ... until the idle ones are closed.
-        assert channels.close_idle() == 1
-        assert channels.connections(address) == []
-        assert channels.close_idle() == 0
-        await poll_until(lambda: protocol.handler.connection_lost)
+            await poll_until(lambda: protocol.handler.connection_lost)
     finally:
         channels.close()
 
 
 async def test_a_stream_after_close_idle_connects_again(aio_loop: None) -> None:
-    tablet = ScriptedTablet()
-    tablet.responses = [events(2)]
-    tablet.hang = True
     async with (
-        open_grpc_server([tablet]) as (_, port),
+        open_grpc_server([_hanging_tablet()]) as (_, port),
         open_tablet_channels() as channels,
     ):
         source = channels.source(tablet_at(port))
