@@ -175,7 +175,15 @@ class DirectWriter:
     :mod:`vsmux.transport._bridge`).
     """
 
-    __slots__ = ("_connection", "_h2", "_h2_stream", "_pending", "_state", "_stream", "_transport")
+    __slots__ = (
+        "_connection",
+        "_h2",
+        "_h2_stream",
+        "_peek_queued",
+        "_state",
+        "_stream",
+        "_transport",
+    )
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -184,7 +192,7 @@ class DirectWriter:
         self._connection: Any = None
         self._h2: Any = None
         self._transport: Any = None
-        self._pending = False  # h2 keeps its queued bytes where expected
+        self._peek_queued = False  # h2 keeps its queued bytes where we can look
 
     def _find(self) -> bool:
         stream = self._stream
@@ -199,7 +207,7 @@ class DirectWriter:
         self._connection = h2_stream.connection
         self._h2 = h2
         self._transport = h2_stream._transport
-        self._pending = isinstance(getattr(h2, "_data_to_send", None), bytearray)
+        self._peek_queued = isinstance(getattr(h2, "_data_to_send", None), bytearray)
         self._state = state
         return True
 
@@ -244,7 +252,7 @@ class DirectWriter:
             data = _frames(stream_id, frame_messages(bodies), frame)
         state.outbound_flow_control_window -= size
         h2.outbound_flow_control_window -= size
-        if not self._pending or h2._data_to_send:
+        if not self._peek_queued or h2._data_to_send:
             data = h2.data_to_send() + data  # what h2 queued goes first
         self._transport.write(data)
         self._h2_stream.data_sent += size
