@@ -241,8 +241,8 @@ class OtherCells:
         )
 
     def _read(self, cell: str, location: CellLocation) -> None:
-        was_unavailable = self._state.cells_unavailable.pop(cell, None) is not None
-        self._metrics.gateway[TOPO_CELLS_UNAVAILABLE] = len(self._state.cells_unavailable)
+        was_unavailable = cell in self._state.cells_unavailable
+        self._set_unavailable(cell, None)
         log.info(
             "tablets of cell %r from etcd at %s under %r%s: %d tablets",
             cell,
@@ -252,8 +252,12 @@ class OtherCells:
             self._records.other_cell_tablets(cell),
         )
 
-    def _set_unavailable(self, cell: str, why: str) -> None:
-        self._state.cells_unavailable[cell] = why
+    def _set_unavailable(self, cell: str, why: str | None) -> None:
+        """Record why ``cell``'s tablets are not followed now (None: they are again)."""
+        if why is None:
+            self._state.cells_unavailable.pop(cell, None)
+        else:
+            self._state.cells_unavailable[cell] = why
         self._metrics.gateway[TOPO_CELLS_UNAVAILABLE] = len(self._state.cells_unavailable)
 
     def _apply(self, cell: str, changes: list[KeyChange]) -> None:

@@ -34,7 +34,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
@@ -205,6 +205,25 @@ def _remember(values: dict[str, bytes], key: str, value: bytes | None) -> None:
         values[key] = value
 
 
+def _reload(
+    kept: dict[str, bytes],
+    values: Mapping[str, bytes],
+    apply: Callable[[str, bytes | None], str | None],
+) -> list[str]:
+    """Make a root's ``kept`` records those of a full read, ``values``; the problems found.
+
+    Keys gone are deleted and changed ones applied (``apply`` keeps what it
+    accepts in ``kept``), with the same refusals as single changes.
+    """
+    for key in [k for k in kept if k not in values]:
+        apply(key, None)
+    return [
+        problem
+        for key, value in sorted(values.items())
+        if kept.get(key) != value and (problem := apply(key, value))
+    ]
+
+
 class _TabletRecords:
     """The Tablet records under one root: those of a cell other than the gateway's own.
 
@@ -218,13 +237,7 @@ class _TabletRecords:
         self._values: dict[str, bytes] = {}
 
     def load(self, values: Mapping[str, bytes]) -> list[str]:
-        for key in [k for k in self._values if k not in values]:
-            self.apply(key, None)
-        return [
-            problem
-            for key, value in sorted(values.items())
-            if self._values.get(key) != value and (problem := self.apply(key, value))
-        ]
+        return _reload(self._values, values, self.apply)
 
     def apply(self, key: str, value: bytes | None) -> str | None:
         relative = _relative(self.root, key)
@@ -280,13 +293,7 @@ class VitessRecords:
         return self._cells.get(self.cell if cell is None else cell)
 
     def load_global(self, values: Mapping[str, bytes]) -> list[str]:
-        for key in [k for k in self._global_values if k not in values]:
-            self.apply_global(key, None)
-        return [
-            problem
-            for key, value in sorted(values.items())
-            if self._global_values.get(key) != value and (problem := self.apply_global(key, value))
-        ]
+        return _reload(self._global_values, values, self.apply_global)
 
     def apply_global(self, key: str, value: bytes | None) -> str | None:
         relative = _relative(self.global_root, key)
@@ -357,13 +364,7 @@ class VitessRecords:
             self._serving.clear()
             self._tables = None
             self._cell_values.clear()
-        for key in [k for k in self._cell_values if k not in values]:
-            self.apply_cell(key, None)
-        return [
-            problem
-            for key, value in sorted(values.items())
-            if self._cell_values.get(key) != value and (problem := self.apply_cell(key, value))
-        ]
+        return _reload(self._cell_values, values, self.apply_cell)
 
     def apply_cell(self, key: str, value: bytes | None) -> str | None:
         if self.cell_root is None:
